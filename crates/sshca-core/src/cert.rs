@@ -1,0 +1,726 @@
+//! The OpenSSH certificate model and its two-phase signing.
+//!
+//! ```text
+//! CertTemplate + subject key + CA public key
+//!     -> TbsCertificate::encode      (bytes the CA key signs)
+//!     -> signature from any backend  (async, elsewhere)
+//!     -> TbsCertificate::assemble    (verified Certificate)
+//! ```
+//!
+//! The wire format is OpenSSH's `PROTOCOL.certkeys`; options are encoded exactly
+//! as `ssh-keygen` encodes them (a flag has empty data, a value is a string
+//! inside the data string) and kept sorted by name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use base64ct::{Base64, Encoding};
+use rand_core::{OsRng, RngCore};
+use signature::Verifier;
+use ssh_key::{public::KeyData, Algorithm, EcdsaCurve, Fingerprint, HashAlg, Signature};
+
+use crate::convert::SigAlg;
+use crate::wire::{put_nested, put_string, put_u32, put_u64, Cursor};
+use crate::{Error, Result};
+
+/// Certificate type: user or host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CertType {
+    /// A user certificate (`SSH2_CERT_TYPE_USER` = 1).
+    User,
+    /// A host certificate (`SSH2_CERT_TYPE_HOST` = 2).
+    Host,
+}
+
+impl CertType {
+    /// The wire value.
+    pub fn code(self) -> u32 {
+        match self {
+            CertType::User => 1,
+            CertType::Host => 2,
+        }
+    }
+    /// `user` or `host`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertType::User => "user",
+            CertType::Host => "host",
+        }
+    }
+}
+
+impl fmt::Display for CertType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CertType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "user" => Ok(CertType::User),
+            "host" => Ok(CertType::Host),
+            _ => Err(Error::Template(format!(
+                "unknown certificate type `{s}` (expected `user` or `host`)"
+            ))),
+        }
+    }
+}
+
+/// The data of one critical option or extension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OptionValue {
+    /// A flag: empty data (`permit-pty`, `verify-required`).
+    Flag,
+    /// A value: one SSH string inside the data (`force-command`, `source-address`).
+    Text(String),
+    /// Any other data, kept byte for byte (unknown options of other issuers).
+    Raw(Vec<u8>),
+}
+
+impl OptionValue {
+    fn from_data(data: &[u8]) -> Self {
+        if data.is_empty() {
+            return OptionValue::Flag;
+        }
+        let mut c = Cursor::new(data, "option");
+        if let Ok(s) = c.utf8("value") {
+            if c.is_empty() {
+                return OptionValue::Text(s.to_owned());
+            }
+        }
+        OptionValue::Raw(data.to_vec())
+    }
+
+    fn encode_data(&self, out: &mut Vec<u8>) -> Result<()> {
+        match self {
+            OptionValue::Flag => {
+                put_u32(out, 0);
+                Ok(())
+            }
+            OptionValue::Text(s) => put_nested(out, |o| put_string(o, s.as_bytes())),
+            OptionValue::Raw(b) => put_string(out, b),
+        }
+    }
+
+    /// The value as text: empty for a flag, `None` for raw data.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            OptionValue::Flag => Some(""),
+            OptionValue::Text(s) => Some(s),
+            OptionValue::Raw(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionValue::Flag => Ok(()),
+            OptionValue::Text(s) => f.write_str(s),
+            OptionValue::Raw(b) => {
+                for byte in b {
+                    write!(f, "{byte:02X}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Critical options or extensions, sorted by name as OpenSSH requires.
+pub type CertOptions = BTreeMap<String, OptionValue>;
+
+/// What a certificate should contain, before it is encoded and signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertTemplate {
+    /// User or host.
+    pub cert_type: CertType,
+    /// Key identifier (logged by sshd).
+    pub key_id: String,
+    /// Principals (user names or host names); empty means "any" to OpenSSH.
+    pub principals: Vec<String>,
+    /// Start of validity, unix seconds (inclusive).
+    pub valid_after: u64,
+    /// End of validity, unix seconds (exclusive); [`crate::FOREVER`] for no end.
+    pub valid_before: u64,
+    /// Serial number.
+    pub serial: u64,
+    /// Critical options.
+    pub critical_options: CertOptions,
+    /// Extensions.
+    pub extensions: CertOptions,
+    /// The nonce; `None` draws 32 random bytes at encoding.
+    pub nonce: Option<Vec<u8>>,
+    /// Comment written after the certificate in OpenSSH text form.
+    pub comment: String,
+}
+
+impl CertTemplate {
+    /// A template valid forever with no principals, no options, serial 0.
+    pub fn new(cert_type: CertType, key_id: impl Into<String>) -> Self {
+        Self {
+            cert_type,
+            key_id: key_id.into(),
+            principals: Vec::new(),
+            valid_after: 0,
+            valid_before: crate::FOREVER,
+            serial: 0,
+            critical_options: CertOptions::new(),
+            extensions: CertOptions::new(),
+            nonce: None,
+            comment: String::new(),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.valid_before <= self.valid_after {
+            return Err(Error::Template(format!(
+                "empty validity interval: valid_after {} is not before valid_before {}",
+                self.valid_after, self.valid_before
+            )));
+        }
+        if self.principals.iter().any(String::is_empty) {
+            return Err(Error::Template("a principal is empty".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.principals {
+            if !seen.insert(p.as_str()) {
+                return Err(Error::Template(format!("principal `{p}` is listed twice")));
+            }
+        }
+        for (kind, map) in [
+            ("critical option", &self.critical_options),
+            ("extension", &self.extensions),
+        ] {
+            if map.keys().any(String::is_empty) {
+                return Err(Error::Template(format!("a {kind} has an empty name")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Draws a random non-zero 64-bit serial number.
+pub fn random_serial() -> u64 {
+    loop {
+        let s = OsRng.next_u64();
+        if s != 0 {
+            return s;
+        }
+    }
+}
+
+/// Certificate key type names, the plain key type, and how many wire fields
+/// the public key has.
+const CERT_TYPES: [(&str, &str, usize); 7] = [
+    ("ssh-ed25519-cert-v01@openssh.com", "ssh-ed25519", 1),
+    ("ecdsa-sha2-nistp256-cert-v01@openssh.com", "ecdsa-sha2-nistp256", 2),
+    ("ecdsa-sha2-nistp384-cert-v01@openssh.com", "ecdsa-sha2-nistp384", 2),
+    ("ecdsa-sha2-nistp521-cert-v01@openssh.com", "ecdsa-sha2-nistp521", 2),
+    ("ssh-rsa-cert-v01@openssh.com", "ssh-rsa", 2),
+    ("sk-ssh-ed25519-cert-v01@openssh.com", "sk-ssh-ed25519@openssh.com", 2),
+    ("sk-ecdsa-sha2-nistp256-cert-v01@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", 3),
+];
+
+fn cert_type_info(name: &str) -> Option<(&'static str, &'static str, usize)> {
+    CERT_TYPES.into_iter().find(|t| t.0 == name)
+}
+
+/// The certificate key type name for a subject key (`...-cert-v01@openssh.com`).
+pub fn cert_key_type(subject: &KeyData) -> Result<&'static str> {
+    Ok(match subject.algorithm() {
+        Algorithm::Ed25519 => "ssh-ed25519-cert-v01@openssh.com",
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        } => "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP384,
+        } => "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP521,
+        } => "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+        Algorithm::Rsa { .. } => "ssh-rsa-cert-v01@openssh.com",
+        Algorithm::SkEd25519 => "sk-ssh-ed25519-cert-v01@openssh.com",
+        Algorithm::SkEcdsaSha2NistP256 => "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com",
+        other => {
+            return Err(Error::Key(format!(
+                "subject key type {} cannot be certified",
+                other.as_str()
+            )))
+        }
+    })
+}
+
+/// The fields every certificate carries, without its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Body {
+    key_type: &'static str,
+    nonce: Vec<u8>,
+    public_key: KeyData,
+    serial: u64,
+    cert_type: CertType,
+    key_id: String,
+    principals: Vec<String>,
+    valid_after: u64,
+    valid_before: u64,
+    critical_options: CertOptions,
+    extensions: CertOptions,
+    reserved: Vec<u8>,
+    signature_key: KeyData,
+}
+
+fn encode_key_blob(key: &KeyData) -> Result<Vec<u8>> {
+    use ssh_encoding::Encode;
+    let mut out = Vec::with_capacity(128);
+    key.encode(&mut out)
+        .map_err(|e| Error::Key(format!("cannot encode {} key: {e}", key.algorithm())))?;
+    Ok(out)
+}
+
+fn encode_options(out: &mut Vec<u8>, map: &CertOptions) -> Result<()> {
+    put_nested(out, |o| {
+        for (name, value) in map {
+            put_string(o, name.as_bytes())?;
+            value.encode_data(o)?;
+        }
+        Ok(())
+    })
+}
+
+impl Body {
+    fn encode_tbs(&self, out: &mut Vec<u8>) -> Result<()> {
+        put_string(out, self.key_type.as_bytes())?;
+        put_string(out, &self.nonce)?;
+        // The subject key's fields without its algorithm name.
+        let blob = encode_key_blob(&self.public_key)?;
+        let mut c = Cursor::new(&blob, "subject key");
+        c.string("algorithm")?;
+        out.extend_from_slice(c.remaining());
+        put_u64(out, self.serial);
+        put_u32(out, self.cert_type.code());
+        put_string(out, self.key_id.as_bytes())?;
+        put_nested(out, |o| {
+            for p in &self.principals {
+                put_string(o, p.as_bytes())?;
+            }
+            Ok(())
+        })?;
+        put_u64(out, self.valid_after);
+        put_u64(out, self.valid_before);
+        encode_options(out, &self.critical_options)?;
+        encode_options(out, &self.extensions)?;
+        put_string(out, &self.reserved)?;
+        put_string(out, &encode_key_blob(&self.signature_key)?)?;
+        Ok(())
+    }
+}
+
+/// The to-be-signed part of a certificate: phase one of two-phase signing.
+#[derive(Debug, Clone)]
+pub struct TbsCertificate {
+    body: Body,
+    bytes: Vec<u8>,
+    comment: String,
+}
+
+impl TbsCertificate {
+    /// Encodes the to-be-signed bytes of a certificate for `subject`, to be
+    /// signed by the CA key whose public part is `ca_key`.
+    pub fn encode(template: &CertTemplate, subject: &KeyData, ca_key: &KeyData) -> Result<Self> {
+        template.check()?;
+        SigAlg::for_key(ca_key)?;
+        let key_type = cert_key_type(subject)?;
+        let nonce = match &template.nonce {
+            Some(n) if n.is_empty() => {
+                return Err(Error::Template("the nonce must not be empty".into()))
+            }
+            Some(n) => n.clone(),
+            None => {
+                let mut n = vec![0u8; 32];
+                OsRng.fill_bytes(&mut n);
+                n
+            }
+        };
+        let body = Body {
+            key_type,
+            nonce,
+            public_key: subject.clone(),
+            serial: template.serial,
+            cert_type: template.cert_type,
+            key_id: template.key_id.clone(),
+            principals: template.principals.clone(),
+            valid_after: template.valid_after,
+            valid_before: template.valid_before,
+            critical_options: template.critical_options.clone(),
+            extensions: template.extensions.clone(),
+            reserved: Vec::new(),
+            signature_key: ca_key.clone(),
+        };
+        let mut bytes = Vec::with_capacity(512);
+        body.encode_tbs(&mut bytes)?;
+        Ok(Self {
+            body,
+            bytes,
+            comment: template.comment.clone(),
+        })
+    }
+
+    /// The bytes the CA key must sign.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The CA public key this certificate names as its signer.
+    pub fn ca_key(&self) -> &KeyData {
+        &self.body.signature_key
+    }
+
+    /// Phase two: joins the signature and checks it verifies under the CA key.
+    /// A signature that does not verify is an error; no certificate is made.
+    pub fn assemble(self, signature: Signature) -> Result<Certificate> {
+        let cert = self.assemble_unverified(signature)?;
+        cert.verify_signature()?;
+        Ok(cert)
+    }
+
+    /// Phase two without the cryptographic check: only for callers that have
+    /// verified `signature` over [`TbsCertificate::as_bytes`] themselves.
+    /// The signature algorithm is still checked against the CA key.
+    pub fn assemble_unverified(self, signature: Signature) -> Result<Certificate> {
+        check_sig_fits(&self.body.signature_key, &signature)?;
+        Ok(Certificate {
+            body: self.body,
+            signature,
+            comment: self.comment,
+        })
+    }
+}
+
+fn check_sig_fits(ca: &KeyData, sig: &Signature) -> Result<()> {
+    match SigAlg::of_signature(sig) {
+        Some(a) if a.fits_key(ca) => Ok(()),
+        _ => Err(Error::signature(format_args!(
+            "{} signature cannot come from a {} CA key",
+            sig.algorithm().as_str(),
+            ca.algorithm().as_str()
+        ))),
+    }
+}
+
+/// A decoded OpenSSH certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    body: Body,
+    signature: Signature,
+    comment: String,
+}
+
+/// What a certificate is checked against by [`Certificate::validate`].
+#[derive(Debug, Clone)]
+pub struct Validation<'a> {
+    /// Trusted CA public keys; the certificate must be signed by one of them.
+    pub ca_keys: &'a [KeyData],
+    /// The time to check validity at, unix seconds.
+    pub at: u64,
+    /// A principal the certificate must name (if set).
+    pub principal: Option<&'a str>,
+    /// The certificate type it must have (if set).
+    pub cert_type: Option<CertType>,
+}
+
+impl Certificate {
+    /// Decodes the binary certificate blob, strictly: unknown key types,
+    /// truncated or trailing data, unsorted or duplicate options, and a
+    /// signature that does not fit the CA key are errors.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut c = Cursor::new(bytes, "certificate");
+        let type_name = c.utf8("key type")?;
+        let (key_type, plain, nfields) = cert_type_info(type_name).ok_or_else(|| {
+            Error::decode(format_args!("unsupported certificate type `{type_name}`"))
+        })?;
+        let nonce = c.string("nonce")?.to_vec();
+        let mut blob = Vec::with_capacity(128);
+        put_string(&mut blob, plain.as_bytes())?;
+        for _ in 0..nfields {
+            put_string(&mut blob, c.string("public key")?)?;
+        }
+        let public_key = decode_key(&blob, "subject public key")?;
+        let serial = c.u64("serial")?;
+        let cert_type = match c.u32("certificate type")? {
+            1 => CertType::User,
+            2 => CertType::Host,
+            n => return Err(Error::decode(format_args!("unknown certificate type {n}"))),
+        };
+        let key_id = c.utf8("key id")?.to_owned();
+        let mut pc = Cursor::new(c.string("principals")?, "principals");
+        let mut principals = Vec::new();
+        while !pc.is_empty() {
+            principals.push(pc.utf8("principal")?.to_owned());
+        }
+        let valid_after = c.u64("valid after")?;
+        let valid_before = c.u64("valid before")?;
+        let critical_options = decode_options(c.string("critical options")?, "critical options")?;
+        let extensions = decode_options(c.string("extensions")?, "extensions")?;
+        let reserved = c.string("reserved")?.to_vec();
+        let signature_key = decode_key(c.string("signature key")?, "CA public key")?;
+        let sig_blob = c.string("signature")?;
+        c.finish()?;
+        let signature = decode_signature(sig_blob)?;
+        check_sig_fits(&signature_key, &signature)?;
+        Ok(Self {
+            body: Body {
+                key_type,
+                nonce,
+                public_key,
+                serial,
+                cert_type,
+                key_id,
+                principals,
+                valid_after,
+                valid_before,
+                critical_options,
+                extensions,
+                reserved,
+                signature_key,
+            },
+            signature,
+            comment: String::new(),
+        })
+    }
+
+    /// Decodes the OpenSSH text form `TYPE BASE64 [COMMENT]`.
+    pub fn from_openssh(text: &str) -> Result<Self> {
+        let text = text.trim();
+        let mut parts = text.splitn(3, [' ', '\t']);
+        let type_name = parts.next().unwrap_or_default();
+        let b64 = parts
+            .next()
+            .ok_or_else(|| Error::decode("expected `TYPE BASE64 [COMMENT]`"))?;
+        let comment = parts.next().unwrap_or_default().trim();
+        let bytes = Base64::decode_vec(b64.trim())
+            .map_err(|_| Error::decode("the certificate is not valid base64"))?;
+        let mut cert = Self::from_bytes(&bytes)?;
+        if cert.body.key_type != type_name {
+            return Err(Error::decode(format_args!(
+                "text says `{type_name}` but the blob is `{}`",
+                cert.body.key_type
+            )));
+        }
+        cert.comment = comment.to_owned();
+        Ok(cert)
+    }
+
+    /// Encodes the certificate blob from its fields.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        use ssh_encoding::Encode;
+        let mut out = self.tbs_bytes()?;
+        let mut sig = Vec::with_capacity(160);
+        self.signature
+            .encode(&mut sig)
+            .map_err(|e| Error::signature(format_args!("cannot encode signature: {e}")))?;
+        put_string(&mut out, &sig)?;
+        Ok(out)
+    }
+
+    /// The OpenSSH text form, as written to `*-cert.pub` files.
+    pub fn to_openssh(&self) -> Result<String> {
+        let b64 = Base64::encode_string(&self.to_bytes()?);
+        Ok(if self.comment.is_empty() {
+            format!("{} {b64}", self.body.key_type)
+        } else {
+            format!("{} {b64} {}", self.body.key_type, self.comment)
+        })
+    }
+
+    /// The to-be-signed bytes, re-encoded from the fields.
+    pub fn tbs_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(512);
+        self.body.encode_tbs(&mut out)?;
+        Ok(out)
+    }
+
+    /// Checks the CA signature against the CA key named in the certificate.
+    /// This alone says nothing about trust: see [`Certificate::validate`].
+    pub fn verify_signature(&self) -> Result<()> {
+        let tbs = self.tbs_bytes()?;
+        self.body
+            .signature_key
+            .verify(&tbs, &self.signature)
+            .map_err(|_| {
+                Error::Invalid(format!(
+                    "the {} signature does not verify under the CA key {}",
+                    self.signature.algorithm().as_str(),
+                    self.signing_ca_fingerprint()
+                ))
+            })
+    }
+
+    /// Full validation: signed by a trusted CA (signature checked), valid at
+    /// `v.at`, of the right type, naming the principal.
+    pub fn validate(&self, v: &Validation<'_>) -> Result<()> {
+        let ca_fp = self.signing_ca_fingerprint();
+        if !v.ca_keys.iter().any(|k| k == &self.body.signature_key) {
+            return Err(Error::Invalid(format!(
+                "signed by CA {ca_fp}, which is not trusted (trusted: {})",
+                v.ca_keys
+                    .iter()
+                    .map(|k| k.fingerprint(HashAlg::Sha256).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.verify_signature()?;
+        if let Some(t) = v.cert_type {
+            if t != self.body.cert_type {
+                return Err(Error::Invalid(format!(
+                    "is a {} certificate, expected a {t} certificate",
+                    self.body.cert_type
+                )));
+            }
+        }
+        if v.at < self.body.valid_after {
+            return Err(Error::Invalid(format!(
+                "not yet valid: valid from {} (checked at {})",
+                self.body.valid_after, v.at
+            )));
+        }
+        if v.at >= self.body.valid_before {
+            return Err(Error::Invalid(format!(
+                "expired: valid before {} (checked at {})",
+                self.body.valid_before, v.at
+            )));
+        }
+        if let Some(p) = v.principal {
+            if !self.body.principals.is_empty() && !self.body.principals.iter().any(|x| x == p) {
+                return Err(Error::Invalid(format!(
+                    "principal `{p}` is not in the certificate's principals [{}]",
+                    self.body.principals.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Certificate key type name, e.g. `ssh-ed25519-cert-v01@openssh.com`.
+    pub fn key_type(&self) -> &'static str {
+        self.body.key_type
+    }
+    /// The nonce.
+    pub fn nonce(&self) -> &[u8] {
+        &self.body.nonce
+    }
+    /// The certified (subject) public key.
+    pub fn public_key(&self) -> &KeyData {
+        &self.body.public_key
+    }
+    /// Serial number.
+    pub fn serial(&self) -> u64 {
+        self.body.serial
+    }
+    /// User or host.
+    pub fn cert_type(&self) -> CertType {
+        self.body.cert_type
+    }
+    /// Key identifier.
+    pub fn key_id(&self) -> &str {
+        &self.body.key_id
+    }
+    /// Principals.
+    pub fn principals(&self) -> &[String] {
+        &self.body.principals
+    }
+    /// Start of validity (unix seconds, inclusive).
+    pub fn valid_after(&self) -> u64 {
+        self.body.valid_after
+    }
+    /// End of validity (unix seconds, exclusive).
+    pub fn valid_before(&self) -> u64 {
+        self.body.valid_before
+    }
+    /// Critical options.
+    pub fn critical_options(&self) -> &CertOptions {
+        &self.body.critical_options
+    }
+    /// Extensions.
+    pub fn extensions(&self) -> &CertOptions {
+        &self.body.extensions
+    }
+    /// The CA public key that signed the certificate.
+    pub fn signature_key(&self) -> &KeyData {
+        &self.body.signature_key
+    }
+    /// The CA signature.
+    pub fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    /// Comment of the text form.
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+    /// Sets the comment of the text form.
+    pub fn set_comment(&mut self, comment: impl Into<String>) {
+        self.comment = comment.into();
+    }
+    /// SHA-256 fingerprint of the subject key.
+    pub fn public_key_fingerprint(&self) -> Fingerprint {
+        self.body.public_key.fingerprint(HashAlg::Sha256)
+    }
+    /// SHA-256 fingerprint of the signing CA key.
+    pub fn signing_ca_fingerprint(&self) -> Fingerprint {
+        self.body.signature_key.fingerprint(HashAlg::Sha256)
+    }
+}
+
+fn decode_key(blob: &[u8], what: &str) -> Result<KeyData> {
+    use ssh_encoding::Decode;
+    let mut r = blob;
+    let key = KeyData::decode(&mut r).map_err(|e| Error::decode(format_args!("{what}: {e}")))?;
+    if !r.is_empty() {
+        return Err(Error::decode(format_args!("{what}: {} trailing bytes", r.len())));
+    }
+    // Re-encoding must reproduce the blob (canonical form).
+    if encode_key_blob(&key)? != blob {
+        return Err(Error::decode(format_args!("{what}: not in canonical encoding")));
+    }
+    Ok(key)
+}
+
+fn decode_signature(blob: &[u8]) -> Result<Signature> {
+    use ssh_encoding::Decode;
+    let mut r = blob;
+    let sig =
+        Signature::decode(&mut r).map_err(|e| Error::decode(format_args!("signature: {e}")))?;
+    if !r.is_empty() {
+        return Err(Error::decode(format_args!("signature: {} trailing bytes", r.len())));
+    }
+    Ok(sig)
+}
+
+fn decode_options(data: &[u8], what: &'static str) -> Result<CertOptions> {
+    let mut c = Cursor::new(data, what);
+    let mut map = CertOptions::new();
+    let mut last: Option<String> = None;
+    while !c.is_empty() {
+        let name = c.utf8("option name")?.to_owned();
+        let value = OptionValue::from_data(c.string("option data")?);
+        if let Some(prev) = &last {
+            match prev.as_bytes().cmp(name.as_bytes()) {
+                std::cmp::Ordering::Equal => {
+                    return Err(Error::decode(format_args!("{what}: `{name}` appears twice")))
+                }
+                std::cmp::Ordering::Greater => {
+                    return Err(Error::decode(format_args!(
+                        "{what}: `{name}` is out of order after `{prev}`"
+                    )))
+                }
+                std::cmp::Ordering::Less => {}
+            }
+        }
+        last = Some(name.clone());
+        map.insert(name, value);
+    }
+    Ok(map)
+}

@@ -1,0 +1,349 @@
+//! Conversion of native signature formats into SSH signatures.
+//!
+//! Key management services return signatures in their own formats: ASN.1 DER
+//! `ECDSA-Sig-Value` (AWS KMS, Google Cloud KMS), fixed-width raw `r||s`
+//! (Azure Key Vault, JWS), RSA PKCS#1 v1.5 signature bytes, and 64-byte Ed25519
+//! signatures. The functions here turn each into an [`ssh_key::Signature`]
+//! (the SSH signature blob), rejecting malformed input with an error: bad DER,
+//! wrong lengths, `r` or `s` zero or not below the group order, trailing bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ssh_key::{public::KeyData, Algorithm, EcdsaCurve, HashAlg, Signature};
+
+use crate::{Error, Result};
+
+/// An SSH signature algorithm a CA key can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SigAlg {
+    /// `ssh-ed25519`
+    Ed25519,
+    /// `ecdsa-sha2-nistp256`
+    EcdsaP256,
+    /// `ecdsa-sha2-nistp384`
+    EcdsaP384,
+    /// `ecdsa-sha2-nistp521`
+    EcdsaP521,
+    /// `rsa-sha2-256`
+    RsaSha256,
+    /// `rsa-sha2-512`
+    RsaSha512,
+}
+
+impl SigAlg {
+    /// All algorithms, in a stable order.
+    pub const ALL: [SigAlg; 6] = [
+        SigAlg::Ed25519,
+        SigAlg::EcdsaP256,
+        SigAlg::EcdsaP384,
+        SigAlg::EcdsaP521,
+        SigAlg::RsaSha256,
+        SigAlg::RsaSha512,
+    ];
+
+    /// The SSH name of the algorithm (as in the signature blob).
+    pub fn name(self) -> &'static str {
+        match self {
+            SigAlg::Ed25519 => "ssh-ed25519",
+            SigAlg::EcdsaP256 => "ecdsa-sha2-nistp256",
+            SigAlg::EcdsaP384 => "ecdsa-sha2-nistp384",
+            SigAlg::EcdsaP521 => "ecdsa-sha2-nistp521",
+            SigAlg::RsaSha256 => "rsa-sha2-256",
+            SigAlg::RsaSha512 => "rsa-sha2-512",
+        }
+    }
+
+    /// The ssh-key algorithm of signatures made with this algorithm.
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            SigAlg::Ed25519 => Algorithm::Ed25519,
+            SigAlg::EcdsaP256 => Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            SigAlg::EcdsaP384 => Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP384,
+            },
+            SigAlg::EcdsaP521 => Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP521,
+            },
+            SigAlg::RsaSha256 => Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+            SigAlg::RsaSha512 => Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+        }
+    }
+
+    /// The algorithm of an existing signature, if it is one of ours.
+    pub fn of_signature(sig: &Signature) -> Option<SigAlg> {
+        SigAlg::ALL
+            .into_iter()
+            .find(|a| a.algorithm() == sig.algorithm())
+    }
+
+    /// The message digest length in bytes for digest-signing services
+    /// (`None` for Ed25519, which signs the message itself).
+    pub fn digest_len(self) -> Option<usize> {
+        match self {
+            SigAlg::Ed25519 => None,
+            SigAlg::EcdsaP256 | SigAlg::RsaSha256 => Some(32),
+            SigAlg::EcdsaP384 => Some(48),
+            SigAlg::EcdsaP521 | SigAlg::RsaSha512 => Some(64),
+        }
+    }
+
+    /// Signature algorithms a CA public key can produce, the preferred first
+    /// (for RSA: `rsa-sha2-512` as ssh-keygen does, then `rsa-sha2-256`).
+    pub fn for_key(key: &KeyData) -> Result<Vec<SigAlg>> {
+        Ok(match key.algorithm() {
+            Algorithm::Ed25519 => vec![SigAlg::Ed25519],
+            Algorithm::Ecdsa { curve } => vec![SigAlg::for_curve(curve)],
+            Algorithm::Rsa { .. } => vec![SigAlg::RsaSha512, SigAlg::RsaSha256],
+            other => {
+                return Err(Error::Key(format!(
+                    "{} cannot be a CA key (supported: ssh-ed25519, ecdsa-sha2-nistp256/384/521, ssh-rsa)",
+                    other.as_str()
+                )))
+            }
+        })
+    }
+
+    /// The ECDSA algorithm of a curve.
+    pub fn for_curve(curve: EcdsaCurve) -> SigAlg {
+        match curve {
+            EcdsaCurve::NistP256 => SigAlg::EcdsaP256,
+            EcdsaCurve::NistP384 => SigAlg::EcdsaP384,
+            EcdsaCurve::NistP521 => SigAlg::EcdsaP521,
+        }
+    }
+
+    /// Whether a key can make signatures of this algorithm.
+    pub fn fits_key(self, key: &KeyData) -> bool {
+        SigAlg::for_key(key).is_ok_and(|v| v.contains(&self))
+    }
+}
+
+impl fmt::Display for SigAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SigAlg {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        SigAlg::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                Error::Key(format!(
+                    "unknown signature algorithm `{s}` (expected one of: {})",
+                    SigAlg::ALL.map(SigAlg::name).join(", ")
+                ))
+            })
+    }
+}
+
+macro_rules! ecdsa_sig {
+    ($krate:ident, $der:expr, $raw:expr) => {{
+        match ($der, $raw) {
+            (Some(der), _) => $krate::ecdsa::Signature::from_der(der)
+                .map_err(|e| Error::signature(format_args!("invalid DER ECDSA signature: {e}")))
+                .and_then(|s| {
+                    Signature::try_from(s).map_err(|e| Error::signature(e))
+                }),
+            (None, Some(raw)) => $krate::ecdsa::Signature::from_slice(raw)
+                .map_err(|_| {
+                    Error::signature("raw ECDSA signature has r or s equal to zero or not below the group order")
+                })
+                .and_then(|s| Signature::try_from(s).map_err(|e| Error::signature(e))),
+            (None, None) => Err(Error::signature("no signature bytes")),
+        }
+    }};
+}
+
+/// Field size in bytes of a curve's scalars.
+pub fn curve_scalar_len(curve: EcdsaCurve) -> usize {
+    match curve {
+        EcdsaCurve::NistP256 => 32,
+        EcdsaCurve::NistP384 => 48,
+        EcdsaCurve::NistP521 => 66,
+    }
+}
+
+/// Converts an ASN.1 DER `ECDSA-Sig-Value` (AWS KMS, Google Cloud KMS) into an
+/// SSH `ecdsa-sha2-nistpXXX` signature.
+pub fn ecdsa_der_to_ssh(curve: EcdsaCurve, der: &[u8]) -> Result<Signature> {
+    match curve {
+        EcdsaCurve::NistP256 => ecdsa_sig!(p256, Some(der), None::<&[u8]>),
+        EcdsaCurve::NistP384 => ecdsa_sig!(p384, Some(der), None::<&[u8]>),
+        EcdsaCurve::NistP521 => ecdsa_sig!(p521, Some(der), None::<&[u8]>),
+    }
+}
+
+/// Converts a fixed-width raw `r||s` signature (Azure Key Vault, JWS) into an
+/// SSH `ecdsa-sha2-nistpXXX` signature.
+pub fn ecdsa_raw_to_ssh(curve: EcdsaCurve, raw: &[u8]) -> Result<Signature> {
+    let want = 2 * curve_scalar_len(curve);
+    if raw.len() != want {
+        return Err(Error::signature(format_args!(
+            "raw {} signature must be {want} bytes, got {}",
+            curve.as_str(),
+            raw.len()
+        )));
+    }
+    match curve {
+        EcdsaCurve::NistP256 => ecdsa_sig!(p256, None::<&[u8]>, Some(raw)),
+        EcdsaCurve::NistP384 => ecdsa_sig!(p384, None::<&[u8]>, Some(raw)),
+        EcdsaCurve::NistP521 => ecdsa_sig!(p521, None::<&[u8]>, Some(raw)),
+    }
+}
+
+/// Converts RSA PKCS#1 v1.5 signature bytes into an SSH `rsa-sha2-256/512`
+/// signature. `modulus_len` is the key's modulus size in bytes: the signature
+/// is left-padded to it as OpenSSH expects; a longer signature is an error.
+pub fn rsa_pkcs1_to_ssh(alg: SigAlg, sig: &[u8], modulus_len: usize) -> Result<Signature> {
+    if !matches!(alg, SigAlg::RsaSha256 | SigAlg::RsaSha512) {
+        return Err(Error::signature(format_args!("{alg} is not an RSA algorithm")));
+    }
+    if sig.is_empty() || sig.len() > modulus_len {
+        return Err(Error::signature(format_args!(
+            "RSA signature is {} bytes, the key modulus is {modulus_len} bytes",
+            sig.len()
+        )));
+    }
+    let mut data = vec![0u8; modulus_len - sig.len()];
+    data.extend_from_slice(sig);
+    Signature::new(alg.algorithm(), data).map_err(Error::signature)
+}
+
+/// Converts a 64-byte Ed25519 signature into an SSH `ssh-ed25519` signature.
+pub fn ed25519_to_ssh(sig: &[u8]) -> Result<Signature> {
+    if sig.len() != 64 {
+        return Err(Error::signature(format_args!(
+            "Ed25519 signature must be 64 bytes, got {}",
+            sig.len()
+        )));
+    }
+    Signature::new(Algorithm::Ed25519, sig.to_vec()).map_err(Error::signature)
+}
+
+/// The encoding of a signature as a key service returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NativeFormat {
+    /// ASN.1 DER ECDSA-Sig-Value, PKCS#1 v1.5 bytes for RSA, 64 bytes for Ed25519.
+    Der,
+    /// Fixed-width raw `r||s` for ECDSA (JWS), PKCS#1 bytes for RSA, 64 bytes for Ed25519.
+    Raw,
+}
+
+/// Converts a native signature made by `ca_key` with `alg` into an SSH signature,
+/// checking that the algorithm fits the key.
+pub fn native_to_ssh(
+    ca_key: &KeyData,
+    alg: SigAlg,
+    format: NativeFormat,
+    sig: &[u8],
+) -> Result<Signature> {
+    if !alg.fits_key(ca_key) {
+        return Err(Error::signature(format_args!(
+            "{alg} does not fit a {} CA key",
+            ca_key.algorithm().as_str()
+        )));
+    }
+    match (alg, ca_key) {
+        (SigAlg::Ed25519, _) => ed25519_to_ssh(sig),
+        (SigAlg::RsaSha256 | SigAlg::RsaSha512, KeyData::Rsa(rsa)) => {
+            let n = rsa.n.as_positive_bytes().unwrap_or_default();
+            rsa_pkcs1_to_ssh(alg, sig, n.len())
+        }
+        (_, KeyData::Ecdsa(k)) => match format {
+            NativeFormat::Der => ecdsa_der_to_ssh(k.curve(), sig),
+            NativeFormat::Raw => ecdsa_raw_to_ssh(k.curve(), sig),
+        },
+        _ => Err(Error::signature(format_args!(
+            "{alg} does not fit a {} CA key",
+            ca_key.algorithm().as_str()
+        ))),
+    }
+}
+
+/// Converts an SSH ECDSA signature back into fixed-width raw `r||s`.
+pub fn ecdsa_ssh_to_raw(sig: &Signature) -> Result<Vec<u8>> {
+    match sig.algorithm() {
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP256,
+        } => p256::ecdsa::Signature::try_from(sig)
+            .map(|s| s.to_vec())
+            .map_err(Error::signature),
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP384,
+        } => p384::ecdsa::Signature::try_from(sig)
+            .map(|s| s.to_vec())
+            .map_err(Error::signature),
+        Algorithm::Ecdsa {
+            curve: EcdsaCurve::NistP521,
+        } => p521::ecdsa::Signature::try_from(sig)
+            .map(|s| s.to_vec())
+            .map_err(Error::signature),
+        other => Err(Error::signature(format_args!(
+            "{} is not an ECDSA signature",
+            other.as_str()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_rejects_garbage_and_trailing() {
+        assert!(ecdsa_der_to_ssh(EcdsaCurve::NistP256, &[]).is_err());
+        assert!(ecdsa_der_to_ssh(EcdsaCurve::NistP256, &[0x30, 0x00]).is_err());
+        // r = 1, s = 1 is a valid encoding.
+        let ok = [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01];
+        assert!(ecdsa_der_to_ssh(EcdsaCurve::NistP256, &ok).is_ok());
+        let mut trailing = ok.to_vec();
+        trailing.push(0);
+        assert!(ecdsa_der_to_ssh(EcdsaCurve::NistP256, &trailing).is_err());
+        // r = 0
+        let zero = [0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x01];
+        assert!(ecdsa_der_to_ssh(EcdsaCurve::NistP256, &zero).is_err());
+    }
+
+    #[test]
+    fn raw_rejects_wrong_len_zero_and_out_of_range() {
+        assert!(ecdsa_raw_to_ssh(EcdsaCurve::NistP256, &[1u8; 63]).is_err());
+        assert!(ecdsa_raw_to_ssh(EcdsaCurve::NistP256, &[0u8; 64]).is_err());
+        assert!(ecdsa_raw_to_ssh(EcdsaCurve::NistP256, &[0xffu8; 64]).is_err());
+        let mut ok = [0u8; 64];
+        ok[31] = 1;
+        ok[63] = 2;
+        let sig = ecdsa_raw_to_ssh(EcdsaCurve::NistP256, &ok).unwrap();
+        assert_eq!(ecdsa_ssh_to_raw(&sig).unwrap(), ok.to_vec());
+    }
+
+    #[test]
+    fn rsa_and_ed25519_lengths() {
+        assert!(rsa_pkcs1_to_ssh(SigAlg::RsaSha256, &[1u8; 257], 256).is_err());
+        let s = rsa_pkcs1_to_ssh(SigAlg::RsaSha512, &[1u8; 255], 256).unwrap();
+        assert_eq!(s.as_bytes().len(), 256);
+        assert_eq!(s.as_bytes()[0], 0);
+        assert!(ed25519_to_ssh(&[0u8; 63]).is_err());
+        assert!(ed25519_to_ssh(&[0u8; 64]).is_ok());
+    }
+
+    #[test]
+    fn alg_names_round_trip() {
+        for a in SigAlg::ALL {
+            assert_eq!(a.name().parse::<SigAlg>().unwrap(), a);
+            assert_eq!(a.algorithm().as_str(), a.name());
+        }
+        assert!("ssh-rsa".parse::<SigAlg>().is_err());
+    }
+}

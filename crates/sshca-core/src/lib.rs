@@ -1,0 +1,31 @@
+//! OpenSSH certificate core of sshca.
+//!
+//! This crate does no I/O and needs no async runtime. It holds:
+//! - the certificate model and its two-phase signing: [`TbsCertificate::encode`]
+//!   produces the bytes a CA key must sign, [`TbsCertificate::assemble`] joins them
+//!   with the SSH signature into a [`Certificate`];
+//! - a strict decoder for any OpenSSH certificate ([`Certificate::from_openssh`]),
+//!   and verification ([`Certificate::validate`]);
+//! - conversion of native signature formats (DER ECDSA, raw `r||s`, RSA PKCS#1
+//!   v1.5, Ed25519) into SSH signatures ([`convert`]);
+//! - ssh-keygen compatible syntax for validity intervals ([`validity`]) and
+//!   certificate options ([`options`]).
+
+pub mod cert;
+pub mod convert;
+mod error;
+pub mod options;
+mod wire;
+pub mod validity;
+
+pub use cert::{
+    random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,
+    Validation,
+};
+pub use convert::SigAlg;
+pub use error::{Error, Result};
+pub use ssh_key;
+pub use ssh_key::{public::KeyData, Algorithm, HashAlg, PublicKey, Signature};
+
+/// The `valid_before` value that means "forever" in OpenSSH certificates.
+pub const FOREVER: u64 = u64::MAX;
