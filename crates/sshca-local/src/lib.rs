@@ -1,0 +1,308 @@
+//! sshca backend for CA keys held in local files.
+//!
+//! URI: `file:PATH[?passphrase-file=FILE][&pin=SHA256:...]`.
+//!
+//! Accepted formats: OpenSSH private keys (`-----BEGIN OPENSSH PRIVATE KEY-----`,
+//! unencrypted or passphrase-encrypted), PKCS#8 (`PRIVATE KEY`), SEC1
+//! (`EC PRIVATE KEY`) and PKCS#1 (`RSA PRIVATE KEY`) PEM. Key types: Ed25519,
+//! ECDSA P-256/P-384/P-521, RSA (signing rsa-sha2-256 or rsa-sha2-512).
+//!
+//! The passphrase of an encrypted key comes from the file named by the
+//! `passphrase-file` option (its first line) or from the `SSHCA_PASSPHRASE`
+//! environment variable, never from the command line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use signature::{SignatureEncoding, Signer};
+use ssh_key::private::KeypairData;
+use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData, RsaPublicKey};
+use ssh_key::{EcdsaCurve, PrivateKey};
+use sshca_core::convert::{ed25519_to_ssh, rsa_pkcs1_to_ssh};
+use sshca_core::{SigAlg, Signature};
+use sshca_signer::{Error, ErrorKind, KeySigner, KeyUri, Registry, Result};
+use zeroize::Zeroizing;
+
+/// The URI scheme of this backend.
+pub const SCHEME: &str = "file";
+
+/// Environment variable holding the passphrase of an encrypted key file.
+pub const PASSPHRASE_ENV: &str = "SSHCA_PASSPHRASE";
+
+enum Native {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
+    Rsa(Box<RsaKey>),
+}
+
+struct RsaKey {
+    key: rsa::RsaPrivateKey,
+    sha256: rsa::pkcs1v15::SigningKey<sha2::Sha256>,
+    sha512: rsa::pkcs1v15::SigningKey<sha2::Sha512>,
+}
+
+fn rsa_native(key: rsa::RsaPrivateKey) -> Native {
+    Native::Rsa(Box::new(RsaKey {
+        sha256: rsa::pkcs1v15::SigningKey::new(key.clone()),
+        sha512: rsa::pkcs1v15::SigningKey::new(key.clone()),
+        key,
+    }))
+}
+
+/// A CA key loaded from a file.
+pub struct LocalSigner {
+    uri: KeyUri,
+    key: Native,
+    public: KeyData,
+}
+
+impl std::fmt::Debug for LocalSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalSigner")
+            .field("uri", &self.uri.to_string())
+            .field("algorithm", &self.public.algorithm().as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn invalid(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::InvalidKey, format!("{}: {what}", path.display()))
+}
+
+impl LocalSigner {
+    /// Opens the key a `file:` URI names.
+    pub fn open(uri: &KeyUri) -> Result<Self> {
+        if uri.scheme() != SCHEME {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("key URI `{uri}` is not a `{SCHEME}:` URI"),
+            ));
+        }
+        uri.check_options(&["passphrase-file"])?;
+        let path = PathBuf::from(uri.location());
+        let pass_file = uri.option("passphrase-file").map(PathBuf::from);
+        let passphrase = move || -> Result<Zeroizing<String>> {
+            if let Some(f) = &pass_file {
+                let text = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("cannot read passphrase file {}: {e}", f.display()),
+                    )
+                })?);
+                return Ok(Zeroizing::new(
+                    text.lines().next().unwrap_or_default().to_owned(),
+                ));
+            }
+            std::env::var(PASSPHRASE_ENV).map(Zeroizing::new).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "the key is encrypted: give its passphrase with `passphrase-file=` or {PASSPHRASE_ENV}"
+                    ),
+                )
+            })
+        };
+        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::NotFound
+            } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ErrorKind::PermissionDenied
+            } else {
+                ErrorKind::InvalidInput
+            };
+            Error::new(kind, format!("cannot read key file {}: {e}", path.display()))
+        })?);
+        let key = load_private_key(&path, &text, passphrase)?;
+        let public = public_of(&path, &key)?;
+        Ok(Self {
+            uri: uri.clone(),
+            key,
+            public,
+        })
+    }
+
+    /// Opens a key file by path (no options).
+    pub fn open_path(path: &Path) -> Result<Self> {
+        Self::open(&KeyUri::new(SCHEME, &path.to_string_lossy())?)
+    }
+}
+
+/// Registers the `file:` scheme.
+pub fn register(registry: &mut Registry) {
+    registry.register(SCHEME, |uri| {
+        Box::pin(async move {
+            let s: Arc<dyn KeySigner> = Arc::new(LocalSigner::open(&uri)?);
+            Ok(s)
+        })
+    });
+}
+
+fn load_private_key(
+    path: &Path,
+    text: &str,
+    passphrase: impl FnOnce() -> Result<Zeroizing<String>>,
+) -> Result<Native> {
+    use p256::pkcs8::DecodePrivateKey;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    let label = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("-----BEGIN "))
+        .ok_or_else(|| invalid(path, "not a PEM or OpenSSH private key (no -----BEGIN line)"))?;
+    match label {
+        "-----BEGIN OPENSSH PRIVATE KEY-----" => {
+            let mut key = PrivateKey::from_openssh(text)
+                .map_err(|e| invalid(path, format_args!("bad OpenSSH private key: {e}")))?;
+            if key.is_encrypted() {
+                let pw = passphrase()?;
+                key = key.decrypt(pw.as_bytes()).map_err(|_| {
+                    invalid(path, "cannot decrypt the key: wrong passphrase")
+                })?;
+            }
+            from_keypair(path, key.key_data())
+        }
+        "-----BEGIN PRIVATE KEY-----" => {
+            if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(text) {
+                Ok(Native::Ed25519(k))
+            } else if let Ok(k) = p256::SecretKey::from_pkcs8_pem(text) {
+                Ok(Native::P256(k.into()))
+            } else if let Ok(k) = p384::SecretKey::from_pkcs8_pem(text) {
+                Ok(Native::P384(k.into()))
+            } else if let Ok(k) = p521::SecretKey::from_pkcs8_pem(text) {
+                let sk = p521::ecdsa::SigningKey::from_slice(&k.to_bytes())
+                    .map_err(|e| invalid(path, format_args!("bad P-521 key: {e}")))?;
+                Ok(Native::P521(sk))
+            } else if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(text) {
+                Ok(rsa_native(k))
+            } else {
+                Err(invalid(
+                    path,
+                    "PKCS#8 key is not Ed25519, ECDSA P-256/P-384/P-521 or RSA",
+                ))
+            }
+        }
+        "-----BEGIN EC PRIVATE KEY-----" => {
+            if let Ok(k) = p256::SecretKey::from_sec1_pem(text) {
+                Ok(Native::P256(k.into()))
+            } else if let Ok(k) = p384::SecretKey::from_sec1_pem(text) {
+                Ok(Native::P384(k.into()))
+            } else if let Ok(k) = p521::SecretKey::from_sec1_pem(text) {
+                let sk = p521::ecdsa::SigningKey::from_slice(&k.to_bytes())
+                    .map_err(|e| invalid(path, format_args!("bad P-521 key: {e}")))?;
+                Ok(Native::P521(sk))
+            } else {
+                Err(invalid(path, "SEC1 key is not on P-256, P-384 or P-521"))
+            }
+        }
+        "-----BEGIN RSA PRIVATE KEY-----" => rsa::RsaPrivateKey::from_pkcs1_pem(text)
+            .map(rsa_native)
+            .map_err(|e| invalid(path, format_args!("bad PKCS#1 RSA key: {e}"))),
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----" => Err(invalid(
+            path,
+            "encrypted PKCS#8 is not supported; convert it to an encrypted OpenSSH key (ssh-keygen -p -f FILE)",
+        )),
+        other => Err(invalid(path, format_args!("unsupported PEM type `{other}`"))),
+    }
+}
+
+fn from_keypair(path: &Path, kp: &KeypairData) -> Result<Native> {
+    Ok(match kp {
+        KeypairData::Ed25519(k) => Native::Ed25519(
+            ed25519_dalek::SigningKey::try_from(k)
+                .map_err(|e| invalid(path, format_args!("bad Ed25519 key: {e}")))?,
+        ),
+        KeypairData::Ecdsa(k) => {
+            let bytes = k.private_key_bytes();
+            let bad = |e: p256::ecdsa::Error| invalid(path, format_args!("bad ECDSA key: {e}"));
+            match k.curve() {
+                EcdsaCurve::NistP256 => {
+                    Native::P256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(bad)?)
+                }
+                EcdsaCurve::NistP384 => {
+                    Native::P384(p384::ecdsa::SigningKey::from_slice(bytes).map_err(bad)?)
+                }
+                EcdsaCurve::NistP521 => {
+                    Native::P521(p521::ecdsa::SigningKey::from_slice(bytes).map_err(bad)?)
+                }
+            }
+        }
+        KeypairData::Rsa(k) => rsa_native(
+            rsa::RsaPrivateKey::try_from(k)
+                .map_err(|e| invalid(path, format_args!("bad RSA key: {e}")))?,
+        ),
+        other => {
+            return Err(invalid(
+                path,
+                format_args!(
+                    "{} keys cannot be CA keys here",
+                    other.algorithm().map(|a| a.to_string()).unwrap_or_default()
+                ),
+            ))
+        }
+    })
+}
+
+fn public_of(path: &Path, key: &Native) -> Result<KeyData> {
+    Ok(match key {
+        Native::Ed25519(k) => KeyData::Ed25519(Ed25519PublicKey(k.verifying_key().to_bytes())),
+        Native::P256(k) => KeyData::Ecdsa(EcdsaPublicKey::from(k.verifying_key())),
+        Native::P384(k) => KeyData::Ecdsa(EcdsaPublicKey::from(k.verifying_key())),
+        Native::P521(k) => KeyData::Ecdsa(EcdsaPublicKey::from(&p521::ecdsa::VerifyingKey::from(k))),
+        Native::Rsa(k) => KeyData::Rsa(
+            RsaPublicKey::try_from(k.key.to_public_key())
+                .map_err(|e| invalid(path, format_args!("bad RSA public key: {e}")))?,
+        ),
+    })
+}
+
+fn sign_native(key: &Native, alg: SigAlg, msg: &[u8]) -> Result<Signature> {
+    let fail = |e: signature::Error| Error::new(ErrorKind::Unavailable, format!("signing failed: {e}")).set_temporary(false);
+    Ok(match (key, alg) {
+        (Native::Ed25519(k), SigAlg::Ed25519) => ed25519_to_ssh(&k.sign(msg).to_bytes())?,
+        (Native::P256(k), SigAlg::EcdsaP256) => {
+            let s: p256::ecdsa::Signature = k.try_sign(msg).map_err(fail)?;
+            Signature::try_from(s).map_err(|e| Error::new(ErrorKind::BadResponse, e.to_string()))?
+        }
+        (Native::P384(k), SigAlg::EcdsaP384) => {
+            let s: p384::ecdsa::Signature = k.try_sign(msg).map_err(fail)?;
+            Signature::try_from(s).map_err(|e| Error::new(ErrorKind::BadResponse, e.to_string()))?
+        }
+        (Native::P521(k), SigAlg::EcdsaP521) => {
+            let s: p521::ecdsa::Signature = k.try_sign(msg).map_err(fail)?;
+            Signature::try_from(s).map_err(|e| Error::new(ErrorKind::BadResponse, e.to_string()))?
+        }
+        (Native::Rsa(k), SigAlg::RsaSha256 | SigAlg::RsaSha512) => {
+            use rsa::traits::PublicKeyParts;
+            let bytes = if alg == SigAlg::RsaSha256 {
+                k.sha256.try_sign(msg).map_err(fail)?.to_vec()
+            } else {
+                k.sha512.try_sign(msg).map_err(fail)?.to_vec()
+            };
+            rsa_pkcs1_to_ssh(alg, &bytes, k.key.size())?
+        }
+        _ => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("this key cannot sign with {alg}"),
+            ))
+        }
+    })
+}
+
+#[async_trait]
+impl KeySigner for LocalSigner {
+    fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    async fn public_key(&self) -> Result<KeyData> {
+        Ok(self.public.clone())
+    }
+
+    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
+        sign_native(&self.key, alg, message).map_err(|e| e.context(format!("key {}", self.uri)))
+    }
+}

@@ -1,0 +1,158 @@
+//! The async backend trait of sshca and what surrounds it.
+//!
+//! - [`KeySigner`]: "a key that signs", object-safe and async; every backend
+//!   (local file, AWS KMS, Google Cloud KMS, Azure Key Vault, EKM) implements it.
+//! - [`SignerExt`]: conveniences over any signer, above all
+//!   [`SignerExt::sign_certificate`] (two-phase signing, always verified).
+//! - [`KeyUri`] and [`Registry`]: one string names a key on any backend.
+//! - Wrappers implementing the same trait around an inner signer:
+//!   [`CachedSigner`] (public key fetched once, fingerprint pin),
+//!   [`VerifyingSigner`] (a signature that does not verify is an error),
+//!   [`LimitSigner`] (concurrency limit), [`RetrySigner`] (jittered backoff).
+//! - `conformance` (feature): the suite every backend's tests run.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sshca_core::{CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCertificate};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod registry;
+mod uri;
+mod wrappers;
+
+pub use error::{Error, ErrorKind, Result};
+pub use registry::{Registry, SignerFuture};
+pub use uri::KeyUri;
+pub use wrappers::{CachedSigner, LimitSigner, RetryConfig, RetrySigner, VerifyingSigner};
+
+/// A key that signs: the trait every backend implements.
+///
+/// `sign` receives the whole message (for certificates, the to-be-signed
+/// bytes); a backend that signs digests hashes it as `alg` requires and
+/// converts its native signature into an SSH signature with
+/// [`sshca_core::convert`].
+#[async_trait]
+pub trait KeySigner: Send + Sync + fmt::Debug {
+    /// The key's URI.
+    fn uri(&self) -> &KeyUri;
+
+    /// The public key (backends may fetch it remotely; wrap in
+    /// [`CachedSigner`] to fetch it once).
+    async fn public_key(&self) -> Result<KeyData>;
+
+    /// The signature algorithms this key can produce, the preferred first.
+    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
+        Ok(SigAlg::for_key(&self.public_key().await?)?)
+    }
+
+    /// Signs `message` with `alg`, returning an SSH signature.
+    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature>;
+}
+
+#[async_trait]
+impl<T: KeySigner + ?Sized> KeySigner for Arc<T> {
+    fn uri(&self) -> &KeyUri {
+        (**self).uri()
+    }
+    async fn public_key(&self) -> Result<KeyData> {
+        (**self).public_key().await
+    }
+    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
+        (**self).algorithms().await
+    }
+    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
+        (**self).sign(alg, message).await
+    }
+}
+
+#[async_trait]
+impl<T: KeySigner + ?Sized> KeySigner for Box<T> {
+    fn uri(&self) -> &KeyUri {
+        (**self).uri()
+    }
+    async fn public_key(&self) -> Result<KeyData> {
+        (**self).public_key().await
+    }
+    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
+        (**self).algorithms().await
+    }
+    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
+        (**self).sign(alg, message).await
+    }
+}
+
+/// Conveniences over any [`KeySigner`].
+#[async_trait]
+pub trait SignerExt: KeySigner {
+    /// Picks the signature algorithm: `wanted` if the key supports it, else
+    /// an error naming what it supports; the key's preferred one when `None`.
+    async fn choose_algorithm(&self, wanted: Option<SigAlg>) -> Result<SigAlg> {
+        let algs = self.algorithms().await?;
+        match wanted {
+            Some(a) if algs.contains(&a) => Ok(a),
+            Some(a) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "key {} cannot sign with {a} (it supports: {})",
+                    self.uri(),
+                    algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            None => algs.first().copied().ok_or_else(|| {
+                Error::new(ErrorKind::InvalidKey, format!("key {} supports no algorithm", self.uri()))
+            }),
+        }
+    }
+
+    /// Issues a certificate for `subject`: encodes the to-be-signed bytes,
+    /// signs them once, and assembles the certificate, which is verified under
+    /// the CA public key; a signature that does not verify is an error and no
+    /// certificate is returned.
+    async fn sign_certificate(
+        &self,
+        template: &CertTemplate,
+        subject: &KeyData,
+        alg: Option<SigAlg>,
+    ) -> Result<Certificate> {
+        let ca = self.public_key().await?;
+        let alg = self.choose_algorithm(alg).await?;
+        let tbs = TbsCertificate::encode(template, subject, &ca)?;
+        let sig = self.sign(alg, tbs.as_bytes()).await?;
+        if sig.algorithm() != alg.algorithm() {
+            return Err(Error::new(
+                ErrorKind::BadResponse,
+                format!(
+                    "{} returned a {} signature, {alg} was asked for",
+                    self.uri(),
+                    sig.algorithm().as_str()
+                ),
+            ));
+        }
+        tbs.assemble(sig).map_err(|e| {
+            Error::new(ErrorKind::BadResponse, e.to_string())
+                .context(format!("signature from {}", self.uri()))
+        })
+    }
+}
+
+impl<T: KeySigner + ?Sized> SignerExt for T {}
+
+/// Checks `sig` over `message` under `key`; an error of kind
+/// [`ErrorKind::BadResponse`] when it does not verify.
+pub fn verify_signature(key: &KeyData, message: &[u8], sig: &Signature) -> Result<()> {
+    use signature::Verifier;
+    key.verify(message, sig).map_err(|_| {
+        Error::new(
+            ErrorKind::BadResponse,
+            format!(
+                "the {} signature does not verify under the public key {}",
+                sig.algorithm().as_str(),
+                key.fingerprint(sshca_core::HashAlg::Sha256)
+            ),
+        )
+    })
+}
