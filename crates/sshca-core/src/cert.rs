@@ -217,12 +217,32 @@ pub fn random_serial() -> u64 {
 /// the public key has.
 const CERT_TYPES: [(&str, &str, usize); 7] = [
     ("ssh-ed25519-cert-v01@openssh.com", "ssh-ed25519", 1),
-    ("ecdsa-sha2-nistp256-cert-v01@openssh.com", "ecdsa-sha2-nistp256", 2),
-    ("ecdsa-sha2-nistp384-cert-v01@openssh.com", "ecdsa-sha2-nistp384", 2),
-    ("ecdsa-sha2-nistp521-cert-v01@openssh.com", "ecdsa-sha2-nistp521", 2),
+    (
+        "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+        "ecdsa-sha2-nistp256",
+        2,
+    ),
+    (
+        "ecdsa-sha2-nistp384-cert-v01@openssh.com",
+        "ecdsa-sha2-nistp384",
+        2,
+    ),
+    (
+        "ecdsa-sha2-nistp521-cert-v01@openssh.com",
+        "ecdsa-sha2-nistp521",
+        2,
+    ),
     ("ssh-rsa-cert-v01@openssh.com", "ssh-rsa", 2),
-    ("sk-ssh-ed25519-cert-v01@openssh.com", "sk-ssh-ed25519@openssh.com", 2),
-    ("sk-ecdsa-sha2-nistp256-cert-v01@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com", 3),
+    (
+        "sk-ssh-ed25519-cert-v01@openssh.com",
+        "sk-ssh-ed25519@openssh.com",
+        2,
+    ),
+    (
+        "sk-ecdsa-sha2-nistp256-cert-v01@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+        3,
+    ),
 ];
 
 fn cert_type_info(name: &str) -> Option<(&'static str, &'static str, usize)> {
@@ -679,11 +699,16 @@ fn decode_key(blob: &[u8], what: &str) -> Result<KeyData> {
     let mut r = blob;
     let key = KeyData::decode(&mut r).map_err(|e| Error::decode(format_args!("{what}: {e}")))?;
     if !r.is_empty() {
-        return Err(Error::decode(format_args!("{what}: {} trailing bytes", r.len())));
+        return Err(Error::decode(format_args!(
+            "{what}: {} trailing bytes",
+            r.len()
+        )));
     }
     // Re-encoding must reproduce the blob (canonical form).
     if encode_key_blob(&key)? != blob {
-        return Err(Error::decode(format_args!("{what}: not in canonical encoding")));
+        return Err(Error::decode(format_args!(
+            "{what}: not in canonical encoding"
+        )));
     }
     Ok(key)
 }
@@ -694,7 +719,10 @@ fn decode_signature(blob: &[u8]) -> Result<Signature> {
     let sig =
         Signature::decode(&mut r).map_err(|e| Error::decode(format_args!("signature: {e}")))?;
     if !r.is_empty() {
-        return Err(Error::decode(format_args!("signature: {} trailing bytes", r.len())));
+        return Err(Error::decode(format_args!(
+            "signature: {} trailing bytes",
+            r.len()
+        )));
     }
     Ok(sig)
 }
@@ -709,7 +737,9 @@ fn decode_options(data: &[u8], what: &'static str) -> Result<CertOptions> {
         if let Some(prev) = &last {
             match prev.as_bytes().cmp(name.as_bytes()) {
                 std::cmp::Ordering::Equal => {
-                    return Err(Error::decode(format_args!("{what}: `{name}` appears twice")))
+                    return Err(Error::decode(format_args!(
+                        "{what}: `{name}` appears twice"
+                    )))
                 }
                 std::cmp::Ordering::Greater => {
                     return Err(Error::decode(format_args!(

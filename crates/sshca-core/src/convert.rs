@@ -152,12 +152,12 @@ macro_rules! ecdsa_sig {
         match ($der, $raw) {
             (Some(der), _) => $krate::ecdsa::Signature::from_der(der)
                 .map_err(|e| Error::signature(format_args!("invalid DER ECDSA signature: {e}")))
-                .and_then(|s| {
-                    Signature::try_from(s).map_err(|e| Error::signature(e))
-                }),
+                .and_then(|s| Signature::try_from(s).map_err(|e| Error::signature(e))),
             (None, Some(raw)) => $krate::ecdsa::Signature::from_slice(raw)
                 .map_err(|_| {
-                    Error::signature("raw ECDSA signature has r or s equal to zero or not below the group order")
+                    Error::signature(
+                        "raw ECDSA signature has r or s equal to zero or not below the group order",
+                    )
                 })
                 .and_then(|s| Signature::try_from(s).map_err(|e| Error::signature(e))),
             (None, None) => Err(Error::signature("no signature bytes")),
@@ -207,7 +207,9 @@ pub fn ecdsa_raw_to_ssh(curve: EcdsaCurve, raw: &[u8]) -> Result<Signature> {
 /// is left-padded to it as OpenSSH expects; a longer signature is an error.
 pub fn rsa_pkcs1_to_ssh(alg: SigAlg, sig: &[u8], modulus_len: usize) -> Result<Signature> {
     if !matches!(alg, SigAlg::RsaSha256 | SigAlg::RsaSha512) {
-        return Err(Error::signature(format_args!("{alg} is not an RSA algorithm")));
+        return Err(Error::signature(format_args!(
+            "{alg} is not an RSA algorithm"
+        )));
     }
     if sig.is_empty() || sig.len() > modulus_len {
         return Err(Error::signature(format_args!(

@@ -15,8 +15,8 @@ pub mod cert;
 pub mod convert;
 mod error;
 pub mod options;
-mod wire;
 pub mod validity;
+mod wire;
 
 pub use cert::{
     random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,

@@ -51,12 +51,7 @@ pub fn parse_timespec(s: &str) -> Result<u64> {
             'h' => 3600,
             'd' => 86_400,
             'w' => 604_800,
-            _ => {
-                return Err(err(
-                    s,
-                    format!("unknown unit `{ch}` (use s, m, h, d or w)"),
-                ))
-            }
+            _ => return Err(err(s, format!("unknown unit `{ch}` (use s, m, h, d or w)"))),
         };
         let n = num
             .take()
@@ -109,7 +104,10 @@ pub fn parse_absolute(s: &str) -> Result<u64> {
         return u64::from_str_radix(hex, 16)
             .map_err(|_| err(s, "not a hexadecimal number of seconds"));
     }
-    let body = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')).unwrap_or(s);
+    let body = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix('z'))
+        .unwrap_or(s);
     if !body.bytes().all(|b| b.is_ascii_digit()) || ![8, 12, 14].contains(&body.len()) {
         return Err(err(
             s,
@@ -196,7 +194,10 @@ pub fn parse_validity(spec: &str, now: u64) -> Result<Validity> {
 
 fn finish(spec: &str, after: u64, before: u64) -> Result<Validity> {
     if before <= after {
-        return Err(err(spec, "empty validity interval (end is not after start)"));
+        return Err(err(
+            spec,
+            "empty validity interval (end is not after start)",
+        ));
     }
     Ok(Validity {
         valid_after: after,
@@ -232,7 +233,10 @@ mod tests {
         let v = parse_validity("always:forever", NOW).unwrap();
         assert_eq!((v.valid_after, v.valid_before), (0, u64::MAX));
         let v = parse_validity("-1d:+52w1d", NOW).unwrap();
-        assert_eq!(v.valid_before - v.valid_after, 86_400 + 52 * 604_800 + 86_400);
+        assert_eq!(
+            v.valid_before - v.valid_after,
+            86_400 + 52 * 604_800 + 86_400
+        );
         let v = parse_validity("20261122:20261123", NOW).unwrap();
         assert_eq!(v.valid_after, 1_795_305_600);
         assert_eq!(v.valid_before, 1_795_305_600 + 86_400);
@@ -246,13 +250,79 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         for bad in [
-            "", "1h", "+", ":", "always:", ":forever", "forever:always", "20261301:forever",
-            "20260230:forever", "2026112:forever", "+1h:-1h", "+1q", "-99999999999w:forever",
+            "",
+            "1h",
+            "+",
+            ":",
+            "always:",
+            ":forever",
+            "forever:always",
+            "20261301:forever",
+            "20260230:forever",
+            "2026112:forever",
+            "+1h:-1h",
+            "+1q",
+            "-99999999999w:forever",
         ] {
             let e = parse_validity(bad, NOW).unwrap_err();
             assert!(matches!(e, Error::Validity { .. }), "{bad}: {e}");
         }
-        let e = parse_validity("20261301:forever", NOW).unwrap_err().to_string();
+        let e = parse_validity("20261301:forever", NOW)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("month 13"), "{e}");
+    }
+}
+
+/// Formats unix seconds as `YYYY-MM-DDTHH:MM:SS` (UTC), as `ssh-keygen -L`
+/// formats times; `u64::MAX` is `forever`.
+pub fn format_time(t: u64) -> String {
+    if t == crate::FOREVER {
+        return "forever".into();
+    }
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    // civil_from_days (Howard Hinnant)
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
+/// Parses a point in time: unix seconds, or `YYYYMMDD[HHMM[SS]][Z]` (UTC),
+/// or `now`.
+pub fn parse_point(s: &str, now: u64) -> Result<u64> {
+    if s == "now" {
+        return Ok(now);
+    }
+    if !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit()) && s.len() != 8 {
+        return s.parse().map_err(|_| err(s, "not a number of seconds"));
+    }
+    parse_absolute(s)
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+    #[test]
+    fn format_and_parse_points() {
+        assert_eq!(format_time(1_795_305_600 + 37_800), "2026-11-22T10:30:00");
+        assert_eq!(format_time(0), "1970-01-01T00:00:00");
+        assert_eq!(format_time(u64::MAX), "forever");
+        assert_eq!(parse_point("20261122", 0).unwrap(), 1_795_305_600);
+        assert_eq!(parse_point("1795305600", 0).unwrap(), 1_795_305_600);
+        assert_eq!(parse_point("now", 7).unwrap(), 7);
+        assert!(parse_point("yesterday", 0).is_err());
     }
 }

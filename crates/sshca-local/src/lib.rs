@@ -113,7 +113,10 @@ impl LocalSigner {
             } else {
                 ErrorKind::InvalidInput
             };
-            Error::new(kind, format!("cannot read key file {}: {e}", path.display()))
+            Error::new(
+                kind,
+                format!("cannot read key file {}: {e}", path.display()),
+            )
         })?);
         let key = load_private_key(&path, &text, passphrase)?;
         let public = public_of(&path, &key)?;
@@ -151,7 +154,12 @@ fn load_private_key(
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("-----BEGIN "))
-        .ok_or_else(|| invalid(path, "not a PEM or OpenSSH private key (no -----BEGIN line)"))?;
+        .ok_or_else(|| {
+            invalid(
+                path,
+                "not a PEM or OpenSSH private key (no -----BEGIN line)",
+            )
+        })?;
     match label {
         "-----BEGIN OPENSSH PRIVATE KEY-----" => {
             let mut key = PrivateKey::from_openssh(text)
@@ -209,6 +217,7 @@ fn load_private_key(
 }
 
 fn from_keypair(path: &Path, kp: &KeypairData) -> Result<Native> {
+    use rsa::traits::PublicKeyParts;
     Ok(match kp {
         KeypairData::Ed25519(k) => Native::Ed25519(
             ed25519_dalek::SigningKey::try_from(k)
@@ -229,10 +238,24 @@ fn from_keypair(path: &Path, kp: &KeypairData) -> Result<Native> {
                 }
             }
         }
-        KeypairData::Rsa(k) => rsa_native(
-            rsa::RsaPrivateKey::try_from(k)
-                .map_err(|e| invalid(path, format_args!("bad RSA key: {e}")))?,
-        ),
+        KeypairData::Rsa(k) => {
+            // Built from components here: ssh-key 0.6.7's own conversion
+            // passes the prime p twice and rejects every valid key.
+            let big = |m: &ssh_key::Mpint| {
+                rsa::BigUint::from_bytes_be(m.as_positive_bytes().unwrap_or_default())
+            };
+            let key = rsa::RsaPrivateKey::from_components(
+                big(&k.public.n),
+                big(&k.public.e),
+                big(&k.private.d),
+                vec![big(&k.private.p), big(&k.private.q)],
+            )
+            .map_err(|e| invalid(path, format_args!("bad RSA key: {e}")))?;
+            if key.n().bits() < 2048 {
+                return Err(invalid(path, "RSA keys under 2048 bits are refused"));
+            }
+            rsa_native(key)
+        }
         other => {
             return Err(invalid(
                 path,
@@ -250,7 +273,9 @@ fn public_of(path: &Path, key: &Native) -> Result<KeyData> {
         Native::Ed25519(k) => KeyData::Ed25519(Ed25519PublicKey(k.verifying_key().to_bytes())),
         Native::P256(k) => KeyData::Ecdsa(EcdsaPublicKey::from(k.verifying_key())),
         Native::P384(k) => KeyData::Ecdsa(EcdsaPublicKey::from(k.verifying_key())),
-        Native::P521(k) => KeyData::Ecdsa(EcdsaPublicKey::from(&p521::ecdsa::VerifyingKey::from(k))),
+        Native::P521(k) => {
+            KeyData::Ecdsa(EcdsaPublicKey::from(&p521::ecdsa::VerifyingKey::from(k)))
+        }
         Native::Rsa(k) => KeyData::Rsa(
             RsaPublicKey::try_from(k.key.to_public_key())
                 .map_err(|e| invalid(path, format_args!("bad RSA public key: {e}")))?,
@@ -259,7 +284,9 @@ fn public_of(path: &Path, key: &Native) -> Result<KeyData> {
 }
 
 fn sign_native(key: &Native, alg: SigAlg, msg: &[u8]) -> Result<Signature> {
-    let fail = |e: signature::Error| Error::new(ErrorKind::Unavailable, format!("signing failed: {e}")).set_temporary(false);
+    let fail = |e: signature::Error| {
+        Error::new(ErrorKind::Unavailable, format!("signing failed: {e}")).set_temporary(false)
+    };
     Ok(match (key, alg) {
         (Native::Ed25519(k), SigAlg::Ed25519) => ed25519_to_ssh(&k.sign(msg).to_bytes())?,
         (Native::P256(k), SigAlg::EcdsaP256) => {

@@ -103,7 +103,10 @@ pub trait SignerExt: KeySigner {
                 ),
             )),
             None => algs.first().copied().ok_or_else(|| {
-                Error::new(ErrorKind::InvalidKey, format!("key {} supports no algorithm", self.uri()))
+                Error::new(
+                    ErrorKind::InvalidKey,
+                    format!("key {} supports no algorithm", self.uri()),
+                )
             }),
         }
     }

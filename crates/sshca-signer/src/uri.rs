@@ -43,7 +43,12 @@ fn decode(uri: &str, part: &str, what: &str) -> Result<String> {
     percent_decode_str(part)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| bad(uri, format_args!("{what} is not valid UTF-8 after %-decoding")))
+        .map_err(|_| {
+            bad(
+                uri,
+                format_args!("{what} is not valid UTF-8 after %-decoding"),
+            )
+        })
 }
 
 impl KeyUri {
@@ -80,9 +85,12 @@ impl KeyUri {
 
     /// Parses a key URI; errors name the part that is wrong.
     pub fn parse(uri: &str) -> Result<Self> {
-        let (scheme, rest) = uri
-            .split_once(':')
-            .ok_or_else(|| bad(uri, "no scheme (expected SCHEME:LOCATION, e.g. file:/etc/ssh/ca)"))?;
+        let (scheme, rest) = uri.split_once(':').ok_or_else(|| {
+            bad(
+                uri,
+                "no scheme (expected SCHEME:LOCATION, e.g. file:/etc/ssh/ca)",
+            )
+        })?;
         let (loc, query) = match rest.split_once('?') {
             Some((l, q)) => (l, Some(q)),
             None => (rest, None),
@@ -93,9 +101,9 @@ impl KeyUri {
                 return Err(bad(uri, "empty option list after `?`"));
             }
             for pair in q.split('&') {
-                let (n, v) = pair.split_once('=').ok_or_else(|| {
-                    bad(uri, format_args!("option `{pair}` is not NAME=VALUE"))
-                })?;
+                let (n, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| bad(uri, format_args!("option `{pair}` is not NAME=VALUE")))?;
                 let n = decode(uri, n, "an option name")?;
                 let v = decode(uri, v, "an option value")?;
                 if n.is_empty() {
@@ -170,7 +178,12 @@ impl KeyUri {
 
 impl fmt::Display for KeyUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.scheme, utf8_percent_encode(&self.location, LOCATION))?;
+        write!(
+            f,
+            "{}:{}",
+            self.scheme,
+            utf8_percent_encode(&self.location, LOCATION)
+        )?;
         for (i, (n, v)) in self.options.iter().enumerate() {
             write!(
                 f,
@@ -198,11 +211,13 @@ mod tests {
 
     #[test]
     fn parses_examples() {
-        let u = KeyUri::parse("file:/etc/ssh/ca?passphrase-file=/run/pw&pin=SHA256:abc%2B").unwrap();
+        let u =
+            KeyUri::parse("file:/etc/ssh/ca?passphrase-file=/run/pw&pin=SHA256:abc%2B").unwrap();
         assert_eq!(u.scheme(), "file");
         assert_eq!(u.location(), "/etc/ssh/ca");
         assert_eq!(u.option("pin"), Some("SHA256:abc+"));
-        let u = KeyUri::parse("awskms:arn:aws:kms:eu-west-1:111:alias/ssh-ca?region=eu-west-1").unwrap();
+        let u = KeyUri::parse("awskms:arn:aws:kms:eu-west-1:111:alias/ssh-ca?region=eu-west-1")
+            .unwrap();
         assert_eq!(u.location(), "arn:aws:kms:eu-west-1:111:alias/ssh-ca");
     }
 
@@ -218,7 +233,10 @@ mod tests {
         assert!(e.contains("option `pin`"), "{e}");
         let e = KeyUri::parse("file:/x?a=1&a=2").unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
-        let e = KeyUri::parse("file:/x?bogus=1").unwrap().check_options(&[]).unwrap_err();
+        let e = KeyUri::parse("file:/x?bogus=1")
+            .unwrap()
+            .check_options(&[])
+            .unwrap_err();
         assert!(e.to_string().contains("unknown option `bogus`"));
     }
 

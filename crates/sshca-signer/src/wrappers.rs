@@ -230,7 +230,8 @@ impl<S: KeySigner> KeySigner for RetrySigner<S> {
             .await
     }
     async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        self.run("listing algorithms", || self.inner.algorithms()).await
+        self.run("listing algorithms", || self.inner.algorithms())
+            .await
     }
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         self.run("signing", || self.inner.sign(alg, message)).await

@@ -1,0 +1,301 @@
+//! sshca: an OpenSSH certificate authority whose CA key can stay in a key
+//! management service.
+//!
+//! This facade re-exports the certificate core ([`core`]) and the signer
+//! layer ([`signer`]), builds a [`Registry`] from the enabled backend features
+//! ([`default_registry`]), and holds what the `sshca` CLI shares with library
+//! users: certificate inspection ([`CertInfo`]), subject-key reading, and
+//! atomic file writes.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sshca::signer::SignerExt;
+//! let ca = sshca::default_registry().open("file:/etc/ssh/user_ca").await?;
+//! let subject = sshca::read_subject_key(std::path::Path::new("id_ed25519.pub"))?.0;
+//! let mut t = sshca::core::CertTemplate::new(sshca::core::CertType::User, "alice");
+//! t.principals = vec!["alice".into()];
+//! t.serial = sshca::core::random_serial();
+//! let cert = ca.sign_certificate(&t, &subject, None).await?;
+//! println!("{}", cert.to_openssh()?);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+pub use sshca_core as core;
+use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
+pub use sshca_signer as signer;
+use sshca_signer::{Error, ErrorKind, Registry, Result};
+
+/// A registry with every backend this build enables (feature `local`: `file:`).
+pub fn default_registry() -> Registry {
+    #[allow(unused_mut)]
+    let mut r = Registry::new();
+    #[cfg(feature = "local")]
+    sshca_local::register(&mut r);
+    r
+}
+
+/// Turns a `--ca` argument into a key URI: a string with a scheme is used as
+/// it is; a plain path (no `:`) becomes `file:PATH`.
+pub fn ca_uri(arg: &str) -> String {
+    if arg.contains(':') {
+        arg.to_owned()
+    } else {
+        format!("file:{arg}")
+    }
+}
+
+/// A certificate's fields as `sshca inspect --json` prints them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertInfo {
+    /// `user` or `host`.
+    #[serde(rename = "type")]
+    pub cert_type: String,
+    /// Certificate key type, e.g. `ssh-ed25519-cert-v01@openssh.com`.
+    pub key_type: String,
+    /// SHA-256 fingerprint of the certified key.
+    pub public_key: String,
+    /// SHA-256 fingerprint of the signing CA key.
+    pub signing_ca: String,
+    /// Algorithm of the CA signature, e.g. `rsa-sha2-512`.
+    pub signature_algorithm: String,
+    /// Key identifier.
+    pub key_id: String,
+    /// Serial number.
+    pub serial: u64,
+    /// Start of validity, unix seconds.
+    pub valid_after: u64,
+    /// End of validity, unix seconds (18446744073709551615 is forever).
+    pub valid_before: u64,
+    /// Principals.
+    pub principals: Vec<String>,
+    /// Critical options: flags map to "", raw data to upper-case hex.
+    pub critical_options: BTreeMap<String, String>,
+    /// Extensions: flags map to "", raw data to upper-case hex.
+    pub extensions: BTreeMap<String, String>,
+}
+
+impl CertInfo {
+    /// Extracts the fields of a certificate.
+    pub fn new(cert: &Certificate) -> Self {
+        let opts = |m: &sshca_core::CertOptions| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        Self {
+            cert_type: cert.cert_type().to_string(),
+            key_type: cert.key_type().to_owned(),
+            public_key: cert.public_key_fingerprint().to_string(),
+            signing_ca: cert.signing_ca_fingerprint().to_string(),
+            signature_algorithm: cert.signature().algorithm().as_str().to_owned(),
+            key_id: cert.key_id().to_owned(),
+            serial: cert.serial(),
+            valid_after: cert.valid_after(),
+            valid_before: cert.valid_before(),
+            principals: cert.principals().to_vec(),
+            critical_options: opts(cert.critical_options()),
+            extensions: opts(cert.extensions()),
+        }
+    }
+
+    /// Text in the layout of `ssh-keygen -L` (times in UTC).
+    pub fn to_text(&self, name: &str, cert: &Certificate) -> String {
+        use sshca_core::validity::format_time;
+        let mut s = String::new();
+        let key_kind = key_kind(cert.public_key());
+        let ca_kind = key_kind_plain(cert.signature_key());
+        s.push_str(&format!("{name}:\n"));
+        s.push_str(&format!(
+            "        Type: {} {} certificate\n",
+            self.key_type, self.cert_type
+        ));
+        s.push_str(&format!(
+            "        Public key: {key_kind}-CERT {}\n",
+            self.public_key
+        ));
+        s.push_str(&format!(
+            "        Signing CA: {ca_kind} {} (using {})\n",
+            self.signing_ca, self.signature_algorithm
+        ));
+        s.push_str(&format!("        Key ID: \"{}\"\n", self.key_id));
+        s.push_str(&format!("        Serial: {}\n", self.serial));
+        let valid = if self.valid_after == 0 && self.valid_before == u64::MAX {
+            "forever".to_owned()
+        } else if self.valid_before == u64::MAX {
+            format!("after {}", format_time(self.valid_after))
+        } else if self.valid_after == 0 {
+            format!("before {}", format_time(self.valid_before))
+        } else {
+            format!(
+                "from {} to {}",
+                format_time(self.valid_after),
+                format_time(self.valid_before)
+            )
+        };
+        s.push_str(&format!("        Valid: {valid}\n"));
+        if self.principals.is_empty() {
+            s.push_str("        Principals: (none)\n");
+        } else {
+            s.push_str("        Principals: \n");
+            for p in &self.principals {
+                s.push_str(&format!("                {p}\n"));
+            }
+        }
+        for (title, map) in [
+            ("Critical Options", &self.critical_options),
+            ("Extensions", &self.extensions),
+        ] {
+            if map.is_empty() {
+                s.push_str(&format!("        {title}: (none)\n"));
+            } else {
+                s.push_str(&format!("        {title}: \n"));
+                for (k, v) in map {
+                    if v.is_empty() {
+                        s.push_str(&format!("                {k}\n"));
+                    } else {
+                        s.push_str(&format!("                {k} {v}\n"));
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
+fn key_kind_plain(k: &KeyData) -> &'static str {
+    match k {
+        KeyData::Ed25519(_) => "ED25519",
+        KeyData::Ecdsa(_) => "ECDSA",
+        KeyData::Rsa(_) => "RSA",
+        KeyData::SkEd25519(_) => "ED25519-SK",
+        KeyData::SkEcdsaSha2NistP256(_) => "ECDSA-SK",
+        _ => "UNKNOWN",
+    }
+}
+
+fn key_kind(k: &KeyData) -> &'static str {
+    key_kind_plain(k)
+}
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        _ => ErrorKind::InvalidInput,
+    };
+    Error::new(kind, format!("{what} {}: {e}", path.display()))
+}
+
+/// Reads a public key line (`TYPE BASE64 [COMMENT]`).
+pub fn parse_public_key(text: &str, origin: &str) -> Result<PublicKey> {
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{origin}: no public key found"),
+            )
+        })?;
+    PublicKey::from_openssh(line).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("{origin}: not an OpenSSH public key ({e})"),
+        )
+    })
+}
+
+/// Reads the subject key for `sshca sign KEY`: KEY holds a public key, or it
+/// is a private key whose public key is in `KEY.pub`, as with `ssh-keygen -s`.
+/// Returns the key and its comment.
+pub fn read_subject_key(path: &Path) -> Result<(KeyData, String)> {
+    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, "cannot read", e))?;
+    let origin = path.display().to_string();
+    let pk = if text.contains("PRIVATE KEY-----") {
+        let mut pub_path = path.as_os_str().to_owned();
+        pub_path.push(".pub");
+        let pub_path = PathBuf::from(pub_path);
+        let t = std::fs::read_to_string(&pub_path)
+            .map_err(|e| io_err(&pub_path, "is a private key; cannot read its public key", e))?;
+        parse_public_key(&t, &pub_path.display().to_string())?
+    } else {
+        parse_public_key(&text, &origin)?
+    };
+    Ok((pk.key_data().clone(), pk.comment().to_owned()))
+}
+
+/// Where `ssh-keygen -s` writes the certificate of KEY: a trailing `.pub`
+/// replaced by `-cert.pub`, else `-cert.pub` appended.
+pub fn cert_path_for(key: &Path) -> PathBuf {
+    let s = key.as_os_str().to_string_lossy();
+    let base = s.strip_suffix(".pub").unwrap_or(&s);
+    PathBuf::from(format!("{base}-cert.pub"))
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same
+/// directory, then a rename; nothing partial is ever left behind.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".sshca-")
+        .tempfile_in(dir)
+        .map_err(|e| io_err(dir, "cannot create a temporary file in", e))?;
+    tmp.write_all(contents)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| io_err(path, "cannot write", e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| io_err(path, "cannot set permissions of", e))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| io_err(path, "cannot write", e.error))?;
+    Ok(())
+}
+
+/// Resolves a `--ca` argument for verification: a public key file (or a
+/// certificate-authority line), else a key URI opened through `registry`.
+pub async fn resolve_ca_public_key(registry: &Registry, arg: &str) -> Result<KeyData> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        let text = std::fs::read_to_string(p).map_err(|e| io_err(p, "cannot read", e))?;
+        if !text.contains("PRIVATE KEY-----") {
+            return Ok(parse_public_key(&text, arg)?.key_data().clone());
+        }
+    }
+    let signer = registry.open_raw(&ca_uri(arg)).await?;
+    signer.public_key().await
+}
+
+/// The public key line of a CA for `TrustedUserCAKeys`, or with a pattern
+/// the `@cert-authority PATTERN ...` line for `known_hosts`.
+pub fn ca_line(key: &KeyData, known_hosts: Option<&str>, comment: &str) -> Result<String> {
+    let line = PublicKey::new(key.clone(), comment)
+        .to_openssh()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidKey,
+                format!("cannot encode the CA key: {e}"),
+            )
+        })?;
+    Ok(match known_hosts {
+        Some(p) => format!("@cert-authority {p} {line}"),
+        None => line,
+    })
+}
+
+/// SHA-256 fingerprint text of a key.
+pub fn fingerprint(key: &KeyData) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
