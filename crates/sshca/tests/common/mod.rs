@@ -1,0 +1,193 @@
+//! Helpers shared by the CLI integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sshca_core::ssh_key::public::{EcdsaPublicKey, KeyData, SkEcdsaSha2NistP256, SkEd25519};
+use sshca_core::ssh_key::PublicKey;
+
+pub fn sshca() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sshca"))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn");
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    out
+}
+
+/// Generates a key with ssh-keygen; returns the private key path.
+pub fn keygen(dir: &Path, name: &str, t: &str, bits: Option<&str>) -> PathBuf {
+    let path = dir.join(name);
+    let mut c = Command::new("ssh-keygen");
+    c.args(["-q", "-N", "", "-C", name, "-t", t, "-f"])
+        .arg(&path);
+    if let Some(b) = bits {
+        c.args(["-b", b]);
+    }
+    run(&mut c);
+    path
+}
+
+/// Writes security-key public keys (no FIDO device is needed to certify them).
+pub fn sk_keys(dir: &Path) -> Vec<PathBuf> {
+    let ed = keygen(dir, "for_sk_ed", "ed25519", None);
+    let ec = keygen(dir, "for_sk_ec", "ecdsa", Some("256"));
+    let edk = PublicKey::read_openssh_file(&ed.with_extension("pub")).unwrap();
+    let eck = PublicKey::read_openssh_file(&ec.with_extension("pub")).unwrap();
+    let sk_ed = KeyData::SkEd25519(SkEd25519::new(*edk.key_data().ed25519().unwrap(), "ssh:"));
+    let EcdsaPublicKey::NistP256(point) = eck.key_data().ecdsa().unwrap().clone() else {
+        panic!("not p256")
+    };
+    let sk_ec = KeyData::SkEcdsaSha2NistP256(SkEcdsaSha2NistP256::new(point, "ssh:"));
+    let mut out = Vec::new();
+    for (name, k) in [("sk_ed.pub", sk_ed), ("sk_ec.pub", sk_ec)] {
+        let p = dir.join(name);
+        std::fs::write(&p, PublicKey::new(k, name).to_openssh().unwrap() + "\n").unwrap();
+        out.push(p);
+    }
+    out
+}
+
+/// Fields parsed from `ssh-keygen -L` output (run with TZ=UTC).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeygenView {
+    pub key_type: String,
+    pub cert_type: String,
+    pub public_key: String,
+    pub signing_ca: String,
+    pub signature_algorithm: String,
+    pub key_id: String,
+    pub serial: String,
+    pub valid: String,
+    pub principals: Vec<String>,
+    /// name -> value as printed (empty for flags)
+    pub critical_options: BTreeMap<String, String>,
+    pub extensions: BTreeMap<String, String>,
+}
+
+pub fn keygen_list(cert: &Path) -> KeygenView {
+    let out = run(Command::new("ssh-keygen")
+        .env("TZ", "UTC")
+        .arg("-L")
+        .arg("-f")
+        .arg(cert));
+    parse_list(&String::from_utf8_lossy(&out.stdout))
+}
+
+pub fn parse_list(text: &str) -> KeygenView {
+    let mut v = KeygenView::default();
+    let mut section = "";
+    for line in text.lines().skip(1) {
+        let t = line.trim();
+        if line.starts_with("                ") {
+            let (name, value) = t.split_once(' ').unwrap_or((t, ""));
+            match section {
+                "p" => v.principals.push(t.to_owned()),
+                "c" => {
+                    v.critical_options.insert(name.into(), value.into());
+                }
+                "e" => {
+                    v.extensions.insert(name.into(), value.into());
+                }
+                _ => panic!("unexpected line {line}"),
+            }
+            continue;
+        }
+        let (k, val) = t.split_once(':').unwrap();
+        let val = val.trim();
+        match k {
+            "Type" => {
+                let mut it = val.split(' ');
+                v.key_type = it.next().unwrap().into();
+                v.cert_type = it.next().unwrap().into();
+            }
+            "Public key" => v.public_key = val.split(' ').nth(1).unwrap().into(),
+            "Signing CA" => {
+                let parts: Vec<&str> = val.split(' ').collect();
+                v.signing_ca = parts[1].into();
+                v.signature_algorithm = parts[3].trim_end_matches(')').into();
+            }
+            "Key ID" => v.key_id = val.trim_matches('"').into(),
+            "Serial" => v.serial = val.into(),
+            "Valid" => v.valid = val.into(),
+            "Principals" => section = "p",
+            "Critical Options" => section = "c",
+            "Extensions" => section = "e",
+            _ => panic!("unexpected key {k}"),
+        }
+    }
+    v
+}
+
+/// What `sshca inspect --json` says, in the shape of [`KeygenView`].
+pub fn sshca_view(cert: &Path) -> KeygenView {
+    let out = run(sshca().arg("inspect").arg("--json").arg(cert));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = |k: &str| j[k].as_str().unwrap().to_owned();
+    let va = j["valid_after"].as_u64().unwrap();
+    let vb = j["valid_before"].as_u64().unwrap();
+    use sshca_core::validity::format_time;
+    let valid = match (va, vb) {
+        (0, u64::MAX) => "forever".to_owned(),
+        (a, u64::MAX) => format!("after {}", format_time(a)),
+        (0, b) => format!("before {}", format_time(b)),
+        (a, b) => format!("from {} to {}", format_time(a), format_time(b)),
+    };
+    let opts = |k: &str| -> BTreeMap<String, String> {
+        j[k].as_object()
+            .unwrap()
+            .iter()
+            .map(|(n, v)| {
+                let v = v.as_str().unwrap();
+                // ssh-keygen prints values of known options only.
+                let shown = match n.as_str() {
+                    "force-command" | "source-address" => v.to_owned(),
+                    _ if v.is_empty() => String::new(),
+                    _ => "<?>".to_owned(),
+                };
+                (n.clone(), shown)
+            })
+            .collect()
+    };
+    KeygenView {
+        key_type: s("key_type"),
+        cert_type: s("type"),
+        public_key: s("public_key"),
+        signing_ca: s("signing_ca"),
+        signature_algorithm: s("signature_algorithm"),
+        key_id: s("key_id"),
+        serial: j["serial"].as_u64().unwrap().to_string(),
+        valid,
+        principals: j["principals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect(),
+        critical_options: opts("critical_options"),
+        extensions: opts("extensions"),
+    }
+}
+
+/// Normalises ssh-keygen's display of unknown options to `<VALUE>` (our hex
+/// of the raw data is not comparable to its dump), so both views compare.
+pub fn normalise_unknown(v: &mut KeygenView) {
+    for map in [&mut v.critical_options, &mut v.extensions] {
+        for (_, val) in map.iter_mut() {
+            if val == "UNKNOWN FLAG OPTION" {
+                val.clear();
+            } else if val.starts_with("UNKNOWN OPTION") {
+                *val = "<?>".into();
+            }
+        }
+    }
+}
