@@ -1,0 +1,294 @@
+//! A real sshd, started on 127.0.0.1 with an OS-chosen port, trusts a CA held
+//! by the file backend: a user certificate logs in; expired, wrong-principal
+//! and source-address-excluded certificates are refused; force-command runs;
+//! the client accepts the server's host certificate through an
+//! `@cert-authority` known_hosts line written by `sshca pubkey`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+struct Sshd {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_sshd(dir: &Path, user_ca_pub: &Path, host_key: &Path, host_cert: &Path) -> Sshd {
+    assert!(
+        Path::new(SSHD).exists(),
+        "{SSHD} is missing: install openssh-server (.ci/run does)"
+    );
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    for _ in 0..5 {
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:{port}\n\
+                 HostKey {hk}\n\
+                 HostCertificate {hc}\n\
+                 TrustedUserCAKeys {ca}\n\
+                 AuthorizedKeysFile none\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 StrictModes no\n\
+                 UsePAM no\n\
+                 PidFile {pid}\n\
+                 LogLevel VERBOSE\n",
+                hk = host_key.display(),
+                hc = host_cert.display(),
+                ca = user_ca_pub.display(),
+                pid = dir.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut sshd = Sshd { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sshd;
+            }
+            if let Ok(Some(_)) = sshd.child.try_wait() {
+                break; // port taken in the meantime: try another
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = sshd.child.kill();
+    }
+    panic!(
+        "sshd did not start: {}",
+        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+    );
+}
+
+fn user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn ssh(sshd: &Sshd, dir: &Path, key: &Path, cert: &Path, known_hosts: &Path, cmd: &str) -> Output {
+    Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", &sshd.port.to_string()])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "CheckHostIP=no",
+        ])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .arg("-i")
+        .arg(key)
+        .arg(format!("{}@127.0.0.1", user()))
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn sign(ca: &Path, key: &Path, args: &[&str]) -> PathBuf {
+    run(sshca()
+        .arg("sign")
+        .arg("--ca")
+        .arg(format!("file:{}", ca.display()))
+        .args(args)
+        .arg(key));
+    sshca::cert_path_for(key)
+}
+
+#[test]
+fn sshd_accepts_and_refuses_as_it_should() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let user_ca = keygen(dir, "user_ca", "ecdsa", Some("256"));
+    let host_ca = keygen(dir, "host_ca", "ed25519", None);
+    let host_key = keygen(dir, "host_key", "ed25519", None);
+    let me = user();
+
+    // The CA lines come from `sshca pubkey`.
+    let ca_line = String::from_utf8(
+        run(sshca()
+            .arg("pubkey")
+            .arg(format!("file:{}", user_ca.display())))
+        .stdout,
+    )
+    .unwrap();
+    let user_ca_pub = dir.join("trusted_user_ca.pub");
+    std::fs::write(&user_ca_pub, &ca_line).unwrap();
+    let kh = String::from_utf8(
+        run(sshca()
+            .args(["pubkey", "--known-hosts", "127.0.0.1"])
+            .arg(format!("file:{}", host_ca.display())))
+        .stdout,
+    )
+    .unwrap();
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&known_hosts, &kh).unwrap();
+
+    let host_cert = sign(
+        &host_ca,
+        &host_key.with_extension("pub"),
+        &["-h", "-I", "host", "-n", "127.0.0.1", "-V", "-5m:+1h"],
+    );
+    let sshd = start_sshd(dir, &user_ca_pub, &host_key, &host_cert);
+
+    let key = keygen(dir, "id_user", "ed25519", None);
+    let login = |args: &[&str], cmd: &str| {
+        let cert = sign(&user_ca, &key.with_extension("pub"), args);
+        ssh(&sshd, dir, &key, &cert, &known_hosts, cmd)
+    };
+
+    let out = login(&["-I", "ok", "-n", &me, "-V", "-5m:+1h"], "echo login-ok");
+    assert!(
+        out.status.success(),
+        "valid certificate refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "login-ok");
+
+    let out = login(
+        &["-I", "expired", "-n", &me, "-V", "20200101:20200102"],
+        "echo no",
+    );
+    assert!(!out.status.success(), "expired certificate accepted");
+
+    let out = login(
+        &[
+            "-I",
+            "wrong-principal",
+            "-n",
+            "somebody-else",
+            "-V",
+            "-5m:+1h",
+        ],
+        "echo no",
+    );
+    assert!(
+        !out.status.success(),
+        "certificate for another principal accepted"
+    );
+
+    let out = login(
+        &[
+            "-I",
+            "src",
+            "-n",
+            &me,
+            "-V",
+            "-5m:+1h",
+            "-O",
+            "source-address=10.9.8.7/32",
+        ],
+        "echo no",
+    );
+    assert!(
+        !out.status.success(),
+        "source-address did not exclude 127.0.0.1"
+    );
+    let out = login(
+        &[
+            "-I",
+            "src-ok",
+            "-n",
+            &me,
+            "-V",
+            "-5m:+1h",
+            "-O",
+            "source-address=127.0.0.0/8",
+        ],
+        "echo src-ok",
+    );
+    assert!(
+        out.status.success(),
+        "matching source-address refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = login(
+        &[
+            "-I",
+            "forced",
+            "-n",
+            &me,
+            "-V",
+            "-5m:+1h",
+            "-O",
+            "force-command=echo forced-command-ran",
+        ],
+        "echo not-forced",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "forced-command-ran"
+    );
+
+    // The host certificate is what makes the host trusted: a known_hosts line
+    // naming another CA makes the same login fail.
+    let other = keygen(dir, "other_ca", "ed25519", None);
+    let kh2 = String::from_utf8(
+        run(sshca()
+            .args(["pubkey", "--known-hosts", "127.0.0.1"])
+            .arg(format!("file:{}", other.display())))
+        .stdout,
+    )
+    .unwrap();
+    let known_hosts2 = dir.join("known_hosts2");
+    std::fs::write(&known_hosts2, kh2).unwrap();
+    let cert = sign(
+        &user_ca,
+        &key.with_extension("pub"),
+        &["-I", "ok2", "-n", &me, "-V", "-5m:+1h"],
+    );
+    let out = ssh(&sshd, dir, &key, &cert, &known_hosts2, "echo no");
+    assert!(
+        !out.status.success(),
+        "host accepted without a trusted host CA"
+    );
+    let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap();
+    assert!(log.contains("Accepted publickey"), "sshd log: {log}");
+}
