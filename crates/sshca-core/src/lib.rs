@@ -16,7 +16,7 @@ pub mod convert;
 mod error;
 pub mod options;
 pub mod validity;
-mod wire;
+pub mod wire;
 
 pub use cert::{
     random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,

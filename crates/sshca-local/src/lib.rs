@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use signature::{SignatureEncoding, Signer};
-use ssh_key::private::KeypairData;
 use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData, RsaPublicKey};
-use ssh_key::{EcdsaCurve, PrivateKey};
 use sshca_core::convert::{ed25519_to_ssh, rsa_pkcs1_to_ssh};
 use sshca_core::{SigAlg, Signature};
 use sshca_signer::{Error, ErrorKind, KeySigner, KeyUri, Registry, Result};
 use zeroize::Zeroizing;
+
+mod openssh;
 
 /// The URI scheme of this backend.
 pub const SCHEME: &str = "file";
@@ -30,7 +30,7 @@ pub const SCHEME: &str = "file";
 /// Environment variable holding the passphrase of an encrypted key file.
 pub const PASSPHRASE_ENV: &str = "SSHCA_PASSPHRASE";
 
-enum Native {
+pub(crate) enum Native {
     Ed25519(ed25519_dalek::SigningKey),
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
@@ -44,7 +44,7 @@ struct RsaKey {
     sha512: rsa::pkcs1v15::SigningKey<sha2::Sha512>,
 }
 
-fn rsa_native(key: rsa::RsaPrivateKey) -> Native {
+pub(crate) fn rsa_native(key: rsa::RsaPrivateKey) -> Native {
     Native::Rsa(Box::new(RsaKey {
         sha256: rsa::pkcs1v15::SigningKey::new(key.clone()),
         sha512: rsa::pkcs1v15::SigningKey::new(key.clone()),
@@ -162,15 +162,28 @@ fn load_private_key(
         })?;
     match label {
         "-----BEGIN OPENSSH PRIVATE KEY-----" => {
-            let mut key = PrivateKey::from_openssh(text)
-                .map_err(|e| invalid(path, format_args!("bad OpenSSH private key: {e}")))?;
-            if key.is_encrypted() {
-                let pw = passphrase()?;
-                key = key.decrypt(pw.as_bytes()).map_err(|_| {
-                    invalid(path, "cannot decrypt the key: wrong passphrase")
-                })?;
+            let mut pw_err = None;
+            let res = openssh::read(text, || match passphrase() {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    pw_err = Some(e);
+                    None
+                }
+            });
+            match res {
+                Ok(k) => Ok(k),
+                Err(openssh::ReadError::NeedPassphrase) => Err(pw_err.unwrap_or_else(|| {
+                    invalid(path, "the key is encrypted and no passphrase was given")
+                })),
+                Err(openssh::ReadError::WrongPassphrase) => Err(invalid(
+                    path,
+                    "cannot decrypt the key: wrong passphrase",
+                )),
+                Err(openssh::ReadError::Invalid(m)) => Err(invalid(
+                    path,
+                    format_args!("bad OpenSSH private key: {m}"),
+                )),
             }
-            from_keypair(path, key.key_data())
         }
         "-----BEGIN PRIVATE KEY-----" => {
             if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(text) {
@@ -214,58 +227,6 @@ fn load_private_key(
         )),
         other => Err(invalid(path, format_args!("unsupported PEM type `{other}`"))),
     }
-}
-
-fn from_keypair(path: &Path, kp: &KeypairData) -> Result<Native> {
-    use rsa::traits::PublicKeyParts;
-    Ok(match kp {
-        KeypairData::Ed25519(k) => Native::Ed25519(
-            ed25519_dalek::SigningKey::try_from(k)
-                .map_err(|e| invalid(path, format_args!("bad Ed25519 key: {e}")))?,
-        ),
-        KeypairData::Ecdsa(k) => {
-            let bytes = k.private_key_bytes();
-            let bad = |e: p256::ecdsa::Error| invalid(path, format_args!("bad ECDSA key: {e}"));
-            match k.curve() {
-                EcdsaCurve::NistP256 => {
-                    Native::P256(p256::ecdsa::SigningKey::from_slice(bytes).map_err(bad)?)
-                }
-                EcdsaCurve::NistP384 => {
-                    Native::P384(p384::ecdsa::SigningKey::from_slice(bytes).map_err(bad)?)
-                }
-                EcdsaCurve::NistP521 => {
-                    Native::P521(p521::ecdsa::SigningKey::from_slice(bytes).map_err(bad)?)
-                }
-            }
-        }
-        KeypairData::Rsa(k) => {
-            // Built from components here: ssh-key 0.6.7's own conversion
-            // passes the prime p twice and rejects every valid key.
-            let big = |m: &ssh_key::Mpint| {
-                rsa::BigUint::from_bytes_be(m.as_positive_bytes().unwrap_or_default())
-            };
-            let key = rsa::RsaPrivateKey::from_components(
-                big(&k.public.n),
-                big(&k.public.e),
-                big(&k.private.d),
-                vec![big(&k.private.p), big(&k.private.q)],
-            )
-            .map_err(|e| invalid(path, format_args!("bad RSA key: {e}")))?;
-            if key.n().bits() < 2048 {
-                return Err(invalid(path, "RSA keys under 2048 bits are refused"));
-            }
-            rsa_native(key)
-        }
-        other => {
-            return Err(invalid(
-                path,
-                format_args!(
-                    "{} keys cannot be CA keys here",
-                    other.algorithm().map(|a| a.to_string()).unwrap_or_default()
-                ),
-            ))
-        }
-    })
 }
 
 fn public_of(path: &Path, key: &Native) -> Result<KeyData> {

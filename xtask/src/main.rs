@@ -1,0 +1,223 @@
+//! Project tasks, run as `cargo xtask TASK`:
+//! - `ci`: format check, clippy with `-D warnings`, every test;
+//! - `demo`: issue certificates with `sshca` and check them with OpenSSH;
+//! - `bench`: the criterion benchmarks.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let st = cmd
+        .status()
+        .map_err(|e| format!("{what}: cannot start {cmd:?}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({st})"))
+    }
+}
+
+fn output(what: &str, cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot start {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ci() -> Result<()> {
+    run("rustfmt check", cargo().args(["fmt", "--all", "--check"]))?;
+    run(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run(
+        "tests",
+        cargo().args(["test", "--workspace", "--all-features"]),
+    )?;
+    run(
+        "rustdoc",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--all-features"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    eprintln!("xtask: ci passed");
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    run("build sshca", cargo().args(["build", "-p", "sshca"]))?;
+    let sshca = target_dir().join("debug").join("sshca");
+    let dir = target_dir().join("sshca-demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let keygen = |name: &str, args: &[&str]| -> Result<PathBuf> {
+        let p = dir.join(name);
+        output(
+            &format!("ssh-keygen {name}"),
+            Command::new("ssh-keygen")
+                .args(["-q", "-N", "", "-C", name, "-f"])
+                .arg(&p)
+                .args(args),
+        )?;
+        Ok(p)
+    };
+    let user = keygen("id_user", &["-t", "ed25519"])?;
+    let cas = [
+        ("local", "ed25519", vec!["-t", "ed25519"]),
+        ("local", "ecdsa-p256", vec!["-t", "ecdsa", "-b", "256"]),
+        ("local", "ecdsa-p384", vec!["-t", "ecdsa", "-b", "384"]),
+        ("local", "ecdsa-p521", vec!["-t", "ecdsa", "-b", "521"]),
+        ("local", "rsa-3072", vec!["-t", "rsa", "-b", "3072"]),
+    ];
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for (backend, name, args) in cas {
+        let ca = keygen(&format!("ca_{name}"), &args)?;
+        let uri = format!("file:{}", ca.display());
+        let subject = dir.join(format!("id_user_{name}.pub"));
+        std::fs::copy(user.with_extension("pub"), &subject).map_err(|e| format!("copy: {e}"))?;
+        let result = (|| -> Result<(String, PathBuf)> {
+            output(
+                "sshca sign",
+                Command::new(&sshca)
+                    .args([
+                        "sign",
+                        "--ca",
+                        &uri,
+                        "-I",
+                        "demo-alice",
+                        "-n",
+                        "alice",
+                        "-V",
+                        "-5m:+1h",
+                    ])
+                    .arg(&subject),
+            )?;
+            let cert = dir.join(format!("id_user_{name}-cert.pub"));
+            let listed = output(
+                "ssh-keygen -L",
+                Command::new("ssh-keygen").arg("-L").arg("-f").arg(&cert),
+            )?;
+            let alg = listed
+                .lines()
+                .find_map(|l| l.split("(using ").nth(1))
+                .map(|s| s.trim_end_matches(')').to_owned())
+                .ok_or("ssh-keygen -L printed no signing algorithm")?;
+            output(
+                "sshca verify",
+                Command::new(&sshca)
+                    .args(["verify", "--ca", &uri, "--principal", "alice"])
+                    .arg(&cert),
+            )?;
+            Ok((alg, cert))
+        })();
+        match result {
+            Ok((alg, cert)) => rows.push([
+                backend.into(),
+                uri,
+                alg,
+                cert.display().to_string(),
+                "yes".into(),
+            ]),
+            Err(e) => {
+                failed = true;
+                rows.push([
+                    backend.into(),
+                    uri,
+                    "-".into(),
+                    "-".into(),
+                    format!("NO: {e}"),
+                ]);
+            }
+        }
+    }
+    let header = ["backend", "key URI", "algorithm", "certificate", "verified"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!("{}", line(header));
+    for r in &rows {
+        println!(
+            "{}",
+            line([&r[0], &r[1], &r[2], &r[3], &r[4]].map(String::as_str))
+        );
+    }
+    println!("\ncertificates written to {}", dir.display());
+    if failed {
+        Err("some certificates failed".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn bench() -> Result<()> {
+    run("benchmarks", cargo().args(["bench", "-p", "sshca-benches"]))
+}
+
+fn main() -> ExitCode {
+    let task = env::args().nth(1).unwrap_or_default();
+    let res = match task.as_str() {
+        "ci" => ci(),
+        "demo" => demo(),
+        "bench" => bench(),
+        _ => Err(format!(
+            "unknown task `{task}`; tasks: ci (format, clippy, tests, docs), demo (issue and check certificates), bench (criterion benchmarks)"
+        )),
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
