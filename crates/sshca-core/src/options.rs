@@ -214,12 +214,12 @@ pub fn validate_source_address(list: &str) -> std::result::Result<(), String> {
             .map_err(|_| format!("`{entry}` is not an IP address or CIDR block"))?;
         if let Some(p) = prefix {
             let max = if ip.is_ipv4() { 32 } else { 128 };
-            let bits: u8 = p
-                .parse()
-                .ok()
-                .filter(|b| *b <= max && !p.starts_with('+'))
-                .ok_or_else(|| format!("`{entry}` has an invalid prefix length (0..={max})"))?;
-            let _ = bits;
+            let valid = !p.starts_with('+') && p.parse::<u8>().is_ok_and(|b| b <= max);
+            if !valid {
+                return Err(format!(
+                    "`{entry}` has an invalid prefix length (0..={max})"
+                ));
+            }
         }
     }
     Ok(())

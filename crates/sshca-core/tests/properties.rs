@@ -1,5 +1,5 @@
 //! Property and strictness tests of the certificate core.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use ed25519_dalek::Signer as _;
 use proptest::prelude::*;

@@ -1,6 +1,6 @@
 //! The shared conformance suite against the file backend, for every key type
 //! and file format.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
 use std::process::Command;

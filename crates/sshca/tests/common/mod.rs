@@ -44,7 +44,7 @@ pub fn sk_keys(dir: &Path) -> Vec<PathBuf> {
     let edk = PublicKey::read_openssh_file(&ed.with_extension("pub")).unwrap();
     let eck = PublicKey::read_openssh_file(&ec.with_extension("pub")).unwrap();
     let sk_ed = KeyData::SkEd25519(SkEd25519::new(*edk.key_data().ed25519().unwrap(), "ssh:"));
-    let EcdsaPublicKey::NistP256(point) = eck.key_data().ecdsa().unwrap().clone() else {
+    let EcdsaPublicKey::NistP256(point) = *eck.key_data().ecdsa().unwrap() else {
         panic!("not p256")
     };
     let sk_ec = KeyData::SkEcdsaSha2NistP256(SkEcdsaSha2NistP256::new(point, "ssh:"));
