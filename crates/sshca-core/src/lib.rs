@@ -14,6 +14,7 @@
 pub mod cert;
 pub mod convert;
 mod error;
+pub mod fuzzing;
 pub mod options;
 pub mod validity;
 pub mod wire;

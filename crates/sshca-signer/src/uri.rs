@@ -259,3 +259,25 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod corpus {
+    use super::KeyUri;
+
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/key_uri");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            if let Ok(s) = std::str::from_utf8(&data) {
+                if let Ok(u) = KeyUri::parse(s) {
+                    assert_eq!(KeyUri::parse(&u.to_string()).unwrap(), u);
+                }
+            }
+            n += 1;
+        }
+        assert!(n > 0);
+    }
+}

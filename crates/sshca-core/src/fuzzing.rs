@@ -1,0 +1,67 @@
+//! Fuzz entry points, shared by the cargo-fuzz targets in `fuzz/` and by the
+//! corpus replay test that runs on stable in every `cargo test`.
+//! Each function panics only when a property is broken.
+
+#![allow(clippy::panic)]
+
+use crate::convert::{
+    ecdsa_der_to_ssh, ecdsa_raw_to_ssh, ecdsa_ssh_to_raw, ed25519_to_ssh, rsa_pkcs1_to_ssh,
+};
+use crate::{Certificate, SigAlg};
+use ssh_key::EcdsaCurve;
+
+/// Certificate decoding: never panics; whatever decodes re-encodes to the
+/// same bytes; the text form decodes too.
+pub fn cert_decode(data: &[u8]) {
+    if let Ok(c) = Certificate::from_bytes(data) {
+        match c.to_bytes() {
+            Ok(b) if b == data => {}
+            _ => panic!("decode -> encode does not reproduce the input"),
+        }
+        let _ = c.verify_signature();
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(c) = Certificate::from_openssh(s) {
+            if c.to_openssh().is_err() {
+                panic!("a decoded certificate cannot be encoded");
+            }
+        }
+    }
+}
+
+/// Signature converters: never panic; DER and raw forms agree.
+pub fn convert(data: &[u8]) {
+    for curve in [
+        EcdsaCurve::NistP256,
+        EcdsaCurve::NistP384,
+        EcdsaCurve::NistP521,
+    ] {
+        if let Ok(s) = ecdsa_der_to_ssh(curve, data) {
+            let raw = ecdsa_ssh_to_raw(&s).unwrap_or_default();
+            match ecdsa_raw_to_ssh(curve, &raw) {
+                Ok(again) if again == s => {}
+                _ => panic!("DER and raw conversions disagree"),
+            }
+        }
+        let _ = ecdsa_raw_to_ssh(curve, data);
+    }
+    let _ = rsa_pkcs1_to_ssh(SigAlg::RsaSha512, data, 256);
+    let _ = ed25519_to_ssh(data);
+}
+
+/// `-V` and `-O` syntax: never panics; a parsed interval is non-empty.
+pub fn syntax(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(v) = crate::validity::parse_validity(s, 1_795_000_000) {
+        if v.valid_before <= v.valid_after {
+            panic!("empty validity interval accepted");
+        }
+    }
+    let mut b = crate::options::OptionsBuilder::new(crate::CertType::User);
+    for opt in s.split('\n') {
+        let _ = b.apply(opt);
+    }
+    let _ = b.build();
+}
