@@ -7,7 +7,6 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ed25519_dalek::Signer as _;
-use signature::Signer as _;
 use sshca_core::convert::{ecdsa_der_to_ssh, ecdsa_raw_to_ssh, ed25519_to_ssh};
 use sshca_core::options::OptionsBuilder;
 use sshca_core::ssh_key::public::Ed25519PublicKey;

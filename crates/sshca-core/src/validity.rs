@@ -326,3 +326,50 @@ mod time_tests {
         assert!(parse_point("yesterday", 0).is_err());
     }
 }
+
+/// Parses a duration for renewal checks: seconds (`3600`), or a decimal
+/// number with a unit `s`, `m`, `h`, `d`, `w` (`30d`, `1.5h`), or a
+/// TIMESPEC such as `1h30m`.
+pub fn parse_ttl(s: &str) -> Result<u64> {
+    let t = s.trim();
+    if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
+        let num = &t[..t.len() - 1];
+        if num.contains('.') {
+            let mult = match unit.to_ascii_lowercase() {
+                's' => 1.0,
+                'm' => 60.0,
+                'h' => 3600.0,
+                'd' => 86_400.0,
+                'w' => 604_800.0,
+                _ => {
+                    return Err(err(
+                        s,
+                        format!("unknown unit `{unit}` (use s, m, h, d or w)"),
+                    ))
+                }
+            };
+            let v: f64 = num
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite() && *v >= 0.0 && *v < 1e12)
+                .ok_or_else(|| err(s, "not a non-negative number"))?;
+            return Ok((v * mult).round() as u64);
+        }
+    }
+    parse_timespec(t)
+}
+
+#[cfg(test)]
+mod ttl_tests {
+    use super::parse_ttl;
+    #[test]
+    fn ttls() {
+        assert_eq!(parse_ttl("30d").unwrap(), 30 * 86_400);
+        assert_eq!(parse_ttl("1.5h").unwrap(), 5400);
+        assert_eq!(parse_ttl("3600").unwrap(), 3600);
+        assert_eq!(parse_ttl("1h30m").unwrap(), 5400);
+        for bad in ["", "x", "1.5x", "-1.5h", "1..5h", "nan.h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -22,6 +22,7 @@ use sshca_core::{SigAlg, Signature};
 use sshca_signer::{Error, ErrorKind, KeySigner, KeyUri, Registry, Result};
 use zeroize::Zeroizing;
 
+pub mod keys;
 mod openssh;
 
 /// The URI scheme of this backend.
@@ -57,6 +58,7 @@ pub struct LocalSigner {
     uri: KeyUri,
     key: Native,
     public: KeyData,
+    comment: String,
 }
 
 impl std::fmt::Debug for LocalSigner {
@@ -118,13 +120,30 @@ impl LocalSigner {
                 format!("cannot read key file {}: {e}", path.display()),
             )
         })?);
-        let key = load_private_key(&path, &text, passphrase)?;
+        let (key, comment) = load_private_key(&path, &text, passphrase)?;
         let public = public_of(&path, &key)?;
         Ok(Self {
             uri: uri.clone(),
             key,
             public,
+            comment,
         })
+    }
+
+    /// The comment stored with the key (OpenSSH format; empty for PEM).
+    pub fn comment(&self) -> &str {
+        &self.comment
+    }
+
+    /// The public key.
+    pub fn public(&self) -> &KeyData {
+        &self.public
+    }
+
+    /// The key as an unencrypted ssh-key [`ssh_key::PrivateKey`], with its
+    /// comment (for re-encoding, e.g. with a new passphrase).
+    pub fn to_private_key(&self) -> Result<ssh_key::PrivateKey> {
+        keys::to_private_key(&self.key, &self.comment)
     }
 
     /// Opens a key file by path (no options).
@@ -147,7 +166,7 @@ fn load_private_key(
     path: &Path,
     text: &str,
     passphrase: impl FnOnce() -> Result<Zeroizing<String>>,
-) -> Result<Native> {
+) -> Result<(Native, String)> {
     use p256::pkcs8::DecodePrivateKey;
     use rsa::pkcs1::DecodeRsaPrivateKey;
     let label = text
@@ -160,7 +179,7 @@ fn load_private_key(
                 "not a PEM or OpenSSH private key (no -----BEGIN line)",
             )
         })?;
-    match label {
+    let pem: Result<Native> = match label {
         "-----BEGIN OPENSSH PRIVATE KEY-----" => {
             let mut pw_err = None;
             let res = openssh::read(text, || match passphrase() {
@@ -170,7 +189,7 @@ fn load_private_key(
                     None
                 }
             });
-            match res {
+            return match res {
                 Ok(k) => Ok(k),
                 Err(openssh::ReadError::NeedPassphrase) => Err(pw_err.unwrap_or_else(|| {
                     invalid(path, "the key is encrypted and no passphrase was given")
@@ -183,7 +202,7 @@ fn load_private_key(
                     path,
                     format_args!("bad OpenSSH private key: {m}"),
                 )),
-            }
+            };
         }
         "-----BEGIN PRIVATE KEY-----" => {
             if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(text) {
@@ -226,7 +245,8 @@ fn load_private_key(
             "encrypted PKCS#8 is not supported; convert it to an encrypted OpenSSH key (ssh-keygen -p -f FILE)",
         )),
         other => Err(invalid(path, format_args!("unsupported PEM type `{other}`"))),
-    }
+    };
+    pem.map(|k| (k, String::new()))
 }
 
 fn public_of(path: &Path, key: &Native) -> Result<KeyData> {

@@ -52,7 +52,7 @@ fn scalar(m: &[u8], size: usize) -> Result<Zeroizing<Vec<u8>>, ReadError> {
 pub(crate) fn read(
     pem: &str,
     passphrase: impl FnOnce() -> Option<Zeroizing<String>>,
-) -> Result<Native, ReadError> {
+) -> Result<(Native, String), ReadError> {
     let b64: String = pem
         .lines()
         .map(str::trim)
@@ -163,7 +163,7 @@ pub(crate) fn read(
             )))
         }
     };
-    p.string("comment").map_err(inv)?;
+    let comment = p.utf8("comment").map_err(inv)?.to_owned();
     // Padding: 1, 2, 3, ... up to the block size.
     for (i, b) in p.remaining().iter().enumerate() {
         if usize::from(*b) != i + 1 {
@@ -174,5 +174,5 @@ pub(crate) fn read(
             });
         }
     }
-    Ok(native)
+    Ok((native, comment))
 }

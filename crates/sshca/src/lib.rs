@@ -238,9 +238,16 @@ pub fn cert_path_for(key: &Path) -> PathBuf {
     PathBuf::from(format!("{base}-cert.pub"))
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same
-/// directory, then a rename; nothing partial is ever left behind.
+/// Writes `contents` to `path` atomically (mode 0644, replacing any file):
+/// a temporary file in the same directory, then a rename; nothing partial is
+/// ever left behind.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    write_atomic_with(path, contents, 0o644, true)
+}
+
+/// Like [`write_atomic`] with a file mode, and with `replace = false` an
+/// error (not an overwrite) when `path` exists.
+pub fn write_atomic_with(path: &Path, contents: &[u8], mode: u32, replace: bool) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -252,30 +259,40 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     tmp.write_all(contents)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| io_err(path, "cannot write", e))?;
+    #[cfg(not(unix))]
+    let _ = mode;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(|e| io_err(path, "cannot set permissions of", e))?;
     }
-    tmp.persist(path)
-        .map_err(|e| io_err(path, "cannot write", e.error))?;
+    if replace {
+        tmp.persist(path)
+            .map_err(|e| io_err(path, "cannot write", e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} already exists (use --force to overwrite)",
+                        path.display()
+                    ),
+                )
+            } else {
+                io_err(path, "cannot write", e.error)
+            }
+        })?;
+    }
     Ok(())
 }
 
-/// Resolves a `--ca` argument for verification: a public key file (or a
-/// certificate-authority line), else a key URI opened through `registry`.
+/// Resolves a `--ca` argument for verification: any key reference
+/// ([`load_ref`]); for a certificate, its certified key.
 pub async fn resolve_ca_public_key(registry: &Registry, arg: &str) -> Result<KeyData> {
-    let p = Path::new(arg);
-    if p.is_file() {
-        let text = std::fs::read_to_string(p).map_err(|e| io_err(p, "cannot read", e))?;
-        if !text.contains("PRIVATE KEY-----") {
-            return Ok(parse_public_key(&text, arg)?.key_data().clone());
-        }
-    }
-    let signer = registry.open_raw(&ca_uri(arg)).await?;
-    signer.public_key().await
+    Ok(load_ref(registry, arg, None).await?.public_key())
 }
 
 /// The public key line of a CA for `TrustedUserCAKeys`, or with a pattern
@@ -298,4 +315,130 @@ pub fn ca_line(key: &KeyData, known_hosts: Option<&str>, comment: &str) -> Resul
 /// SHA-256 fingerprint text of a key.
 pub fn fingerprint(key: &KeyData) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// What a key reference (`REF`) names: a public key, a certificate, a private
+/// key file, or a key URI.
+#[derive(Debug, Clone)]
+pub enum KeyRef {
+    /// A public key line.
+    Public(PublicKey),
+    /// A certificate.
+    Certificate(Box<Certificate>),
+    /// A private key file (decrypted), with its comment.
+    #[cfg(feature = "local")]
+    Private(Box<sshca_core::ssh_key::PrivateKey>),
+    /// A key URI (its public key was fetched).
+    Uri(String, KeyData),
+}
+
+impl KeyRef {
+    /// The public key it names (for a certificate: the certified key).
+    pub fn public_key(&self) -> KeyData {
+        match self {
+            KeyRef::Public(p) => p.key_data().clone(),
+            KeyRef::Certificate(c) => c.public_key().clone(),
+            #[cfg(feature = "local")]
+            KeyRef::Private(k) => k.public_key().key_data().clone(),
+            KeyRef::Uri(_, k) => k.clone(),
+        }
+    }
+
+    /// The comment, if any.
+    pub fn comment(&self) -> &str {
+        match self {
+            KeyRef::Public(p) => p.comment(),
+            KeyRef::Certificate(c) => c.comment(),
+            #[cfg(feature = "local")]
+            KeyRef::Private(k) => k.comment(),
+            KeyRef::Uri(..) => "",
+        }
+    }
+}
+
+/// Resolves a key reference: an existing file holding a public key, a
+/// certificate or a private key (its passphrase from `passphrase_file` or
+/// `SSHCA_PASSPHRASE`), else a key URI opened through `registry`.
+pub async fn load_ref(
+    registry: &Registry,
+    arg: &str,
+    passphrase_file: Option<&Path>,
+) -> Result<KeyRef> {
+    let p = Path::new(arg);
+    if p.is_file() {
+        let text = std::fs::read_to_string(p).map_err(|e| io_err(p, "cannot read", e))?;
+        if text.contains("PRIVATE KEY-----") {
+            #[cfg(feature = "local")]
+            {
+                let mut uri = sshca_signer::KeyUri::new(sshca_local::SCHEME, arg)?;
+                if let Some(f) = passphrase_file {
+                    uri.set_option("passphrase-file", &f.to_string_lossy());
+                }
+                let signer = sshca_local::LocalSigner::open(&uri)?;
+                return Ok(KeyRef::Private(Box::new(signer.to_private_key()?)));
+            }
+            #[cfg(not(feature = "local"))]
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{arg}: private key files need the `local` feature"),
+            ));
+        }
+        if let Ok(c) = Certificate::from_openssh(text.trim()) {
+            return Ok(KeyRef::Certificate(Box::new(c)));
+        }
+        return parse_public_key(&text, arg)
+            .map(KeyRef::Public)
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{arg}: not a public key, certificate or private key"),
+                )
+            });
+    }
+    let _ = passphrase_file;
+    if !arg.contains(':') {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{arg}: no such file (and not a key URI)"),
+        ));
+    }
+    let signer = registry.open_raw(arg).await?;
+    Ok(KeyRef::Uri(arg.to_owned(), signer.public_key().await?))
+}
+
+/// MD5 fingerprint in OpenSSH's form (`MD5:aa:bb:...`).
+pub fn md5_fingerprint(key: &KeyData) -> Result<String> {
+    use md5::{Digest, Md5};
+    use sshca_core::ssh_key::PublicKey as Pk;
+    let blob = Pk::new(key.clone(), "")
+        .to_bytes()
+        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("cannot encode key: {e}")))?;
+    let d = Md5::digest(&blob);
+    Ok(format!(
+        "MD5:{}",
+        d.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    ))
+}
+
+/// Key size in bits and a curve name where there is one.
+pub fn key_size(key: &KeyData) -> (usize, Option<&'static str>) {
+    use sshca_core::ssh_key::EcdsaCurve;
+    match key {
+        KeyData::Ed25519(_) | KeyData::SkEd25519(_) => (256, Some("ed25519")),
+        KeyData::Ecdsa(k) => match k.curve() {
+            EcdsaCurve::NistP256 => (256, Some("nistp256")),
+            EcdsaCurve::NistP384 => (384, Some("nistp384")),
+            EcdsaCurve::NistP521 => (521, Some("nistp521")),
+        },
+        KeyData::SkEcdsaSha2NistP256(_) => (256, Some("nistp256")),
+        KeyData::Rsa(k) => {
+            let n = k.n.as_positive_bytes().unwrap_or_default();
+            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
+            (bits, None)
+        }
+        _ => (0, None),
+    }
 }

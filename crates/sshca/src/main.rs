@@ -48,6 +48,40 @@ enum Cmd {
         /// Certificate file (`-` for stdin).
         cert: String,
     },
+    /// Create a local private key (OpenSSH format, 0600) and PATH.pub.
+    Keygen {
+        /// Key type: ed25519, ecdsa or rsa.
+        #[arg(short = 't', default_value = "ed25519")]
+        key_type: String,
+        /// Bits: ecdsa 256 (default), 384, 521; rsa 2048, 3072 (default), 4096.
+        #[arg(short = 'b')]
+        bits: Option<u32>,
+        /// Encrypt with the passphrase in SSHCA_PASSPHRASE.
+        #[arg(short = 'N', conflicts_with = "passphrase_file")]
+        encrypt_from_env: bool,
+        /// Encrypt with the passphrase in this file (its first line).
+        #[arg(long = "passphrase-file")]
+        passphrase_file: Option<PathBuf>,
+        /// Comment.
+        #[arg(short = 'C', default_value = "")]
+        comment: String,
+        /// Overwrite PATH and PATH.pub if they exist.
+        #[arg(long)]
+        force: bool,
+        /// Where to write the private key.
+        path: PathBuf,
+    },
+    /// Key utilities: public, info, match, passphrase.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Exit 0 when a certificate has expired or will within TTL, else 1.
+    Expires {
+        /// A duration: seconds, `30d`, `1.5h`, `1h30m` (default 0).
+        #[arg(long, default_value = "0")]
+        within: String,
+        /// Certificate file (`-` for stdin).
+        cert: String,
+    },
     /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
     Pubkey {
         /// Print `@cert-authority PATTERN KEY` for known_hosts.
@@ -55,6 +89,56 @@ enum Cmd {
         known_hosts: Option<String>,
         /// The CA key URI.
         uri: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeyCmd {
+    /// Print the public key line of REF (public key, certificate, private key file, key URI).
+    Public {
+        /// Passphrase file of an encrypted private key (else SSHCA_PASSPHRASE).
+        #[arg(long = "passphrase-file")]
+        passphrase_file: Option<PathBuf>,
+        /// The key reference.
+        reference: String,
+    },
+    /// Print algorithm, size, curve, fingerprint and comment of REF.
+    Info {
+        /// Also print the MD5 fingerprint.
+        #[arg(long)]
+        md5: bool,
+        /// Passphrase file of an encrypted private key (else SSHCA_PASSPHRASE).
+        #[arg(long = "passphrase-file")]
+        passphrase_file: Option<PathBuf>,
+        /// The key reference.
+        reference: String,
+    },
+    /// Exit 0 when PRIVATE belongs to PUBLIC (a public key or certificate).
+    Match {
+        /// Passphrase file of an encrypted private key (else SSHCA_PASSPHRASE).
+        #[arg(long = "passphrase-file")]
+        passphrase_file: Option<PathBuf>,
+        /// The private key file.
+        private: String,
+        /// A public key, certificate, or key URI.
+        public: String,
+    },
+    /// Re-encode a private key with a new passphrase or none (atomically).
+    Passphrase {
+        /// File holding the current passphrase (else SSHCA_PASSPHRASE).
+        #[arg(long = "old-passphrase-file")]
+        old_passphrase_file: Option<PathBuf>,
+        /// File holding the new passphrase.
+        #[arg(
+            long = "new-passphrase-file",
+            required_unless_present = "no_passphrase"
+        )]
+        new_passphrase_file: Option<PathBuf>,
+        /// Store the key unencrypted.
+        #[arg(long = "no-passphrase", conflicts_with = "new_passphrase_file")]
+        no_passphrase: bool,
+        /// The private key file.
+        private: PathBuf,
     },
 }
 
@@ -228,8 +312,242 @@ fn describe_validity(after: u64, before: u64) -> String {
     }
 }
 
+fn read_passphrase_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "cannot read passphrase file {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+fn keygen(
+    key_type: &str,
+    bits: Option<u32>,
+    from_env: bool,
+    passphrase_file: Option<&Path>,
+    comment: &str,
+    force: bool,
+    path: &Path,
+) -> Result<()> {
+    use sshca_local::keys;
+    let spec = keys::KeySpec::parse(key_type, bits)?;
+    let passphrase = match (from_env, passphrase_file) {
+        (_, Some(f)) => Some(read_passphrase_file(f)?),
+        (true, None) => Some(std::env::var(sshca_local::PASSPHRASE_ENV).map_err(|_| {
+            invalid(format!(
+                "-N needs the passphrase in {}",
+                sshca_local::PASSPHRASE_ENV
+            ))
+        })?),
+        (false, None) => None,
+    };
+    if passphrase.as_deref() == Some("") {
+        return Err(invalid("the passphrase is empty"));
+    }
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    if !force {
+        for p in [path, pub_path.as_path()] {
+            if p.exists() {
+                return Err(invalid(format!(
+                    "{} already exists (use --force to overwrite)",
+                    p.display()
+                )));
+            }
+        }
+    }
+    let key = keys::generate(spec, comment)?;
+    let private = keys::to_openssh(&key, passphrase.as_deref().map(str::as_bytes))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| invalid(format!("cannot encode the public key: {e}")))?;
+    sshca::write_atomic_with(path, private.as_bytes(), 0o600, force)?;
+    if let Err(e) =
+        sshca::write_atomic_with(&pub_path, format!("{public}\n").as_bytes(), 0o644, force)
+    {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    eprintln!(
+        "Created {} ({}{}) and {}",
+        path.display(),
+        key.algorithm().as_str(),
+        if passphrase.is_some() {
+            ", encrypted"
+        } else {
+            ""
+        },
+        pub_path.display()
+    );
+    println!("{}", sshca::fingerprint(key.public_key().key_data()));
+    Ok(())
+}
+
+async fn key_cmd(cmd: KeyCmd) -> Result<ExitCode> {
+    let registry = sshca::default_registry();
+    match cmd {
+        KeyCmd::Public {
+            passphrase_file,
+            reference,
+        } => {
+            let r = sshca::load_ref(&registry, &reference, passphrase_file.as_deref()).await?;
+            println!("{}", sshca::ca_line(&r.public_key(), None, r.comment())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCmd::Info {
+            md5,
+            passphrase_file,
+            reference,
+        } => {
+            let r = sshca::load_ref(&registry, &reference, passphrase_file.as_deref()).await?;
+            let key = r.public_key();
+            let (bits, curve) = sshca::key_size(&key);
+            let kind = match &r {
+                sshca::KeyRef::Public(_) => "public key",
+                sshca::KeyRef::Certificate(_) => "certificate (certified key)",
+                sshca::KeyRef::Private(_) => "private key",
+                sshca::KeyRef::Uri(..) => "key URI",
+            };
+            println!("source: {kind}");
+            println!("algorithm: {}", key.algorithm().as_str());
+            println!("size: {bits}");
+            if let Some(c) = curve {
+                println!("curve: {c}");
+            }
+            println!("fingerprint: {}", sshca::fingerprint(&key));
+            if md5 {
+                println!("fingerprint-md5: {}", sshca::md5_fingerprint(&key)?);
+            }
+            println!("comment: {}", r.comment());
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCmd::Match {
+            passphrase_file,
+            private,
+            public,
+        } => {
+            let p = sshca::load_ref(&registry, &private, passphrase_file.as_deref()).await?;
+            if !matches!(p, sshca::KeyRef::Private(_)) {
+                return Err(invalid(format!("{private} is not a private key file")));
+            }
+            let other = sshca::load_ref(&registry, &public, None).await?;
+            if p.public_key() == other.public_key() {
+                println!("{private} matches {public}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "sshca: {private} ({}) does not belong to {public} ({})",
+                    sshca::fingerprint(&p.public_key()),
+                    sshca::fingerprint(&other.public_key())
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        KeyCmd::Passphrase {
+            old_passphrase_file,
+            new_passphrase_file,
+            no_passphrase,
+            private,
+        } => {
+            let new = match (&new_passphrase_file, no_passphrase) {
+                (Some(f), _) => Some(read_passphrase_file(f)?),
+                (None, true) => None,
+                (None, false) => {
+                    return Err(invalid("give --new-passphrase-file or --no-passphrase"))
+                }
+            };
+            if new.as_deref() == Some("") {
+                return Err(invalid("the new passphrase is empty (use --no-passphrase)"));
+            }
+            let arg = private.to_string_lossy().into_owned();
+            let r = sshca::load_ref(&registry, &arg, old_passphrase_file.as_deref()).await?;
+            let sshca::KeyRef::Private(key) = r else {
+                return Err(invalid(format!("{arg} is not a private key file")));
+            };
+            let text = sshca_local::keys::to_openssh(&key, new.as_deref().map(str::as_bytes))?;
+            sshca::write_atomic_with(&private, text.as_bytes(), 0o600, true)?;
+            eprintln!(
+                "{}: {}",
+                private.display(),
+                if new.is_some() {
+                    "encrypted with the new passphrase"
+                } else {
+                    "stored without a passphrase"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn expires(cert: &str, within: &str) -> Result<ExitCode> {
+    let c = read_cert(cert)?;
+    let within =
+        sshca::core::validity::parse_ttl(within).map_err(|e| invalid(format!("--within: {e}")))?;
+    let now = now();
+    let before = c.valid_before();
+    if before == u64::MAX {
+        println!("{cert}: valid forever");
+        return Ok(ExitCode::from(1));
+    }
+    if now >= before {
+        println!(
+            "{cert}: expired {} ago (valid before {})",
+            human(now - before),
+            sshca::core::validity::format_time(before)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let left = before - now;
+    println!(
+        "{cert}: expires in {} (valid before {})",
+        human(left),
+        sshca::core::validity::format_time(before)
+    );
+    Ok(if left <= within {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn human(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (v, u) in [(d, "d"), (h, "h"), (m, "m"), (s, "s")] {
+        if v > 0 || (u == "s" && out.is_empty()) {
+            out.push_str(&format!("{v}{u}"));
+        }
+    }
+    out
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Keygen {
+            key_type,
+            bits,
+            encrypt_from_env,
+            passphrase_file,
+            comment,
+            force,
+            path,
+        } => keygen(
+            &key_type,
+            bits,
+            encrypt_from_env,
+            passphrase_file.as_deref(),
+            &comment,
+            force,
+            &path,
+        )
+        .map(|_| ExitCode::SUCCESS),
+        Cmd::Key(k) => key_cmd(k).await,
+        Cmd::Expires { within, cert } => expires(&cert, &within),
         Cmd::Sign(a) => sign(a).await.map(|_| ExitCode::SUCCESS),
         Cmd::Inspect { json, cert } => {
             let c = read_cert(&cert)?;
