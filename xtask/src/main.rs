@@ -1,7 +1,8 @@
 //! Project tasks, run as `cargo xtask TASK`:
 //! - `ci`: format check, clippy with `-D warnings`, every test;
 //! - `demo`: issue certificates with `sshca` and check them with OpenSSH;
-//! - `bench`: the criterion benchmarks.
+//! - `bench`: the criterion benchmarks;
+//! - `fuzz [--time SECS]`: every cargo-fuzz target (default 60 s each).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -203,14 +204,86 @@ fn bench() -> Result<()> {
     run("benchmarks", cargo().args(["bench", "-p", "sshca-benches"]))
 }
 
+const FUZZ_TARGETS: [&str; 4] = ["cert_decode", "convert", "syntax", "key_uri"];
+
+/// Runs every fuzz target for `secs` seconds. New inputs go to a working
+/// corpus under the target dir (seeded from `fuzz/corpus`), so the committed
+/// seeds stay small; a crash fails the task and names the artifact.
+fn fuzz(secs: u64) -> Result<()> {
+    let have = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        run(
+            "install cargo-fuzz",
+            cargo().args(["install", "cargo-fuzz", "--locked"]),
+        )?;
+    }
+    let work = target_dir().join("fuzz-corpus");
+    let fuzz_target = target_dir().join("fuzz");
+    let mut report = Vec::new();
+    for t in FUZZ_TARGETS {
+        let dir = work.join(t);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let seeds = root().join("fuzz/corpus").join(t);
+        let artifacts = target_dir().join("fuzz-artifacts").join(t);
+        std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+        let out = cargo()
+            .current_dir(root().join("fuzz"))
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_DIR", &fuzz_target)
+            .args(["fuzz", "run", t])
+            .arg(&dir)
+            .arg(&seeds)
+            .arg("--")
+            .arg(format!("-max_total_time={secs}"))
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .output()
+            .map_err(|e| format!("cargo fuzz run {t}: {e}"))?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let runs = err
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("Done ").and_then(|r| r.split(' ').next()))
+            .unwrap_or("?")
+            .to_owned();
+        if !out.status.success() {
+            eprintln!("{err}");
+            return Err(format!(
+                "fuzz target {t} found a failure; see {}",
+                artifacts.display()
+            ));
+        }
+        report.push((t, runs));
+    }
+    println!("{:<12}  {:>12}  findings", "target", "executions");
+    for (t, runs) in report {
+        println!("{t:<12}  {runs:>12}  0");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let task = env::args().nth(1).unwrap_or_default();
     let res = match task.as_str() {
         "ci" => ci(),
         "demo" => demo(),
         "bench" => bench(),
+        "fuzz" => {
+            let args: Vec<String> = env::args().skip(2).collect();
+            match args.as_slice() {
+                [] => fuzz(60),
+                [flag, v] if flag == "--time" => match v.parse() {
+                    Ok(secs) => fuzz(secs),
+                    Err(_) => Err(format!("--time takes seconds, not `{v}`")),
+                },
+                _ => Err("usage: cargo xtask fuzz [--time SECS]".into()),
+            }
+        }
         _ => Err(format!(
-            "unknown task `{task}`; tasks: ci (format, clippy, tests, docs), demo (issue and check certificates), bench (criterion benchmarks)"
+            "unknown task `{task}`; tasks: ci (format, clippy, tests, docs), demo (issue and check certificates), bench (criterion benchmarks), fuzz [--time SECS] (every fuzz target)"
         )),
     };
     match res {
