@@ -16,6 +16,7 @@ pub mod convert;
 mod error;
 pub mod fuzzing;
 pub mod options;
+pub mod policy;
 pub mod validity;
 pub mod wire;
 

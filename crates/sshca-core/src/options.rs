@@ -76,6 +76,12 @@ impl OptionsBuilder {
         }
     }
 
+    /// A builder with nothing set (no default permissions), for requests
+    /// checked against a signing policy: only what is asked for is asked.
+    pub fn empty() -> Self {
+        Self::new(CertType::Host)
+    }
+
     /// Applies one `-O` option.
     pub fn apply(&mut self, opt: &str) -> Result<()> {
         if opt.eq_ignore_ascii_case("clear") {

@@ -1,0 +1,562 @@
+//! Signing policies and their merge with a request (pure: no I/O).
+//!
+//! Precedence, field by field:
+//! 1. forced values (`valid_principals`, `critical_options`, `extensions`,
+//!    `key_id` template) always win;
+//! 2. requested values are kept only where allowed (`allowed_*`); anything
+//!    else is rejected (`on_disallowed = "reject"`, the default: the error
+//!    names it) or dropped (`"drop"`, noted in the change list);
+//! 3. defaults (`default_*`, `ttl`) fill what was not requested;
+//! 4. the lifetime, counted from now (or from a later start), is at most
+//!    `max_ttl` (rejected, or clamped under `"drop"`), and validity starts
+//!    no earlier than `backdate` before now.
+//!
+//! [`Policy::merge`] returns the certificate template plus a list of what it
+//! changed relative to the request.
+
+use std::fmt;
+
+use ssh_key::public::KeyData;
+
+use crate::cert::{CertOptions, CertTemplate, CertType, OptionValue};
+use crate::validity::Validity;
+use crate::{Error, Result};
+
+/// What to do with a requested value the policy does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDisallowed {
+    /// Refuse the whole request, naming what is not allowed.
+    #[default]
+    Reject,
+    /// Drop (or clamp) it and note the change.
+    Drop,
+}
+
+/// A shell-style pattern: `*` any run of characters, `?` one character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(String);
+
+impl Glob {
+    /// Checks the pattern: not empty; `[`, `]`, `{`, `}` and `,` are not part
+    /// of the syntax and are refused.
+    pub fn new(p: &str) -> Result<Self> {
+        if p.is_empty() {
+            return Err(Error::Template("empty glob".into()));
+        }
+        if let Some(c) = p.chars().find(|c| "[]{},".contains(*c)) {
+            return Err(Error::Template(format!(
+                "glob `{p}` uses `{c}`, which is not supported (only * and ?)"
+            )));
+        }
+        Ok(Self(p.to_owned()))
+    }
+
+    /// Whether `s` matches.
+    pub fn matches(&self, s: &str) -> bool {
+        let p: Vec<char> = self.0.chars().collect();
+        let t: Vec<char> = s.chars().collect();
+        let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+        while ti < t.len() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+                pi += 1;
+                ti += 1;
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some(pi);
+                mark = ti;
+                pi += 1;
+            } else if let Some(sp) = star {
+                pi = sp + 1;
+                mark += 1;
+                ti = mark;
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|c| *c == '*')
+    }
+
+    /// The pattern text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A signing policy. See the module docs for the merge rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Name (for errors and key-id templates).
+    pub name: String,
+    /// Certificate type it issues.
+    pub cert_type: CertType,
+    /// Forced principals.
+    pub valid_principals: Option<Vec<String>>,
+    /// Principals used when none are requested.
+    pub default_valid_principals: Vec<String>,
+    /// Patterns requested principals must match (`None`: any).
+    pub allowed_valid_principals: Option<Vec<Glob>>,
+    /// Allows a certificate with no principals (valid for any, to OpenSSH).
+    pub all_principals: bool,
+    /// Forced critical options.
+    pub critical_options: CertOptions,
+    /// Critical options used when none are requested.
+    pub default_critical_options: CertOptions,
+    /// Names of critical options a request may carry (`None`: all).
+    pub allowed_critical_options: Option<Vec<String>>,
+    /// Forced extensions.
+    pub extensions: CertOptions,
+    /// Extensions used when none are requested.
+    pub default_extensions: CertOptions,
+    /// Names of extensions a request may carry (`None`: all).
+    pub allowed_extensions: Option<Vec<String>>,
+    /// Lifetime when none is requested, seconds.
+    pub ttl: u64,
+    /// Longest lifetime, seconds.
+    pub max_ttl: u64,
+    /// How far before now a certificate may start (and default start slack).
+    pub backdate: u64,
+    /// Key-id template (forced): `{requester}`, `{policy}`, `{principals}`,
+    /// `{serial}`, `{fingerprint}`, `{time}`.
+    pub key_id: Option<String>,
+    /// Patterns a requester identity must match (`None`: anyone).
+    pub requesters: Option<Vec<Glob>>,
+    /// Subject key types allowed (`None`: all), e.g. `ssh-ed25519`.
+    pub allowed_key_types: Option<Vec<String>>,
+    /// Smallest RSA subject key, bits.
+    pub min_rsa_bits: u32,
+    /// Reject or drop what is not allowed.
+    pub on_disallowed: OnDisallowed,
+}
+
+impl Policy {
+    /// A policy with Salt's defaults (ttl 24h for users, 30d for hosts,
+    /// max_ttl = ttl, backdate 5 minutes, min RSA 2048 bits) and nothing
+    /// forced, defaulted or restricted.
+    pub fn new(name: impl Into<String>, cert_type: CertType) -> Self {
+        let ttl = match cert_type {
+            CertType::User => 86_400,
+            CertType::Host => 30 * 86_400,
+        };
+        Self {
+            name: name.into(),
+            cert_type,
+            valid_principals: None,
+            default_valid_principals: Vec::new(),
+            allowed_valid_principals: None,
+            all_principals: false,
+            critical_options: CertOptions::new(),
+            default_critical_options: CertOptions::new(),
+            allowed_critical_options: None,
+            extensions: CertOptions::new(),
+            default_extensions: CertOptions::new(),
+            allowed_extensions: None,
+            ttl,
+            max_ttl: ttl,
+            backdate: 300,
+            key_id: None,
+            requesters: None,
+            allowed_key_types: None,
+            min_rsa_bits: 2048,
+            on_disallowed: OnDisallowed::Reject,
+        }
+    }
+
+    /// Checks the policy is coherent; errors name the field.
+    pub fn check(&self) -> Result<()> {
+        let bad = |field: &str, m: String| Error::Template(format!("field `{field}`: {m}"));
+        if self.ttl == 0 {
+            return Err(bad("ttl", "must be positive".into()));
+        }
+        if self.ttl > self.max_ttl {
+            return Err(bad(
+                "ttl",
+                format!("ttl {}s is longer than max_ttl {}s", self.ttl, self.max_ttl),
+            ));
+        }
+        if let Some(allowed) = &self.allowed_valid_principals {
+            for p in &self.default_valid_principals {
+                if !allowed.iter().any(|g| g.matches(p)) {
+                    return Err(bad(
+                        "default_valid_principals",
+                        format!("`{p}` is not in allowed_valid_principals"),
+                    ));
+                }
+            }
+        }
+        for (field, defaults, allowed) in [
+            (
+                "default_critical_options",
+                &self.default_critical_options,
+                &self.allowed_critical_options,
+            ),
+            (
+                "default_extensions",
+                &self.default_extensions,
+                &self.allowed_extensions,
+            ),
+        ] {
+            if let Some(allowed) = allowed {
+                for name in defaults.keys() {
+                    if !allowed.contains(name) {
+                        return Err(bad(field, format!("`{name}` is not in the allowed list")));
+                    }
+                }
+            }
+        }
+        for (field, map) in [
+            ("critical_options", &self.critical_options),
+            ("default_critical_options", &self.default_critical_options),
+        ] {
+            check_critical(map).map_err(|m| bad(field, m))?;
+        }
+        if let Some(types) = &self.allowed_key_types {
+            for t in types {
+                if !KEY_TYPES.contains(&t.as_str()) {
+                    return Err(bad(
+                        "allowed_key_types",
+                        format!("unknown key type `{t}` (known: {})", KEY_TYPES.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges a request into a certificate template for `subject`, at time
+    /// `now`, with serial `serial` (used when the request names none).
+    pub fn merge(
+        &self,
+        req: &Request,
+        subject: &KeyData,
+        now: u64,
+        serial: u64,
+    ) -> Result<(CertTemplate, Vec<Change>)> {
+        let mut changes = Vec::new();
+        let refuse = |what: String| Error::Template(format!("policy `{}`: {what}", self.name));
+        // Requester.
+        if let Some(globs) = &self.requesters {
+            match &req.requester {
+                None => return Err(refuse("a requester identity is required".into())),
+                Some(r) if !globs.iter().any(|g| g.matches(r)) => {
+                    return Err(refuse(format!("requester `{r}` is not allowed")))
+                }
+                Some(_) => {}
+            }
+        }
+        // Type.
+        if let Some(t) = req.cert_type {
+            if t != self.cert_type {
+                return Err(refuse(format!(
+                    "issues {} certificates, a {t} certificate was requested",
+                    self.cert_type
+                )));
+            }
+        }
+        // Subject key.
+        let alg = subject.algorithm();
+        let alg_name = alg.as_str();
+        if let Some(types) = &self.allowed_key_types {
+            if !types.iter().any(|t| t == alg_name) {
+                return Err(refuse(format!(
+                    "subject key type {alg_name} is not allowed (allowed: {})",
+                    types.join(", ")
+                )));
+            }
+        }
+        if let KeyData::Rsa(k) = subject {
+            let n = k.n.as_positive_bytes().unwrap_or_default();
+            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
+            if bits < self.min_rsa_bits as usize {
+                return Err(refuse(format!(
+                    "RSA subject key of {bits} bits is below the minimum of {}",
+                    self.min_rsa_bits
+                )));
+            }
+        }
+        // Principals.
+        let principals = if let Some(forced) = &self.valid_principals {
+            if let Some(r) = &req.principals {
+                if r != forced {
+                    changes.push(Change::new("principals", "forced by the policy"));
+                }
+            }
+            forced.clone()
+        } else if let Some(requested) = &req.principals {
+            let mut kept = Vec::new();
+            for p in requested {
+                let ok = self
+                    .allowed_valid_principals
+                    .as_ref()
+                    .is_none_or(|a| a.iter().any(|g| g.matches(p)));
+                if ok {
+                    kept.push(p.clone());
+                } else if self.on_disallowed == OnDisallowed::Reject {
+                    return Err(refuse(format!("principal `{p}` is not allowed")));
+                } else {
+                    changes.push(Change::new(
+                        "principals",
+                        format!("dropped `{p}` (not allowed)"),
+                    ));
+                }
+            }
+            kept
+        } else {
+            if !self.default_valid_principals.is_empty() {
+                changes.push(Change::new("principals", "policy defaults used"));
+            }
+            self.default_valid_principals.clone()
+        };
+        if principals.is_empty() && !self.all_principals {
+            return Err(refuse(
+                "the certificate would have no principals (valid for every user or host); \
+                 set all_principals = true to allow that"
+                    .into(),
+            ));
+        }
+        // Options.
+        let critical = self.merge_options(
+            "critical option",
+            req.critical_options.as_ref(),
+            &self.critical_options,
+            &self.default_critical_options,
+            self.allowed_critical_options.as_deref(),
+            &mut changes,
+        )?;
+        let extensions = self.merge_options(
+            "extension",
+            req.extensions.as_ref(),
+            &self.extensions,
+            &self.default_extensions,
+            self.allowed_extensions.as_deref(),
+            &mut changes,
+        )?;
+        // Validity.
+        let earliest = now.saturating_sub(self.backdate);
+        let (mut after, mut before) = match req.validity {
+            Some(v) => (v.valid_after, v.valid_before),
+            None => (earliest, now.saturating_add(self.ttl)),
+        };
+        if after < earliest {
+            if self.on_disallowed == OnDisallowed::Reject {
+                return Err(refuse(format!(
+                    "validity starts {}s before now; at most {}s of backdating is allowed",
+                    now.saturating_sub(after),
+                    self.backdate
+                )));
+            }
+            changes.push(Change::new("valid_after", "moved to now - backdate"));
+            after = earliest;
+        }
+        if before <= after {
+            return Err(refuse("empty validity interval".into()));
+        }
+        // The lifetime counts from now (backdating slack is not lifetime).
+        let start = after.max(now);
+        if before.saturating_sub(start) > self.max_ttl {
+            if self.on_disallowed == OnDisallowed::Reject {
+                return Err(refuse(format!(
+                    "requested lifetime {} exceeds max_ttl {}s",
+                    if before == crate::FOREVER {
+                        "forever".to_owned()
+                    } else {
+                        format!("{}s", before - start)
+                    },
+                    self.max_ttl
+                )));
+            }
+            changes.push(Change::new(
+                "valid_before",
+                format!("clamped to max_ttl {}s", self.max_ttl),
+            ));
+            before = start + self.max_ttl;
+        }
+        let serial = req.serial.unwrap_or(serial);
+        // Key id.
+        let key_id = match &self.key_id {
+            Some(tpl) => {
+                let id = render_key_id(tpl, self, req, &principals, serial, subject, now);
+                if req.key_id.as_deref().is_some_and(|k| k != id) {
+                    changes.push(Change::new("key_id", "set by the policy template"));
+                }
+                id
+            }
+            None => req.key_id.clone().unwrap_or_default(),
+        };
+        let mut t = CertTemplate::new(self.cert_type, key_id);
+        t.principals = principals;
+        t.valid_after = after;
+        t.valid_before = before;
+        t.serial = serial;
+        t.critical_options = critical;
+        t.extensions = extensions;
+        Ok((t, changes))
+    }
+
+    fn merge_options(
+        &self,
+        kind: &str,
+        requested: Option<&CertOptions>,
+        forced: &CertOptions,
+        defaults: &CertOptions,
+        allowed: Option<&[String]>,
+        changes: &mut Vec<Change>,
+    ) -> Result<CertOptions> {
+        let field = if kind == "extension" {
+            "extensions"
+        } else {
+            "critical_options"
+        };
+        let mut out = match requested {
+            Some(r) => {
+                let mut kept = CertOptions::new();
+                for (name, value) in r {
+                    if allowed.is_none_or(|a| a.contains(name)) || forced.contains_key(name) {
+                        kept.insert(name.clone(), value.clone());
+                    } else if self.on_disallowed == OnDisallowed::Reject {
+                        return Err(Error::Template(format!(
+                            "policy `{}`: {kind} `{name}` is not allowed",
+                            self.name
+                        )));
+                    } else {
+                        changes.push(Change::new(
+                            field,
+                            format!("dropped `{name}` (not allowed)"),
+                        ));
+                    }
+                }
+                kept
+            }
+            None => {
+                if !defaults.is_empty() {
+                    changes.push(Change::new(field, "policy defaults used"));
+                }
+                defaults.clone()
+            }
+        };
+        for (name, value) in forced {
+            if out.get(name) != Some(value) {
+                if requested.is_some_and(|r| r.contains_key(name)) {
+                    changes.push(Change::new(field, format!("`{name}` forced by the policy")));
+                }
+                out.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Subject key type names `allowed_key_types` may list.
+pub const KEY_TYPES: [&str; 7] = [
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+fn check_critical(map: &CertOptions) -> std::result::Result<(), String> {
+    for (name, v) in map {
+        match (name.as_str(), v) {
+            ("force-command", OptionValue::Flag) => return Err("force-command is empty".into()),
+            ("force-command", OptionValue::Text(t)) if t.is_empty() => {
+                return Err("force-command is empty".into())
+            }
+            ("source-address", OptionValue::Text(list)) => {
+                crate::options::validate_source_address(list)?
+            }
+            ("source-address", _) => return Err("source-address needs a CIDR list".into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn render_key_id(
+    tpl: &str,
+    p: &Policy,
+    req: &Request,
+    principals: &[String],
+    serial: u64,
+    subject: &KeyData,
+    now: u64,
+) -> String {
+    tpl.replace("{requester}", req.requester.as_deref().unwrap_or(""))
+        .replace("{policy}", &p.name)
+        .replace("{principals}", &principals.join(","))
+        .replace("{serial}", &serial.to_string())
+        .replace(
+            "{fingerprint}",
+            &subject.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
+        )
+        .replace("{time}", &now.to_string())
+}
+
+/// A certificate request: what a caller asks for. `None` means "not asked".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// Who asks (matched against `requesters`).
+    pub requester: Option<String>,
+    /// Certificate type asked for.
+    pub cert_type: Option<CertType>,
+    /// Principals asked for.
+    pub principals: Option<Vec<String>>,
+    /// Critical options asked for.
+    pub critical_options: Option<CertOptions>,
+    /// Extensions asked for.
+    pub extensions: Option<CertOptions>,
+    /// Validity asked for.
+    pub validity: Option<Validity>,
+    /// Key id asked for.
+    pub key_id: Option<String>,
+    /// Serial asked for.
+    pub serial: Option<u64>,
+}
+
+/// One thing the merge changed relative to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The field.
+    pub field: String,
+    /// What happened.
+    pub what: String,
+}
+
+impl Change {
+    fn new(field: &str, what: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            what: what.into(),
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.what)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let g = Glob::new("deploy-*").unwrap();
+        assert!(g.matches("deploy-1") && g.matches("deploy-") && !g.matches("deploy"));
+        assert!(Glob::new("a?c").unwrap().matches("abc"));
+        assert!(Glob::new("*").unwrap().matches(""));
+        assert!(Glob::new("*.example.com")
+            .unwrap()
+            .matches("a.b.example.com"));
+        assert!(!Glob::new("*.example.com").unwrap().matches("example.com"));
+        assert!(Glob::new("").is_err() && Glob::new("a[b]").is_err() && Glob::new("a,b").is_err());
+    }
+}
