@@ -25,6 +25,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+pub mod config;
 pub use sshca_core as core;
 use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
 pub use sshca_signer as signer;
@@ -441,4 +443,13 @@ pub fn key_size(key: &KeyData) -> (usize, Option<&'static str>) {
         }
         _ => (0, None),
     }
+}
+
+/// Writes a copy of an issued certificate to `dir/<serial>.crt`, atomically
+/// and never overwriting (Salt's copypath).
+pub fn save_issued_copy(dir: &Path, cert: &Certificate, text: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "cannot create", e))?;
+    let path = dir.join(format!("{}.crt", cert.serial()));
+    write_atomic_with(&path, text.as_bytes(), 0o644, false)?;
+    Ok(path)
 }

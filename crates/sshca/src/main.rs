@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 use sshca::core::options::OptionsBuilder;
+use sshca::core::policy::Request;
 use sshca::core::validity::{parse_point, parse_validity};
 use sshca::core::{random_serial, CertTemplate, CertType, Certificate, SigAlg, Validation};
 use sshca::signer::{Error, ErrorKind, Result, SignerExt};
@@ -15,6 +16,9 @@ use sshca::signer::{Error, ErrorKind, Result, SignerExt};
 #[derive(Parser, Debug)]
 #[command(name = "sshca", version, about)]
 struct Cli {
+    /// Config file with CAs and signing policies.
+    #[arg(long, global = true, default_value = "sshca.toml")]
+    config: PathBuf,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -82,6 +86,9 @@ enum Cmd {
         /// Certificate file (`-` for stdin).
         cert: String,
     },
+    /// Signing policies of the config file.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
     Pubkey {
         /// Print `@cert-authority PATTERN KEY` for known_hosts.
@@ -90,6 +97,20 @@ enum Cmd {
         /// The CA key URI.
         uri: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Print a policy's effective values.
+    Show {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Policy name.
+        name: String,
+    },
+    /// Validate the config and print each policy's effective values.
+    Check,
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,21 +167,30 @@ enum KeyCmd {
 #[command(disable_help_flag = true)]
 struct SignArgs {
     /// CA key URI (a plain path means `file:PATH`).
-    #[arg(long = "ca", short = 's')]
-    ca: String,
+    #[arg(
+        long = "ca",
+        short = 's',
+        required_unless_present = "policy",
+        conflicts_with = "policy"
+    )]
+    ca: Option<String>,
+    /// Sign under this policy of the config file (the flags become the request).
+    #[arg(long)]
+    policy: Option<String>,
+    /// Requester identity matched against the policy's `requesters`
+    /// (default: $USER).
+    #[arg(long, requires = "policy")]
+    requester: Option<String>,
     /// Key identifier.
-    #[arg(short = 'I', default_value = "")]
-    key_id: String,
+    #[arg(short = 'I')]
+    key_id: Option<String>,
     /// Principals, comma-separated.
     #[arg(short = 'n')]
     principals: Option<String>,
-    /// Validity interval (ssh-keygen -V syntax).
-    #[arg(
-        short = 'V',
-        allow_hyphen_values = true,
-        default_value = "always:forever"
-    )]
-    validity: String,
+    /// Validity interval (ssh-keygen -V syntax; default always:forever, or
+    /// the policy's ttl).
+    #[arg(short = 'V', allow_hyphen_values = true)]
+    validity: Option<String>,
     /// Serial number (default: random, non-zero).
     #[arg(short = 'z')]
     serial: Option<u64>,
@@ -216,16 +246,71 @@ fn read_cert(arg: &str) -> Result<Certificate> {
     Certificate::from_openssh(&text).map_err(|e| invalid(format!("{arg}: {e}")))
 }
 
-async fn sign(a: SignArgs) -> Result<()> {
+struct Plan {
+    ca_uri: String,
+    policy: Option<(sshca::core::policy::Policy, Option<PathBuf>, Request)>,
+    template: CertTemplate,
+}
+
+fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
+    let now = now();
+    let validity = a
+        .validity
+        .as_deref()
+        .map(|v| parse_validity(v, now))
+        .transpose()?;
+    let principals: Option<Vec<String>> = a
+        .principals
+        .as_ref()
+        .map(|p| p.split(',').map(str::to_owned).collect());
+    if let Some(name) = &a.policy {
+        let cfg = sshca::config::Config::load(config)?;
+        let (entry, ca) = cfg.policy(name)?;
+        let mut opts = OptionsBuilder::empty();
+        opts.apply_all(a.options.iter().map(String::as_str))?;
+        let (crit, ext) = opts.build()?;
+        let cleared = a.options.iter().any(|o| o.eq_ignore_ascii_case("clear"));
+        let req = Request {
+            requester: a.requester.clone().or_else(|| std::env::var("USER").ok()),
+            cert_type: a.host.then_some(CertType::Host),
+            principals,
+            critical_options: (!crit.is_empty()).then_some(crit),
+            extensions: (!ext.is_empty() || cleared).then_some(ext),
+            validity,
+            key_id: a.key_id.clone(),
+            serial: a.serial,
+        };
+        return Ok(Plan {
+            ca_uri: ca.uri()?,
+            policy: Some((entry.policy.clone(), entry.issued_dir.clone(), req)),
+            template: CertTemplate::new(entry.policy.cert_type, ""),
+        });
+    }
     let cert_type = if a.host {
         CertType::Host
     } else {
         CertType::User
     };
-    let validity = parse_validity(&a.validity, now())?;
     let mut opts = OptionsBuilder::new(cert_type);
     opts.apply_all(a.options.iter().map(String::as_str))?;
-    let (critical, extensions) = opts.build()?;
+    let mut t = CertTemplate::new(cert_type, a.key_id.clone().unwrap_or_default());
+    opts.apply_to(&mut t)?;
+    let v = validity.unwrap_or(sshca::core::validity::Validity {
+        valid_after: 0,
+        valid_before: u64::MAX,
+    });
+    t.valid_after = v.valid_after;
+    t.valid_before = v.valid_before;
+    t.principals = principals.unwrap_or_default();
+    Ok(Plan {
+        ca_uri: sshca::ca_uri(a.ca.as_deref().unwrap_or_default()),
+        policy: None,
+        template: t,
+    })
+}
+
+async fn sign(a: SignArgs, config: &Path) -> Result<()> {
+    let plan = plan(&a, config)?;
     let alg = a
         .sig_alg
         .as_deref()
@@ -234,45 +319,56 @@ async fn sign(a: SignArgs) -> Result<()> {
                 .map_err(|e| invalid(format!("-t {s}: {e}")))
         })
         .transpose()?;
-    let principals: Vec<String> = match &a.principals {
-        Some(p) => p.split(',').map(str::to_owned).collect(),
-        None => Vec::new(),
-    };
     if a.keys.iter().filter(|k| *k == "-").count() > 1 {
         return Err(invalid("`-` (stdin) can be given only once"));
     }
-    // Read and check every subject key before signing anything.
+    // Read and check every subject key (and the policy) before signing anything.
     let mut subjects = Vec::new();
     for k in &a.keys {
-        if k == "-" {
+        let (path, key, comment) = if k == "-" {
             let text = read_input("-")?;
             let pk = sshca::parse_public_key(&text, "stdin")?;
-            subjects.push((None, pk.key_data().clone(), pk.comment().to_owned()));
+            (None, pk.key_data().clone(), pk.comment().to_owned())
         } else {
             let (key, comment) = sshca::read_subject_key(Path::new(k))?;
-            subjects.push((Some(PathBuf::from(k)), key, comment));
-        }
-    }
-    let registry = sshca::default_registry();
-    let ca = registry.open(&sshca::ca_uri(&a.ca)).await?;
-    for (path, key, comment) in subjects {
-        let mut t = CertTemplate::new(cert_type, a.key_id.clone());
-        t.principals = principals.clone();
-        t.valid_after = validity.valid_after;
-        t.valid_before = validity.valid_before;
-        t.serial = a.serial.unwrap_or_else(random_serial);
-        t.critical_options = critical.clone();
-        t.extensions = extensions.clone();
-        t.comment = comment;
+            (Some(PathBuf::from(k)), key, comment)
+        };
         let origin = path
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "stdin".into());
+        let mut t = match &plan.policy {
+            Some((policy, _, req)) => {
+                let (t, changes) = policy
+                    .merge(req, &key, now(), a.serial.unwrap_or_else(random_serial))
+                    .map_err(|e| Error::new(ErrorKind::Policy, e.to_string()).context(&origin))?;
+                for c in changes {
+                    eprintln!("sshca: {origin}: policy `{}`: {c}", policy.name);
+                }
+                t
+            }
+            None => {
+                let mut t = plan.template.clone();
+                t.serial = a.serial.unwrap_or_else(random_serial);
+                t
+            }
+        };
+        t.comment = comment;
+        subjects.push((path, key, t, origin));
+    }
+    let registry = sshca::default_registry();
+    let ca = registry.open(&plan.ca_uri).await?;
+    let issued_dir = plan.policy.as_ref().and_then(|(_, d, _)| d.clone());
+    for (path, key, t, origin) in subjects {
+        let cert_type = t.cert_type;
         let cert = ca
             .sign_certificate(&t, &key, alg)
             .await
             .map_err(|e| e.context(format!("signing {origin}")))?;
         let text = cert.to_openssh()? + "\n";
+        if let Some(dir) = &issued_dir {
+            sshca::save_issued_copy(dir, &cert, &text)?;
+        }
         let info = sshca::CertInfo::new(&cert);
         let what = format!(
             "id \"{}\" serial {}{} valid {}",
@@ -296,6 +392,25 @@ async fn sign(a: SignArgs) -> Result<()> {
                 let out = sshca::cert_path_for(&p);
                 sshca::write_atomic(&out, text.as_bytes())?;
                 eprintln!("Signed {cert_type} key {}: {what}", out.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_policy(p: &sshca::config::EffectivePolicy, json: bool) -> Result<()> {
+    let v = serde_json::to_value(p).map_err(|e| invalid(format!("cannot encode JSON: {e}")))?;
+    if json {
+        let s = serde_json::to_string_pretty(&v)
+            .map_err(|e| invalid(format!("cannot encode JSON: {e}")))?;
+        println!("{s}");
+        return Ok(());
+    }
+    println!("[policy.{}]", p.name);
+    if let serde_json::Value::Object(map) = v {
+        for (k, val) in map {
+            if k != "name" {
+                println!("{k} = {val}");
             }
         }
     }
@@ -527,6 +642,7 @@ fn human(secs: u64) -> String {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let cli = cli;
     match cli.cmd {
         Cmd::Keygen {
             key_type,
@@ -548,7 +664,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         .map(|_| ExitCode::SUCCESS),
         Cmd::Key(k) => key_cmd(k).await,
         Cmd::Expires { within, cert } => expires(&cert, &within),
-        Cmd::Sign(a) => sign(a).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Sign(a) => sign(a, &cli.config).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Policy(PolicyCmd::Show { json, name }) => {
+            let cfg = sshca::config::Config::load(&cli.config)?;
+            let (entry, ca) = cfg.policy(&name)?;
+            print_policy(&sshca::config::EffectivePolicy::new(entry, ca), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Policy(PolicyCmd::Check) => {
+            let cfg = sshca::config::Config::load(&cli.config)?;
+            for entry in cfg.policies.values() {
+                let (_, ca) = cfg.policy(&entry.policy.name)?;
+                print_policy(&sshca::config::EffectivePolicy::new(entry, ca), false)?;
+                println!();
+            }
+            println!(
+                "{}: ok ({} CAs, {} policies)",
+                cli.config.display(),
+                cfg.cas.len(),
+                cfg.policies.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Inspect { json, cert } => {
             let c = read_cert(&cert)?;
             let info = sshca::CertInfo::new(&c);

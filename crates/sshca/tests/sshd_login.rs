@@ -289,6 +289,46 @@ fn sshd_accepts_and_refuses_as_it_should() {
         !out.status.success(),
         "host accepted without a trusted host CA"
     );
+    // A signing policy that forces force-command and source-address: sshd
+    // enforces both on a certificate issued through `sign --policy`.
+    let cfg = dir.join("sshca.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[ca.users]\nkey = \"file:{ca}\"\n\n\
+             [policy.forced]\nca = \"users\"\nvalid_principals = [\"{me}\"]\n\
+             critical_options = {{ \"force-command\" = \"echo policy-forced\", \"source-address\" = \"127.0.0.1/32\" }}\n\
+             default_extensions = {{ \"permit-pty\" = \"\" }}\nttl = \"10m\"\n\n\
+             [policy.elsewhere]\nca = \"users\"\nvalid_principals = [\"{me}\"]\n\
+             critical_options = {{ \"source-address\" = \"192.0.2.0/24\" }}\n",
+            ca = user_ca.display()
+        ),
+    )
+    .unwrap();
+    for (policy, expect) in [("forced", Some("policy-forced")), ("elsewhere", None)] {
+        run(sshca()
+            .arg("--config")
+            .arg(&cfg)
+            .args(["sign", "--policy", policy, "--requester", "test"])
+            .arg(key.with_extension("pub")));
+        let cert = sshca::cert_path_for(&key.with_extension("pub"));
+        let out = ssh(&sshd, dir, &key, &cert, &known_hosts, "echo not-forced");
+        match expect {
+            Some(text) => {
+                assert!(
+                    out.status.success(),
+                    "{policy}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), text);
+            }
+            None => assert!(
+                !out.status.success(),
+                "{policy}: login allowed from outside source-address"
+            ),
+        }
+    }
+
     let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap();
     assert!(log.contains("Accepted publickey"), "sshd log: {log}");
 }

@@ -1,0 +1,382 @@
+//! The CA config file (`sshca.toml`): named CAs and named signing policies.
+//!
+//! ```toml
+//! [ca.users]
+//! key = "file:/etc/sshca/user_ca"
+//! pin = "SHA256:..."            # optional
+//!
+//! [policy.dev]
+//! ca = "users"
+//! cert_type = "user"
+//! allowed_valid_principals = ["alice", "bob", "deploy-*"]
+//! default_valid_principals = ["alice"]
+//! critical_options = { "force-command" = "/usr/bin/true" }
+//! default_extensions = { "permit-pty" = "" }
+//! allowed_extensions = ["permit-pty", "permit-port-forwarding"]
+//! ttl = "1h"
+//! max_ttl = "8h"
+//! requesters = ["ci-*"]
+//! issued_dir = "/var/lib/sshca/issued"
+//! ```
+//! Unknown fields and incoherent values are errors naming the file, the
+//! policy and the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sshca_core::policy::{Glob, OnDisallowed, Policy};
+use sshca_core::validity::parse_ttl;
+use sshca_core::{CertOptions, CertType, OptionValue};
+use sshca_signer::{Error, ErrorKind, KeyUri, Result};
+
+/// A CA entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// Key URI.
+    pub key: String,
+    /// Fingerprint pin (`SHA256:...`), checked when the CA is opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+}
+
+impl CaConfig {
+    /// The key URI with the pin applied as the `pin=` option.
+    pub fn uri(&self) -> Result<String> {
+        let mut u = KeyUri::parse(&self.key)?;
+        if let Some(p) = &self.pin {
+            u.set_option("pin", p);
+        }
+        Ok(u.to_string())
+    }
+}
+
+/// A policy as written in the file (all fields optional but `ca`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct PolicyConfig {
+    pub ca: String,
+    pub cert_type: Option<String>,
+    pub valid_principals: Option<Vec<String>>,
+    pub default_valid_principals: Option<Vec<String>>,
+    pub allowed_valid_principals: Option<Vec<String>>,
+    pub all_principals: Option<bool>,
+    pub critical_options: Option<BTreeMap<String, String>>,
+    pub default_critical_options: Option<BTreeMap<String, String>>,
+    pub allowed_critical_options: Option<Vec<String>>,
+    pub extensions: Option<BTreeMap<String, String>>,
+    pub default_extensions: Option<BTreeMap<String, String>>,
+    pub allowed_extensions: Option<Vec<String>>,
+    pub ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub backdate: Option<String>,
+    pub key_id: Option<String>,
+    pub requesters: Option<Vec<String>>,
+    pub allowed_key_types: Option<Vec<String>>,
+    pub min_rsa_bits: Option<u32>,
+    pub on_disallowed: Option<String>,
+    pub issued_dir: Option<PathBuf>,
+}
+
+/// A policy ready to use: the merge rules, its CA, and where copies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyEntry {
+    /// The merge rules.
+    pub policy: Policy,
+    /// Name of the CA it signs with.
+    pub ca: String,
+    /// Where a copy of every issued certificate is written.
+    pub issued_dir: Option<PathBuf>,
+    /// The policy as written (for `policy show`).
+    pub raw: PolicyConfig,
+}
+
+/// The whole config.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// CAs by name.
+    pub cas: BTreeMap<String, CaConfig>,
+    /// Policies by name.
+    pub policies: BTreeMap<String, PolicyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShape {
+    #[serde(default)]
+    ca: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    policy: BTreeMap<String, toml::Value>,
+}
+
+fn cfg_err(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{}: {what}", path.display()),
+    )
+}
+
+fn options(
+    map: Option<&BTreeMap<String, String>>,
+    field: &str,
+) -> std::result::Result<CertOptions, String> {
+    let mut out = CertOptions::new();
+    for (k, v) in map.into_iter().flatten() {
+        if k.is_empty() {
+            return Err(format!("field `{field}`: an option has an empty name"));
+        }
+        if k == "force-command" && v.is_empty() {
+            return Err(format!("field `{field}`: force-command is empty"));
+        }
+        let value = if v.is_empty() {
+            OptionValue::Flag
+        } else {
+            OptionValue::Text(v.clone())
+        };
+        out.insert(k.clone(), value);
+    }
+    Ok(out)
+}
+
+fn globs(v: Option<&Vec<String>>, field: &str) -> std::result::Result<Option<Vec<Glob>>, String> {
+    v.map(|list| {
+        list.iter()
+            .map(|g| Glob::new(g).map_err(|e| format!("field `{field}`: {e}")))
+            .collect()
+    })
+    .transpose()
+}
+
+fn duration(v: Option<&String>, field: &str) -> std::result::Result<Option<u64>, String> {
+    v.map(|s| parse_ttl(s).map_err(|e| format!("field `{field}`: {e}")))
+        .transpose()
+}
+
+impl PolicyConfig {
+    fn build(&self, name: &str) -> std::result::Result<Policy, String> {
+        let cert_type = match self.cert_type.as_deref() {
+            None | Some("user") => CertType::User,
+            Some("host") => CertType::Host,
+            Some(o) => return Err(format!("field `cert_type`: `{o}` is not `user` or `host`")),
+        };
+        let mut p = Policy::new(name, cert_type);
+        p.valid_principals = self.valid_principals.clone();
+        if let Some(v) = &p.valid_principals {
+            if v.is_empty() || v.iter().any(String::is_empty) {
+                return Err("field `valid_principals`: empty list or empty principal".into());
+            }
+        }
+        p.default_valid_principals = self.default_valid_principals.clone().unwrap_or_default();
+        p.allowed_valid_principals = globs(
+            self.allowed_valid_principals.as_ref(),
+            "allowed_valid_principals",
+        )?;
+        p.all_principals = self.all_principals.unwrap_or(false);
+        p.critical_options = options(self.critical_options.as_ref(), "critical_options")?;
+        p.default_critical_options = options(
+            self.default_critical_options.as_ref(),
+            "default_critical_options",
+        )?;
+        p.allowed_critical_options = self.allowed_critical_options.clone();
+        p.extensions = options(self.extensions.as_ref(), "extensions")?;
+        p.default_extensions = options(self.default_extensions.as_ref(), "default_extensions")?;
+        p.allowed_extensions = self.allowed_extensions.clone();
+        if let Some(t) = duration(self.ttl.as_ref(), "ttl")? {
+            p.ttl = t;
+            p.max_ttl = p.max_ttl.max(t);
+        }
+        if let Some(m) = duration(self.max_ttl.as_ref(), "max_ttl")? {
+            p.max_ttl = m;
+        } else if self.ttl.is_some() {
+            p.max_ttl = p.ttl;
+        }
+        if let Some(b) = duration(self.backdate.as_ref(), "backdate")? {
+            p.backdate = b;
+        }
+        p.key_id = self.key_id.clone();
+        p.requesters = globs(self.requesters.as_ref(), "requesters")?;
+        p.allowed_key_types = self.allowed_key_types.clone();
+        if let Some(b) = self.min_rsa_bits {
+            p.min_rsa_bits = b;
+        }
+        p.on_disallowed = match self.on_disallowed.as_deref() {
+            None | Some("reject") => OnDisallowed::Reject,
+            Some("drop") => OnDisallowed::Drop,
+            Some(o) => {
+                return Err(format!(
+                    "field `on_disallowed`: `{o}` is not `reject` or `drop`"
+                ))
+            }
+        };
+        p.check().map_err(|e| match e {
+            sshca_core::Error::Template(m) => m,
+            other => other.to_string(),
+        })?;
+        Ok(p)
+    }
+}
+
+impl Config {
+    /// Parses config text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let shape: FileShape = toml::from_str(text).map_err(|e| cfg_err(path, e.message()))?;
+        let mut cfg = Config {
+            path: path.to_owned(),
+            ..Default::default()
+        };
+        for (name, v) in shape.ca {
+            let ca = CaConfig::deserialize(v)
+                .map_err(|e| cfg_err(path, format_args!("ca `{name}`: {}", e.message())))?;
+            ca.uri()
+                .map_err(|e| cfg_err(path, format_args!("ca `{name}`: field `key`: {e}")))?;
+            cfg.cas.insert(name, ca);
+        }
+        for (name, v) in shape.policy {
+            let raw = PolicyConfig::deserialize(v)
+                .map_err(|e| cfg_err(path, format_args!("policy `{name}`: {}", e.message())))?;
+            if !cfg.cas.contains_key(&raw.ca) {
+                return Err(cfg_err(
+                    path,
+                    format_args!(
+                        "policy `{name}`: field `ca`: no CA named `{}` (defined: {})",
+                        raw.ca,
+                        cfg.cas.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            let policy = raw
+                .build(&name)
+                .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
+            cfg.policies.insert(
+                name,
+                PolicyEntry {
+                    policy,
+                    ca: raw.ca.clone(),
+                    issued_dir: raw.issued_dir.clone(),
+                    raw,
+                },
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| cfg_err(path, format_args!("cannot read the config: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// A policy by name, with its CA.
+    pub fn policy(&self, name: &str) -> Result<(&PolicyEntry, &CaConfig)> {
+        let p = self.policies.get(name).ok_or_else(|| {
+            cfg_err(
+                &self.path,
+                format_args!(
+                    "no policy named `{name}` (defined: {})",
+                    self.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        let ca = self
+            .cas
+            .get(&p.ca)
+            .ok_or_else(|| cfg_err(&self.path, format_args!("no CA named `{}`", p.ca)))?;
+        Ok((p, ca))
+    }
+}
+
+/// The effective values of a policy, as `sshca policy show --json` prints them.
+#[derive(Debug, Clone, Serialize)]
+pub struct EffectivePolicy {
+    /// Policy name.
+    pub name: String,
+    /// CA name.
+    pub ca: String,
+    /// CA key URI.
+    pub ca_key: String,
+    /// `user` or `host`.
+    pub cert_type: String,
+    /// Forced principals.
+    pub valid_principals: Option<Vec<String>>,
+    /// Default principals.
+    pub default_valid_principals: Vec<String>,
+    /// Allowed principal patterns (null: any).
+    pub allowed_valid_principals: Option<Vec<String>>,
+    /// Whether a certificate without principals may be issued.
+    pub all_principals: bool,
+    /// Forced critical options.
+    pub critical_options: BTreeMap<String, String>,
+    /// Default critical options.
+    pub default_critical_options: BTreeMap<String, String>,
+    /// Allowed critical options (null: all).
+    pub allowed_critical_options: Option<Vec<String>>,
+    /// Forced extensions.
+    pub extensions: BTreeMap<String, String>,
+    /// Default extensions.
+    pub default_extensions: BTreeMap<String, String>,
+    /// Allowed extensions (null: all).
+    pub allowed_extensions: Option<Vec<String>>,
+    /// Default lifetime, seconds.
+    pub ttl: u64,
+    /// Longest lifetime, seconds.
+    pub max_ttl: u64,
+    /// Backdating slack, seconds.
+    pub backdate: u64,
+    /// Key-id template.
+    pub key_id: Option<String>,
+    /// Requester patterns (null: anyone).
+    pub requesters: Option<Vec<String>>,
+    /// Allowed subject key types (null: all).
+    pub allowed_key_types: Option<Vec<String>>,
+    /// Smallest RSA subject key.
+    pub min_rsa_bits: u32,
+    /// `reject` or `drop`.
+    pub on_disallowed: String,
+    /// Where copies of issued certificates go.
+    pub issued_dir: Option<PathBuf>,
+}
+
+impl EffectivePolicy {
+    /// The effective values of `entry`.
+    pub fn new(entry: &PolicyEntry, ca: &CaConfig) -> Self {
+        let p = &entry.policy;
+        let m = |o: &CertOptions| o.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let g = |o: &Option<Vec<Glob>>| {
+            o.as_ref()
+                .map(|v| v.iter().map(|x| x.to_string()).collect())
+        };
+        Self {
+            name: p.name.clone(),
+            ca: entry.ca.clone(),
+            ca_key: ca.uri().unwrap_or_else(|_| ca.key.clone()),
+            cert_type: p.cert_type.to_string(),
+            valid_principals: p.valid_principals.clone(),
+            default_valid_principals: p.default_valid_principals.clone(),
+            allowed_valid_principals: g(&p.allowed_valid_principals),
+            all_principals: p.all_principals,
+            critical_options: m(&p.critical_options),
+            default_critical_options: m(&p.default_critical_options),
+            allowed_critical_options: p.allowed_critical_options.clone(),
+            extensions: m(&p.extensions),
+            default_extensions: m(&p.default_extensions),
+            allowed_extensions: p.allowed_extensions.clone(),
+            ttl: p.ttl,
+            max_ttl: p.max_ttl,
+            backdate: p.backdate,
+            key_id: p.key_id.clone(),
+            requesters: g(&p.requesters),
+            allowed_key_types: p.allowed_key_types.clone(),
+            min_rsa_bits: p.min_rsa_bits,
+            on_disallowed: match p.on_disallowed {
+                OnDisallowed::Reject => "reject".into(),
+                OnDisallowed::Drop => "drop".into(),
+            },
+            issued_dir: entry.issued_dir.clone(),
+        }
+    }
+}
