@@ -642,7 +642,6 @@ fn human(secs: u64) -> String {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
-    let cli = cli;
     match cli.cmd {
         Cmd::Keygen {
             key_type,

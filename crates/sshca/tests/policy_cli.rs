@@ -287,3 +287,30 @@ fn signing_under_a_policy() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no policy named `nope`"));
 }
+
+#[test]
+fn readme_example_config_is_accepted() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme
+        .split("## Signing policies")
+        .nth(1)
+        .expect("README has a policy section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("sshca.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let out = run(sshca().arg("--config").arg(&cfg).args(["policy", "check"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ok (1 CAs, 2 policies)"), "{text}");
+    assert!(
+        text.contains("[policy.dev]") && text.contains("min_rsa_bits = 3072"),
+        "{text}"
+    );
+}
