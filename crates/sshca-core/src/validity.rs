@@ -373,3 +373,14 @@ mod ttl_tests {
         }
     }
 }
+
+/// Describes a validity interval as `ssh-keygen -L` does: `forever`,
+/// `after T`, `before T` or `from T to T` (UTC).
+pub fn describe(valid_after: u64, valid_before: u64) -> String {
+    match (valid_after, valid_before) {
+        (0, crate::FOREVER) => "forever".into(),
+        (a, crate::FOREVER) => format!("after {}", format_time(a)),
+        (0, b) => format!("before {}", format_time(b)),
+        (a, b) => format!("from {} to {}", format_time(a), format_time(b)),
+    }
+}

@@ -53,37 +53,28 @@ pub trait KeySigner: Send + Sync + fmt::Debug {
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature>;
 }
 
-#[async_trait]
-impl<T: KeySigner + ?Sized> KeySigner for Arc<T> {
-    fn uri(&self) -> &KeyUri {
-        (**self).uri()
-    }
-    async fn public_key(&self) -> Result<KeyData> {
-        (**self).public_key().await
-    }
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        (**self).algorithms().await
-    }
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        (**self).sign(alg, message).await
-    }
+/// Forwards every [`KeySigner`] method through a smart pointer.
+macro_rules! forward_signer {
+    ($($ptr:ident),*) => {$(
+        #[async_trait]
+        impl<T: KeySigner + ?Sized> KeySigner for $ptr<T> {
+            fn uri(&self) -> &KeyUri {
+                (**self).uri()
+            }
+            async fn public_key(&self) -> Result<KeyData> {
+                (**self).public_key().await
+            }
+            async fn algorithms(&self) -> Result<Vec<SigAlg>> {
+                (**self).algorithms().await
+            }
+            async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
+                (**self).sign(alg, message).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<T: KeySigner + ?Sized> KeySigner for Box<T> {
-    fn uri(&self) -> &KeyUri {
-        (**self).uri()
-    }
-    async fn public_key(&self) -> Result<KeyData> {
-        (**self).public_key().await
-    }
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        (**self).algorithms().await
-    }
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        (**self).sign(alg, message).await
-    }
-}
+forward_signer!(Arc, Box);
 
 /// Conveniences over any [`KeySigner`].
 #[async_trait]

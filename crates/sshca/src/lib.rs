@@ -107,7 +107,6 @@ impl CertInfo {
 
     /// Text in the layout of `ssh-keygen -L` (times in UTC).
     pub fn to_text(&self, name: &str, cert: &Certificate) -> String {
-        use sshca_core::validity::format_time;
         let mut s = String::new();
         let key_kind = key_kind(cert.public_key());
         let ca_kind = key_kind_plain(cert.signature_key());
@@ -126,19 +125,7 @@ impl CertInfo {
         ));
         s.push_str(&format!("        Key ID: \"{}\"\n", self.key_id));
         s.push_str(&format!("        Serial: {}\n", self.serial));
-        let valid = if self.valid_after == 0 && self.valid_before == u64::MAX {
-            "forever".to_owned()
-        } else if self.valid_before == u64::MAX {
-            format!("after {}", format_time(self.valid_after))
-        } else if self.valid_after == 0 {
-            format!("before {}", format_time(self.valid_before))
-        } else {
-            format!(
-                "from {} to {}",
-                format_time(self.valid_after),
-                format_time(self.valid_before)
-            )
-        };
+        let valid = sshca_core::validity::describe(self.valid_after, self.valid_before);
         s.push_str(&format!("        Valid: {valid}\n"));
         if self.principals.is_empty() {
             s.push_str("        Principals: (none)\n");

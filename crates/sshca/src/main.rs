@@ -379,7 +379,7 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
             } else {
                 format!(" for {}", info.principals.join(","))
             },
-            describe_validity(info.valid_after, info.valid_before)
+            sshca::core::validity::describe(info.valid_after, info.valid_before)
         );
         match path {
             None => {
@@ -415,16 +415,6 @@ fn print_policy(p: &sshca::config::EffectivePolicy, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn describe_validity(after: u64, before: u64) -> String {
-    use sshca::core::validity::format_time;
-    match (after, before) {
-        (0, u64::MAX) => "forever".into(),
-        (a, u64::MAX) => format!("after {}", format_time(a)),
-        (0, b) => format!("before {}", format_time(b)),
-        (a, b) => format!("from {} to {}", format_time(a), format_time(b)),
-    }
 }
 
 fn read_passphrase_file(path: &Path) -> Result<String> {

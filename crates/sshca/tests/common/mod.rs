@@ -135,13 +135,7 @@ pub fn sshca_view(cert: &Path) -> KeygenView {
     let s = |k: &str| j[k].as_str().unwrap().to_owned();
     let va = j["valid_after"].as_u64().unwrap();
     let vb = j["valid_before"].as_u64().unwrap();
-    use sshca_core::validity::format_time;
-    let valid = match (va, vb) {
-        (0, u64::MAX) => "forever".to_owned(),
-        (a, u64::MAX) => format!("after {}", format_time(a)),
-        (0, b) => format!("before {}", format_time(b)),
-        (a, b) => format!("from {} to {}", format_time(a), format_time(b)),
-    };
+    let valid = sshca_core::validity::describe(va, vb);
     let opts = |k: &str| -> BTreeMap<String, String> {
         j[k].as_object()
             .unwrap()
