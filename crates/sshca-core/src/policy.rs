@@ -355,6 +355,11 @@ impl Policy {
         if before <= after {
             return Err(refuse("empty validity interval".into()));
         }
+        if before <= now {
+            return Err(refuse(
+                "the requested validity ends before now (the certificate would be expired)".into(),
+            ));
+        }
         // The lifetime counts from now (backdating slack is not lifetime).
         let start = after.max(now);
         if before.saturating_sub(start) > self.max_ttl {
