@@ -51,6 +51,14 @@ pub trait KeySigner: Send + Sync + fmt::Debug {
 
     /// Signs `message` with `alg`, returning an SSH signature.
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature>;
+
+    /// Whether every signature this signer returns has already been verified
+    /// under its public key ([`VerifyingSigner`] says so; wrappers that do not
+    /// alter signatures forward it; everything else keeps the default
+    /// `false`). [`SignerExt::sign_certificate`] verifies itself otherwise.
+    fn verifies_signatures(&self) -> bool {
+        false
+    }
 }
 
 /// Forwards every [`KeySigner`] method through a smart pointer.
@@ -69,6 +77,9 @@ macro_rules! forward_signer {
             }
             async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
                 (**self).sign(alg, message).await
+            }
+            fn verifies_signatures(&self) -> bool {
+                (**self).verifies_signatures()
             }
         }
     )*};
@@ -126,7 +137,12 @@ pub trait SignerExt: KeySigner {
                 ),
             ));
         }
-        tbs.assemble(sig).map_err(|e| {
+        let assembled = if self.verifies_signatures() {
+            tbs.assemble_unverified(sig)
+        } else {
+            tbs.assemble(sig)
+        };
+        assembled.map_err(|e| {
             Error::new(ErrorKind::BadResponse, e.to_string())
                 .context(format!("signature from {}", self.uri()))
         })

@@ -63,6 +63,9 @@ impl<S: KeySigner> KeySigner for CachedSigner<S> {
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         self.inner.sign(alg, message).await
     }
+    fn verifies_signatures(&self) -> bool {
+        self.inner.verifies_signatures()
+    }
 }
 
 /// Verifies every signature of the inner signer under its public key: a
@@ -97,6 +100,9 @@ impl<S: KeySigner> KeySigner for VerifyingSigner<S> {
         verify_signature(&key, message, &sig)
             .map_err(|e| e.context(format!("signature from {}", self.uri())))?;
         Ok(sig)
+    }
+    fn verifies_signatures(&self) -> bool {
+        true
     }
 }
 
@@ -133,6 +139,9 @@ impl<S: KeySigner> KeySigner for LimitSigner<S> {
             Error::new(ErrorKind::Unavailable, "the concurrency limiter was closed")
         })?;
         self.inner.sign(alg, message).await
+    }
+    fn verifies_signatures(&self) -> bool {
+        self.inner.verifies_signatures()
     }
 }
 
@@ -235,5 +244,8 @@ impl<S: KeySigner> KeySigner for RetrySigner<S> {
     }
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         self.run("signing", || self.inner.sign(alg, message)).await
+    }
+    fn verifies_signatures(&self) -> bool {
+        self.inner.verifies_signatures()
     }
 }

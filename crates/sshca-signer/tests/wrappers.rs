@@ -148,3 +148,38 @@ async fn choose_algorithm_names_what_the_key_supports() {
         .unwrap_err();
     assert!(e.to_string().contains("supports: ssh-ed25519"), "{e}");
 }
+
+#[tokio::test]
+async fn verification_is_never_skipped_for_unverified_signatures() {
+    use sshca_core::{CertTemplate, CertType};
+    use sshca_signer::conformance::CorruptingSigner;
+    use sshca_signer::VerifyingSigner;
+    let subject = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
+        .unwrap()
+        .public_key()
+        .key_data()
+        .clone();
+    let mut t = CertTemplate::new(CertType::User, "x");
+    t.principals = vec!["p".into()];
+    // Corrupt behind the verifier: the verifier refuses.
+    let inner = VerifyingSigner::new(CorruptingSigner(Fake::new(0, ErrorKind::Throttled)));
+    assert!(inner.verifies_signatures());
+    let e = inner
+        .sign_certificate(&t, &subject, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadResponse);
+    // Corrupt in front of the verifier: it does not claim verified output,
+    // so sign_certificate verifies and refuses.
+    let outer = CorruptingSigner(VerifyingSigner::new(Fake::new(0, ErrorKind::Throttled)));
+    assert!(!outer.verifies_signatures());
+    let e = outer
+        .sign_certificate(&t, &subject, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadResponse);
+    // Wrappers that do not change signatures forward the claim.
+    let limited = LimitSigner::new(VerifyingSigner::new(Fake::new(0, ErrorKind::Throttled)), 2);
+    assert!(limited.verifies_signatures());
+    limited.sign_certificate(&t, &subject, None).await.unwrap();
+}

@@ -359,43 +359,88 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
     let registry = sshca::default_registry();
     let ca = registry.open(&plan.ca_uri).await?;
     let issued_dir = plan.policy.as_ref().and_then(|(_, d, _)| d.clone());
-    for (path, key, t, origin) in subjects {
-        let cert_type = t.cert_type;
-        let cert = ca
-            .sign_certificate(&t, &key, alg)
-            .await
-            .map_err(|e| e.context(format!("signing {origin}")))?;
-        let text = cert.to_openssh()? + "\n";
-        if let Some(dir) = &issued_dir {
-            sshca::save_issued_copy(dir, &cert, &text)?;
-        }
-        let info = sshca::CertInfo::new(&cert);
-        let what = format!(
-            "id \"{}\" serial {}{} valid {}",
-            info.key_id,
-            info.serial,
-            if info.principals.is_empty() {
-                String::new()
-            } else {
-                format!(" for {}", info.principals.join(","))
-            },
-            sshca::core::validity::describe(info.valid_after, info.valid_before)
-        );
-        match path {
-            None => {
-                std::io::stdout()
-                    .write_all(text.as_bytes())
-                    .map_err(|e| invalid(format!("cannot write stdout: {e}")))?;
-                eprintln!("Signed {cert_type} key from stdin: {what}");
-            }
-            Some(p) => {
-                let out = sshca::cert_path_for(&p);
-                sshca::write_atomic(&out, text.as_bytes())?;
-                eprintln!("Signed {cert_type} key {}: {what}", out.display());
+    // Sign concurrently (a KMS round trip per certificate), at most 32 at once.
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (path, key, t, origin)) in subjects.into_iter().enumerate() {
+        let ca = ca.clone();
+        let limit = limit.clone();
+        let issued_dir = issued_dir.clone();
+        tasks.spawn(async move {
+            let _permit = limit
+                .acquire_owned()
+                .await
+                .map_err(|_| invalid("the signing limiter closed"))?;
+            let r = issue_one(&*ca, alg, path, key, t, &origin, issued_dir.as_deref()).await;
+            Ok::<_, Error>((index, r))
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, r) = joined.map_err(|e| invalid(format!("a signing task failed: {e}")))??;
+        results.push((index, r));
+    }
+    results.sort_by_key(|(i, _)| *i);
+    let mut first_err = None;
+    for (_, r) in results {
+        match r {
+            Ok(msg) => eprintln!("{msg}"),
+            Err(e) => {
+                eprintln!("sshca: error: {e}");
+                first_err.get_or_insert(e);
             }
         }
     }
-    Ok(())
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// Signs one key and writes its certificate; returns the report line.
+async fn issue_one(
+    ca: &dyn sshca::signer::KeySigner,
+    alg: Option<SigAlg>,
+    path: Option<PathBuf>,
+    key: sshca::core::KeyData,
+    t: CertTemplate,
+    origin: &str,
+    issued_dir: Option<&Path>,
+) -> Result<String> {
+    let cert_type = t.cert_type;
+    let cert = ca
+        .sign_certificate(&t, &key, alg)
+        .await
+        .map_err(|e| e.context(format!("signing {origin}")))?;
+    let text = cert.to_openssh()? + "\n";
+    if let Some(dir) = issued_dir {
+        sshca::save_issued_copy(dir, &cert, &text)?;
+    }
+    let info = sshca::CertInfo::new(&cert);
+    let what = format!(
+        "id \"{}\" serial {}{} valid {}",
+        info.key_id,
+        info.serial,
+        if info.principals.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", info.principals.join(","))
+        },
+        sshca::core::validity::describe(info.valid_after, info.valid_before)
+    );
+    match path {
+        None => {
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .map_err(|e| invalid(format!("cannot write stdout: {e}")))?;
+            Ok(format!("Signed {cert_type} key from stdin: {what}"))
+        }
+        Some(p) => {
+            let out = sshca::cert_path_for(&p);
+            sshca::write_atomic(&out, text.as_bytes())?;
+            Ok(format!("Signed {cert_type} key {}: {what}", out.display()))
+        }
+    }
 }
 
 fn print_policy(p: &sshca::config::EffectivePolicy, json: bool) -> Result<()> {
