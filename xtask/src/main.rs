@@ -204,7 +204,14 @@ fn bench() -> Result<()> {
     run("benchmarks", cargo().args(["bench", "-p", "sshca-benches"]))
 }
 
-const FUZZ_TARGETS: [&str; 4] = ["cert_decode", "convert", "syntax", "key_uri"];
+const FUZZ_TARGETS: [&str; 6] = [
+    "cert_decode",
+    "convert",
+    "syntax",
+    "key_uri",
+    "config",
+    "public_key",
+];
 
 /// Runs every fuzz target for `secs` seconds. New inputs go to a working
 /// corpus under the target dir (seeded from `fuzz/corpus`), so the committed

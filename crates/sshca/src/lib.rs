@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub mod config;
+pub mod fuzzing;
 pub use sshca_core as core;
 use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
 pub use sshca_signer as signer;
