@@ -385,10 +385,9 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
     for (_, r) in results {
         match r {
             Ok(msg) => eprintln!("{msg}"),
-            Err(e) => {
-                eprintln!("sshca: error: {e}");
-                first_err.get_or_insert(e);
-            }
+            // The first error is printed by main; later ones here.
+            Err(e) if first_err.is_none() => first_err = Some(e),
+            Err(e) => eprintln!("sshca: error: {e}"),
         }
     }
     match first_err {
