@@ -50,6 +50,12 @@ impl CertType {
     }
 }
 
+impl serde::Serialize for CertType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for CertType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -112,6 +118,14 @@ impl OptionValue {
             OptionValue::Text(s) => Some(s),
             OptionValue::Raw(_) => None,
         }
+    }
+}
+
+/// Serialised as its [`fmt::Display`] text: empty for a flag, the value, or
+/// upper-case hex of raw data.
+impl serde::Serialize for OptionValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -272,6 +286,26 @@ pub fn cert_key_type(subject: &KeyData) -> Result<&'static str> {
             )))
         }
     })
+}
+
+/// Key size in bits and the curve name where there is one (`ed25519`,
+/// `nistp256`, ...); RSA sizes come from the modulus.
+pub fn key_size(key: &KeyData) -> (usize, Option<&'static str>) {
+    match key {
+        KeyData::Ed25519(_) | KeyData::SkEd25519(_) => (256, Some("ed25519")),
+        KeyData::Ecdsa(k) => match k.curve() {
+            EcdsaCurve::NistP256 => (256, Some("nistp256")),
+            EcdsaCurve::NistP384 => (384, Some("nistp384")),
+            EcdsaCurve::NistP521 => (521, Some("nistp521")),
+        },
+        KeyData::SkEcdsaSha2NistP256(_) => (256, Some("nistp256")),
+        KeyData::Rsa(k) => {
+            let n = k.n.as_positive_bytes().unwrap_or_default();
+            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
+            (bits, None)
+        }
+        _ => (0, None),
+    }
 }
 
 /// The fields every certificate carries, without its signature.

@@ -23,7 +23,8 @@ use crate::validity::Validity;
 use crate::{Error, Result};
 
 /// What to do with a requested value the policy does not allow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnDisallowed {
     /// Refuse the whole request, naming what is not allowed.
     #[default]
@@ -81,14 +82,21 @@ impl Glob {
     }
 }
 
+impl serde::Serialize for Glob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl fmt::Display for Glob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-/// A signing policy. See the module docs for the merge rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A signing policy. See the module docs for the merge rules. Serialises
+/// to its effective values (durations in seconds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Policy {
     /// Name (for errors and key-id templates).
     pub name: String,
@@ -268,9 +276,8 @@ impl Policy {
                 )));
             }
         }
-        if let KeyData::Rsa(k) = subject {
-            let n = k.n.as_positive_bytes().unwrap_or_default();
-            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
+        if let KeyData::Rsa(_) = subject {
+            let (bits, _) = crate::cert::key_size(subject);
             if bits < self.min_rsa_bits as usize {
                 return Err(refuse(format!(
                     "RSA subject key of {bits} bits is below the minimum of {}",

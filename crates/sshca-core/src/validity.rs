@@ -28,6 +28,18 @@ fn err(input: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// Seconds in one time unit (`s`, `m`, `h`, `d`, `w`, any case).
+fn unit_seconds(unit: char) -> Option<u64> {
+    Some(match unit.to_ascii_lowercase() {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    })
+}
+
 /// Parses an OpenSSH time span (`convtime`): `90`, `5m`, `1h30m`, `52w1d`.
 pub fn parse_timespec(s: &str) -> Result<u64> {
     if s.is_empty() {
@@ -45,14 +57,8 @@ pub fn parse_timespec(s: &str) -> Result<u64> {
             );
             continue;
         }
-        let mult = match ch.to_ascii_lowercase() {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
-            _ => return Err(err(s, format!("unknown unit `{ch}` (use s, m, h, d or w)"))),
-        };
+        let mult = unit_seconds(ch)
+            .ok_or_else(|| err(s, format!("unknown unit `{ch}` (use s, m, h, d or w)")))?;
         let n = num
             .take()
             .ok_or_else(|| err(s, format!("unit `{ch}` without a number before it")))?;
@@ -335,19 +341,9 @@ pub fn parse_ttl(s: &str) -> Result<u64> {
     if let Some(unit) = t.chars().last().filter(|c| c.is_ascii_alphabetic()) {
         let num = &t[..t.len() - 1];
         if num.contains('.') {
-            let mult = match unit.to_ascii_lowercase() {
-                's' => 1.0,
-                'm' => 60.0,
-                'h' => 3600.0,
-                'd' => 86_400.0,
-                'w' => 604_800.0,
-                _ => {
-                    return Err(err(
-                        s,
-                        format!("unknown unit `{unit}` (use s, m, h, d or w)"),
-                    ))
-                }
-            };
+            let mult = unit_seconds(unit)
+                .ok_or_else(|| err(s, format!("unknown unit `{unit}` (use s, m, h, d or w)")))?
+                as f64;
             let v: f64 = num
                 .parse()
                 .ok()

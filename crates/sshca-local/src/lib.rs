@@ -45,6 +45,12 @@ struct RsaKey {
     sha512: rsa::pkcs1v15::SigningKey<sha2::Sha512>,
 }
 
+/// A P-521 secret key as a signing key (p521's wrapper type has no `From`
+/// for the secret key itself).
+fn p521_native(k: p521::SecretKey) -> Native {
+    Native::P521(ecdsa::SigningKey::<p521::NistP521>::from(k).into())
+}
+
 pub(crate) fn rsa_native(key: rsa::RsaPrivateKey) -> Native {
     Native::Rsa(Box::new(RsaKey {
         sha256: rsa::pkcs1v15::SigningKey::new(key.clone()),
@@ -88,15 +94,7 @@ impl LocalSigner {
         let pass_file = uri.option("passphrase-file").map(PathBuf::from);
         let passphrase = move || -> Result<Zeroizing<String>> {
             if let Some(f) = &pass_file {
-                let text = Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("cannot read passphrase file {}: {e}", f.display()),
-                    )
-                })?);
-                return Ok(Zeroizing::new(
-                    text.lines().next().unwrap_or_default().to_owned(),
-                ));
+                return read_passphrase_file(f);
             }
             std::env::var(PASSPHRASE_ENV).map(Zeroizing::new).map_err(|_| {
                 Error::new(
@@ -107,19 +105,10 @@ impl LocalSigner {
                 )
             })
         };
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                ErrorKind::NotFound
-            } else if e.kind() == std::io::ErrorKind::PermissionDenied {
-                ErrorKind::PermissionDenied
-            } else {
-                ErrorKind::InvalidInput
-            };
-            Error::new(
-                kind,
-                format!("cannot read key file {}: {e}", path.display()),
-            )
-        })?);
+        let text = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| Error::io("cannot read key file", &path, &e))?,
+        );
         let (key, comment) = load_private_key(&path, &text, passphrase)?;
         let public = public_of(&path, &key)?;
         Ok(Self {
@@ -150,6 +139,19 @@ impl LocalSigner {
     pub fn open_path(path: &Path) -> Result<Self> {
         Self::open(&KeyUri::new(SCHEME, &path.to_string_lossy())?)
     }
+}
+
+/// Reads a passphrase file: its first line is the passphrase.
+pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("cannot read passphrase file {}: {e}", path.display()),
+        )
+    })?);
+    Ok(Zeroizing::new(
+        text.lines().next().unwrap_or_default().to_owned(),
+    ))
 }
 
 /// Registers the `file:` scheme.
@@ -212,9 +214,7 @@ fn load_private_key(
             } else if let Ok(k) = p384::SecretKey::from_pkcs8_pem(text) {
                 Ok(Native::P384(k.into()))
             } else if let Ok(k) = p521::SecretKey::from_pkcs8_pem(text) {
-                let sk = p521::ecdsa::SigningKey::from_slice(&k.to_bytes())
-                    .map_err(|e| invalid(path, format_args!("bad P-521 key: {e}")))?;
-                Ok(Native::P521(sk))
+                Ok(p521_native(k))
             } else if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_pem(text) {
                 Ok(rsa_native(k))
             } else {
@@ -230,9 +230,7 @@ fn load_private_key(
             } else if let Ok(k) = p384::SecretKey::from_sec1_pem(text) {
                 Ok(Native::P384(k.into()))
             } else if let Ok(k) = p521::SecretKey::from_sec1_pem(text) {
-                let sk = p521::ecdsa::SigningKey::from_slice(&k.to_bytes())
-                    .map_err(|e| invalid(path, format_args!("bad P-521 key: {e}")))?;
-                Ok(Native::P521(sk))
+                Ok(p521_native(k))
             } else {
                 Err(invalid(path, "SEC1 key is not on P-256, P-384 or P-521"))
             }

@@ -79,6 +79,17 @@ impl Error {
         }
     }
 
+    /// An I/O failure on `path`: `"{what} {path}: {error}"`, of kind
+    /// NotFound or PermissionDenied where the OS says so, else InvalidInput.
+    pub fn io(what: &str, path: &std::path::Path, e: &std::io::Error) -> Self {
+        let kind = match e.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+            _ => ErrorKind::InvalidInput,
+        };
+        Error::new(kind, format!("{what} {}: {e}", path.display()))
+    }
+
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));

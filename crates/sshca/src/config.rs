@@ -290,93 +290,29 @@ impl Config {
     }
 }
 
-/// The effective values of a policy, as `sshca policy show --json` prints them.
+/// The effective values of a policy, as `sshca policy show --json` prints
+/// them: every field of the [`Policy`] plus its CA and copy directory.
 #[derive(Debug, Clone, Serialize)]
-pub struct EffectivePolicy {
-    /// Policy name.
-    pub name: String,
+pub struct EffectivePolicy<'a> {
+    /// The merge rules.
+    #[serde(flatten)]
+    pub policy: &'a Policy,
     /// CA name.
-    pub ca: String,
-    /// CA key URI.
+    pub ca: &'a str,
+    /// CA key URI (with the pin applied).
     pub ca_key: String,
-    /// `user` or `host`.
-    pub cert_type: String,
-    /// Forced principals.
-    pub valid_principals: Option<Vec<String>>,
-    /// Default principals.
-    pub default_valid_principals: Vec<String>,
-    /// Allowed principal patterns (null: any).
-    pub allowed_valid_principals: Option<Vec<String>>,
-    /// Whether a certificate without principals may be issued.
-    pub all_principals: bool,
-    /// Forced critical options.
-    pub critical_options: BTreeMap<String, String>,
-    /// Default critical options.
-    pub default_critical_options: BTreeMap<String, String>,
-    /// Allowed critical options (null: all).
-    pub allowed_critical_options: Option<Vec<String>>,
-    /// Forced extensions.
-    pub extensions: BTreeMap<String, String>,
-    /// Default extensions.
-    pub default_extensions: BTreeMap<String, String>,
-    /// Allowed extensions (null: all).
-    pub allowed_extensions: Option<Vec<String>>,
-    /// Default lifetime, seconds.
-    pub ttl: u64,
-    /// Longest lifetime, seconds.
-    pub max_ttl: u64,
-    /// Backdating slack, seconds.
-    pub backdate: u64,
-    /// Key-id template.
-    pub key_id: Option<String>,
-    /// Requester patterns (null: anyone).
-    pub requesters: Option<Vec<String>>,
-    /// Allowed subject key types (null: all).
-    pub allowed_key_types: Option<Vec<String>>,
-    /// Smallest RSA subject key.
-    pub min_rsa_bits: u32,
-    /// `reject` or `drop`.
-    pub on_disallowed: String,
     /// Where copies of issued certificates go.
-    pub issued_dir: Option<PathBuf>,
+    pub issued_dir: Option<&'a Path>,
 }
 
-impl EffectivePolicy {
+impl<'a> EffectivePolicy<'a> {
     /// The effective values of `entry`.
-    pub fn new(entry: &PolicyEntry, ca: &CaConfig) -> Self {
-        let p = &entry.policy;
-        let m = |o: &CertOptions| o.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
-        let g = |o: &Option<Vec<Glob>>| {
-            o.as_ref()
-                .map(|v| v.iter().map(|x| x.to_string()).collect())
-        };
+    pub fn new(entry: &'a PolicyEntry, ca: &CaConfig) -> Self {
         Self {
-            name: p.name.clone(),
-            ca: entry.ca.clone(),
+            policy: &entry.policy,
+            ca: &entry.ca,
             ca_key: ca.uri().unwrap_or_else(|_| ca.key.clone()),
-            cert_type: p.cert_type.to_string(),
-            valid_principals: p.valid_principals.clone(),
-            default_valid_principals: p.default_valid_principals.clone(),
-            allowed_valid_principals: g(&p.allowed_valid_principals),
-            all_principals: p.all_principals,
-            critical_options: m(&p.critical_options),
-            default_critical_options: m(&p.default_critical_options),
-            allowed_critical_options: p.allowed_critical_options.clone(),
-            extensions: m(&p.extensions),
-            default_extensions: m(&p.default_extensions),
-            allowed_extensions: p.allowed_extensions.clone(),
-            ttl: p.ttl,
-            max_ttl: p.max_ttl,
-            backdate: p.backdate,
-            key_id: p.key_id.clone(),
-            requesters: g(&p.requesters),
-            allowed_key_types: p.allowed_key_types.clone(),
-            min_rsa_bits: p.min_rsa_bits,
-            on_disallowed: match p.on_disallowed {
-                OnDisallowed::Reject => "reject".into(),
-                OnDisallowed::Drop => "drop".into(),
-            },
-            issued_dir: entry.issued_dir.clone(),
+            issued_dir: entry.issued_dir.as_deref(),
         }
     }
 }

@@ -109,7 +109,7 @@ impl CertInfo {
     /// Text in the layout of `ssh-keygen -L` (times in UTC).
     pub fn to_text(&self, name: &str, cert: &Certificate) -> String {
         let mut s = String::new();
-        let key_kind = key_kind(cert.public_key());
+        let key_kind = key_kind_plain(cert.public_key());
         let ca_kind = key_kind_plain(cert.signature_key());
         s.push_str(&format!("{name}:\n"));
         s.push_str(&format!(
@@ -168,17 +168,8 @@ fn key_kind_plain(k: &KeyData) -> &'static str {
     }
 }
 
-fn key_kind(k: &KeyData) -> &'static str {
-    key_kind_plain(k)
-}
-
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
-    let kind = match e.kind() {
-        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        _ => ErrorKind::InvalidInput,
-    };
-    Error::new(kind, format!("{what} {}: {e}", path.display()))
+    Error::io(what, path, &e)
 }
 
 /// Reads a public key line (`TYPE BASE64 [COMMENT]`).
@@ -413,25 +404,7 @@ pub fn md5_fingerprint(key: &KeyData) -> Result<String> {
     ))
 }
 
-/// Key size in bits and a curve name where there is one.
-pub fn key_size(key: &KeyData) -> (usize, Option<&'static str>) {
-    use sshca_core::ssh_key::EcdsaCurve;
-    match key {
-        KeyData::Ed25519(_) | KeyData::SkEd25519(_) => (256, Some("ed25519")),
-        KeyData::Ecdsa(k) => match k.curve() {
-            EcdsaCurve::NistP256 => (256, Some("nistp256")),
-            EcdsaCurve::NistP384 => (384, Some("nistp384")),
-            EcdsaCurve::NistP521 => (521, Some("nistp521")),
-        },
-        KeyData::SkEcdsaSha2NistP256(_) => (256, Some("nistp256")),
-        KeyData::Rsa(k) => {
-            let n = k.n.as_positive_bytes().unwrap_or_default();
-            let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
-            (bits, None)
-        }
-        _ => (0, None),
-    }
-}
+pub use sshca_core::cert::key_size;
 
 /// Writes a copy of an issued certificate to `dir/<serial>.crt`, atomically
 /// and never overwriting (Salt's copypath).

@@ -10,7 +10,8 @@ use sshca::core::options::OptionsBuilder;
 use sshca::core::policy::Request;
 use sshca::core::validity::{parse_point, parse_validity};
 use sshca::core::{random_serial, CertTemplate, CertType, Certificate, SigAlg, Validation};
-use sshca::signer::{Error, ErrorKind, Result, SignerExt};
+use sshca::signer::{Error, ErrorKind, LimitSigner, Result, SignerExt};
+use zeroize::Zeroizing;
 
 /// OpenSSH certificate authority whose CA key can stay in a KMS.
 #[derive(Parser, Debug)]
@@ -230,14 +231,7 @@ fn read_input(arg: &str) -> Result<String> {
             .map_err(|e| invalid(format!("cannot read stdin: {e}")))?;
         Ok(s)
     } else {
-        std::fs::read_to_string(arg).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::InvalidInput
-            };
-            Error::new(kind, format!("cannot read {arg}: {e}"))
-        })
+        std::fs::read_to_string(arg).map_err(|e| Error::io("cannot read", Path::new(arg), &e))
     }
 }
 
@@ -246,10 +240,20 @@ fn read_cert(arg: &str) -> Result<Certificate> {
     Certificate::from_openssh(&text).map_err(|e| invalid(format!("{arg}: {e}")))
 }
 
+/// What `sshca sign` will issue: the CA and how each certificate's template
+/// is made.
 struct Plan {
     ca_uri: String,
-    policy: Option<(sshca::core::policy::Policy, Option<PathBuf>, Request)>,
-    template: CertTemplate,
+    how: Issue,
+}
+
+// One value per run: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Issue {
+    /// The flags are the template (ssh-keygen semantics).
+    Direct(CertTemplate),
+    /// The flags are a request merged under a policy; copies go to the dir.
+    Policy(sshca::core::policy::Policy, Request, Option<PathBuf>),
 }
 
 fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
@@ -282,8 +286,7 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
         };
         return Ok(Plan {
             ca_uri: ca.uri()?,
-            policy: Some((entry.policy.clone(), entry.issued_dir.clone(), req)),
-            template: CertTemplate::new(entry.policy.cert_type, ""),
+            how: Issue::Policy(entry.policy.clone(), req, entry.issued_dir.clone()),
         });
     }
     let cert_type = if a.host {
@@ -304,8 +307,7 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
     t.principals = principals.unwrap_or_default();
     Ok(Plan {
         ca_uri: sshca::ca_uri(a.ca.as_deref().unwrap_or_default()),
-        policy: None,
-        template: t,
+        how: Issue::Direct(t),
     })
 }
 
@@ -337,8 +339,8 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "stdin".into());
-        let mut t = match &plan.policy {
-            Some((policy, _, req)) => {
+        let mut t = match &plan.how {
+            Issue::Policy(policy, req, _) => {
                 let (t, changes) = policy
                     .merge(req, &key, now(), a.serial.unwrap_or_else(random_serial))
                     .map_err(|e| Error::new(ErrorKind::Policy, e.to_string()).context(&origin))?;
@@ -347,8 +349,8 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
                 }
                 t
             }
-            None => {
-                let mut t = plan.template.clone();
+            Issue::Direct(template) => {
+                let mut t = template.clone();
                 t.serial = a.serial.unwrap_or_else(random_serial);
                 t
             }
@@ -357,28 +359,24 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
         subjects.push((path, key, t, origin));
     }
     let registry = sshca::default_registry();
-    let ca = registry.open(&plan.ca_uri).await?;
-    let issued_dir = plan.policy.as_ref().and_then(|(_, d, _)| d.clone());
     // Sign concurrently (a KMS round trip per certificate), at most 32 at once.
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let ca = std::sync::Arc::new(LimitSigner::new(registry.open(&plan.ca_uri).await?, 32));
+    let issued_dir = match &plan.how {
+        Issue::Policy(_, _, dir) => dir.clone(),
+        Issue::Direct(_) => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for (index, (path, key, t, origin)) in subjects.into_iter().enumerate() {
         let ca = ca.clone();
-        let limit = limit.clone();
         let issued_dir = issued_dir.clone();
         tasks.spawn(async move {
-            let _permit = limit
-                .acquire_owned()
-                .await
-                .map_err(|_| invalid("the signing limiter closed"))?;
             let r = issue_one(&*ca, alg, path, key, t, &origin, issued_dir.as_deref()).await;
-            Ok::<_, Error>((index, r))
+            (index, r)
         });
     }
     let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let (index, r) = joined.map_err(|e| invalid(format!("a signing task failed: {e}")))??;
-        results.push((index, r));
+        results.push(joined.map_err(|e| invalid(format!("a signing task failed: {e}")))?);
     }
     results.sort_by_key(|(i, _)| *i);
     let mut first_err = None;
@@ -442,7 +440,7 @@ async fn issue_one(
     }
 }
 
-fn print_policy(p: &sshca::config::EffectivePolicy, json: bool) -> Result<()> {
+fn print_policy(p: &sshca::config::EffectivePolicy<'_>, json: bool) -> Result<()> {
     let v = serde_json::to_value(p).map_err(|e| invalid(format!("cannot encode JSON: {e}")))?;
     if json {
         let s = serde_json::to_string_pretty(&v)
@@ -450,7 +448,7 @@ fn print_policy(p: &sshca::config::EffectivePolicy, json: bool) -> Result<()> {
         println!("{s}");
         return Ok(());
     }
-    println!("[policy.{}]", p.name);
+    println!("[policy.{}]", p.policy.name);
     if let serde_json::Value::Object(map) = v {
         for (k, val) in map {
             if k != "name" {
@@ -459,16 +457,6 @@ fn print_policy(p: &sshca::config::EffectivePolicy, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn read_passphrase_file(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        invalid(format!(
-            "cannot read passphrase file {}: {e}",
-            path.display()
-        ))
-    })?;
-    Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
 fn keygen(
@@ -483,16 +471,20 @@ fn keygen(
     use sshca_local::keys;
     let spec = keys::KeySpec::parse(key_type, bits)?;
     let passphrase = match (from_env, passphrase_file) {
-        (_, Some(f)) => Some(read_passphrase_file(f)?),
-        (true, None) => Some(std::env::var(sshca_local::PASSPHRASE_ENV).map_err(|_| {
-            invalid(format!(
-                "-N needs the passphrase in {}",
-                sshca_local::PASSPHRASE_ENV
-            ))
-        })?),
+        (_, Some(f)) => Some(sshca_local::read_passphrase_file(f)?),
+        (true, None) => Some(
+            std::env::var(sshca_local::PASSPHRASE_ENV)
+                .map(Zeroizing::new)
+                .map_err(|_| {
+                    invalid(format!(
+                        "-N needs the passphrase in {}",
+                        sshca_local::PASSPHRASE_ENV
+                    ))
+                })?,
+        ),
         (false, None) => None,
     };
-    if passphrase.as_deref() == Some("") {
+    if passphrase.as_ref().is_some_and(|p| p.is_empty()) {
         return Err(invalid("the passphrase is empty"));
     }
     let mut pub_path = path.as_os_str().to_owned();
@@ -509,7 +501,7 @@ fn keygen(
         }
     }
     let key = keys::generate(spec, comment)?;
-    let private = keys::to_openssh(&key, passphrase.as_deref().map(str::as_bytes))?;
+    let private = keys::to_openssh(&key, passphrase.as_ref().map(|p| p.as_bytes()))?;
     let public = key
         .public_key()
         .to_openssh()
@@ -603,13 +595,13 @@ async fn key_cmd(cmd: KeyCmd) -> Result<ExitCode> {
             private,
         } => {
             let new = match (&new_passphrase_file, no_passphrase) {
-                (Some(f), _) => Some(read_passphrase_file(f)?),
+                (Some(f), _) => Some(sshca_local::read_passphrase_file(f)?),
                 (None, true) => None,
                 (None, false) => {
                     return Err(invalid("give --new-passphrase-file or --no-passphrase"))
                 }
             };
-            if new.as_deref() == Some("") {
+            if new.as_ref().is_some_and(|p| p.is_empty()) {
                 return Err(invalid("the new passphrase is empty (use --no-passphrase)"));
             }
             let arg = private.to_string_lossy().into_owned();
@@ -617,7 +609,7 @@ async fn key_cmd(cmd: KeyCmd) -> Result<ExitCode> {
             let sshca::KeyRef::Private(key) = r else {
                 return Err(invalid(format!("{arg} is not a private key file")));
             };
-            let text = sshca_local::keys::to_openssh(&key, new.as_deref().map(str::as_bytes))?;
+            let text = sshca_local::keys::to_openssh(&key, new.as_ref().map(|p| p.as_bytes()))?;
             sshca::write_atomic_with(&private, text.as_bytes(), 0o600, true)?;
             eprintln!(
                 "{}: {}",
