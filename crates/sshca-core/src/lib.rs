@@ -17,6 +17,7 @@ mod error;
 pub mod fuzzing;
 pub mod options;
 pub mod policy;
+pub mod spki;
 pub mod validity;
 pub mod wire;
 

@@ -202,3 +202,116 @@ pub fn assert_not_found<T: std::fmt::Debug>(r: Result<T>) {
     let e = r.expect_err("opening an unknown key succeeded");
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 }
+
+/// What the remote-backend suite needs from the service (an emulator) it
+/// runs against: fault injection on the sign operation and request counts.
+pub struct ServiceHooks {
+    /// Make the next `n` sign requests fail with throttling.
+    pub throttle_signs: Box<dyn Fn(u64) + Send + Sync>,
+    /// Make the next `n` sign requests return signatures that do not verify.
+    pub corrupt_signs: Box<dyn Fn(u64) + Send + Sync>,
+    /// (sign requests, public-key requests) received so far.
+    pub counts: Box<dyn Fn() -> (u64, u64) + Send + Sync>,
+}
+
+/// A key the remote suite signs with: its URI and the algorithms it must report.
+#[derive(Debug, Clone)]
+pub struct RemoteKey {
+    /// Key URI.
+    pub uri: String,
+    /// Expected algorithms, preferred first.
+    pub algorithms: Vec<SigAlg>,
+}
+
+/// The whole suite for a remote backend: for every key, [`run_all`] plus the
+/// cost rule (one public-key fetch per signer, exactly one sign request per
+/// certificate), retries under injected throttling (all certificates valid,
+/// no duplicates), an injected corrupt signature (error, no certificate);
+/// then an unknown key is [`ErrorKind::NotFound`] and a key of the wrong
+/// usage is refused when the signer is built.
+pub async fn run_remote(
+    registry: &crate::Registry,
+    keys: &[RemoteKey],
+    unknown_uri: &str,
+    wrong_usage_uri: &str,
+    hooks: &ServiceHooks,
+) {
+    for key in keys {
+        let (s0, p0) = (hooks.counts)();
+        let signer = registry
+            .open(&key.uri)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", key.uri));
+        let (s1, p1) = (hooks.counts)();
+        assert_eq!(
+            (s1 - s0, p1 - p0),
+            (0, 1),
+            "{}: opening costs one public-key fetch",
+            key.uri
+        );
+        run_all(signer.clone(), &key.algorithms).await;
+
+        // Cost: exactly one sign request per certificate, no more key fetches.
+        let (s0, p0) = (hooks.counts)();
+        for i in 0..5 {
+            signer
+                .sign_certificate(&template(7000 + i), &subject_key(), None)
+                .await
+                .unwrap_or_else(|e| panic!("{}: certificate: {e}", key.uri));
+        }
+        let (s1, p1) = (hooks.counts)();
+        assert_eq!(s1 - s0, 5, "{}: sign requests for 5 certificates", key.uri);
+        assert_eq!(p1 - p0, 0, "{}: public-key fetches after opening", key.uri);
+
+        // Throttling is retried; every certificate is still issued and valid.
+        (hooks.throttle_signs)(3);
+        let (s0, _) = (hooks.counts)();
+        let ca = signer.public_key().await.expect("public key");
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..6u64 {
+            let s = signer.clone();
+            set.spawn(async move {
+                s.sign_certificate(&template(8000 + i), &subject_key(), None)
+                    .await
+            });
+        }
+        let mut serials = HashSet::new();
+        while let Some(r) = set.join_next().await {
+            let cert = r
+                .expect("task")
+                .unwrap_or_else(|e| panic!("{}: signing under throttling: {e}", key.uri));
+            assert_eq!(cert.signature_key(), &ca, "{}: CA key", key.uri);
+            cert.verify_signature()
+                .unwrap_or_else(|e| panic!("{}: certificate after retries: {e}", key.uri));
+            assert!(serials.insert(cert.serial()), "duplicate certificate");
+        }
+        let (s1, _) = (hooks.counts)();
+        assert_eq!(
+            s1 - s0,
+            6 + 3,
+            "{}: 6 certificates + 3 throttled attempts",
+            key.uri
+        );
+
+        // A corrupt signature from the service is an error, never a certificate.
+        (hooks.corrupt_signs)(1);
+        let e = signer
+            .sign_certificate(&template(9000), &subject_key(), None)
+            .await
+            .expect_err("a corrupt signature from the service produced a certificate");
+        assert_eq!(e.kind(), ErrorKind::BadResponse, "{e}");
+    }
+    let e = registry
+        .open(unknown_uri)
+        .await
+        .expect_err("opening an unknown key succeeded");
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{unknown_uri}: {e}");
+    let e = registry
+        .open(wrong_usage_uri)
+        .await
+        .expect_err("opening a key of the wrong usage succeeded");
+    assert!(
+        matches!(e.kind(), ErrorKind::InvalidKey | ErrorKind::Unsupported),
+        "{wrong_usage_uri}: {e}"
+    );
+}

@@ -27,7 +27,9 @@ mod wrappers;
 pub use error::{Error, ErrorKind, Result};
 pub use registry::{Registry, SignerFuture};
 pub use uri::KeyUri;
-pub use wrappers::{CachedSigner, LimitSigner, RetryConfig, RetrySigner, VerifyingSigner};
+pub use wrappers::{
+    with_retries, CachedSigner, LimitSigner, RetryConfig, RetrySigner, VerifyingSigner,
+};
 
 /// A key that signs: the trait every backend implements.
 ///

@@ -170,6 +170,47 @@ impl Default for RetryConfig {
 }
 
 impl RetryConfig {
+    /// Key URI options that tune retries: `retries=N` (retries after the
+    /// first attempt), `timeout=SECS` (per attempt, fractional allowed) and
+    /// `backoff-ms=MS` (ceiling of the first backoff).
+    pub const URI_OPTIONS: &'static [&'static str] = &["retries", "timeout", "backoff-ms"];
+
+    /// The defaults, changed by the URI's `retries`, `timeout` and
+    /// `backoff-ms` options.
+    pub fn from_uri(uri: &KeyUri) -> Result<Self> {
+        let mut c = Self::default();
+        let bad = |name: &str, v: &str, want: &str| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("key URI `{uri}`: option {name}={v:?} is not {want}"),
+            )
+        };
+        if let Some(v) = uri.option("retries") {
+            c.max_retries = v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 100)
+                .ok_or_else(|| bad("retries", v, "a number from 0 to 100"))?;
+        }
+        if let Some(v) = uri.option("timeout") {
+            c.request_timeout = v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| bad("timeout", v, "seconds between 0 and 3600"))?;
+        }
+        if let Some(v) = uri.option("backoff-ms") {
+            c.initial_backoff = v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= 60_000)
+                .map(Duration::from_millis)
+                .ok_or_else(|| bad("backoff-ms", v, "milliseconds from 0 to 60000"))?;
+        }
+        Ok(c)
+    }
+
     /// The sleep before retry `attempt` (0-based): uniform in [0, ceiling].
     pub fn backoff(&self, attempt: u32) -> Duration {
         let ceiling = self
@@ -204,27 +245,39 @@ impl<S: KeySigner> RetrySigner<S> {
         Fut: std::future::Future<Output = Result<T>> + Send,
         T: Send,
     {
-        let mut attempt = 0;
-        loop {
-            let res = match tokio::time::timeout(self.config.request_timeout, f()).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("{what} timed out after {:?}", self.config.request_timeout),
-                )),
-            };
-            match res {
-                Err(e) if e.is_temporary() && attempt < self.config.max_retries => {
-                    let wait = self.config.backoff(attempt);
-                    tracing::debug!(%e, attempt, ?wait, "retrying {what}");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) if e.is_temporary() => {
-                    return Err(e.context(format!("{what} failed after {} attempts", attempt + 1)))
-                }
-                other => return other,
+        with_retries(&self.config, what, f).await
+    }
+}
+
+/// Runs `f` under `config`: each attempt bounded by the request timeout,
+/// temporary errors retried with jittered exponential backoff, and a clear
+/// "failed after N attempts" error when the retries are exhausted.
+pub async fn with_retries<T, F, Fut>(config: &RetryConfig, what: &str, f: F) -> Result<T>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<T>> + Send,
+    T: Send,
+{
+    let mut attempt = 0;
+    loop {
+        let res = match tokio::time::timeout(config.request_timeout, f()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!("{what} timed out after {:?}", config.request_timeout),
+            )),
+        };
+        match res {
+            Err(e) if e.is_temporary() && attempt < config.max_retries => {
+                let wait = config.backoff(attempt);
+                tracing::debug!(%e, attempt, ?wait, "retrying {what}");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
             }
+            Err(e) if e.is_temporary() => {
+                return Err(e.context(format!("{what} failed after {} attempts", attempt + 1)))
+            }
+            other => return other,
         }
     }
 }

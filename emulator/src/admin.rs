@@ -1,0 +1,71 @@
+//! The admin API: health, request counters, reset and fault injection.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use crate::faults::Fault;
+use crate::store::State;
+use crate::{json_response, Reply, Request};
+
+fn ok(v: serde_json::Value) -> Reply {
+    Reply::Send(json_response(StatusCode::OK, &v))
+}
+
+fn bad(status: StatusCode, msg: impl Into<String>) -> Reply {
+    Reply::Send(json_response(status, &json!({"error": msg.into()})))
+}
+
+/// Handles one admin request.
+pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
+    let path = req.path.trim_end_matches('/');
+    match (&req.method, path) {
+        (&Method::GET, "/health") => ok(json!({"status": "ok"})),
+        (&Method::GET, "/stats") => ok(json!(state.faults.stats())),
+        (&Method::POST, "/reset") => {
+            state.faults.reset();
+            if req.query("keys").is_some_and(|v| v == "true" || v == "1") {
+                if let Err(e) = state.load_keys() {
+                    return bad(StatusCode::INTERNAL_SERVER_ERROR, e);
+                }
+            }
+            ok(json!({"status": "reset"}))
+        }
+        (&Method::GET, "/faults") => ok(json!(state.faults.list())),
+        (&Method::DELETE, "/faults") => {
+            state.faults.clear();
+            ok(json!({"status": "cleared"}))
+        }
+        (&Method::POST, "/faults") => {
+            if req.too_large {
+                return bad(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            }
+            let rules: Vec<Fault> = match serde_json::from_slice::<serde_json::Value>(&req.body) {
+                Ok(v @ serde_json::Value::Array(_)) => match serde_json::from_value(v) {
+                    Ok(r) => r,
+                    Err(e) => return bad(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
+                },
+                Ok(v) => match serde_json::from_value(v) {
+                    Ok(r) => vec![r],
+                    Err(e) => return bad(StatusCode::BAD_REQUEST, format!("bad fault: {e}")),
+                },
+                Err(e) => return bad(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")),
+            };
+            for r in &rules {
+                if let Err(e) = r.validate() {
+                    return bad(StatusCode::BAD_REQUEST, e);
+                }
+            }
+            let n = rules.len();
+            for r in rules {
+                state.faults.add(r);
+            }
+            ok(json!({"added": n}))
+        }
+        _ => bad(
+            StatusCode::NOT_FOUND,
+            format!("no admin route {} {}", req.method, req.path),
+        ),
+    }
+}

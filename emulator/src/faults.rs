@@ -1,0 +1,240 @@
+//! Fault injection and request counters, shared by every emulated service.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+/// The error a fault makes a service return, shaped like that service's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultError {
+    /// Throttling (AWS `ThrottlingException`, GCP 429 `RESOURCE_EXHAUSTED`,
+    /// Azure 429 `Throttled`).
+    Throttle,
+    /// Service unavailable (HTTP 503).
+    Unavailable,
+    /// Internal error (HTTP 500).
+    Internal,
+}
+
+/// One fault rule, as posted to the admin API's `/faults`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// `aws`, `gcp`, `azure`, `ekm` or `*`.
+    pub service: String,
+    /// Operation name as counted by `/stats` (`Sign`, `asymmetricSign`,
+    /// `sign`, ...); absent or `*` for every operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// For `ekm`: only this replica (0-based); absent for all replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<usize>,
+    /// Added latency in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Error response to return instead of the real answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<FaultError>,
+    /// Close the connection without answering.
+    #[serde(default)]
+    pub drop_connection: bool,
+    /// Return a signature that does not verify.
+    #[serde(default)]
+    pub corrupt_signature: bool,
+    /// Probability (0..=1) that a matching request is affected; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Affect only the next N matching requests, then expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+impl Fault {
+    /// Checks the rule's values.
+    pub fn validate(&self) -> Result<(), String> {
+        if !matches!(self.service.as_str(), "aws" | "gcp" | "azure" | "ekm" | "*") {
+            return Err(format!(
+                "fault: unknown service {:?} (aws, gcp, azure, ekm or *)",
+                self.service
+            ));
+        }
+        if let Some(r) = self.rate {
+            if !(0.0..=1.0).contains(&r) || r.is_nan() {
+                return Err(format!("fault: rate {r} is not between 0 and 1"));
+            }
+        }
+        if self.latency_ms > 600_000 {
+            return Err("fault: latency_ms above 600000".into());
+        }
+        Ok(())
+    }
+
+    fn matches(&self, service: &str, op: &str, replica: Option<usize>) -> bool {
+        (self.service == "*" || self.service == service)
+            && self
+                .operation
+                .as_deref()
+                .is_none_or(|o| o == "*" || o.eq_ignore_ascii_case(op))
+            && match (self.replica, replica) {
+                (Some(want), Some(got)) => want == got,
+                (Some(_), None) => false,
+                (None, _) => true,
+            }
+    }
+}
+
+/// What the faults decided for one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effect {
+    /// Wait this long before answering.
+    pub latency: Duration,
+    /// Answer with this error.
+    pub error: Option<FaultError>,
+    /// Close the connection.
+    pub drop_connection: bool,
+    /// Corrupt the signature in the answer.
+    pub corrupt_signature: bool,
+}
+
+/// Fault rules and request counters.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Mutex<Vec<Fault>>,
+    stats: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+}
+
+fn chance(rate: f64) -> bool {
+    let x = (OsRng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    x < rate
+}
+
+impl Faults {
+    /// Adds a rule.
+    pub fn add(&self, fault: Fault) {
+        lock(&self.rules).push(fault);
+    }
+
+    /// The current rules.
+    pub fn list(&self) -> Vec<Fault> {
+        lock(&self.rules).clone()
+    }
+
+    /// Removes every rule.
+    pub fn clear(&self) {
+        lock(&self.rules).clear();
+    }
+
+    /// Clears rules and counters.
+    pub fn reset(&self) {
+        self.clear();
+        lock(&self.stats).clear();
+    }
+
+    /// Counts one request and decides its faults.
+    pub fn on_request(&self, service: &str, op: &str, replica: Option<usize>) -> Effect {
+        {
+            let mut stats = lock(&self.stats);
+            *stats
+                .entry(service.to_string())
+                .or_default()
+                .entry(op.to_string())
+                .or_default() += 1;
+        }
+        let mut effect = Effect::default();
+        let mut rules = lock(&self.rules);
+        for rule in rules.iter_mut() {
+            if !rule.matches(service, op, replica) || rule.count == Some(0) {
+                continue;
+            }
+            if let Some(rate) = rule.rate {
+                if !chance(rate) {
+                    continue;
+                }
+            }
+            if let Some(n) = rule.count.as_mut() {
+                *n -= 1;
+            }
+            effect.latency += Duration::from_millis(rule.latency_ms);
+            effect.error = effect.error.or(rule.error);
+            effect.drop_connection |= rule.drop_connection;
+            effect.corrupt_signature |= rule.corrupt_signature;
+        }
+        rules.retain(|r| r.count != Some(0));
+        effect
+    }
+
+    /// Request counts per service and operation.
+    pub fn stats(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        let mut out = lock(&self.stats).clone();
+        for s in ["aws", "gcp", "azure"] {
+            out.entry(s.to_string()).or_default();
+        }
+        out
+    }
+
+    /// Count of one operation.
+    pub fn count(&self, service: &str, op: &str) -> u64 {
+        lock(&self.stats)
+            .get(service)
+            .and_then(|m| m.get(op))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Locks a mutex, recovering the data if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(json: &str) -> Fault {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn count_limited_rule_expires() {
+        let f = Faults::default();
+        f.add(fault(
+            r#"{"service":"aws","operation":"Sign","error":"throttle","count":2}"#,
+        ));
+        assert_eq!(f.on_request("aws", "GetPublicKey", None).error, None);
+        assert_eq!(
+            f.on_request("aws", "Sign", None).error,
+            Some(FaultError::Throttle)
+        );
+        assert_eq!(
+            f.on_request("aws", "Sign", None).error,
+            Some(FaultError::Throttle)
+        );
+        assert_eq!(f.on_request("aws", "Sign", None).error, None);
+        assert!(f.list().is_empty());
+        assert_eq!(f.count("aws", "Sign"), 3);
+    }
+
+    #[test]
+    fn replica_and_rate() {
+        let f = Faults::default();
+        f.add(fault(
+            r#"{"service":"ekm","replica":1,"drop_connection":true}"#,
+        ));
+        f.add(fault(
+            r#"{"service":"gcp","corrupt_signature":true,"rate":0}"#,
+        ));
+        assert!(!f.on_request("ekm", "sign", Some(0)).drop_connection);
+        assert!(f.on_request("ekm", "sign", Some(1)).drop_connection);
+        assert!(
+            !f.on_request("gcp", "asymmetricSign", None)
+                .corrupt_signature
+        );
+        assert!(fault(r#"{"service":"x"}"#).validate().is_err());
+        assert!(serde_json::from_str::<Fault>(r#"{"service":"aws","bogus":1}"#).is_err());
+    }
+}

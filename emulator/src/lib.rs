@@ -1,0 +1,493 @@
+//! `kms-emulator`: a strict local emulator of the AWS KMS (JSON 1.1 with
+//! SigV4), Google Cloud KMS (REST v1) and Azure Key Vault keys (HTTPS with
+//! challenge authentication) APIs, with real cryptography, fault injection
+//! and request counters.
+//!
+//! Start it in-process with [`Emulator::start`]; every service listens on
+//! its own loopback port chosen by the OS, and dropping the handle stops it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kms_emulator::StartError> {
+//! let emu = kms_emulator::Emulator::start(kms_emulator::Config::default()).await?;
+//! println!("AWS KMS at {}", emu.endpoints().aws);
+//! # Ok(()) }
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Method, Response, StatusCode};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+mod admin;
+pub mod aws;
+pub mod azure;
+pub mod crypto;
+pub mod faults;
+pub mod gcp;
+mod sigv4;
+pub mod store;
+mod tls;
+mod util;
+
+pub use crypto::{KeyKind, Material};
+pub use faults::{Effect, Fault, FaultError};
+pub use store::{Seed, State};
+
+/// Largest request body accepted (bytes); larger bodies get the service's
+/// "request too large" error without being read.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Emulator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to bind (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// First port: AWS on it, then GCP, Azure, admin on the next ones;
+    /// `None` lets the OS choose each.
+    pub port: Option<u16>,
+    /// Seed file with keys to create at start.
+    pub seed: Option<PathBuf>,
+    /// State file: loaded at start when it exists, rewritten after every change.
+    pub state_file: Option<PathBuf>,
+    /// Directory for the Azure CA certificate; a temporary one when `None`.
+    pub cert_dir: Option<PathBuf>,
+    /// AWS credentials accepted in SigV4 signatures: (access key, secret).
+    pub aws_credentials: Vec<(String, String)>,
+    /// Bearer token Google Cloud KMS requires; anonymous access when `None`.
+    pub gcp_token: Option<String>,
+    /// Bearer token Azure requires; any token accepted when `None`.
+    pub azure_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: None,
+            seed: None,
+            state_file: None,
+            cert_dir: None,
+            aws_credentials: vec![("test".into(), "test".into())],
+            gcp_token: None,
+            azure_token: None,
+        }
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Seed, state or certificate problem.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Where each service listens: the object written to the ready file.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Endpoints {
+    /// AWS KMS endpoint URL (plain HTTP).
+    pub aws: String,
+    /// Google Cloud KMS endpoint URL (plain HTTP).
+    pub gcp: String,
+    /// Azure Key Vault URL (HTTPS).
+    pub azure: String,
+    /// PEM file of the CA that issued the Azure server certificate.
+    pub azure_ca_cert: PathBuf,
+    /// Admin API URL (plain HTTP).
+    pub admin: String,
+}
+
+/// A running emulator; dropping it stops every listener and connection.
+#[derive(Debug)]
+pub struct Emulator {
+    endpoints: Endpoints,
+    state: Arc<State>,
+    azure_ca_pem: String,
+    _tasks: JoinSet<()>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Svc {
+    Aws,
+    Gcp,
+    Azure,
+    Admin,
+}
+
+impl Emulator {
+    /// Starts the emulator on the current tokio runtime.
+    pub async fn start(config: Config) -> Result<Emulator, StartError> {
+        let bind = config.bind;
+        let port = config.port;
+        let (tmp, cert_dir) = match &config.cert_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| {
+                    StartError::Setup(format!("cannot create {}: {e}", d.display()))
+                })?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::tempdir()
+                    .map_err(|e| StartError::Setup(format!("cannot make a temp dir: {e}")))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let state = Arc::new(State::new(config).map_err(StartError::Setup)?);
+        let tls = tls::ServerTls::generate(bind).map_err(StartError::Setup)?;
+        let ca_path = cert_dir.join("azure-ca.pem");
+        std::fs::write(&ca_path, &tls.ca_pem)
+            .map_err(|e| StartError::Setup(format!("cannot write {}: {e}", ca_path.display())))?;
+
+        let mut tasks = JoinSet::new();
+        let mut urls = Vec::new();
+        for (i, svc) in [Svc::Aws, Svc::Gcp, Svc::Azure, Svc::Admin]
+            .into_iter()
+            .enumerate()
+        {
+            let addr = SocketAddr::new(bind, port.map_or(0, |p| p.saturating_add(i as u16)));
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let host = url_host(bind, local);
+            let acceptor = (svc == Svc::Azure).then(|| tls.acceptor.clone());
+            urls.push(if acceptor.is_some() {
+                format!("https://{host}")
+            } else {
+                format!("http://{host}")
+            });
+            tasks.spawn(serve(listener, acceptor, state.clone(), svc));
+        }
+        let endpoints = Endpoints {
+            aws: urls[0].clone(),
+            gcp: urls[1].clone(),
+            azure: urls[2].clone(),
+            azure_ca_cert: ca_path,
+            admin: urls[3].clone(),
+        };
+        Ok(Emulator {
+            endpoints,
+            state,
+            azure_ca_pem: tls.ca_pem,
+            _tasks: tasks,
+            _tmp: tmp,
+        })
+    }
+
+    /// Every endpoint.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// PEM of the CA that issued the Azure server certificate.
+    pub fn azure_ca_pem(&self) -> &str {
+        &self.azure_ca_pem
+    }
+
+    /// The shared state: keys, faults and counters (in-process admin access).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Adds a fault rule.
+    pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
+        fault.validate()?;
+        self.state.faults.add(fault);
+        Ok(())
+    }
+
+    /// Makes the next `n` requests of `service`/`operation` fail with `error`.
+    pub fn fail_next(&self, service: &str, operation: &str, error: FaultError, n: u64) {
+        self.state.faults.add(Fault {
+            service: service.into(),
+            operation: Some(operation.into()),
+            replica: None,
+            latency_ms: 0,
+            error: Some(error),
+            drop_connection: false,
+            corrupt_signature: false,
+            rate: None,
+            count: Some(n),
+        });
+    }
+
+    /// Makes the next `n` requests of `service`/`operation` return corrupted signatures.
+    pub fn corrupt_next(&self, service: &str, operation: &str, n: u64) {
+        self.state.faults.add(Fault {
+            service: service.into(),
+            operation: Some(operation.into()),
+            replica: None,
+            latency_ms: 0,
+            error: None,
+            drop_connection: false,
+            corrupt_signature: true,
+            rate: None,
+            count: Some(n),
+        });
+    }
+
+    /// Clears fault rules and request counters.
+    pub fn reset(&self) {
+        self.state.faults.reset();
+    }
+
+    /// Request count of one operation (`("aws", "Sign")`, ...).
+    pub fn count(&self, service: &str, op: &str) -> u64 {
+        self.state.faults.count(service, op)
+    }
+
+    /// Creates an AWS KMS key; returns its id.
+    pub fn create_aws_key(&self, spec: &str, usage: &str) -> Result<String, String> {
+        aws::create_key(&self.state, spec, usage, "", "us-east-1").map(|k| k.id)
+    }
+
+    /// Creates a Google Cloud KMS key (and its key ring) with one enabled
+    /// version; returns the version's resource name.
+    pub fn create_gcp_key(&self, key_name: &str, algorithm: &str) -> Result<String, String> {
+        gcp::seed_key(
+            &self.state,
+            store::GcpSeed {
+                key: key_name.to_string(),
+                purpose: None,
+                algorithm: algorithm.to_string(),
+                protection_level: None,
+                versions: Vec::new(),
+            },
+        )?;
+        Ok(format!("{key_name}/cryptoKeyVersions/1"))
+    }
+
+    /// Creates an Azure Key Vault key (`EC` + curve or `RSA` + size); returns
+    /// its key identifier URL with version.
+    pub fn create_azure_key(
+        &self,
+        name: &str,
+        kty: &str,
+        crv_or_size: &str,
+    ) -> Result<String, String> {
+        let (crv, size) = if kty.starts_with("EC") {
+            (Some(crv_or_size.to_string()), None)
+        } else {
+            let n = crv_or_size
+                .parse()
+                .map_err(|_| format!("bad RSA key size {crv_or_size:?}"))?;
+            (None, Some(n))
+        };
+        let version = azure::seed_key(
+            &self.state,
+            store::AzureSeed {
+                name: name.to_string(),
+                kty: kty.to_string(),
+                crv,
+                key_size: size,
+                versions: Vec::new(),
+            },
+        )?;
+        Ok(format!("{}/keys/{name}/{version}", self.endpoints.azure))
+    }
+
+    /// Waits until the process is asked to stop (Ctrl-C / SIGTERM).
+    pub async fn wait_for_signal(&self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn url_host(bind: IpAddr, local: SocketAddr) -> String {
+    let ip = if bind.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        local.ip()
+    };
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]:{}", local.port()),
+        IpAddr::V4(v4) => format!("{v4}:{}", local.port()),
+    }
+}
+
+/// A request as the handlers see it: the body already read (bounded).
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The body was larger than [`MAX_BODY`] and was not read.
+    pub too_large: bool,
+}
+
+impl Request {
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// What a handler decided.
+pub(crate) enum Reply {
+    /// Send this response.
+    Send(Response<Full<Bytes>>),
+    /// Close the connection without an answer (injected fault).
+    Drop,
+}
+
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn read_request(req: hyper::Request<Incoming>) -> Request {
+    let (parts, body) = req.into_parts();
+    let raw_query = parts.uri.query().unwrap_or("").to_string();
+    let query = util::parse_query(&raw_query);
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (body, too_large) = if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        (Bytes::new(), true)
+    } else {
+        match Limited::new(body, MAX_BODY).collect().await {
+            Ok(c) => (c.to_bytes(), false),
+            Err(_) => (Bytes::new(), true),
+        }
+    };
+    Request {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query,
+        headers: parts.headers,
+        body,
+        too_large,
+    }
+}
+
+async fn dispatch(state: Arc<State>, svc: Svc, req: Request) -> Reply {
+    match svc {
+        Svc::Aws => aws::handle(&state, req).await,
+        Svc::Gcp => gcp::handle(&state, req).await,
+        Svc::Azure => azure::handle(&state, req).await,
+        Svc::Admin => admin::handle(&state, req).await,
+    }
+}
+
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    svc: Svc,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        // Reap finished connections.
+        while conns.try_join_next().is_some() {}
+        let state = state.clone();
+        let tls = tls.clone();
+        conns.spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    let req = read_request(req).await;
+                    match dispatch(state, svc, req).await {
+                        Reply::Send(r) => Ok(r),
+                        Reply::Drop => Err(Dropped),
+                    }
+                }
+            });
+            let builder = hyper::server::conn::http1::Builder::new();
+            match tls {
+                Some(acceptor) => {
+                    if let Ok(s) = acceptor.accept(stream).await {
+                        let _ = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                            .await;
+                    }
+                }
+                None => {
+                    let _ = builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+/// Writes `endpoints` as one JSON object to `path` (atomically).
+pub fn write_ready_file(path: &Path, endpoints: &Endpoints) -> std::io::Result<()> {
+    let text = serde_json::to_string(endpoints).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,137 @@
+//! The `kms-emulator` binary.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+const SEED_HELP: &str = "\
+SEED FILE (TOML; --state files use the same format):
+
+  [[aws]]                               # AWS KMS key
+  id = \"11111111-2222-3333-4444-555555555555\"   # optional, random when absent
+  spec = \"ECC_NIST_P256\"                # ECC_NIST_P256/P384/P521, ECC_NIST_EDWARDS25519,
+                                        # RSA_2048/3072/4096, SYMMETRIC_DEFAULT
+  usage = \"SIGN_VERIFY\"                 # optional: SIGN_VERIFY | ENCRYPT_DECRYPT
+  aliases = [\"alias/ssh-ca\"]            # optional
+  region = \"us-east-1\"                  # optional, used in the ARN
+  enabled = true                        # optional
+  private_key_file = \"ca.pem\"           # optional PKCS#8/SEC1/PKCS#1 PEM (or private_key = \"...\"),
+                                        # relative to the seed file; generated when absent
+
+  [[gcp]]                               # Google Cloud KMS crypto key (key ring created)
+  key = \"projects/p/locations/global/keyRings/r/cryptoKeys/ca\"
+  algorithm = \"EC_SIGN_P256_SHA256\"     # EC_SIGN_P256_SHA256, EC_SIGN_P384_SHA384, EC_SIGN_ED25519,
+                                        # RSA_SIGN_PKCS1_{2048,3072,4096}_SHA256, RSA_SIGN_PKCS1_4096_SHA512,
+                                        # RSA_SIGN_PSS_*, GOOGLE_SYMMETRIC_ENCRYPTION
+  [[gcp.versions]]                      # optional; one generated version when absent
+  state = \"ENABLED\"
+  private_key_file = \"ca.pem\"
+
+  [[azure]]                             # Azure Key Vault key
+  name = \"ca\"
+  kty = \"EC\"                            # EC, EC-HSM, RSA, RSA-HSM
+  crv = \"P-256\"                         # EC: P-256, P-384, P-521
+  key_size = 2048                       # RSA: 2048, 3072, 4096
+  [[azure.versions]]                    # optional; one generated version when absent
+  version = \"0123456789abcdef0123456789abcdef\"
+  enabled = true
+  private_key_file = \"ca.pem\"
+
+PORTS: with --port N, AWS listens on N, Google Cloud on N+1, Azure (HTTPS) on N+2
+and the admin API on N+3; without it the OS chooses. The ready file and stdout
+get one JSON object: {\"aws\", \"gcp\", \"azure\", \"azure_ca_cert\", \"admin\"}.
+
+ADMIN API: GET /health, GET /stats, POST /reset[?keys=true], GET|POST|DELETE /faults
+(a fault: {\"service\": \"aws|gcp|azure|*\", \"operation\": \"Sign\", \"latency_ms\": 20,
+\"error\": \"throttle|unavailable|internal\", \"drop_connection\": false,
+\"corrupt_signature\": false, \"rate\": 0.5, \"count\": 3}).";
+
+/// Local emulator of AWS KMS, Google Cloud KMS and Azure Key Vault keys.
+#[derive(Parser, Debug)]
+#[command(name = "kms-emulator", version, after_long_help = SEED_HELP)]
+struct Args {
+    /// Address to bind; loopback unless told otherwise.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// First port (AWS); the next three serve Google Cloud, Azure and admin. OS-chosen when absent.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Seed file (TOML) with keys to create at start; see --help.
+    #[arg(long, value_name = "FILE")]
+    seed: Option<PathBuf>,
+    /// State file: loaded at start when it exists (instead of --seed), rewritten after every change.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// Write the endpoints as one JSON object to FILE once connections are accepted.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+    /// Directory for the Azure CA certificate (default: a temporary directory removed at exit).
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// AWS credentials accepted in SigV4 signatures, ACCESS:SECRET (repeatable; default test:test).
+    #[arg(long = "aws-credentials", value_name = "ACCESS:SECRET")]
+    aws_credentials: Vec<String>,
+    /// Require this bearer token on Google Cloud KMS requests (default: anonymous).
+    #[arg(long, value_name = "TOKEN")]
+    gcp_token: Option<String>,
+    /// Require this bearer token on Azure requests (default: any token).
+    #[arg(long, value_name = "TOKEN")]
+    azure_token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = kms_emulator::Config {
+        bind: args.bind,
+        port: args.port,
+        seed: args.seed,
+        state_file: args.state,
+        cert_dir: args.cert_dir,
+        gcp_token: args.gcp_token,
+        azure_token: args.azure_token,
+        ..Default::default()
+    };
+    if !args.aws_credentials.is_empty() {
+        config.aws_credentials.clear();
+        for c in &args.aws_credentials {
+            match c.split_once(':') {
+                Some((a, s)) if !a.is_empty() && !s.is_empty() => {
+                    config.aws_credentials.push((a.to_string(), s.to_string()))
+                }
+                _ => {
+                    eprintln!("kms-emulator: --aws-credentials {c:?} must be ACCESS:SECRET");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    let emu = match kms_emulator::Emulator::start(config).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kms-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let line = match serde_json::to_string(emu.endpoints()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("kms-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.ready_file {
+        if let Err(e) = kms_emulator::write_ready_file(path, emu.endpoints()) {
+            eprintln!("kms-emulator: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("{line}");
+    emu.wait_for_signal().await;
+    if let Some(path) = &args.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    ExitCode::SUCCESS
+}

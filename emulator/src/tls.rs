@@ -1,0 +1,70 @@
+//! The TLS identity of the HTTPS services: a CA and a server certificate
+//! generated at start.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A generated CA and the acceptor serving its server certificate.
+pub struct ServerTls {
+    /// PEM of the CA certificate (what clients trust).
+    pub ca_pem: String,
+    /// Acceptor for incoming connections.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+fn e(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
+    move |err| format!("cannot generate {what}: {err}")
+}
+
+impl ServerTls {
+    /// Generates a CA and a server certificate for localhost, 127.0.0.1,
+    /// ::1 and the bind address.
+    pub fn generate(bind: IpAddr) -> Result<ServerTls, String> {
+        let ca_key = KeyPair::generate().map_err(e("CA key"))?;
+        let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e("CA"))?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "kms-emulator CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).map_err(e("CA certificate"))?;
+
+        let mut names = vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ];
+        if !bind.is_unspecified() && !bind.is_loopback() {
+            names.push(bind.to_string());
+        }
+        let key = KeyPair::generate().map_err(e("server key"))?;
+        let mut params = CertificateParams::new(names).map_err(e("server certificate"))?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kms-emulator");
+        let cert = params
+            .signed_by(&key, &ca_cert, &ca_key)
+            .map_err(e("server certificate"))?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| format!("TLS setup: {err}"))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![
+                    cert.der().clone(),
+                    CertificateDer::from(ca_cert.der().to_vec()),
+                ],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(|err| format!("TLS setup: {err}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ServerTls {
+            ca_pem: ca_cert.pem(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        })
+    }
+}
