@@ -817,12 +817,8 @@ fn route(
         Ok(b) => b,
         Err(e) => return (op, Err(invalid(e))),
     };
-    let ring = segs[..6].join("/");
-    let key = if segs.len() >= 8 {
-        segs[..8].join("/")
-    } else {
-        String::new()
-    };
+    let ring = segs.get(..6).map(|s| s.join("/")).unwrap_or_default();
+    let key = segs.get(..8).map(|s| s.join("/")).unwrap_or_default();
     let result = match op {
         "listKeyRings" => {
             let parent = segs[..4].join("/") + "/keyRings/";
