@@ -1,1 +1,494 @@
-//! placeholder
+//! sshca backend for CA keys held in Azure Key Vault (or Managed HSM),
+//! through the official `azure_security_keyvault_keys` client.
+//!
+//! Key URI: `azurekv:https://VAULT/keys/NAME[/VERSION][?ca-cert=PATH&pin=SHA256:...]`
+//! — the key identifier as Azure prints it. Without a version, the newest
+//! version at open time is used and kept for the signer's lifetime (so the
+//! cached public key always matches). Options: `ca-cert` (a PEM file of an
+//! extra CA to trust, e.g. the emulator's), `pin`, `retries`, `timeout`,
+//! `backoff-ms` (see `sshca-signer`).
+//!
+//! Credentials, first that applies: `SSHCA_AZURE_ACCESS_TOKEN` (a fixed
+//! bearer token); `AZURE_TENANT_ID` + `AZURE_CLIENT_ID` +
+//! `AZURE_CLIENT_SECRET` (service principal); `AZURE_FEDERATED_TOKEN_FILE`
+//! (workload identity); `IDENTITY_ENDPOINT` or `MSI_ENDPOINT` (managed
+//! identity); otherwise the developer tools (Azure CLI, azd).
+//! Permissions needed: `keys/get` and `keys/sign`.
+//!
+//! Algorithms: EC P-256/P-384/P-521 (ES256/384/512, raw `r||s` converted to
+//! SSH) and RSA 2048/3072/4096 (RS512 and RS256 as rsa-sha2-512/256).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport};
+use azure_security_keyvault_keys::models::{
+    CurveName, KeyClientGetKeyOptions, KeyClientSignOptions, KeyType, SignParameters,
+    SignatureAlgorithm,
+};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
+use sha2::Digest;
+use sshca_core::convert::{native_to_ssh, NativeFormat};
+use sshca_core::ssh_key::EcdsaCurve;
+use sshca_core::{KeyData, SigAlg, Signature};
+use sshca_signer::{
+    with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result, RetryConfig, RetrySigner,
+};
+
+/// The URI scheme.
+pub const SCHEME: &str = "azurekv";
+
+/// Environment variable holding a fixed bearer token.
+pub const TOKEN_ENV: &str = "SSHCA_AZURE_ACCESS_TOKEN";
+
+const AZURE_DOMAINS: &[&str] = &[
+    ".vault.azure.net",
+    ".managedhsm.azure.net",
+    ".vault.azure.cn",
+    ".managedhsm.azure.cn",
+    ".vault.usgovcloudapi.net",
+    ".managedhsm.usgovcloudapi.net",
+];
+
+/// A key in Azure Key Vault that signs.
+pub struct AzureSigner {
+    uri: KeyUri,
+    name: String,
+    version: String,
+    client: KeyClient,
+    public: KeyData,
+    algorithms: Vec<SigAlg>,
+}
+
+impl std::fmt::Debug for AzureSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureSigner")
+            .field("uri", &self.uri)
+            .field("version", &self.version)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registers the `azurekv:` scheme (signers wrapped in [`RetrySigner`]).
+pub fn register(registry: &mut Registry) {
+    registry.register(SCHEME, |uri| {
+        Box::pin(async move {
+            let retry = RetryConfig::from_uri(&uri)?;
+            let signer = AzureSigner::open(uri, None).await?;
+            Ok(Arc::new(RetrySigner::new(signer, retry)) as Arc<dyn KeySigner>)
+        })
+    });
+}
+
+/// The parts of an `azurekv:` URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId {
+    /// `https://VAULT` (scheme, host, port).
+    pub vault: String,
+    /// Key name.
+    pub name: String,
+    /// Version, when given.
+    pub version: Option<String>,
+}
+
+/// Parses and checks an `azurekv:` URI without network access.
+pub fn parse_uri(uri: &KeyUri) -> Result<KeyId> {
+    if uri.scheme() != SCHEME {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("key URI `{uri}`: scheme must be {SCHEME}"),
+        ));
+    }
+    let mut allowed = vec!["ca-cert"];
+    allowed.extend_from_slice(RetryConfig::URI_OPTIONS);
+    uri.check_options(&allowed)?;
+    let bad = |why: String| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("key URI `{uri}`: {why} (expected azurekv:https://VAULT/keys/NAME[/VERSION])"),
+        )
+    };
+    let loc = uri.location();
+    let rest = loc
+        .strip_prefix("https://")
+        .ok_or_else(|| bad(format!("`{loc}` does not start with https://")))?;
+    let (host, path) = rest
+        .split_once('/')
+        .ok_or_else(|| bad("no /keys/NAME path".into()))?;
+    if host.is_empty() {
+        return Err(bad("the vault host is empty".into()));
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let (name, version) = match parts.as_slice() {
+        ["keys", name] => (*name, None),
+        ["keys", name, version] => (*name, Some(*version)),
+        _ => return Err(bad(format!("path `/{path}` is not /keys/NAME[/VERSION]"))),
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(bad(format!(
+            "key name `{name}` must be letters, digits and dashes"
+        )));
+    }
+    if let Some(v) = version {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(bad(format!("key version `{v}` must be letters and digits")));
+        }
+    }
+    Ok(KeyId {
+        vault: format!("https://{host}"),
+        name: name.to_owned(),
+        version: version.map(str::to_owned),
+    })
+}
+
+/// A credential that always returns the same bearer token.
+#[derive(Debug)]
+pub struct StaticToken(String);
+
+impl StaticToken {
+    /// Wraps a token.
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+}
+
+#[async_trait]
+impl TokenCredential for StaticToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        Ok(AccessToken::new(
+            Secret::new(self.0.clone()),
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The credential chain described in the crate docs.
+pub fn default_credential() -> Result<Arc<dyn TokenCredential>> {
+    let cred_err = |e: azure_core::Error| {
+        Error::new(
+            ErrorKind::Unauthenticated,
+            format!("Azure credentials: {e}"),
+        )
+    };
+    if let Some(t) = env(TOKEN_ENV) {
+        return Ok(Arc::new(StaticToken::new(t)));
+    }
+    if let (Some(tenant), Some(client), Some(secret)) = (
+        env("AZURE_TENANT_ID"),
+        env("AZURE_CLIENT_ID"),
+        env("AZURE_CLIENT_SECRET"),
+    ) {
+        return Ok(azure_identity::ClientSecretCredential::new(
+            &tenant,
+            client,
+            secret.into(),
+            None,
+        )
+        .map_err(cred_err)?);
+    }
+    if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        return Ok(azure_identity::WorkloadIdentityCredential::new(None).map_err(cred_err)?);
+    }
+    if env("IDENTITY_ENDPOINT").is_some() || env("MSI_ENDPOINT").is_some() {
+        return Ok(azure_identity::ManagedIdentityCredential::new(None).map_err(cred_err)?);
+    }
+    Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(cred_err)?)
+}
+
+/// Builds a Key Vault client for a key URI: the vault from the URI, the
+/// `ca-cert=` CA trusted in addition to the system roots, the SDK's retries
+/// off (the signer's retry policy applies).
+pub fn client_for(uri: &KeyUri, credential: Arc<dyn TokenCredential>) -> Result<KeyClient> {
+    let id = parse_uri(uri)?;
+    let mut http = reqwest::Client::builder();
+    if let Some(path) = uri.option("ca-cert") {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::io("reading ca-cert", std::path::Path::new(path), &e))?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("key URI `{uri}`: ca-cert {path}: {e}"),
+            )
+        })?;
+        http = http.add_root_certificate(cert);
+    }
+    let http = http.build().map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("`{uri}`: cannot build the HTTPS client: {e}"),
+        )
+    })?;
+    let options = KeyClientOptions {
+        client_options: ClientOptions {
+            transport: Some(Transport::new(Arc::new(http))),
+            retry: RetryOptions::none(),
+            ..Default::default()
+        },
+        // Azure's own domains must match the challenge's resource; another
+        // host (a private endpoint alias, an emulator) cannot.
+        verify_challenge_resource: Some(AZURE_DOMAINS.iter().any(|d| {
+            id.vault
+                .trim_start_matches("https://")
+                .split(':')
+                .next()
+                .is_some_and(|h| h.ends_with(d))
+        })),
+        ..Default::default()
+    };
+    KeyClient::new(&id.vault, credential, Some(options)).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("`{uri}`: cannot build the Key Vault client: {e}"),
+        )
+    })
+}
+
+fn map_err(uri: &KeyUri, what: &str, e: azure_core::Error) -> Error {
+    use azure_core::error::ErrorKind as Az;
+    let ctx = format!("Azure Key Vault {what} for `{uri}`");
+    let kind = match e.kind() {
+        Az::HttpResponse { status, .. } => match u16::from(*status) {
+            404 => ErrorKind::NotFound,
+            401 => ErrorKind::Unauthenticated,
+            403 => ErrorKind::PermissionDenied,
+            429 => ErrorKind::Throttled,
+            400 | 409 | 413 => ErrorKind::InvalidInput,
+            s if s >= 500 => ErrorKind::Unavailable,
+            _ => ErrorKind::BadResponse,
+        },
+        Az::Io | Az::Connection => ErrorKind::Unavailable,
+        Az::Credential => ErrorKind::Unauthenticated,
+        _ => ErrorKind::BadResponse,
+    };
+    Error::new(kind, format!("{ctx}: {e}"))
+}
+
+impl AzureSigner {
+    /// Opens the key named by `uri`: one get-key call (retried under the
+    /// URI's retry settings) that also checks type, curve, `enabled` and
+    /// `key_ops`, so a key that cannot sign is an error now.
+    /// `credential` overrides [`default_credential`].
+    pub async fn open(uri: KeyUri, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self> {
+        let id = parse_uri(&uri)?;
+        let credential = match credential {
+            Some(c) => c,
+            None => default_credential()?,
+        };
+        let client = client_for(&uri, credential)?;
+        let retry = RetryConfig::from_uri(&uri)?;
+        let key = with_retries(&retry, "fetching the public key", || async {
+            let opts = KeyClientGetKeyOptions {
+                key_version: id.version.clone(),
+                ..Default::default()
+            };
+            client
+                .get_key(&id.name, Some(opts))
+                .await
+                .map_err(|e| map_err(&uri, "get key", e))?
+                .into_model()
+                .map_err(|e| map_err(&uri, "get key", e))
+        })
+        .await?;
+        let bad_key = |msg: String| Error::new(ErrorKind::InvalidKey, format!("`{uri}`: {msg}"));
+        if key.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+            return Err(bad_key("the key is disabled".into()));
+        }
+        let jwk = key.key.ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("`{uri}`: no key in the answer"),
+            )
+        })?;
+        let ops = jwk.key_ops.clone().unwrap_or_default();
+        if !ops.iter().any(|o| o == "sign") {
+            return Err(bad_key(format!(
+                "key_ops [{}] do not include sign",
+                ops.join(", ")
+            )));
+        }
+        let version = jwk
+            .kid
+            .as_deref()
+            .and_then(|k| k.rsplit('/').next())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadResponse,
+                    format!("`{uri}`: the key has no kid"),
+                )
+            })?;
+        let missing = |f: &str| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("`{uri}`: JSON Web Key lacks {f}"),
+            )
+        };
+        let (public, algorithms) = match jwk.kty {
+            Some(KeyType::Ec | KeyType::EcHsm) => {
+                let curve = match jwk.crv {
+                    Some(CurveName::P256) => EcdsaCurve::NistP256,
+                    Some(CurveName::P384) => EcdsaCurve::NistP384,
+                    Some(CurveName::P521) => EcdsaCurve::NistP521,
+                    other => {
+                        return Err(Error::new(
+                            ErrorKind::Unsupported,
+                            format!("`{uri}`: curve {other:?} cannot sign SSH certificates (P-256, P-384, P-521)"),
+                        ))
+                    }
+                };
+                let x = jwk.x.as_deref().ok_or_else(|| missing("x"))?;
+                let y = jwk.y.as_deref().ok_or_else(|| missing("y"))?;
+                let k = sshca_core::spki::ec_public_key(curve, x, y)
+                    .map_err(|e| Error::from(e).context(format!("`{uri}`")))?;
+                (k, vec![SigAlg::for_curve(curve)])
+            }
+            Some(KeyType::Rsa | KeyType::RsaHsm) => {
+                let n = jwk.n.as_deref().ok_or_else(|| missing("n"))?;
+                let e = jwk.e.as_deref().ok_or_else(|| missing("e"))?;
+                let k = sshca_core::spki::rsa_public_key(n, e)
+                    .map_err(|err| Error::from(err).context(format!("`{uri}`")))?;
+                (k, vec![SigAlg::RsaSha512, SigAlg::RsaSha256])
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("`{uri}`: key type {other:?} cannot sign SSH certificates (EC, EC-HSM, RSA, RSA-HSM)"),
+                ))
+            }
+        };
+        Ok(Self {
+            uri,
+            name: id.name,
+            version,
+            client,
+            public,
+            algorithms,
+        })
+    }
+}
+
+#[async_trait]
+impl KeySigner for AzureSigner {
+    fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    async fn public_key(&self) -> Result<KeyData> {
+        Ok(self.public.clone())
+    }
+
+    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
+        Ok(self.algorithms.clone())
+    }
+
+    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
+        if !self.algorithms.contains(&alg) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("`{}` cannot sign with {alg}", self.uri),
+            ));
+        }
+        let (azalg, digest) = match alg {
+            SigAlg::EcdsaP256 => (
+                SignatureAlgorithm::Es256,
+                sha2::Sha256::digest(message).to_vec(),
+            ),
+            SigAlg::EcdsaP384 => (
+                SignatureAlgorithm::Es384,
+                sha2::Sha384::digest(message).to_vec(),
+            ),
+            SigAlg::EcdsaP521 => (
+                SignatureAlgorithm::Es512,
+                sha2::Sha512::digest(message).to_vec(),
+            ),
+            SigAlg::RsaSha256 => (
+                SignatureAlgorithm::Rs256,
+                sha2::Sha256::digest(message).to_vec(),
+            ),
+            SigAlg::RsaSha512 => (
+                SignatureAlgorithm::Rs512,
+                sha2::Sha512::digest(message).to_vec(),
+            ),
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("`{}` cannot sign with {other}", self.uri),
+                ))
+            }
+        };
+        let params = SignParameters {
+            algorithm: Some(azalg),
+            value: Some(digest),
+        };
+        let body: RequestContent<SignParameters> =
+            params.try_into().map_err(|e: azure_core::Error| {
+                Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("`{}`: sign request: {e}", self.uri),
+                )
+            })?;
+        let opts = KeyClientSignOptions {
+            key_version: Some(self.version.clone()),
+            ..Default::default()
+        };
+        let out = self
+            .client
+            .sign(&self.name, body, Some(opts))
+            .await
+            .map_err(|e| map_err(&self.uri, "sign", e))?
+            .into_model()
+            .map_err(|e| map_err(&self.uri, "sign", e))?;
+        let sig = out.result.ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("`{}`: sign returned no value", self.uri),
+            )
+        })?;
+        native_to_ssh(&self.public, alg, NativeFormat::Raw, &sig).map_err(|e| {
+            Error::from(e).context(format!("`{}`: signature from Azure Key Vault", self.uri))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_parsing() {
+        let p = |s: &str| parse_uri(&KeyUri::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")));
+        assert_eq!(
+            p("azurekv:https://v.vault.azure.net/keys/ca").unwrap(),
+            KeyId {
+                vault: "https://v.vault.azure.net".into(),
+                name: "ca".into(),
+                version: None
+            }
+        );
+        assert_eq!(
+            p("azurekv:https://127.0.0.1:8443/keys/ca/0123abcd?ca-cert=/tmp/ca.pem")
+                .unwrap()
+                .version
+                .as_deref(),
+            Some("0123abcd")
+        );
+        let e = p("azurekv:http://v/keys/ca").unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+        let e = p("azurekv:https://v/secrets/ca").unwrap_err();
+        assert!(e.to_string().contains("/keys/NAME"), "{e}");
+        let e = p("azurekv:https://v/keys/c_a").unwrap_err();
+        assert!(e.to_string().contains("key name"), "{e}");
+        let e = p("azurekv:https://v/keys/ca?region=x").unwrap_err();
+        assert!(e.to_string().contains("region"), "{e}");
+    }
+}
