@@ -33,12 +33,19 @@ use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
 pub use sshca_signer as signer;
 use sshca_signer::{Error, ErrorKind, Registry, Result};
 
-/// A registry with every backend this build enables (feature `local`: `file:`).
+/// A registry with every backend this build enables (features `local`:
+/// `file:`, `aws`: `awskms:`, `gcp`: `gcpkms:`, `azure`: `azurekv:`).
 pub fn default_registry() -> Registry {
     #[allow(unused_mut)]
     let mut r = Registry::new();
     #[cfg(feature = "local")]
     sshca_local::register(&mut r);
+    #[cfg(feature = "aws")]
+    sshca_aws::register(&mut r);
+    #[cfg(feature = "gcp")]
+    sshca_gcp::register(&mut r);
+    #[cfg(feature = "azure")]
+    sshca_azure::register(&mut r);
     r
 }
 

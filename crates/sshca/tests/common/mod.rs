@@ -185,3 +185,128 @@ pub fn normalise_unknown(v: &mut KeygenView) {
         }
     }
 }
+
+// ---- a real sshd on 127.0.0.1 ----
+
+use std::net::{TcpListener, TcpStream};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+pub struct Sshd {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn start_sshd(dir: &Path, user_ca_pub: &Path, host_key: &Path, host_cert: &Path) -> Sshd {
+    assert!(
+        Path::new(SSHD).exists(),
+        "{SSHD} is missing: install openssh-server (.ci/run does)"
+    );
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    for _ in 0..5 {
+        let port = free_port();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1:{port}\n\
+                 HostKey {hk}\n\
+                 HostCertificate {hc}\n\
+                 TrustedUserCAKeys {ca}\n\
+                 AuthorizedKeysFile none\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 StrictModes no\n\
+                 UsePAM no\n\
+                 PidFile {pid}\n\
+                 LogLevel VERBOSE\n",
+                hk = host_key.display(),
+                hc = host_cert.display(),
+                ca = user_ca_pub.display(),
+                pid = dir.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut sshd = Sshd { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sshd;
+            }
+            if let Ok(Some(_)) = sshd.child.try_wait() {
+                break; // port taken in the meantime: try another
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = sshd.child.kill();
+    }
+    panic!(
+        "sshd did not start: {}",
+        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+    );
+}
+
+pub fn user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub fn ssh(
+    sshd: &Sshd,
+    dir: &Path,
+    key: &Path,
+    cert: &Path,
+    known_hosts: &Path,
+    cmd: &str,
+) -> Output {
+    Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", &sshd.port.to_string()])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "CheckHostIP=no",
+        ])
+        .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .arg("-i")
+        .arg(key)
+        .arg(format!("{}@127.0.0.1", user()))
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}

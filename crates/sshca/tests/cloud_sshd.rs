@@ -1,0 +1,128 @@
+//! One end-to-end test per cloud backend: a real sshd (127.0.0.1, OS-chosen
+//! port) trusts the CA line `sshca pubkey` prints for a key held in the
+//! emulated KMS, and accepts a login with a user certificate `sshca sign`
+//! made through that backend; a certificate from another CA is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use kms_emulator::{Config, Emulator};
+
+const AZURE_TOKEN: &str = "e2e-token";
+
+/// The `sshca` command with the credentials the emulator accepts.
+fn cli(dir: &Path) -> Command {
+    let mut c = sshca();
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("SSHCA_AZURE_ACCESS_TOKEN", AZURE_TOKEN);
+    c
+}
+
+fn login_through(make_uri: impl FnOnce(&Emulator) -> String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let emu = rt
+        .block_on(Emulator::start(Config {
+            azure_token: Some(AZURE_TOKEN.into()),
+            ..Config::default()
+        }))
+        .unwrap();
+    let uri = make_uri(&emu);
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let me = user();
+
+    let ca_line = run(cli(dir).arg("pubkey").arg(&uri)).stdout;
+    let user_ca_pub = dir.join("trusted_user_ca.pub");
+    std::fs::write(&user_ca_pub, &ca_line).unwrap();
+
+    let host_ca = keygen(dir, "host_ca", "ed25519", None);
+    let host_key = keygen(dir, "host_key", "ed25519", None);
+    run(sshca()
+        .args(["sign", "-h", "-I", "host", "-n", "127.0.0.1", "--ca"])
+        .arg(format!("file:{}", host_ca.display()))
+        .arg(host_key.with_extension("pub")));
+    let kh = run(sshca()
+        .args(["pubkey", "--known-hosts", "127.0.0.1"])
+        .arg(format!("file:{}", host_ca.display())))
+    .stdout;
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&known_hosts, kh).unwrap();
+    let sshd = start_sshd(
+        dir,
+        &user_ca_pub,
+        &host_key,
+        &sshca::cert_path_for(&host_key.with_extension("pub")),
+    );
+
+    let key = keygen(dir, "id_user", "ed25519", None);
+    run(cli(dir)
+        .args([
+            "sign", "--ca", &uri, "-I", "e2e", "-n", &me, "-V", "-5m:+1h",
+        ])
+        .arg(key.with_extension("pub")));
+    let cert = sshca::cert_path_for(&key.with_extension("pub"));
+    let out = ssh(&sshd, dir, &key, &cert, &known_hosts, "echo kms-login-ok");
+    assert!(
+        out.status.success(),
+        "{uri}: certificate refused: {}\nsshd log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kms-login-ok");
+
+    // The same login with a certificate from another CA is refused.
+    let other = keygen(dir, "other_ca", "ed25519", None);
+    run(sshca()
+        .args(["sign", "-I", "other", "-n", &me, "--ca"])
+        .arg(format!("file:{}", other.display()))
+        .arg(key.with_extension("pub")));
+    let out = ssh(&sshd, dir, &key, &cert, &known_hosts, "echo no");
+    assert!(
+        !out.status.success(),
+        "a certificate from another CA was accepted"
+    );
+    drop(emu);
+}
+
+#[test]
+fn aws_kms_ca_logs_in() {
+    login_through(|emu| {
+        let id = emu.create_aws_key("ECC_NIST_P256", "SIGN_VERIFY").unwrap();
+        format!("awskms:{id}?endpoint={}", emu.endpoints().aws)
+    });
+}
+
+#[test]
+fn gcp_kms_ca_logs_in() {
+    login_through(|emu| {
+        let v = emu
+            .create_gcp_key(
+                "projects/p/locations/global/keyRings/r/cryptoKeys/ca",
+                "EC_SIGN_ED25519",
+            )
+            .unwrap();
+        format!("gcpkms:{v}?endpoint={}", emu.endpoints().gcp)
+    });
+}
+
+#[test]
+fn azure_key_vault_ca_logs_in() {
+    login_through(|emu| {
+        let kid = emu.create_azure_key("ca", "RSA", "3072").unwrap();
+        format!(
+            "azurekv:{kid}?ca-cert={}",
+            emu.endpoints().azure_ca_cert.display()
+        )
+    });
+}
