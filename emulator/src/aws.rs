@@ -314,11 +314,11 @@ fn signing_input(k: &AwsKey, b: &Body) -> Result<(Scheme, &'static str, Vec<u8>,
                     "{alg} requires MessageType RAW; DIGEST is not supported for it"
                 )));
             };
-            if message.len() != h.len() {
+            if message.len() != h.output_len() {
                 return Err(validation(format!(
                     "Digest is invalid length for algorithm {alg}: {} bytes, expected {}",
                     message.len(),
-                    h.len()
+                    h.output_len()
                 )));
             }
             true

@@ -216,13 +216,14 @@ fn sign_scheme(alg: &str, kind: KeyKind) -> Result<Scheme, AzError> {
         "PS512" => Scheme::Pss(Hash::Sha512),
         other => return Err(bad(format!("Invalid algorithm {other:?}."))),
     };
-    let fits = match (s, kind) {
+    let fits = matches!(
+        (s, kind),
         (Scheme::Ecdsa(Hash::Sha256), KeyKind::P256)
-        | (Scheme::Ecdsa(Hash::Sha384), KeyKind::P384)
-        | (Scheme::Ecdsa(Hash::Sha512), KeyKind::P521) => true,
-        (Scheme::Pkcs1(_) | Scheme::Pss(_), KeyKind::Rsa(_)) => true,
-        _ => false,
-    };
+            | (Scheme::Ecdsa(Hash::Sha384), KeyKind::P384)
+            | (Scheme::Ecdsa(Hash::Sha512), KeyKind::P521)
+            | (Scheme::Pkcs1(_) | Scheme::Pss(_), KeyKind::Rsa(_))
+    );
+
     if !fits {
         return Err(bad(format!(
             "Key and signing algorithm {alg} are not compatible."
@@ -281,11 +282,11 @@ fn key_op(
             let scheme = sign_scheme(alg, v.material.kind())?;
             let digest = value_field(b, if op == "sign" { "value" } else { "digest" })?;
             let h = scheme.hash().ok_or_else(|| bad("no hash"))?;
-            if digest.len() != h.len() {
+            if digest.len() != h.output_len() {
                 return Err(bad(format!(
                     "Invalid digest length {} for algorithm {alg} (expected {}).",
                     digest.len(),
-                    h.len()
+                    h.output_len()
                 )));
             }
             if op == "sign" {

@@ -40,7 +40,7 @@ pub enum Hash {
 
 impl Hash {
     /// Length of the digest in bytes.
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Hash::Sha1 => 20,
             Hash::Sha256 => 32,
@@ -289,12 +289,12 @@ impl Material {
         let hash = scheme
             .hash()
             .ok_or_else(|| err("Ed25519 signs the message, not a digest"))?;
-        if digest.len() != hash.len() {
+        if digest.len() != hash.output_len() {
             return Err(err(format!(
                 "digest is {} bytes, {:?} needs {}",
                 digest.len(),
                 hash,
-                hash.len()
+                hash.output_len()
             )));
         }
         macro_rules! ec {

@@ -539,11 +539,11 @@ fn asymmetric_sign(
                     alg.name
                 )));
             }
-            if bytes.len() != h.len() {
+            if bytes.len() != h.output_len() {
                 return Err(invalid(format!(
                     "digest has length {}, expected {} for {}.",
                     bytes.len(),
-                    h.len(),
+                    h.output_len(),
                     alg.name
                 )));
             }

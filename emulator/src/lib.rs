@@ -261,6 +261,21 @@ impl Emulator {
         aws::create_key(&self.state, spec, usage, "", "us-east-1").map(|k| k.id)
     }
 
+    /// Points the alias `alias/NAME` at an AWS key.
+    pub fn create_aws_alias(&self, alias: &str, key_id: &str) -> Result<(), String> {
+        if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") {
+            return Err(format!("alias {alias:?} must be alias/NAME"));
+        }
+        let mut aws = store::write(&self.state.aws);
+        if !aws.keys.contains_key(key_id) {
+            return Err(format!("no AWS key {key_id}"));
+        }
+        aws.aliases.insert(alias.to_string(), key_id.to_string());
+        drop(aws);
+        self.state.persist();
+        Ok(())
+    }
+
     /// Creates a Google Cloud KMS key (and its key ring) with one enabled
     /// version; returns the version's resource name.
     pub fn create_gcp_key(&self, key_name: &str, algorithm: &str) -> Result<String, String> {

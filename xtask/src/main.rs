@@ -122,14 +122,21 @@ fn test_counted(cmd: &mut Command) -> Result<(u64, u64, u64)> {
     Ok((passed, failed, ignored))
 }
 
-fn demo() -> Result<()> {
-    run("build sshca", cargo().args(["build", "-p", "sshca"]))?;
-    let sshca = target_dir().join("debug").join("sshca");
-    let dir = target_dir().join("sshca-demo");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let keygen = |name: &str, args: &[&str]| -> Result<PathBuf> {
-        let p = dir.join(name);
+/// A CA key for the demo: backend name, key URI, what it is.
+struct DemoCa {
+    backend: &'static str,
+    uri: String,
+}
+
+fn demo_cas(emu: &kms_emulator::Emulator, dir: &Path) -> Result<Vec<DemoCa>> {
+    let ep = emu.endpoints();
+    let ca_cert = ep.azure_ca_cert.display().to_string();
+    let mut cas = Vec::new();
+    for (name, args) in [
+        ("ed25519", &["-t", "ed25519"][..]),
+        ("ecdsa-p256", &["-t", "ecdsa", "-b", "256"][..]),
+    ] {
+        let p = dir.join(format!("ca_{name}"));
         output(
             &format!("ssh-keygen {name}"),
             Command::new("ssh-keygen")
@@ -137,27 +144,102 @@ fn demo() -> Result<()> {
                 .arg(&p)
                 .args(args),
         )?;
-        Ok(p)
+        cas.push(DemoCa {
+            backend: "local",
+            uri: format!("file:{}", p.display()),
+        });
+    }
+    let p256 = emu.create_aws_key("ECC_NIST_P256", "SIGN_VERIFY")?;
+    emu.create_aws_alias("alias/ssh-user-ca", &p256)?;
+    cas.push(DemoCa {
+        backend: "aws",
+        uri: format!("awskms:alias/ssh-user-ca?endpoint={}", ep.aws),
+    });
+    let ed = emu.create_aws_key("ECC_NIST_EDWARDS25519", "SIGN_VERIFY")?;
+    cas.push(DemoCa {
+        backend: "aws",
+        uri: format!("awskms:{ed}?endpoint={}", ep.aws),
+    });
+    let ring = "projects/demo/locations/global/keyRings/ssh";
+    for (k, alg) in [
+        ("user-ca-p384", "EC_SIGN_P384_SHA384"),
+        ("user-ca-ed25519", "EC_SIGN_ED25519"),
+    ] {
+        let v = emu.create_gcp_key(&format!("{ring}/cryptoKeys/{k}"), alg)?;
+        cas.push(DemoCa {
+            backend: "gcp",
+            uri: format!("gcpkms:{v}?endpoint={}", ep.gcp),
+        });
+    }
+    for (k, kty, arg) in [
+        ("user-ca-p256", "EC", "P-256"),
+        ("user-ca-rsa", "RSA-HSM", "3072"),
+    ] {
+        let kid = emu.create_azure_key(k, kty, arg)?;
+        cas.push(DemoCa {
+            backend: "azure",
+            uri: format!("azurekv:{kid}?ca-cert={ca_cert}"),
+        });
+    }
+    Ok(cas)
+}
+
+/// The main job: starts the KMS emulator in-process, creates a CA key in
+/// each emulated KMS (and local file keys), signs a user certificate through
+/// each backend with the `sshca` CLI, checks each with `ssh-keygen -L` and
+/// `sshca verify`, and prints a table.
+fn demo() -> Result<()> {
+    run(
+        "build sshca (every backend)",
+        cargo().args(["build", "-p", "sshca", "--features", "all"]),
+    )?;
+    let sshca = target_dir().join("debug").join("sshca");
+    let dir = target_dir().join("sshca-demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
+    let emu = rt
+        .block_on(kms_emulator::Emulator::start(kms_emulator::Config {
+            azure_token: Some("demo-token".into()),
+            cert_dir: Some(dir.join("emulator")),
+            ..Default::default()
+        }))
+        .map_err(|e| format!("emulator: {e}"))?;
+    eprintln!("xtask: KMS emulator: {}", serde_like(emu.endpoints()));
+    let cli = || {
+        let mut c = Command::new(&sshca);
+        c.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.join("no-aws-credentials"),
+            )
+            .env("SSHCA_AZURE_ACCESS_TOKEN", "demo-token")
+            .env_remove("SSHCA_PASSPHRASE");
+        c
     };
-    let user = keygen("id_user", &["-t", "ed25519"])?;
-    let cas = [
-        ("local", "ed25519", vec!["-t", "ed25519"]),
-        ("local", "ecdsa-p256", vec!["-t", "ecdsa", "-b", "256"]),
-        ("local", "ecdsa-p384", vec!["-t", "ecdsa", "-b", "384"]),
-        ("local", "ecdsa-p521", vec!["-t", "ecdsa", "-b", "521"]),
-        ("local", "rsa-3072", vec!["-t", "rsa", "-b", "3072"]),
-    ];
+    let user = dir.join("id_user");
+    output(
+        "ssh-keygen id_user",
+        Command::new("ssh-keygen")
+            .args(["-q", "-N", "", "-C", "alice", "-t", "ed25519", "-f"])
+            .arg(&user),
+    )?;
+    let cas = demo_cas(&emu, &dir)?;
     let mut rows = Vec::new();
     let mut failed = false;
-    for (backend, name, args) in cas {
-        let ca = keygen(&format!("ca_{name}"), &args)?;
-        let uri = format!("file:{}", ca.display());
+    for (i, ca) in cas.iter().enumerate() {
+        let uri = ca.uri.clone();
+        let backend = ca.backend;
+        let name = format!("{backend}-{i}");
         let subject = dir.join(format!("id_user_{name}.pub"));
         std::fs::copy(user.with_extension("pub"), &subject).map_err(|e| format!("copy: {e}"))?;
         let result = (|| -> Result<(String, PathBuf)> {
             output(
                 "sshca sign",
-                Command::new(&sshca)
+                cli()
                     .args([
                         "sign",
                         "--ca",
@@ -183,7 +265,7 @@ fn demo() -> Result<()> {
                 .ok_or("ssh-keygen -L printed no signing algorithm")?;
             output(
                 "sshca verify",
-                Command::new(&sshca)
+                cli()
                     .args(["verify", "--ca", &uri, "--principal", "alice"])
                     .arg(&cert),
             )?;
@@ -237,6 +319,17 @@ fn demo() -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+fn serde_like(ep: &kms_emulator::Endpoints) -> String {
+    format!(
+        "aws {} | gcp {} | azure {} (CA {}) | admin {}",
+        ep.aws,
+        ep.gcp,
+        ep.azure,
+        ep.azure_ca_cert.display(),
+        ep.admin
+    )
 }
 
 fn bench() -> Result<()> {

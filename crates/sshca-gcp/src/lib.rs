@@ -161,13 +161,13 @@ fn map_err(uri: &KeyUri, what: &str, e: google_cloud_kms_v1::Error) -> Error {
         };
         return Error::new(kind, format!("{ctx}: {}: {}", st.code.name(), st.message));
     }
-    let kind = if e.is_timeout() || e.is_io() || e.is_connect() || e.is_transport() {
-        ErrorKind::Unavailable
-    } else if e.http_status_code().is_some_and(|c| c >= 500) {
+    let transient = e.is_timeout() || e.is_io() || e.is_connect() || e.is_transport();
+    let kind = if transient || e.http_status_code().is_some_and(|c| c >= 500) {
         ErrorKind::Unavailable
     } else {
         ErrorKind::BadResponse
     };
+
     Error::new(kind, format!("{ctx}: {e}"))
 }
 
@@ -310,7 +310,7 @@ impl KeySigner for GcpSigner {
             )
             .set_temporary(true));
         }
-        if out.signature_crc32c != Some(crc(&out.signature).into()) {
+        if out.signature_crc32c != Some(crc(&out.signature)) {
             return Err(Error::new(
                 ErrorKind::BadResponse,
                 format!(
