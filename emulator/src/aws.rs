@@ -756,6 +756,13 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         )));
     };
     let op = op.to_string();
+    if req.too_large {
+        return respond(Err(AwsError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            typ: "ValidationException",
+            msg: format!("request body exceeds {} bytes", crate::MAX_BODY),
+        }));
+    }
     let verified = match sigv4::verify(&req, &state.config.aws_credentials) {
         Ok(v) => v,
         Err(sigv4::SigError::Missing(m)) => {
@@ -781,13 +788,6 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     }
     if let Some(e) = effect.error {
         return respond(Err(fault_error(e)));
-    }
-    if req.too_large {
-        return respond(Err(AwsError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            typ: "ValidationException",
-            msg: format!("request body exceeds {} bytes", crate::MAX_BODY),
-        }));
     }
     let body = match json_object(&req.body) {
         Ok(b) => b,

@@ -1,0 +1,562 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! Wire-level tests of the emulator: error shapes, strictness, admin API,
+//! seed and state files, and the binary's ready file.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use kms_emulator::{Config, Emulator};
+use p256::pkcs8::DecodePublicKey;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Reply {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+fn http(url: &str, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        head: head.to_owned(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
+}
+
+fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    m.update(data.as_bytes());
+    m.finalize().into_bytes().to_vec()
+}
+
+/// An AWS KMS call signed with SigV4 (an independent signer, to check the
+/// emulator's verification against the specification, not only the SDK).
+fn aws(url: &str, op: &str, body: &Value, secret: &str) -> Reply {
+    aws_raw(url, op, body.to_string().as_bytes(), secret)
+}
+
+fn aws_raw(url: &str, op: &str, body: &[u8], secret: &str) -> Reply {
+    let host = url.trim_start_matches("http://");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (y, mo, d) = civil(now / 86_400);
+    let t = now % 86_400;
+    let date = format!("{y:04}{mo:02}{d:02}");
+    let amz = format!("{date}T{:02}{:02}{:02}Z", t / 3600, t / 60 % 60, t % 60);
+    let target = format!("TrentService.{op}");
+    let ct = "application/x-amz-json-1.1";
+    let canonical = format!(
+        "POST\n/\n\ncontent-type:{ct}\nhost:{host}\nx-amz-date:{amz}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
+        hex::encode(Sha256::digest(body))
+    );
+    let scope = format!("{date}/us-east-1/kms/aws4_request");
+    let sts = format!(
+        "AWS4-HMAC-SHA256\n{amz}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let mut k = hmac(format!("AWS4{secret}").as_bytes(), &date);
+    for part in ["us-east-1", "kms", "aws4_request"] {
+        k = hmac(&k, part);
+    }
+    let sig = hex::encode(hmac(&k, &sts));
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential=test/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}"
+    );
+    http(
+        url,
+        "POST",
+        "/",
+        &[
+            ("content-type", ct.into()),
+            ("x-amz-date", amz),
+            ("x-amz-target", target),
+            ("authorization", auth),
+        ],
+        body,
+    )
+}
+
+fn civil(days: u64) -> (i64, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn aws_type(r: &Reply) -> &str {
+    r.body["__type"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_strictness_and_digest_semantics() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let url = emu.endpoints().aws.clone();
+    let tokio_url = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let url = tokio_url;
+        let r = aws(&url, "CreateKey", &json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}), "test");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let id = r.body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        let pk = aws(&url, "GetPublicKey", &json!({"KeyId": id}), "test");
+        let der = B64.decode(pk.body["PublicKey"].as_str().unwrap()).unwrap();
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&der).unwrap();
+
+        // DIGEST signs the given digest as is: the signature verifies over the message.
+        let msg = b"the message";
+        let digest = Sha256::digest(msg);
+        let r = aws(&url, "Sign", &json!({"KeyId": id, "Message": B64.encode(digest), "MessageType": "DIGEST", "SigningAlgorithm": "ECDSA_SHA_256"}), "test");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let sig = p256::ecdsa::Signature::from_der(&B64.decode(r.body["Signature"].as_str().unwrap()).unwrap()).unwrap();
+        use p256::ecdsa::signature::Verifier;
+        vk.verify(msg, &sig).expect("DIGEST signature verifies over the message");
+        // RAW hashes the message itself.
+        let r = aws(&url, "Sign", &json!({"KeyId": id, "Message": B64.encode(msg), "MessageType": "RAW", "SigningAlgorithm": "ECDSA_SHA_256"}), "test");
+        let sig = p256::ecdsa::Signature::from_der(&B64.decode(r.body["Signature"].as_str().unwrap()).unwrap()).unwrap();
+        vk.verify(msg, &sig).expect("RAW signature verifies over the message");
+        let v = aws(&url, "Verify", &json!({"KeyId": id, "Message": B64.encode(msg), "MessageType": "RAW", "Signature": r.body["Signature"], "SigningAlgorithm": "ECDSA_SHA_256"}), "test");
+        assert_eq!(v.body["SignatureValid"], json!(true));
+        let v = aws(&url, "Verify", &json!({"KeyId": id, "Message": B64.encode(b"other"), "MessageType": "RAW", "Signature": r.body["Signature"], "SigningAlgorithm": "ECDSA_SHA_256"}), "test");
+        assert_eq!(aws_type(&v), "KMSInvalidSignatureException");
+
+        let cases: Vec<(Value, &str)> = vec![
+            (json!({"KeyId": id, "Message": B64.encode([0u8; 31]), "MessageType": "DIGEST", "SigningAlgorithm": "ECDSA_SHA_256"}), "ValidationException"),
+            (json!({"KeyId": id, "Message": B64.encode(vec![0u8; 4097]), "MessageType": "RAW", "SigningAlgorithm": "ECDSA_SHA_256"}), "ValidationException"),
+            (json!({"KeyId": id, "Message": "%%%not base64", "SigningAlgorithm": "ECDSA_SHA_256"}), "SerializationException"),
+            (json!({"KeyId": id, "Message": B64.encode(msg), "SigningAlgorithm": "ECDSA_SHA_384"}), "InvalidKeyUsageException"),
+            (json!({"KeyId": "alias/none", "Message": B64.encode(msg), "SigningAlgorithm": "ECDSA_SHA_256"}), "NotFoundException"),
+            (json!({"KeyId": "1234", "Message": B64.encode(msg), "SigningAlgorithm": "ECDSA_SHA_256"}), "NotFoundException"),
+        ];
+        for (body, want) in cases {
+            let r = aws(&url, "Sign", &body, "test");
+            assert_eq!((r.status, aws_type(&r)), (400, want), "{body}: {}", r.body);
+            assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        let r = aws_raw(&url, "Sign", b"{not json", "test");
+        assert_eq!(aws_type(&r), "SerializationException");
+        let r = aws(&url, "Sign", &json!({}), "wrong-secret");
+        assert_eq!(aws_type(&r), "InvalidSignatureException");
+        let r = http(&url, "POST", "/", &[("x-amz-target", "TrentService.Sign".into())], b"{}");
+        assert_eq!(aws_type(&r), "MissingAuthenticationTokenException");
+        let big = vec![b' '; kms_emulator::MAX_BODY + 10];
+        let r = aws_raw(&url, "Sign", &big, "test");
+        assert_eq!(r.status, 413, "{}", r.head);
+
+        // Ed25519: RAW only, real Ed25519 over the whole message.
+        let r = aws(&url, "CreateKey", &json!({"KeySpec": "ECC_NIST_EDWARDS25519", "KeyUsage": "SIGN_VERIFY"}), "test");
+        let ed = r.body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        let r = aws(&url, "Sign", &json!({"KeyId": ed, "Message": B64.encode([0u8; 64]), "MessageType": "DIGEST", "SigningAlgorithm": "ED25519_SHA_512"}), "test");
+        assert_eq!(aws_type(&r), "ValidationException");
+        let pk = aws(&url, "GetPublicKey", &json!({"KeyId": ed}), "test");
+        let vk = ed25519_dalek::VerifyingKey::from_public_key_der(&B64.decode(pk.body["PublicKey"].as_str().unwrap()).unwrap()).unwrap();
+        let r = aws(&url, "Sign", &json!({"KeyId": ed, "Message": B64.encode(msg), "MessageType": "RAW", "SigningAlgorithm": "ED25519_SHA_512"}), "test");
+        let sig = ed25519_dalek::Signature::from_slice(&B64.decode(r.body["Signature"].as_str().unwrap()).unwrap()).unwrap();
+        vk.verify_strict(msg, &sig).unwrap();
+
+        // Symmetric keys: wrong usage for Sign; Encrypt/Decrypt/GenerateDataKey round trips.
+        let r = aws(&url, "CreateKey", &json!({}), "test");
+        let sym = r.body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        let r = aws(&url, "Sign", &json!({"KeyId": sym, "Message": B64.encode(msg), "SigningAlgorithm": "ECDSA_SHA_256"}), "test");
+        assert_eq!(aws_type(&r), "InvalidKeyUsageException");
+        let ct = aws(&url, "Encrypt", &json!({"KeyId": sym, "Plaintext": B64.encode(b"secret"), "EncryptionContext": {"a": "b"}}), "test");
+        let pt = aws(&url, "Decrypt", &json!({"CiphertextBlob": ct.body["CiphertextBlob"], "EncryptionContext": {"a": "b"}}), "test");
+        assert_eq!(B64.decode(pt.body["Plaintext"].as_str().unwrap()).unwrap(), b"secret");
+        let bad = aws(&url, "Decrypt", &json!({"CiphertextBlob": ct.body["CiphertextBlob"], "EncryptionContext": {"a": "c"}}), "test");
+        assert_eq!(aws_type(&bad), "InvalidCiphertextException");
+        let dk = aws(&url, "GenerateDataKey", &json!({"KeyId": sym, "KeySpec": "AES_256"}), "test");
+        let pt = aws(&url, "Decrypt", &json!({"CiphertextBlob": dk.body["CiphertextBlob"]}), "test");
+        assert_eq!(pt.body["Plaintext"], dk.body["Plaintext"]);
+        // Disable, schedule deletion, list.
+        assert_eq!(aws(&url, "DisableKey", &json!({"KeyId": id}), "test").status, 200);
+        let r = aws(&url, "Sign", &json!({"KeyId": id, "Message": B64.encode(msg), "SigningAlgorithm": "ECDSA_SHA_256"}), "test");
+        assert_eq!(aws_type(&r), "DisabledException");
+        let r = aws(&url, "ScheduleKeyDeletion", &json!({"KeyId": id, "PendingWindowInDays": 7}), "test");
+        assert_eq!(r.body["KeyState"], json!("PendingDeletion"));
+        let r = aws(&url, "ScheduleKeyDeletion", &json!({"KeyId": ed, "PendingWindowInDays": 3}), "test");
+        assert_eq!(aws_type(&r), "ValidationException");
+        let r = aws(&url, "ListKeys", &json!({"Limit": 2}), "test");
+        assert_eq!(r.body["Keys"].as_array().unwrap().len(), 2);
+        assert_eq!(r.body["Truncated"], json!(true));
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_strictness_and_error_shape() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let url = emu.endpoints().gcp.clone();
+    let key = "projects/p/locations/global/keyRings/r/cryptoKeys/k";
+    let v = emu.create_gcp_key(key, "EC_SIGN_P256_SHA256").unwrap();
+    let ed = emu
+        .create_gcp_key(
+            "projects/p/locations/global/keyRings/r/cryptoKeys/ed",
+            "EC_SIGN_ED25519",
+        )
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let post = |path: &str, body: Value| http(&url, "POST", &format!("/v1/{path}"), &[("content-type", "application/json".into())], body.to_string().as_bytes());
+        let digest = Sha256::digest(b"m");
+        let crc = crc32c::crc32c(&digest);
+        let r = post(&format!("{v}:asymmetricSign"), json!({"digest": {"sha256": B64.encode(digest)}, "digestCrc32c": crc.to_string()}));
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["verifiedDigestCrc32c"], json!(true));
+        let sig = B64.decode(r.body["signature"].as_str().unwrap()).unwrap();
+        assert_eq!(r.body["signatureCrc32c"], json!(crc32c::crc32c(&sig).to_string()));
+        let pk = http(&url, "GET", &format!("/v1/{v}/publicKey"), &[], b"");
+        let pem = pk.body["pem"].as_str().unwrap();
+        assert_eq!(pk.body["pemCrc32c"], json!(crc32c::crc32c(pem.as_bytes()).to_string()));
+        assert_eq!(pk.body["algorithm"], json!("EC_SIGN_P256_SHA256"), "names without enum-encoding=int");
+        let pk_int = http(&url, "GET", &format!("/v1/{v}/publicKey?%24alt=json%3Benum-encoding%3Dint"), &[], b"");
+        assert_eq!(pk_int.body["algorithm"], json!(12));
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_pem(pem).unwrap();
+        use p256::ecdsa::signature::Verifier;
+        vk.verify(b"m", &p256::ecdsa::Signature::from_der(&sig).unwrap()).unwrap();
+
+        let cases = vec![
+            (format!("{v}:asymmetricSign"), json!({"digest": {"sha256": B64.encode(digest)}, "digestCrc32c": (crc ^ 1).to_string()}), 400, "INVALID_ARGUMENT"),
+            (format!("{v}:asymmetricSign"), json!({"digest": {"sha384": B64.encode([0u8; 48])}}), 400, "INVALID_ARGUMENT"),
+            (format!("{v}:asymmetricSign"), json!({"digest": {"sha256": B64.encode([0u8; 20])}}), 400, "INVALID_ARGUMENT"),
+            (format!("{v}:asymmetricSign"), json!({"data": B64.encode(b"m")}), 400, "INVALID_ARGUMENT"),
+            (format!("{v}:asymmetricSign"), json!({"digest": {"sha256": "!!"}}), 400, "INVALID_ARGUMENT"),
+            (format!("{ed}:asymmetricSign"), json!({"digest": {"sha256": B64.encode(digest)}}), 400, "INVALID_ARGUMENT"),
+            (format!("{ed}:asymmetricSign"), json!({"data": B64.encode(b"m"), "dataCrc32c": "1"}), 400, "INVALID_ARGUMENT"),
+            (format!("{key}/cryptoKeyVersions/9:asymmetricSign"), json!({"digest": {"sha256": B64.encode(digest)}}), 404, "NOT_FOUND"),
+        ];
+        for (path, body, code, status) in cases {
+            let r = post(&path, body.clone());
+            assert_eq!((r.status, r.body["error"]["status"].as_str().unwrap_or("")), (code, status), "{body}: {}", r.body);
+            assert_eq!(r.body["error"]["code"], json!(code));
+        }
+        let r = http(&url, "POST", &format!("/v1/{v}:asymmetricSign"), &[], b"{broken");
+        assert_eq!(r.body["error"]["status"], json!("INVALID_ARGUMENT"));
+        let r = http(&url, "PATCH", &format!("/v1/{v}?updateMask=state"), &[], br#"{"state":"DISABLED"}"#);
+        assert_eq!(r.body["state"], json!("DISABLED"));
+        let r = post(&format!("{v}:asymmetricSign"), json!({"digest": {"sha256": B64.encode(digest)}}));
+        assert_eq!(r.body["error"]["status"], json!("FAILED_PRECONDITION"));
+        let r = http(&url, "GET", "/v1/nothing/here", &[], b"");
+        assert_eq!(r.status, 404);
+    })
+    .await
+    .unwrap();
+    // With a token configured, anonymous requests are refused.
+    let emu = Emulator::start(Config {
+        gcp_token: Some("tok".into()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let url = emu.endpoints().gcp.clone();
+    tokio::task::spawn_blocking(move || {
+        let r = http(&url, "GET", "/v1/projects/p/locations/l/keyRings", &[], b"");
+        assert_eq!(
+            (r.status, r.body["error"]["status"].as_str()),
+            (401, Some("UNAUTHENTICATED"))
+        );
+        let r = http(
+            &url,
+            "GET",
+            "/v1/projects/p/locations/l/keyRings",
+            &[("authorization", "Bearer tok".into())],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_stats_faults_and_reset() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let admin = emu.endpoints().admin.clone();
+    let gcp = emu.endpoints().gcp.clone();
+    let v = emu
+        .create_gcp_key(
+            "projects/p/locations/global/keyRings/r/cryptoKeys/k",
+            "EC_SIGN_P256_SHA256",
+        )
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(
+            http(&admin, "GET", "/health", &[], b"").body["status"],
+            json!("ok")
+        );
+        let get_pk = || http(&gcp, "GET", &format!("/v1/{v}/publicKey"), &[], b"");
+        assert_eq!(get_pk().status, 200);
+        let stats = http(&admin, "GET", "/stats", &[], b"").body;
+        assert_eq!(stats["gcp"]["getPublicKey"], json!(1));
+        assert!(stats["aws"].is_object() && stats["azure"].is_object());
+        // Throttling for the next 2 calls, then normal service.
+        let r = http(
+            &admin,
+            "POST",
+            "/faults",
+            &[],
+            br#"{"service":"gcp","operation":"getPublicKey","error":"throttle","count":2}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(get_pk().status, 429);
+        assert_eq!(
+            get_pk().body["error"]["status"],
+            json!("RESOURCE_EXHAUSTED")
+        );
+        assert_eq!(get_pk().status, 200);
+        // Dropped connections: no answer at all.
+        http(
+            &admin,
+            "POST",
+            "/faults",
+            &[],
+            br#"{"service":"gcp","drop_connection":true,"count":1}"#,
+        );
+        assert_eq!(get_pk().status, 0);
+        // Latency.
+        http(
+            &admin,
+            "POST",
+            "/faults",
+            &[],
+            br#"{"service":"*","latency_ms":300,"count":1}"#,
+        );
+        let t = std::time::Instant::now();
+        assert_eq!(get_pk().status, 200);
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        // Bad fault rules are refused with the reason.
+        let r = http(&admin, "POST", "/faults", &[], br#"{"service":"s3"}"#);
+        assert_eq!(r.status, 400);
+        assert!(r.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown service"));
+        let r = http(
+            &admin,
+            "POST",
+            "/faults",
+            &[],
+            br#"{"service":"aws","rate":2}"#,
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(http(&admin, "POST", "/reset", &[], b"").status, 200);
+        assert_eq!(
+            http(&admin, "GET", "/stats", &[], b"").body["gcp"],
+            json!({})
+        );
+    })
+    .await
+    .unwrap();
+}
+
+const SEED_P256: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2
+OF/2NxApJCzGCEDdfSp6VQO30hyhRANCAAQRWz+jn65BtOMvdyHKcvjBeBSDZH2r
+1RTwjmYSi9R/zpBnuQ4EiMnCqfMPWiZqB4QdbAd0E7oH50VpuZ1P087G
+-----END PRIVATE KEY-----
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_and_state_files() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("ca.pem"), SEED_P256).unwrap();
+    let seed = d.path().join("seed.toml");
+    std::fs::write(
+        &seed,
+        r#"
+[[aws]]
+id = "11111111-2222-3333-4444-555555555555"
+spec = "ECC_NIST_P256"
+aliases = ["alias/ssh-ca"]
+private_key_file = "ca.pem"
+
+[[gcp]]
+key = "projects/p/locations/global/keyRings/r/cryptoKeys/ca"
+algorithm = "EC_SIGN_P256_SHA256"
+[[gcp.versions]]
+private_key_file = "ca.pem"
+
+[[azure]]
+name = "ca"
+kty = "EC"
+[[azure.versions]]
+version = "0123456789abcdef0123456789abcdef"
+private_key_file = "ca.pem"
+"#,
+    )
+    .unwrap();
+    let state = d.path().join("state.toml");
+    let expected = p256::SecretKey::from_pkcs8_pem_compat(SEED_P256);
+    let emu = Emulator::start(Config {
+        seed: Some(seed.clone()),
+        state_file: Some(state.clone()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let url = emu.endpoints().aws.clone();
+    let gcp = emu.endpoints().gcp.clone();
+    let new_id = tokio::task::spawn_blocking(move || {
+        let pk = aws(&url, "GetPublicKey", &json!({"KeyId": "alias/ssh-ca"}), "test");
+        assert_eq!(pk.body["KeyId"], json!("arn:aws:kms:us-east-1:111122223333:key/11111111-2222-3333-4444-555555555555"));
+        assert_eq!(B64.decode(pk.body["PublicKey"].as_str().unwrap()).unwrap(), expected);
+        let g = http(&gcp, "GET", "/v1/projects/p/locations/global/keyRings/r/cryptoKeys/ca/cryptoKeyVersions/1/publicKey", &[], b"");
+        let vk = p256::PublicKey::from_public_key_pem(g.body["pem"].as_str().unwrap()).unwrap();
+        assert_eq!(vk.to_public_key_der_compat(), expected);
+        let r = aws(&url, "CreateKey", &json!({"KeySpec": "ECC_NIST_P384", "KeyUsage": "SIGN_VERIFY"}), "test");
+        r.body["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned()
+    })
+    .await
+    .unwrap();
+    drop(emu);
+    // Restart from the state file: the created key survives.
+    let emu = Emulator::start(Config {
+        state_file: Some(state),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let url = emu.endpoints().aws.clone();
+    tokio::task::spawn_blocking(move || {
+        let r = aws(&url, "DescribeKey", &json!({"KeyId": new_id}), "test");
+        assert_eq!(
+            r.body["KeyMetadata"]["KeySpec"],
+            json!("ECC_NIST_P384"),
+            "{}",
+            r.body
+        );
+        let r = aws(
+            &url,
+            "DescribeKey",
+            &json!({"KeyId": "alias/ssh-ca"}),
+            "test",
+        );
+        assert_eq!(r.status, 200);
+    })
+    .await
+    .unwrap();
+    // A bad seed is a clear error naming the key and the problem.
+    std::fs::write(&seed, "[[aws]]\nspec = \"ECC_NIST_P999\"\n").unwrap();
+    let e = Emulator::start(Config {
+        seed: Some(seed),
+        ..Config::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("unknown spec \"ECC_NIST_P999\""),
+        "{e}"
+    );
+}
+
+trait Compat {
+    fn to_public_key_der_compat(&self) -> Vec<u8>;
+}
+impl Compat for p256::PublicKey {
+    fn to_public_key_der_compat(&self) -> Vec<u8> {
+        use p256::pkcs8::EncodePublicKey;
+        self.to_public_key_der().unwrap().into_vec()
+    }
+}
+trait FromPem {
+    fn from_pkcs8_pem_compat(pem: &str) -> Vec<u8>;
+}
+impl FromPem for p256::SecretKey {
+    fn from_pkcs8_pem_compat(pem: &str) -> Vec<u8> {
+        use p256::pkcs8::DecodePrivateKey;
+        p256::SecretKey::from_pkcs8_pem(pem)
+            .unwrap()
+            .public_key()
+            .to_public_key_der_compat()
+    }
+}
+
+#[test]
+fn binary_ready_file_and_help() {
+    let bin = env!("CARGO_BIN_EXE_kms-emulator");
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--bind",
+        "--port",
+        "--seed",
+        "--state",
+        "--ready-file",
+        "--cert-dir",
+        "--aws-credentials",
+        "--gcp-token",
+        "--azure-token",
+        "[[aws]]",
+        "[[gcp]]",
+        "[[azure]]",
+        "private_key_file",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ready = d.path().join("ready.json");
+    let mut child = std::process::Command::new(bin)
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--cert-dir")
+        .arg(d.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    for k in ["aws", "gcp", "azure", "azure_ca_cert", "admin"] {
+        assert!(v[k].is_string(), "ready file lacks {k}: {v}");
+    }
+    assert!(v["aws"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(v["azure"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://127.0.0.1:"));
+    assert!(
+        std::fs::read_to_string(v["azure_ca_cert"].as_str().unwrap())
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+}
