@@ -789,15 +789,20 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     if let Some(e) = effect.error {
         return respond(Err(fault_error(e)));
     }
-    let body = match json_object(&req.body) {
+    dispatch(
+        state,
+        &op,
+        &req.body,
+        &verified.region,
+        effect.corrupt_signature,
+    )
+}
+
+/// Runs one operation on an already authenticated request body.
+pub(crate) fn dispatch(state: &State, op: &str, body: &[u8], region: &str, corrupt: bool) -> Reply {
+    let body = match json_object(body) {
         Ok(b) => b,
         Err(e) => return respond(Err(e400("SerializationException", e))),
     };
-    respond(operation(
-        state,
-        &op,
-        &body,
-        &verified.region,
-        effect.corrupt_signature,
-    ))
+    respond(operation(state, op, &body, region, corrupt))
 }

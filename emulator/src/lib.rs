@@ -31,6 +31,7 @@ pub mod aws;
 pub mod azure;
 pub mod crypto;
 pub mod faults;
+pub mod fuzzing;
 pub mod gcp;
 mod sigv4;
 pub mod store;

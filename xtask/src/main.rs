@@ -336,13 +336,16 @@ fn bench() -> Result<()> {
     run("benchmarks", cargo().args(["bench", "-p", "sshca-benches"]))
 }
 
-const FUZZ_TARGETS: [&str; 6] = [
+const FUZZ_TARGETS: [&str; 9] = [
     "cert_decode",
     "convert",
     "syntax",
     "key_uri",
     "config",
     "public_key",
+    "emulator_aws",
+    "emulator_gcp",
+    "emulator_azure",
 ];
 
 /// Runs every fuzz target for `secs` seconds. New inputs go to a working
@@ -397,9 +400,9 @@ fn fuzz(secs: u64) -> Result<()> {
         }
         report.push((t, runs));
     }
-    println!("{:<12}  {:>12}  findings", "target", "executions");
+    println!("{:<16}  {:>12}  findings", "target", "executions");
     for (t, runs) in report {
-        println!("{t:<12}  {runs:>12}  0");
+        println!("{t:<16}  {runs:>12}  0");
     }
     Ok(())
 }

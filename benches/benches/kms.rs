@@ -1,0 +1,192 @@
+//! Benchmarks against the KMS emulator:
+//! - `emulator/aws_p256_sign_http`: one AWS KMS Sign request (P-256, DIGEST)
+//!   through aws-sdk-kms and HTTP to the in-process emulator (criterion);
+//! - the KMS pipeline (run when `KMS_EMULATOR_BIN` names the emulator binary,
+//!   as `cargo xtask bench` does): the emulator runs as its own process with
+//!   an injected latency L on Sign, sshca signs certificates with at most C in
+//!   flight, and the run reports certificates/second against the bound C/L
+//!   and the client's CPU time per certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sshca_core::{CertTemplate, CertType, KeyData, SigAlg};
+use sshca_signer::{
+    CachedSigner, KeySigner, KeyUri, LimitSigner, RetryConfig, RetrySigner, SignerExt,
+    VerifyingSigner,
+};
+
+fn creds() -> sshca_aws::Credentials {
+    sshca_aws::Credentials::new("test", "test", None, None, "bench")
+}
+
+fn sign_http(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(kms_emulator::Emulator::start(
+            kms_emulator::Config::default(),
+        ))
+        .unwrap();
+    let id = emu.create_aws_key("ECC_NIST_P256", "SIGN_VERIFY").unwrap();
+    let uri = KeyUri::parse(&format!("awskms:{id}?endpoint={}", emu.endpoints().aws)).unwrap();
+    let client = rt
+        .block_on(sshca_aws::client_for(&uri, Some(creds())))
+        .unwrap();
+    let digest = aws_sdk_kms_blob([7u8; 32].to_vec());
+    let mut g = c.benchmark_group("emulator");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("aws_p256_sign_http", |b| {
+        b.iter(|| {
+            rt.block_on(
+                client
+                    .sign()
+                    .key_id(&id)
+                    .message(digest.clone())
+                    .message_type("DIGEST".into())
+                    .signing_algorithm("ECDSA_SHA_256".into())
+                    .send(),
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn aws_sdk_kms_blob(v: Vec<u8>) -> aws_sdk_kms::primitives::Blob {
+    aws_sdk_kms::primitives::Blob::new(v)
+}
+
+/// User+system CPU time of this process.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // Fields 14 and 15 (utime, stime) are 11 and 12 after the command name; 100 ticks/s.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn admin_post(admin: &str, path: &str, body: &str) {
+    let addr = admin.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "admin {path}: {out}");
+}
+
+fn pipeline() {
+    let Ok(bin) = std::env::var("KMS_EMULATOR_BIN") else {
+        eprintln!("kms pipeline: set KMS_EMULATOR_BIN (cargo xtask bench does) to run it");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let mut child = std::process::Command::new(bin)
+        .arg("--ready-file")
+        .arg(&ready)
+        .arg("--cert-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let (aws, admin) = (
+        ep["aws"].as_str().unwrap().to_owned(),
+        ep["admin"].as_str().unwrap().to_owned(),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (c, l_ms, n) = (64usize, 20u64, 2000u64);
+    admin_post(
+        &admin,
+        "/faults",
+        &format!(r#"{{"service":"aws","operation":"Sign","latency_ms":{l_ms}}}"#),
+    );
+    for (spec, label) in [
+        ("ECC_NIST_P256", "P-256"),
+        ("ECC_NIST_EDWARDS25519", "Ed25519"),
+    ] {
+        rt.block_on(async {
+            let probe = KeyUri::parse(&format!("awskms:x?endpoint={aws}")).unwrap();
+            let client = sshca_aws::client_for(&probe, Some(creds())).await.unwrap();
+            let out = client
+                .create_key()
+                .key_spec(spec.into())
+                .key_usage("SIGN_VERIFY".into())
+                .send()
+                .await
+                .unwrap();
+            let id = out.key_metadata().unwrap().key_id().to_owned();
+            let uri = KeyUri::parse(&format!("awskms:{id}?endpoint={aws}")).unwrap();
+            let raw = sshca_aws::AwsSigner::open(uri, Some(creds())).await.unwrap();
+            let cached = CachedSigner::new(RetrySigner::new(raw, RetryConfig::default())).await.unwrap();
+            let signer: Arc<dyn KeySigner> = Arc::new(LimitSigner::new(VerifyingSigner::new(cached), c));
+            let subject = {
+                use sshca_core::ssh_key::{private::Ed25519Keypair, rand_core::OsRng};
+                KeyData::Ed25519(Ed25519Keypair::random(&mut OsRng).public)
+            };
+            let run = |count: u64| {
+                let signer = signer.clone();
+                let subject = subject.clone();
+                async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    for i in 0..count {
+                        let (s, k) = (signer.clone(), subject.clone());
+                        set.spawn(async move {
+                            let mut t = CertTemplate::new(CertType::User, format!("bench-{i}"));
+                            t.principals = vec!["alice".into(), "deploy".into(), "ops".into()];
+                            t.serial = i + 1;
+                            t.valid_after = 1_700_000_000;
+                            t.valid_before = 4_000_000_000;
+                            s.sign_certificate(&t, &k, None::<SigAlg>).await.unwrap()
+                        });
+                    }
+                    while let Some(r) = set.join_next().await {
+                        r.unwrap();
+                    }
+                }
+            };
+            run(200).await; // warm-up: connections, caches
+            let (t0, cpu0) = (Instant::now(), cpu_time());
+            run(n).await;
+            let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+            let rate = n as f64 / wall.as_secs_f64();
+            let bound = c as f64 / (l_ms as f64 / 1000.0);
+            println!(
+                "kms_pipeline {label}: C={c} L={l_ms}ms n={n}: {rate:.0} certificates/s, bound C/L {bound:.0}/s ({:.0}% of bound), client CPU {:.0} us/certificate",
+                100.0 * rate / bound,
+                cpu.as_secs_f64() * 1e6 / n as f64
+            );
+        });
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn benches(c: &mut Criterion) {
+    sign_http(c);
+    pipeline();
+}
+
+criterion_group!(kms, benches);
+criterion_main!(kms);
