@@ -117,6 +117,7 @@ fn local_signing(c: &mut Criterion) {
         .build()
         .unwrap();
     let (t, subject) = typical();
+    let mut signers = Vec::new();
     let mut g = c.benchmark_group("local_sign_certificate");
     g.throughput(Throughput::Elements(1));
     for (name, args) in [
@@ -133,10 +134,25 @@ fn local_signing(c: &mut Criterion) {
         assert!(st.success());
         let signer = sshca_local::LocalSigner::open_path(&path).unwrap();
         let key = rt.block_on(signer.public_key()).unwrap();
-        let _ = key;
         g.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(signer.sign_certificate(&t, &subject, None))
+                    .unwrap()
+            })
+        });
+        signers.push((name, signer, key));
+    }
+    g.finish();
+    // The signature alone, over the same to-be-signed bytes: what `openssl
+    // speed` measures.
+    let mut g = c.benchmark_group("local_signature");
+    g.throughput(Throughput::Elements(1));
+    for (name, signer, key) in &signers {
+        let alg = rt.block_on(signer.choose_algorithm(None)).unwrap();
+        let tbs = TbsCertificate::encode(&t, &subject, key).unwrap();
+        g.bench_function(*name, |b| {
+            b.iter(|| {
+                rt.block_on(signer.sign(alg, black_box(tbs.as_bytes())))
                     .unwrap()
             })
         });

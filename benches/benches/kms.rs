@@ -63,14 +63,18 @@ fn aws_sdk_kms_blob(v: Vec<u8>) -> aws_sdk_kms::primitives::Blob {
     aws_sdk_kms::primitives::Blob::new(v)
 }
 
-/// User+system CPU time of this process.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// User+system CPU time of a process (`self` or a pid).
+fn cpu_time_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // Fields 14 and 15 (utime, stime) are 11 and 12 after the command name; 100 ticks/s.
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn cpu_time() -> Duration {
+    cpu_time_of("self")
 }
 
 fn admin_post(admin: &str, path: &str, body: &str) {
@@ -167,16 +171,29 @@ fn pipeline() {
                 }
             };
             run(200).await; // warm-up: connections, caches
-            let (t0, cpu0) = (Instant::now(), cpu_time());
+            let pid = child.id().to_string();
+            let (t0, cpu0, emu0) = (Instant::now(), cpu_time(), cpu_time_of(&pid));
             run(n).await;
             let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+            let emu_cpu = cpu_time_of(&pid) - emu0;
             let rate = n as f64 / wall.as_secs_f64();
             let bound = c as f64 / (l_ms as f64 / 1000.0);
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
             println!(
-                "kms_pipeline {label}: C={c} L={l_ms}ms n={n}: {rate:.0} certificates/s, bound C/L {bound:.0}/s ({:.0}% of bound), client CPU {:.0} us/certificate",
+                "kms_pipeline {label}: C={c} L={l_ms}ms n={n}: {rate:.0} certificates/s, bound C/L {bound:.0}/s ({:.0}% of bound), client CPU {:.0} us/certificate, emulator CPU {:.0} us/certificate",
                 100.0 * rate / bound,
-                cpu.as_secs_f64() * 1e6 / n as f64
+                per(cpu),
+                per(emu_cpu)
             );
+            if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
+                let line = serde_json::json!({
+                    "bench": "kms_pipeline", "key": label, "concurrency": c, "latency_ms": l_ms,
+                    "certificates": n, "rate": rate, "bound": bound,
+                    "client_cpu_us": per(cpu), "emulator_cpu_us": per(emu_cpu),
+                });
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap();
+                writeln!(f, "{line}").unwrap();
+            }
         });
     }
     let _ = child.kill();

@@ -154,6 +154,13 @@ const PROTECTION: &[(&str, i32)] = &[
     ("EXTERNAL_VPC", 4),
 ];
 
+/// Key kind and signature scheme of a Cloud KMS signing algorithm name.
+pub fn signing_algorithm(name: &str) -> Option<(KeyKind, Scheme)> {
+    ALGS.iter()
+        .find(|a| a.name == name && a.purpose == ASYMMETRIC_SIGN)
+        .and_then(|a| Some((a.kind, a.scheme?)))
+}
+
 fn name_of(table: &[(&'static str, i32)], n: i32) -> Option<&'static str> {
     table.iter().find(|(_, v)| *v == n).map(|(s, _)| *s)
 }

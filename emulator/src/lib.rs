@@ -30,6 +30,7 @@ mod admin;
 pub mod aws;
 pub mod azure;
 pub mod crypto;
+pub mod ekm;
 pub mod faults;
 pub mod fuzzing;
 pub mod gcp;
@@ -66,6 +67,11 @@ pub struct Config {
     pub gcp_token: Option<String>,
     /// Bearer token Azure requires; any token accepted when `None`.
     pub azure_token: Option<String>,
+    /// Replicas of the external key manager (each on its own port).
+    pub ekm_replicas: usize,
+    /// Bearer token the external key manager requires besides the client
+    /// certificate; none when `None`.
+    pub ekm_token: Option<String>,
 }
 
 impl Default for Config {
@@ -79,6 +85,8 @@ impl Default for Config {
             aws_credentials: vec![("test".into(), "test".into())],
             gcp_token: None,
             azure_token: None,
+            ekm_replicas: 2,
+            ekm_token: None,
         }
     }
 }
@@ -112,6 +120,14 @@ pub struct Endpoints {
     pub azure_ca_cert: PathBuf,
     /// Admin API URL (plain HTTP).
     pub admin: String,
+    /// External key manager replicas (HTTPS with client certificates).
+    pub ekm: Vec<String>,
+    /// PEM file of the CA that issued the EKM server certificate.
+    pub ekm_ca_cert: PathBuf,
+    /// PEM file of the EKM server certificate itself (to pin it alone).
+    pub ekm_server_cert: PathBuf,
+    /// PEM file with a client certificate and its key that the EKM accepts.
+    pub ekm_client_identity: PathBuf,
 }
 
 /// A running emulator; dropping it stops every listener and connection.
@@ -130,6 +146,7 @@ enum Svc {
     Gcp,
     Azure,
     Admin,
+    Ekm(usize),
 }
 
 impl Emulator {
@@ -153,16 +170,23 @@ impl Emulator {
         };
         let state = Arc::new(State::new(config).map_err(StartError::Setup)?);
         let tls = tls::ServerTls::generate(bind).map_err(StartError::Setup)?;
-        let ca_path = cert_dir.join("azure-ca.pem");
-        std::fs::write(&ca_path, &tls.ca_pem)
-            .map_err(|e| StartError::Setup(format!("cannot write {}: {e}", ca_path.display())))?;
+        let write_pem = |name: &str, pem: &str| {
+            let path = cert_dir.join(name);
+            std::fs::write(&path, pem)
+                .map(|()| path.clone())
+                .map_err(|e| StartError::Setup(format!("cannot write {}: {e}", path.display())))
+        };
+        let ca_path = write_pem("azure-ca.pem", &tls.ca_pem)?;
+        let ekm_ca = write_pem("ekm-ca.pem", &tls.ca_pem)?;
+        let ekm_server = write_pem("ekm-server.pem", &tls.server_pem)?;
+        let ekm_client = write_pem("ekm-client.pem", &tls.client_identity_pem)?;
 
         let mut tasks = JoinSet::new();
         let mut urls = Vec::new();
-        for (i, svc) in [Svc::Aws, Svc::Gcp, Svc::Azure, Svc::Admin]
+        let services = [Svc::Aws, Svc::Gcp, Svc::Azure, Svc::Admin]
             .into_iter()
-            .enumerate()
-        {
+            .chain((0..state.config.ekm_replicas).map(Svc::Ekm));
+        for (i, svc) in services.enumerate() {
             let addr = SocketAddr::new(bind, port.map_or(0, |p| p.saturating_add(i as u16)));
             let listener = TcpListener::bind(addr)
                 .await
@@ -171,7 +195,11 @@ impl Emulator {
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
             let host = url_host(bind, local);
-            let acceptor = (svc == Svc::Azure).then(|| tls.acceptor.clone());
+            let acceptor = match svc {
+                Svc::Azure => Some(tls.acceptor.clone()),
+                Svc::Ekm(_) => Some(tls.mtls_acceptor.clone()),
+                _ => None,
+            };
             urls.push(if acceptor.is_some() {
                 format!("https://{host}")
             } else {
@@ -185,6 +213,10 @@ impl Emulator {
             azure: urls[2].clone(),
             azure_ca_cert: ca_path,
             admin: urls[3].clone(),
+            ekm: urls[4..].to_vec(),
+            ekm_ca_cert: ekm_ca,
+            ekm_server_cert: ekm_server,
+            ekm_client_identity: ekm_client,
         };
         Ok(Emulator {
             endpoints,
@@ -322,6 +354,17 @@ impl Emulator {
         Ok(format!("{}/keys/{name}/{version}", self.endpoints.azure))
     }
 
+    /// Creates an external key manager key `{space}/keys/{key_id}`
+    /// (algorithm by its Cloud KMS name); returns the key name.
+    pub fn create_ekm_key(
+        &self,
+        space: &str,
+        key_id: &str,
+        algorithm: &str,
+    ) -> Result<String, String> {
+        ekm::create_key(&self.state, space, key_id, algorithm).map(|k| k.name)
+    }
+
     /// Waits until the process is asked to stop (Ctrl-C / SIGTERM).
     pub async fn wait_for_signal(&self) {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -435,6 +478,7 @@ async fn dispatch(state: Arc<State>, svc: Svc, req: Request) -> Reply {
         Svc::Gcp => gcp::handle(&state, req).await,
         Svc::Azure => azure::handle(&state, req).await,
         Svc::Admin => admin::handle(&state, req).await,
+        Svc::Ekm(replica) => ekm::handle(&state, req, replica).await,
     }
 }
 

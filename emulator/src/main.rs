@@ -79,6 +79,15 @@ struct Args {
     /// Require this bearer token on Azure requests (default: any token).
     #[arg(long, value_name = "TOKEN")]
     azure_token: Option<String>,
+    /// Replicas of the external key manager, each on its own HTTPS port
+    /// requiring the client certificate written to the cert dir
+    /// (ekm-client.pem).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    ekm_replicas: usize,
+    /// Bearer token the external key manager requires besides the client
+    /// certificate.
+    #[arg(long, value_name = "TOKEN")]
+    ekm_token: Option<String>,
 }
 
 #[tokio::main]
@@ -92,6 +101,8 @@ async fn main() -> ExitCode {
         cert_dir: args.cert_dir,
         gcp_token: args.gcp_token,
         azure_token: args.azure_token,
+        ekm_replicas: args.ekm_replicas,
+        ekm_token: args.ekm_token,
         ..Default::default()
     };
     if !args.aws_credentials.is_empty() {

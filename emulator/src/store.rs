@@ -160,9 +160,31 @@ pub struct State {
     pub gcp: RwLock<GcpStore>,
     /// Azure Key Vault.
     pub azure: RwLock<AzureStore>,
+    /// The external key manager (shared by its replicas).
+    pub ekm: RwLock<EkmStore>,
     /// Faults and counters.
     pub faults: Faults,
     persist: Mutex<()>,
+}
+
+/// Keys of the external key manager, by name (`{space}/keys/{id}`).
+#[derive(Debug, Default)]
+pub struct EkmStore {
+    /// Keys by name.
+    pub keys: BTreeMap<String, EkmKey>,
+}
+
+/// An external key manager key.
+#[derive(Debug, Clone)]
+pub struct EkmKey {
+    /// `{crypto space path}/keys/{key id}`.
+    pub name: String,
+    /// Algorithm (Cloud KMS name, e.g. `EC_SIGN_P256_SHA256`).
+    pub algorithm: String,
+    /// Whether it may sign.
+    pub enabled: bool,
+    /// The key pair.
+    pub material: Arc<Material>,
 }
 
 /// Read lock that survives a poisoned lock.
@@ -183,6 +205,7 @@ impl State {
             aws: RwLock::default(),
             gcp: RwLock::default(),
             azure: RwLock::default(),
+            ekm: RwLock::default(),
             faults: Faults::default(),
             persist: Mutex::new(()),
         };
@@ -202,6 +225,7 @@ impl State {
         *write(&self.aws) = AwsStore::default();
         *write(&self.gcp) = GcpStore::default();
         *write(&self.azure) = AzureStore::default();
+        *write(&self.ekm) = EkmStore::default();
         if let Some(seed) = seed {
             seed.apply(self)?;
         }

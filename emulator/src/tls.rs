@@ -7,12 +7,20 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// A generated CA and the acceptor serving its server certificate.
+/// A generated CA and the acceptors serving its server certificate.
 pub struct ServerTls {
     /// PEM of the CA certificate (what clients trust).
     pub ca_pem: String,
+    /// PEM of the server certificate itself (for clients that pin it).
+    pub server_pem: String,
     /// Acceptor for incoming connections.
     pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Acceptor that requires a client certificate issued by the client CA
+    /// (the external key manager).
+    pub mtls_acceptor: tokio_rustls::TlsAcceptor,
+    /// PEM of a client certificate and its private key that the mTLS
+    /// acceptor accepts.
+    pub client_identity_pem: String,
 }
 
 fn e(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
@@ -49,22 +57,64 @@ impl ServerTls {
             .map_err(e("server certificate"))?;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let chain = vec![
+            cert.der().clone(),
+            CertificateDer::from(ca_cert.der().to_vec()),
+        ];
+        let server_key = || PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|err| format!("TLS setup: {err}"))?
             .with_no_client_auth()
-            .with_single_cert(
-                vec![
-                    cert.der().clone(),
-                    CertificateDer::from(ca_cert.der().to_vec()),
-                ],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
+            .with_single_cert(chain.clone(), server_key())
             .map_err(|err| format!("TLS setup: {err}"))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        // Client identities: their own CA, so a server certificate is never
+        // accepted as a client one.
+        let client_ca_key = KeyPair::generate().map_err(e("client CA key"))?;
+        let mut client_ca = CertificateParams::new(Vec::<String>::new()).map_err(e("client CA"))?;
+        client_ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        client_ca
+            .distinguished_name
+            .push(DnType::CommonName, "kms-emulator EKM client CA");
+        client_ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let client_ca_cert = client_ca
+            .self_signed(&client_ca_key)
+            .map_err(e("client CA certificate"))?;
+        let client_key = KeyPair::generate().map_err(e("client key"))?;
+        let mut client =
+            CertificateParams::new(Vec::<String>::new()).map_err(e("client certificate"))?;
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "sshca EKM client");
+        client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client
+            .signed_by(&client_key, &client_ca_cert, &client_ca_key)
+            .map_err(e("client certificate"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(client_ca_cert.der().to_vec()))
+            .map_err(|err| format!("TLS setup: {err}"))?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|err| format!("TLS setup: {err}"))?;
+        let mut mtls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| format!("TLS setup: {err}"))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, server_key())
+            .map_err(|err| format!("TLS setup: {err}"))?;
+        mtls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(ServerTls {
             ca_pem: ca_cert.pem(),
+            server_pem: cert.pem(),
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            mtls_acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(mtls)),
+            client_identity_pem: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
         })
     }
 }

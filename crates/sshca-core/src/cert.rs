@@ -17,7 +17,6 @@ use std::str::FromStr;
 
 use base64ct::{Base64, Encoding};
 use rand_core::{OsRng, RngCore};
-use signature::Verifier;
 use ssh_key::{public::KeyData, Algorithm, EcdsaCurve, Fingerprint, HashAlg, Signature};
 
 use crate::convert::SigAlg;
@@ -600,16 +599,14 @@ impl Certificate {
     /// This alone says nothing about trust: see [`Certificate::validate`].
     pub fn verify_signature(&self) -> Result<()> {
         let tbs = self.tbs_bytes()?;
-        self.body
-            .signature_key
-            .verify(&tbs, &self.signature)
-            .map_err(|_| {
-                Error::Invalid(format!(
-                    "the {} signature does not verify under the CA key {}",
-                    self.signature.algorithm().as_str(),
-                    self.signing_ca_fingerprint()
-                ))
-            })
+        if crate::verify::verifies(&self.body.signature_key, &tbs, &self.signature) {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "the {} signature does not verify under the CA key {}",
+            self.signature.algorithm().as_str(),
+            self.signing_ca_fingerprint()
+        )))
     }
 
     /// Full validation: signed by a trusted CA (signature checked), valid at

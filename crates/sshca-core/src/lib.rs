@@ -19,6 +19,7 @@ pub mod options;
 pub mod policy;
 pub mod spki;
 pub mod validity;
+pub mod verify;
 pub mod wire;
 
 pub use cert::{

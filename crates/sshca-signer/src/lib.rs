@@ -156,15 +156,15 @@ impl<T: KeySigner + ?Sized> SignerExt for T {}
 /// Checks `sig` over `message` under `key`; an error of kind
 /// [`ErrorKind::BadResponse`] when it does not verify.
 pub fn verify_signature(key: &KeyData, message: &[u8], sig: &Signature) -> Result<()> {
-    use signature::Verifier;
-    key.verify(message, sig).map_err(|_| {
-        Error::new(
-            ErrorKind::BadResponse,
-            format!(
-                "the {} signature does not verify under the public key {}",
-                sig.algorithm().as_str(),
-                key.fingerprint(sshca_core::HashAlg::Sha256)
-            ),
-        )
-    })
+    if sshca_core::verify::verifies(key, message, sig) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::BadResponse,
+        format!(
+            "the {} signature does not verify under the public key {}",
+            sig.algorithm().as_str(),
+            key.fingerprint(sshca_core::HashAlg::Sha256)
+        ),
+    ))
 }

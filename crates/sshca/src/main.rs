@@ -434,7 +434,18 @@ async fn issue_one(
         }
         Some(p) => {
             let out = sshca::cert_path_for(&p);
-            sshca::write_atomic(&out, text.as_bytes())?;
+            // Written (and synced) on the blocking pool, a few at a time, so
+            // the syncs of a bulk run overlap.
+            static WRITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+            let _permit = WRITERS
+                .acquire()
+                .await
+                .map_err(|e| invalid(format!("cannot write {}: {e}", out.display())))?;
+            let out = tokio::task::spawn_blocking(move || {
+                sshca::write_atomic(&out, text.as_bytes()).map(|()| out)
+            })
+            .await
+            .map_err(|e| invalid(format!("a write task failed: {e}")))??;
             Ok(format!("Signed {cert_type} key {}: {what}", out.display()))
         }
     }

@@ -1,0 +1,294 @@
+//! The sshca external key manager protocol (`docs/ekm-protocol.md`): HTTPS
+//! with client certificates, served by several replicas sharing one key
+//! store; faults can target one replica.
+
+use std::sync::Arc;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::crypto::{self, EcFormat, Material};
+use crate::store::{read, write, EkmKey, State};
+use crate::util::{b64, json_object, unb64};
+use crate::{Reply, Request};
+
+/// Largest `data` to sign (bytes).
+pub const MAX_DATA: usize = 65_536;
+
+/// An EKM error: HTTP status, status name, message.
+#[derive(Debug)]
+pub struct EkmError {
+    status: StatusCode,
+    name: &'static str,
+    message: String,
+}
+
+fn err(status: StatusCode, name: &'static str, message: impl Into<String>) -> EkmError {
+    EkmError {
+        status,
+        name,
+        message: message.into(),
+    }
+}
+
+fn invalid(message: impl Into<String>) -> EkmError {
+    err(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
+}
+
+fn reply(result: Result<Value, EkmError>) -> Reply {
+    match result {
+        Ok(v) => Reply::Send(crate::json_response(StatusCode::OK, &v)),
+        Err(e) => Reply::Send(crate::json_response(
+            e.status,
+            &json!({"error": {"code": e.status.as_u16(), "status": e.name, "message": e.message}}),
+        )),
+    }
+}
+
+fn valid_space(space: &str) -> bool {
+    !space.is_empty()
+        && space.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
+fn valid_key_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Creates a key named `{space}/keys/{key_id}` with a new key pair.
+pub fn create_key(
+    state: &State,
+    space: &str,
+    key_id: &str,
+    algorithm: &str,
+) -> Result<EkmKey, String> {
+    if !valid_space(space) {
+        return Err(format!(
+            "crypto space path {space:?} is not segments of [A-Za-z0-9._-] joined by /"
+        ));
+    }
+    if !valid_key_id(key_id) {
+        return Err(format!(
+            "key id {key_id:?} must match [A-Za-z0-9_-]{{1,63}}"
+        ));
+    }
+    let (kind, _) = crate::gcp::signing_algorithm(algorithm)
+        .ok_or_else(|| format!("unknown or unsupported algorithm {algorithm:?}"))?;
+    let name = format!("{space}/keys/{key_id}");
+    if read(&state.ekm).keys.contains_key(&name) {
+        return Err(format!("key {name} already exists"));
+    }
+    let material = Material::generate(kind).map_err(|e| e.to_string())?;
+    let key = EkmKey {
+        name: name.clone(),
+        algorithm: algorithm.to_string(),
+        enabled: true,
+        material: Arc::new(material),
+    };
+    write(&state.ekm).keys.insert(name, key.clone());
+    Ok(key)
+}
+
+fn key_json(k: &EkmKey) -> Result<Value, EkmError> {
+    let pem = k
+        .material
+        .public_pem()
+        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    Ok(json!({
+        "name": k.name,
+        "algorithm": k.algorithm,
+        "state": if k.enabled { "ENABLED" } else { "DISABLED" },
+        "publicKeyPem": pem,
+    }))
+}
+
+fn find(state: &State, name: &str) -> Result<EkmKey, EkmError> {
+    read(&state.ekm).keys.get(name).cloned().ok_or_else(|| {
+        err(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("key {name} not found"),
+        )
+    })
+}
+
+fn sign(
+    state: &State,
+    name: &str,
+    b: &Map<String, Value>,
+    corrupt: bool,
+) -> Result<Value, EkmError> {
+    let k = find(state, name)?;
+    if !k.enabled {
+        return Err(err(
+            StatusCode::PRECONDITION_FAILED,
+            "FAILED_PRECONDITION",
+            format!("key {name} is disabled"),
+        ));
+    }
+    let alg = match b.get("algorithm") {
+        Some(Value::String(a)) => a.as_str(),
+        _ => return Err(invalid("algorithm is required (a string)")),
+    };
+    if alg != k.algorithm {
+        return Err(invalid(format!(
+            "algorithm {alg} does not match the key's algorithm {}",
+            k.algorithm
+        )));
+    }
+    let (_, scheme) = crate::gcp::signing_algorithm(alg).ok_or_else(|| {
+        err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "unknown algorithm",
+        )
+    })?;
+    let field = |f: &str| -> Result<Option<Vec<u8>>, EkmError> {
+        match b.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => unb64(f, s).map(Some).map_err(invalid),
+            Some(_) => Err(invalid(format!("{f} must be a base64 string"))),
+        }
+    };
+    let sig = match (field("digest")?, field("data")?) {
+        (Some(_), Some(_)) => return Err(invalid("give one of digest and data, not both")),
+        (None, None) => return Err(invalid("one of digest and data is required")),
+        (Some(d), None) => {
+            let Some(h) = scheme.hash() else {
+                return Err(invalid(format!("{alg} signs data, not a digest")));
+            };
+            if d.len() != h.output_len() {
+                return Err(invalid(format!(
+                    "digest has {} bytes; {alg} takes {}",
+                    d.len(),
+                    h.output_len()
+                )));
+            }
+            k.material.sign_digest(scheme, &d, EcFormat::Der)
+        }
+        (None, Some(data)) => {
+            if data.len() > MAX_DATA {
+                return Err(invalid(format!(
+                    "data has {} bytes; at most {MAX_DATA}",
+                    data.len()
+                )));
+            }
+            k.material.sign_message(scheme, &data, EcFormat::Der)
+        }
+    };
+    let mut sig =
+        sig.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    if corrupt {
+        crypto::corrupt(&mut sig);
+    }
+    Ok(json!({"signature": b64(&sig), "name": name}))
+}
+
+fn fault_error(e: crate::FaultError) -> EkmError {
+    match e {
+        crate::FaultError::Throttle => err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RESOURCE_EXHAUSTED",
+            "too many requests",
+        ),
+        crate::FaultError::Unavailable => err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "the replica cannot serve",
+        ),
+        crate::FaultError::Internal => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        ),
+    }
+}
+
+/// What a request asks for: (operation, key name or crypto space).
+fn classify(method: &Method, path: &str) -> Option<(&'static str, String)> {
+    let rest = path.strip_prefix("/v1/")?;
+    if rest == "health" && method == Method::GET {
+        return Some(("health", String::new()));
+    }
+    if let Some(name) = rest.strip_suffix(":sign") {
+        return (method == Method::POST).then(|| ("sign", name.to_string()));
+    }
+    if let Some(space) = rest.strip_suffix("/keys") {
+        return (method == Method::POST).then(|| ("createKey", space.to_string()));
+    }
+    let (space, id) = rest.rsplit_once("/keys/")?;
+    (method == Method::GET && valid_space(space) && valid_key_id(id))
+        .then(|| ("getKey", rest.to_string()))
+}
+
+/// Handles one request on replica `replica`.
+pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> Reply {
+    if let Some(token) = &state.config.ekm_token {
+        let got = req
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "));
+        if got != Some(token.as_str()) {
+            return reply(Err(err(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "missing or wrong bearer token",
+            )));
+        }
+    }
+    let Some((op, target)) = classify(&req.method, &req.path) else {
+        return reply(Err(err(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("no operation {} {}", req.method, req.path),
+        )));
+    };
+    let effect = state.faults.on_request("ekm", op, Some(replica));
+    if !effect.latency.is_zero() {
+        tokio::time::sleep(effect.latency).await;
+    }
+    if effect.drop_connection {
+        return Reply::Drop;
+    }
+    if let Some(e) = effect.error {
+        return reply(Err(fault_error(e)));
+    }
+    if req.too_large {
+        return reply(Err(err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID_ARGUMENT",
+            format!("request body exceeds {} bytes", crate::MAX_BODY),
+        )));
+    }
+    let body = match json_object(&req.body) {
+        Ok(b) => b,
+        Err(e) => return reply(Err(invalid(e))),
+    };
+    reply(match op {
+        "health" => Ok(json!({"status": "SERVING", "replica": format!("replica-{replica}")})),
+        "getKey" => find(state, &target).and_then(|k| key_json(&k)),
+        "sign" => sign(state, &target, &body, effect.corrupt_signature),
+        _ => {
+            let Some(id) = req.query("keyId") else {
+                return reply(Err(invalid("keyId query parameter is required")));
+            };
+            let alg = match body.get("algorithm") {
+                Some(Value::String(a)) => a.clone(),
+                _ => return reply(Err(invalid("algorithm is required (a string)"))),
+            };
+            match create_key(state, &target, id, &alg) {
+                Ok(k) => key_json(&k),
+                Err(m) if m.contains("already exists") => {
+                    Err(err(StatusCode::CONFLICT, "ALREADY_EXISTS", m))
+                }
+                Err(m) => Err(invalid(m)),
+            }
+        }
+    })
+}
