@@ -34,7 +34,8 @@ pub use sshca_signer as signer;
 use sshca_signer::{Error, ErrorKind, Registry, Result};
 
 /// A registry with every backend this build enables (features `local`:
-/// `file:`, `aws`: `awskms:`, `gcp`: `gcpkms:`, `azure`: `azurekv:`).
+/// `file:`, `aws`: `awskms:`, `gcp`: `gcpkms:`, `azure`: `azurekv:`, `ekm`:
+/// `ekm:`).
 pub fn default_registry() -> Registry {
     #[allow(unused_mut)]
     let mut r = Registry::new();
@@ -46,6 +47,8 @@ pub fn default_registry() -> Registry {
     sshca_gcp::register(&mut r);
     #[cfg(feature = "azure")]
     sshca_azure::register(&mut r);
+    #[cfg(feature = "ekm")]
+    sshca_ekm::register(&mut r);
     r
 }
 
