@@ -779,23 +779,13 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             return respond(Err(e400("InvalidSignatureException", m)))
         }
     };
-    let effect = state.faults.on_request("aws", &op, None);
-    if !effect.latency.is_zero() {
-        tokio::time::sleep(effect.latency).await;
-    }
-    if effect.drop_connection {
-        return Reply::Drop;
-    }
-    if let Some(e) = effect.error {
-        return respond(Err(fault_error(e)));
-    }
-    dispatch(
-        state,
-        &op,
-        &req.body,
-        &verified.region,
-        effect.corrupt_signature,
-    )
+    let corrupt =
+        match crate::inject_faults(state, "aws", &op, None, |e| respond(Err(fault_error(e)))).await
+        {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+    dispatch(state, &op, &req.body, &verified.region, corrupt)
 }
 
 /// Runs one operation on an already authenticated request body.

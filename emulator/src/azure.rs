@@ -544,16 +544,14 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             ),
         )));
     };
-    let effect = state.faults.on_request("azure", op, None);
-    if !effect.latency.is_zero() {
-        tokio::time::sleep(effect.latency).await;
-    }
-    if effect.drop_connection {
-        return Reply::Drop;
-    }
-    if let Some(e) = effect.error {
-        return reply(Err(fault_error(e)));
-    }
+    let corrupt = match crate::inject_faults(state, "azure", op, None, |e| {
+        reply(Err(fault_error(e)))
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     if req.too_large {
         return reply(Err(aerr(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -609,7 +607,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
                 None => Err(not_found(&name)),
             }
         }
-        other => key_op(state, &base, &name, &version, other, &b, effect.corrupt_signature),
+        other => key_op(state, &base, &name, &version, other, &b, corrupt),
     };
     reply(result)
 }

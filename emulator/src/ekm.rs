@@ -8,42 +8,13 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::crypto::{self, EcFormat, Material};
+use crate::gcp::{fault_error, gerr, invalid, reply, GcpError};
 use crate::store::{read, write, EkmKey, State};
 use crate::util::{b64, json_object, unb64};
 use crate::{Reply, Request};
 
 /// Largest `data` to sign (bytes).
 pub const MAX_DATA: usize = 65_536;
-
-/// An EKM error: HTTP status, status name, message.
-#[derive(Debug)]
-pub struct EkmError {
-    status: StatusCode,
-    name: &'static str,
-    message: String,
-}
-
-fn err(status: StatusCode, name: &'static str, message: impl Into<String>) -> EkmError {
-    EkmError {
-        status,
-        name,
-        message: message.into(),
-    }
-}
-
-fn invalid(message: impl Into<String>) -> EkmError {
-    err(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message)
-}
-
-fn reply(result: Result<Value, EkmError>) -> Reply {
-    match result {
-        Ok(v) => Reply::Send(crate::json_response(StatusCode::OK, &v)),
-        Err(e) => Reply::Send(crate::json_response(
-            e.status,
-            &json!({"error": {"code": e.status.as_u16(), "status": e.name, "message": e.message}}),
-        )),
-    }
-}
 
 fn valid_space(space: &str) -> bool {
     !space.is_empty()
@@ -96,11 +67,11 @@ pub fn create_key(
     Ok(key)
 }
 
-fn key_json(k: &EkmKey) -> Result<Value, EkmError> {
+fn key_json(k: &EkmKey) -> Result<Value, GcpError> {
     let pem = k
         .material
         .public_pem()
-        .map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+        .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
     Ok(json!({
         "name": k.name,
         "algorithm": k.algorithm,
@@ -109,9 +80,9 @@ fn key_json(k: &EkmKey) -> Result<Value, EkmError> {
     }))
 }
 
-fn find(state: &State, name: &str) -> Result<EkmKey, EkmError> {
+fn find(state: &State, name: &str) -> Result<EkmKey, GcpError> {
     read(&state.ekm).keys.get(name).cloned().ok_or_else(|| {
-        err(
+        gerr(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("key {name} not found"),
@@ -124,10 +95,10 @@ fn sign(
     name: &str,
     b: &Map<String, Value>,
     corrupt: bool,
-) -> Result<Value, EkmError> {
+) -> Result<Value, GcpError> {
     let k = find(state, name)?;
     if !k.enabled {
-        return Err(err(
+        return Err(gerr(
             StatusCode::PRECONDITION_FAILED,
             "FAILED_PRECONDITION",
             format!("key {name} is disabled"),
@@ -144,13 +115,13 @@ fn sign(
         )));
     }
     let (_, scheme) = crate::gcp::signing_algorithm(alg).ok_or_else(|| {
-        err(
+        gerr(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
             "unknown algorithm",
         )
     })?;
-    let field = |f: &str| -> Result<Option<Vec<u8>>, EkmError> {
+    let field = |f: &str| -> Result<Option<Vec<u8>>, GcpError> {
         match b.get(f) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => unb64(f, s).map(Some).map_err(invalid),
@@ -184,31 +155,11 @@ fn sign(
         }
     };
     let mut sig =
-        sig.map_err(|e| err(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+        sig.map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
     if corrupt {
         crypto::corrupt(&mut sig);
     }
     Ok(json!({"signature": b64(&sig), "name": name}))
-}
-
-fn fault_error(e: crate::FaultError) -> EkmError {
-    match e {
-        crate::FaultError::Throttle => err(
-            StatusCode::TOO_MANY_REQUESTS,
-            "RESOURCE_EXHAUSTED",
-            "too many requests",
-        ),
-        crate::FaultError::Unavailable => err(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "the replica cannot serve",
-        ),
-        crate::FaultError::Internal => err(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "internal error",
-        ),
-    }
 }
 
 /// What a request asks for: (operation, key name or crypto space).
@@ -235,7 +186,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
             .header("authorization")
             .and_then(|h| h.strip_prefix("Bearer "));
         if got != Some(token.as_str()) {
-            return reply(Err(err(
+            return reply(Err(gerr(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "missing or wrong bearer token",
@@ -243,24 +194,22 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
         }
     }
     let Some((op, target)) = classify(&req.method, &req.path) else {
-        return reply(Err(err(
+        return reply(Err(gerr(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
             format!("no operation {} {}", req.method, req.path),
         )));
     };
-    let effect = state.faults.on_request("ekm", op, Some(replica));
-    if !effect.latency.is_zero() {
-        tokio::time::sleep(effect.latency).await;
-    }
-    if effect.drop_connection {
-        return Reply::Drop;
-    }
-    if let Some(e) = effect.error {
-        return reply(Err(fault_error(e)));
-    }
+    let corrupt = match crate::inject_faults(state, "ekm", op, Some(replica), |e| {
+        reply(Err(fault_error(e)))
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     if req.too_large {
-        return reply(Err(err(
+        return reply(Err(gerr(
             StatusCode::PAYLOAD_TOO_LARGE,
             "INVALID_ARGUMENT",
             format!("request body exceeds {} bytes", crate::MAX_BODY),
@@ -273,7 +222,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
     reply(match op {
         "health" => Ok(json!({"status": "SERVING", "replica": format!("replica-{replica}")})),
         "getKey" => find(state, &target).and_then(|k| key_json(&k)),
-        "sign" => sign(state, &target, &body, effect.corrupt_signature),
+        "sign" => sign(state, &target, &body, corrupt),
         _ => {
             let Some(id) = req.query("keyId") else {
                 return reply(Err(invalid("keyId query parameter is required")));
@@ -285,7 +234,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
             match create_key(state, &target, id, &alg) {
                 Ok(k) => key_json(&k),
                 Err(m) if m.contains("already exists") => {
-                    Err(err(StatusCode::CONFLICT, "ALREADY_EXISTS", m))
+                    Err(gerr(StatusCode::CONFLICT, "ALREADY_EXISTS", m))
                 }
                 Err(m) => Err(invalid(m)),
             }

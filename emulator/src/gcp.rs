@@ -189,7 +189,8 @@ pub fn protection_name(n: i32) -> Option<&'static str> {
     name_of(PROTECTION, n)
 }
 
-/// An error answer: `{"error":{code,message,status}}`.
+/// An error answer: `{"error":{code,message,status}}` (google.rpc.Status,
+/// also the external key manager's error shape).
 #[derive(Debug)]
 pub struct GcpError {
     code: StatusCode,
@@ -197,7 +198,7 @@ pub struct GcpError {
     message: String,
 }
 
-fn gerr(code: StatusCode, status: &'static str, message: impl Into<String>) -> GcpError {
+pub(crate) fn gerr(code: StatusCode, status: &'static str, message: impl Into<String>) -> GcpError {
     GcpError {
         code,
         status,
@@ -205,7 +206,7 @@ fn gerr(code: StatusCode, status: &'static str, message: impl Into<String>) -> G
     }
 }
 
-fn invalid(msg: impl Into<String>) -> GcpError {
+pub(crate) fn invalid(msg: impl Into<String>) -> GcpError {
     gerr(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", msg)
 }
 
@@ -955,7 +956,7 @@ fn route(
     (op, result)
 }
 
-fn reply(result: Result<Value, GcpError>) -> Reply {
+pub(crate) fn reply(result: Result<Value, GcpError>) -> Reply {
     match result {
         Ok(v) => Reply::Send(crate::json_response(StatusCode::OK, &v)),
         Err(e) => Reply::Send(crate::json_response(
@@ -965,7 +966,7 @@ fn reply(result: Result<Value, GcpError>) -> Reply {
     }
 }
 
-fn fault_error(e: FaultError) -> GcpError {
+pub(crate) fn fault_error(e: FaultError) -> GcpError {
     match e {
         FaultError::Throttle => gerr(
             StatusCode::TOO_MANY_REQUESTS,
@@ -1005,16 +1006,11 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         }
     }
     let (op, _) = route(state, &req, false, enc, true);
-    let effect = state.faults.on_request("gcp", op, None);
-    if !effect.latency.is_zero() {
-        tokio::time::sleep(effect.latency).await;
-    }
-    if effect.drop_connection {
-        return Reply::Drop;
-    }
-    if let Some(e) = effect.error {
-        return reply(Err(fault_error(e)));
-    }
-    let (_, result) = route(state, &req, effect.corrupt_signature, enc, false);
+    let corrupt =
+        match crate::inject_faults(state, "gcp", op, None, |e| reply(Err(fault_error(e)))).await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+    let (_, result) = route(state, &req, corrupt, enc, false);
     reply(result)
 }

@@ -435,6 +435,30 @@ pub(crate) enum Reply {
     Drop,
 }
 
+/// Applies the fault rules matching a request: waits out any added
+/// latency, then `Err(reply)` when the request is to be dropped or answered
+/// with an injected error (`on_error` puts it in the service's shape); else
+/// `Ok(corrupt_signature)`.
+pub(crate) async fn inject_faults(
+    state: &State,
+    service: &str,
+    op: &str,
+    replica: Option<usize>,
+    on_error: impl FnOnce(FaultError) -> Reply,
+) -> Result<bool, Reply> {
+    let effect = state.faults.on_request(service, op, replica);
+    if !effect.latency.is_zero() {
+        tokio::time::sleep(effect.latency).await;
+    }
+    if effect.drop_connection {
+        return Err(Reply::Drop);
+    }
+    match effect.error {
+        Some(e) => Err(on_error(e)),
+        None => Ok(effect.corrupt_signature),
+    }
+}
+
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
