@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::crypto::{self, EcFormat, Hash, KeyKind, Scheme};
 use crate::faults::FaultError;
+use crate::gcp_ekm;
 use crate::store::{now, read, write, GcpKey, GcpSeed, GcpVersion, State};
 use crate::util::{b64, json_object, rfc3339, unb64};
 use crate::{Reply, Request};
@@ -22,6 +23,9 @@ pub const ENABLED: i32 = 1;
 pub const DISABLED: i32 = 2;
 /// ProtectionLevel SOFTWARE.
 pub const SOFTWARE: i32 = 1;
+/// ProtectionLevel EXTERNAL_VPC (keys held by an external key manager,
+/// reached through an EkmConnection).
+pub const EXTERNAL_VPC: i32 = 4;
 
 struct Alg {
     name: &'static str,
@@ -275,14 +279,18 @@ fn parse_alg(v: &Value) -> Result<i32, GcpError> {
 }
 
 fn version_json(key: &GcpKey, v: &GcpVersion, enc: Enc) -> Value {
-    json!({
+    let mut out = json!({
         "name": format!("{}/cryptoKeyVersions/{}", key.name, v.number),
         "state": enc.e(STATES, v.state),
         "protectionLevel": enc.e(PROTECTION, key.protection),
         "algorithm": enc.alg(key.algorithm),
         "createTime": rfc3339(v.created),
         "generateTime": rfc3339(v.created),
-    })
+    });
+    if let Some(path) = &v.ekm_key_path {
+        out["externalProtectionLevelOptions"] = json!({"ekmConnectionKeyPath": path});
+    }
+    out
 }
 
 fn key_json(key: &GcpKey, enc: Enc) -> Value {
@@ -293,6 +301,9 @@ fn key_json(key: &GcpKey, enc: Enc) -> Value {
         "versionTemplate": {"protectionLevel": enc.e(PROTECTION, key.protection), "algorithm": enc.alg(key.algorithm)},
         "destroyScheduledDuration": "2592000s",
     });
+    if let Some(b) = &key.backend {
+        out["cryptoKeyBackend"] = json!(b);
+    }
     if let Some(p) = key.primary {
         if let Some(v) = key.versions.iter().find(|v| v.number == p) {
             out["primary"] = version_json(key, v, enc);
@@ -332,6 +343,7 @@ fn new_version(
         state: st,
         created: now(),
         material: Some(material),
+        ekm_key_path: None,
     })
 }
 
@@ -374,6 +386,7 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
         created: now(),
         versions: Vec::new(),
         primary: None,
+        backend: None,
     };
     let seeds = if s.versions.is_empty() {
         vec![crate::store::VersionSeed {
@@ -467,20 +480,36 @@ fn find_version(state: &State, key: &str, number: &str) -> Result<(GcpKey, GcpVe
     Ok((k.clone(), v.clone()))
 }
 
-fn enabled_material(key: &GcpKey, v: &GcpVersion) -> Result<Arc<crypto::Material>, GcpError> {
-    let name = format!("{}/cryptoKeyVersions/{}", key.name, v.number);
+fn check_enabled(key: &GcpKey, v: &GcpVersion) -> Result<(), GcpError> {
     if v.state != ENABLED {
         return Err(precondition(format!(
-            "{name} is not enabled, current state is: {}.",
+            "{}/cryptoKeyVersions/{} is not enabled, current state is: {}.",
+            key.name,
+            v.number,
             state_name(v.state).unwrap_or("UNKNOWN")
         )));
     }
+    Ok(())
+}
+
+fn enabled_material(key: &GcpKey, v: &GcpVersion) -> Result<Arc<crypto::Material>, GcpError> {
+    check_enabled(key, v)?;
+    let name = format!("{}/cryptoKeyVersions/{}", key.name, v.number);
     v.material
         .clone()
         .ok_or_else(|| precondition(format!("{name} has no key material.")))
 }
 
-fn asymmetric_sign(
+/// The EkmConnection of an external key.
+fn backend_of(state: &State, k: &GcpKey) -> Result<crate::store::EkmConnection, GcpError> {
+    let backend = k
+        .backend
+        .as_deref()
+        .ok_or_else(|| precondition(format!("{} has no cryptoKeyBackend.", k.name)))?;
+    gcp_ekm::connection(state, backend)
+}
+
+async fn asymmetric_sign(
     state: &State,
     key: &str,
     ver: &str,
@@ -496,7 +525,7 @@ fn asymmetric_sign(
             purpose_name(k.purpose).unwrap_or("?")
         )));
     }
-    let material = enabled_material(&k, &v)?;
+    check_enabled(&k, &v)?;
     let alg = alg_by_num(k.algorithm).ok_or_else(|| precondition("unknown algorithm"))?;
     let scheme = alg
         .scheme
@@ -525,14 +554,12 @@ fn asymmetric_sign(
         }
         Some(_) => Err(invalid("digest must be an object"))?,
     };
-    let verified_data;
-    let verified_digest;
-    let sig = match (scheme.hash(), digest, data) {
+    // (field, bytes, verified data CRC, verified digest CRC)
+    let (field, input, verified_data, verified_digest) = match (scheme.hash(), digest, data) {
         (_, Some(_), Some(_)) => return Err(invalid("Only one of digest and data may be set.")),
         (None, None, Some(data)) => {
-            verified_data = check_crc(&data, crc_field(b, "dataCrc32c")?, "data")?;
-            verified_digest = false;
-            material.sign_message(scheme, &data, EcFormat::Der)
+            let checked = check_crc(&data, crc_field(b, "dataCrc32c")?, "data")?;
+            ("data", data, checked, false)
         }
         (None, Some(_), None) => {
             return Err(invalid(format!(
@@ -555,9 +582,8 @@ fn asymmetric_sign(
                     alg.name
                 )));
             }
-            verified_digest = check_crc(&bytes, crc_field(b, "digestCrc32c")?, "digest")?;
-            verified_data = false;
-            material.sign_digest(scheme, &bytes, EcFormat::Der)
+            let checked = check_crc(&bytes, crc_field(b, "digestCrc32c")?, "digest")?;
+            ("digest", bytes, false, checked)
         }
         (Some(_), None, Some(_)) => {
             return Err(invalid(format!(
@@ -567,8 +593,21 @@ fn asymmetric_sign(
         }
         (_, None, None) => return Err(invalid("One of digest or data must be set.")),
     };
-    let mut sig =
-        sig.map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    let mut sig = match &v.ekm_key_path {
+        Some(path) => {
+            let conn = backend_of(state, &k)?;
+            gcp_ekm::sign(state, &conn, path, alg.name, (field, &input)).await?
+        }
+        None => {
+            let material = enabled_material(&k, &v)?;
+            let sig = if field == "data" {
+                material.sign_message(scheme, &input, EcFormat::Der)
+            } else {
+                material.sign_digest(scheme, &input, EcFormat::Der)
+            };
+            sig.map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?
+        }
+    };
     if corrupt {
         crypto::corrupt(&mut sig);
     }
@@ -582,7 +621,7 @@ fn asymmetric_sign(
     }))
 }
 
-fn public_key(state: &State, key: &str, ver: &str, enc: Enc) -> Result<Value, GcpError> {
+async fn public_key(state: &State, key: &str, ver: &str, enc: Enc) -> Result<Value, GcpError> {
     let (k, v) = find_version(state, key, ver)?;
     if k.purpose == ENCRYPT_DECRYPT {
         return Err(precondition(format!(
@@ -590,10 +629,24 @@ fn public_key(state: &State, key: &str, ver: &str, enc: Enc) -> Result<Value, Gc
             k.name
         )));
     }
-    let m = enabled_material(&k, &v)?;
-    let pem = m
-        .public_pem()
-        .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+    let pem = match &v.ekm_key_path {
+        Some(path) => {
+            check_enabled(&k, &v)?;
+            let conn = backend_of(state, &k)?;
+            let (alg, pem) = gcp_ekm::fetch_key(state, &conn, path).await?;
+            let want = algorithm_name(k.algorithm).unwrap_or("?");
+            if alg != want {
+                return Err(precondition(format!(
+                    "The external key {path} is {alg}; {} needs {want}.",
+                    k.name
+                )));
+            }
+            pem
+        }
+        None => enabled_material(&k, &v)?
+            .public_pem()
+            .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?,
+    };
     Ok(json!({
         "pem": pem,
         "algorithm": enc.alg(k.algorithm),
@@ -681,7 +734,111 @@ fn decrypt(state: &State, key: &str, b: &Map<String, Value>, enc: Enc) -> Result
     }))
 }
 
-fn create_key(
+/// A new version of an `EXTERNAL_VPC` key: the key at `key_path` on the key
+/// manager (MANUAL connections), or a key the connection creates there
+/// (CLOUD_KMS connections); its algorithm must be the crypto key's.
+async fn external_version(
+    state: &State,
+    key: &GcpKey,
+    key_path: Option<String>,
+) -> Result<GcpVersion, GcpError> {
+    let conn = backend_of(state, key)?;
+    let alg = alg_by_num(key.algorithm).ok_or_else(|| precondition("unknown algorithm"))?;
+    let path = match (conn.mode, key_path) {
+        (gcp_ekm::MANUAL, Some(p)) => {
+            if !gcp_ekm::valid_path(&p) {
+                return Err(invalid(format!(
+                    "externalProtectionLevelOptions.ekmConnectionKeyPath {p:?} is not segments of [A-Za-z0-9._-] joined by /"
+                )));
+            }
+            p
+        }
+        (gcp_ekm::MANUAL, None) => {
+            return Err(invalid(format!(
+                "externalProtectionLevelOptions.ekmConnectionKeyPath is required: {} is in MANUAL mode",
+                conn.name
+            )))
+        }
+        (_, Some(_)) => {
+            return Err(invalid(format!(
+                "externalProtectionLevelOptions.ekmConnectionKeyPath must not be set: {} is in CLOUD_KMS mode and creates its keys",
+                conn.name
+            )))
+        }
+        (_, None) => gcp_ekm::create_external(state, &conn, alg.name).await?,
+    };
+    let (ekm_alg, _) = gcp_ekm::fetch_key(state, &conn, &path).await?;
+    if ekm_alg != alg.name {
+        return Err(precondition(format!(
+            "The external key {path} is {ekm_alg}; {} needs {}.",
+            key.name, alg.name
+        )));
+    }
+    Ok(GcpVersion {
+        number: 0,
+        state: ENABLED,
+        created: now(),
+        material: None,
+        ekm_key_path: Some(path),
+    })
+}
+
+/// Adds a version to a key (numbered when it is stored).
+fn store_version(state: &State, key: &str, mut v: GcpVersion, enc: Enc) -> Result<Value, GcpError> {
+    let mut store = write(&state.gcp);
+    let k = store
+        .keys
+        .get_mut(key)
+        .ok_or_else(|| not_found(&format!("CryptoKey {key}")))?;
+    v.number = k.versions.len() as u32 + 1;
+    let out = version_json(k, &v, enc);
+    k.versions.push(v);
+    drop(store);
+    state.persist();
+    Ok(out)
+}
+
+async fn create_version(
+    state: &State,
+    key: &str,
+    b: &Map<String, Value>,
+    enc: Enc,
+) -> Result<Value, GcpError> {
+    let k = read(&state.gcp)
+        .keys
+        .get(key)
+        .cloned()
+        .ok_or_else(|| not_found(&format!("CryptoKey {key}")))?;
+    let path = match b.get("externalProtectionLevelOptions") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => match o.get("ekmConnectionKeyPath") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) if p.is_empty() => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(_) => {
+                return Err(invalid(
+                    "externalProtectionLevelOptions.ekmConnectionKeyPath must be a string",
+                ))
+            }
+        },
+        Some(_) => return Err(invalid("externalProtectionLevelOptions must be an object")),
+    };
+    let v = if k.protection == EXTERNAL_VPC {
+        external_version(state, &k, path).await?
+    } else {
+        if path.is_some() {
+            return Err(invalid(format!(
+                "externalProtectionLevelOptions is only for EXTERNAL_VPC keys; {key} is {}",
+                protection_name(k.protection).unwrap_or("?")
+            )));
+        }
+        new_version(&k, None, ENABLED)
+            .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e))?
+    };
+    store_version(state, key, v, enc)
+}
+
+async fn create_key(
     state: &State,
     ring: &str,
     req: &Request,
@@ -719,8 +876,10 @@ fn create_key(
         Some(v) => parse_enum(v, PROTECTION, "versionTemplate.protectionLevel")?,
         None => SOFTWARE,
     };
-    if !matches!(protection, 1 | 2) {
-        return Err(invalid("protectionLevel must be SOFTWARE or HSM"));
+    if !matches!(protection, 1 | 2 | EXTERNAL_VPC) {
+        return Err(invalid(
+            "protectionLevel must be SOFTWARE, HSM or EXTERNAL_VPC (EXTERNAL keys are not emulated)",
+        ));
     }
     let a = alg_by_num(algorithm).ok_or_else(|| invalid("unsupported algorithm"))?;
     if a.purpose != purpose {
@@ -730,6 +889,32 @@ fn create_key(
             purpose_name(purpose).unwrap_or("?")
         )));
     }
+    let backend = match b.get("cryptoKeyBackend") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(invalid("cryptoKeyBackend must be a string")),
+    };
+    let skip = req.query("skipInitialVersionCreation") == Some("true");
+    let backend = if protection == EXTERNAL_VPC {
+        if purpose != ASYMMETRIC_SIGN {
+            return Err(invalid(
+                "EXTERNAL_VPC keys in the emulator must have purpose ASYMMETRIC_SIGN",
+            ));
+        }
+        let mode = gcp_ekm::check_backend(state, ring, backend)?;
+        if mode == gcp_ekm::MANUAL && !skip {
+            return Err(invalid(format!(
+                "skipInitialVersionCreation must be true: {backend} is in MANUAL mode, so versions are created with externalProtectionLevelOptions.ekmConnectionKeyPath"
+            )));
+        }
+        Some(backend.to_string())
+    } else if !backend.is_empty() {
+        return Err(invalid(
+            "cryptoKeyBackend is only for EXTERNAL_VPC keys (versionTemplate.protectionLevel)",
+        ));
+    } else {
+        None
+    };
     let name = format!("{ring}/cryptoKeys/{id}");
     let mut key = GcpKey {
         name: name.clone(),
@@ -739,10 +924,16 @@ fn create_key(
         created: now(),
         versions: Vec::new(),
         primary: None,
+        backend,
     };
-    if req.query("skipInitialVersionCreation") != Some("true") {
-        let v = new_version(&key, None, ENABLED)
-            .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e))?;
+    if !skip {
+        let mut v = if protection == EXTERNAL_VPC {
+            external_version(state, &key, None).await?
+        } else {
+            new_version(&key, None, ENABLED)
+                .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e))?
+        };
+        v.number = 1;
         key.versions.push(v);
         if purpose == ENCRYPT_DECRYPT {
             key.primary = Some(1);
@@ -764,7 +955,7 @@ fn create_key(
 }
 
 /// Routes one request; returns (operation name, result).
-fn route(
+async fn route(
     state: &State,
     req: &Request,
     corrupt: bool,
@@ -784,10 +975,15 @@ fn route(
     let segs: Vec<&str> = resource.split('/').collect();
     let m = &req.method;
     let bad_path = || ("unknown", Err(not_found(&format!("path {}", req.path))));
-    if segs.len() < 5 || segs[0] != "projects" || segs[2] != "locations" || segs[4] != "keyRings" {
+    if segs.len() < 5 || segs[0] != "projects" || segs[2] != "locations" {
+        return bad_path();
+    }
+    let ekm_op = gcp_ekm::operation(&segs, m, verb);
+    if ekm_op.is_none() && segs[4] != "keyRings" {
         return bad_path();
     }
     let op: &'static str = match (segs.len(), m, verb) {
+        _ if ekm_op.is_some() => ekm_op.unwrap_or("unknown"),
         (5, &Method::GET, None) => "listKeyRings",
         (5, &Method::POST, None) => "createKeyRing",
         (6, &Method::GET, None) => "getKeyRing",
@@ -881,7 +1077,7 @@ fn route(
                 Ok(json!({"totalSize": keys.len(), "cryptoKeys": keys}))
             }
         }
-        "createCryptoKey" => create_key(state, &ring, req, &b, enc),
+        "createCryptoKey" => create_key(state, &ring, req, &b, enc).await,
         "getCryptoKey" => read(&state.gcp)
             .keys
             .get(&key)
@@ -897,20 +1093,7 @@ fn route(
                 json!({"totalSize": vs.len(), "cryptoKeyVersions": vs})
             })
             .ok_or_else(|| not_found(&format!("CryptoKey {key}"))),
-        "createCryptoKeyVersion" => (|| {
-            let mut store = write(&state.gcp);
-            let k = store
-                .keys
-                .get_mut(&key)
-                .ok_or_else(|| not_found(&format!("CryptoKey {key}")))?;
-            let v = new_version(k, None, ENABLED)
-                .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e))?;
-            let out = version_json(k, &v, enc);
-            k.versions.push(v);
-            drop(store);
-            state.persist();
-            Ok(out)
-        })(),
+        "createCryptoKeyVersion" => create_version(state, &key, &b, enc).await,
         "getCryptoKeyVersion" => {
             find_version(state, &key, segs[9]).map(|(k, v)| version_json(&k, &v, enc))
         }
@@ -949,8 +1132,9 @@ fn route(
             state.persist();
             Ok(out)
         })(),
-        "asymmetricSign" => asymmetric_sign(state, &key, segs[9], &b, enc, corrupt),
-        "getPublicKey" => public_key(state, &key, segs[9], enc),
+        "asymmetricSign" => asymmetric_sign(state, &key, segs[9], &b, enc, corrupt).await,
+        "getPublicKey" => public_key(state, &key, segs[9], enc).await,
+        op if ekm_op.is_some() => gcp_ekm::handle(state, op, &segs, req, &b, enc.ints).await,
         _ => Err(not_found(&format!("path {}", req.path))),
     };
     (op, result)
@@ -1005,12 +1189,12 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             )));
         }
     }
-    let (op, _) = route(state, &req, false, enc, true);
+    let (op, _) = route(state, &req, false, enc, true).await;
     let corrupt =
         match crate::inject_faults(state, "gcp", op, None, |e| reply(Err(fault_error(e)))).await {
             Ok(c) => c,
             Err(r) => return r,
         };
-    let (_, result) = route(state, &req, corrupt, enc, false);
+    let (_, result) = route(state, &req, corrupt, enc, false).await;
     reply(result)
 }

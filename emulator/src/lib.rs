@@ -34,6 +34,7 @@ pub mod ekm;
 pub mod faults;
 pub mod fuzzing;
 pub mod gcp;
+pub mod gcp_ekm;
 mod sigv4;
 pub mod store;
 mod tls;
@@ -170,6 +171,8 @@ impl Emulator {
         };
         let state = Arc::new(State::new(config).map_err(StartError::Setup)?);
         let tls = tls::ServerTls::generate(bind).map_err(StartError::Setup)?;
+        let (chain, key) = &tls.client_identity;
+        state.ekm_link.set_identity(chain.clone(), key.clone_key());
         let write_pem = |name: &str, pem: &str| {
             let path = cert_dir.join(name);
             std::fs::write(&path, pem)

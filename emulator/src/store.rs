@@ -82,8 +82,11 @@ pub struct GcpVersion {
     pub state: i32,
     /// Creation time.
     pub created: u64,
-    /// Key material (absent once destroyed).
+    /// Key material (absent once destroyed, and for external versions).
     pub material: Option<Arc<Material>>,
+    /// Path of the key on the external key manager (`EXTERNAL_VPC` versions:
+    /// `externalProtectionLevelOptions.ekmConnectionKeyPath`).
+    pub ekm_key_path: Option<String>,
 }
 
 /// One Google Cloud KMS crypto key.
@@ -103,6 +106,38 @@ pub struct GcpKey {
     pub versions: Vec<GcpVersion>,
     /// Primary version for ENCRYPT_DECRYPT keys.
     pub primary: Option<u32>,
+    /// The EkmConnection behind an `EXTERNAL_VPC` key (`cryptoKeyBackend`).
+    pub backend: Option<String>,
+}
+
+/// A Cloud KMS EkmConnection: how Cloud KMS reaches an external key manager.
+#[derive(Debug, Clone)]
+pub struct EkmConnection {
+    /// `projects/P/locations/L/ekmConnections/ID`.
+    pub name: String,
+    /// Creation time.
+    pub created: u64,
+    /// The replicas, tried in order.
+    pub resolvers: Vec<ServiceResolver>,
+    /// KeyManagementMode as its integer (1 MANUAL, 2 CLOUD_KMS).
+    pub mode: i32,
+    /// Where Cloud KMS creates keys on the key manager (CLOUD_KMS mode).
+    pub crypto_space_path: String,
+    /// Changes with every update.
+    pub etag: String,
+}
+
+/// One replica of an external key manager.
+#[derive(Debug, Clone)]
+pub struct ServiceResolver {
+    /// Service Directory service name (kept, not resolved).
+    pub service_directory_service: String,
+    /// Service Directory endpoint filter (kept, not used).
+    pub endpoint_filter: String,
+    /// `host[:port]` the emulator dials (port 443 when absent).
+    pub hostname: String,
+    /// DER of the only server certificates trusted for this replica.
+    pub server_certificates: Vec<Vec<u8>>,
 }
 
 /// Google Cloud KMS key rings and keys.
@@ -112,6 +147,10 @@ pub struct GcpStore {
     pub rings: BTreeMap<String, u64>,
     /// Crypto keys by name.
     pub keys: BTreeMap<String, GcpKey>,
+    /// EkmConnections by name.
+    pub ekm_connections: BTreeMap<String, EkmConnection>,
+    /// `projects/P/locations/L` -> its EkmConfig's default connection.
+    pub ekm_configs: BTreeMap<String, String>,
 }
 
 /// One Azure Key Vault key version.
@@ -164,6 +203,8 @@ pub struct State {
     pub ekm: RwLock<EkmStore>,
     /// Faults and counters.
     pub faults: Faults,
+    /// How the emulated Cloud KMS reaches external key managers.
+    pub ekm_link: crate::gcp_ekm::Link,
     persist: Mutex<()>,
 }
 
@@ -207,6 +248,7 @@ impl State {
             azure: RwLock::default(),
             ekm: RwLock::default(),
             faults: Faults::default(),
+            ekm_link: crate::gcp_ekm::Link::default(),
             persist: Mutex::new(()),
         };
         state.load_keys()?;
@@ -525,7 +567,9 @@ impl Seed {
         }
         {
             let gcp = read(&state.gcp);
-            for k in gcp.keys.values() {
+            // Keys held by an external key manager are not exported: the
+            // key manager's keys are not part of the state file.
+            for k in gcp.keys.values().filter(|k| k.backend.is_none()) {
                 let mut versions = Vec::new();
                 for v in &k.versions {
                     let Some(m) = &v.material else { continue };

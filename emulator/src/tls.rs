@@ -21,6 +21,9 @@ pub struct ServerTls {
     /// PEM of a client certificate and its private key that the mTLS
     /// acceptor accepts.
     pub client_identity_pem: String,
+    /// The same client certificate (with its CA) and key, for the
+    /// emulated Cloud KMS's own calls to the key manager.
+    pub client_identity: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
 }
 
 fn e(what: &str) -> impl Fn(rcgen::Error) -> String + '_ {
@@ -115,6 +118,10 @@ impl ServerTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             mtls_acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(mtls)),
             client_identity_pem: format!("{}{}", client_cert.pem(), client_key.serialize_pem()),
+            client_identity: (
+                vec![client_cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(client_key.serialize_der())),
+            ),
         })
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use google_cloud_gax::error::rpc::Code;
-use google_cloud_kms_v1::client::KeyManagementService;
+use google_cloud_kms_v1::client::{EkmService, KeyManagementService};
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionAlgorithm as Alg;
 use google_cloud_kms_v1::model::{digest, Digest as KmsDigest};
 use sha2::Digest;
@@ -140,6 +140,30 @@ pub async fn client_for(uri: &KeyUri) -> Result<KeyManagementService> {
         Error::new(
             ErrorKind::Unauthenticated,
             format!("`{uri}`: cannot build the Cloud KMS client: {e}"),
+        )
+    })
+}
+
+/// Builds a Cloud KMS EkmService client (EkmConnections, EkmConfig,
+/// VerifyConnectivity): Application Default Credentials, or anonymous access
+/// to `endpoint` (such as the emulator). The client's own retries are off.
+pub async fn ekm_service(endpoint: Option<&str>) -> Result<EkmService> {
+    let mut b = EkmService::builder().with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
+    if let Some(ep) = endpoint {
+        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("endpoint `{ep}` must start with http:// or https://"),
+            ));
+        }
+        b = b
+            .with_endpoint(ep)
+            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+    }
+    b.build().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unauthenticated,
+            format!("cannot build the Cloud KMS EkmService client: {e}"),
         )
     })
 }

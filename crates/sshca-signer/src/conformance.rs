@@ -55,7 +55,8 @@ pub async fn sign_verify_round_trip(signer: &dyn KeySigner) {
     }
 }
 
-fn template(serial: u64) -> CertTemplate {
+/// The user-certificate template the suite signs (serial `serial`).
+pub fn template(serial: u64) -> CertTemplate {
     let mut t = CertTemplate::new(CertType::User, format!("conformance-{serial}"));
     t.principals = vec!["alice".into(), "deploy".into()];
     t.serial = serial;
@@ -69,7 +70,8 @@ fn template(serial: u64) -> CertTemplate {
     t
 }
 
-fn subject_key() -> KeyData {
+/// A fresh Ed25519 subject key.
+pub fn subject_key() -> KeyData {
     use sshca_core::ssh_key::{private::Ed25519Keypair, rand_core::OsRng};
     KeyData::Ed25519(Ed25519Keypair::random(&mut OsRng).public)
 }

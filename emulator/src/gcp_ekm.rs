@@ -1,0 +1,910 @@
+//! Cloud KMS EkmService (`ekmConnections`, `ekmConfig`, `verifyConnectivity`)
+//! and the link from `EXTERNAL_VPC` crypto key versions to the external key
+//! manager: the emulated Cloud KMS dials the connection's service resolvers
+//! over HTTPS, trusting only their `serverCertificates`, presents the
+//! emulator's EKM client identity, and speaks the EKM protocol
+//! (`docs/ekm-protocol.md`).
+//!
+//! Differences from Google, on purpose: Service Directory is not emulated, so
+//! a resolver's `hostname` may carry a port (`127.0.0.1:8443`) and is dialled
+//! directly; several resolvers are accepted (Google takes one today); the
+//! emulator only dials resolvers that resolve to loopback addresses (or the
+//! address it is bound to).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use hyper::StatusCode;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use serde_json::{json, Map, Value};
+use sha2::Digest;
+
+use crate::gcp::{gerr, invalid, GcpError};
+use crate::store::{now, read, write, EkmConnection, ServiceResolver, State};
+use crate::util::{b64, rfc3339, unb64};
+use crate::Request;
+
+/// KeyManagementMode MANUAL.
+pub const MANUAL: i32 = 1;
+/// KeyManagementMode CLOUD_KMS.
+pub const CLOUD_KMS: i32 = 2;
+/// Most service resolvers per connection.
+pub const MAX_RESOLVERS: usize = 10;
+/// Most server certificates per resolver (Google's limit).
+pub const MAX_CERTIFICATES: usize = 10;
+/// Time for one call to one resolver (connect, TLS, answer).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+const MODES: &[(&str, i32)] = &[
+    ("KEY_MANAGEMENT_MODE_UNSPECIFIED", 0),
+    ("MANUAL", MANUAL),
+    ("CLOUD_KMS", CLOUD_KMS),
+];
+
+/// The emulated Cloud KMS's side of the link to the key manager: the client
+/// identity it presents and its HTTPS clients (one per resolver and pinned
+/// certificate set, so connections are reused).
+#[derive(Default)]
+pub struct Link {
+    identity: OnceLock<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    clients: Mutex<HashMap<[u8; 32], reqwest::Client>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("identity", &self.identity.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Sets the client certificate chain and key presented to key managers.
+    pub fn set_identity(&self, chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) {
+        let _ = self.identity.set((chain, key));
+    }
+
+    fn client(&self, r: &ServiceResolver) -> Result<reqwest::Client, String> {
+        let mut h = sha2::Sha256::new();
+        h.update(r.hostname.as_bytes());
+        for c in &r.server_certificates {
+            h.update((c.len() as u64).to_be_bytes());
+            h.update(c);
+        }
+        let id: [u8; 32] = h.finalize().into();
+        let mut clients = crate::faults::lock(&self.clients);
+        if let Some(c) = clients.get(&id) {
+            return Ok(c.clone());
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinnedLeaf {
+            pinned: r.server_certificates.clone(),
+            provider: provider.clone(),
+        });
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
+        let mut tls = match self.identity.get() {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(|e| format!("TLS client identity: {e}"))?,
+            None => builder.with_no_client_auth(),
+        };
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(CALL_TIMEOUT)
+            .connect_timeout(CALL_TIMEOUT)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("HTTPS client: {e}"))?;
+        clients.insert(id, client.clone());
+        Ok(client)
+    }
+}
+
+/// Trusts a server only when its leaf certificate is one of the resolver's
+/// `serverCertificates` (Cloud EKM pins leaf certificates).
+#[derive(Debug)]
+struct PinnedLeaf {
+    pinned: Vec<Vec<u8>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedLeaf {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if self.pinned.iter().any(|p| p[..] == end_entity[..]) {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the server certificate is not one of the resolver's serverCertificates".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn not_found(what: &str) -> GcpError {
+    gerr(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("{what} not found."),
+    )
+}
+
+fn precondition(msg: impl Into<String>) -> GcpError {
+    gerr(StatusCode::BAD_REQUEST, "FAILED_PRECONDITION", msg)
+}
+
+/// Parses `host[:port]`; the port defaults to 443.
+fn host_port(hostname: &str) -> Option<(String, u16)> {
+    if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', '@', '?', '#', ' ']) {
+        return None;
+    }
+    if let Some(rest) = hostname.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if tail.is_empty() => 443,
+            None => return None,
+        };
+        return Some((h.to_string(), port));
+    }
+    match hostname.split_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(':') => Some((h.to_string(), p.parse().ok()?)),
+        Some(_) => None,
+        None => Some((hostname.to_string(), 443)),
+    }
+}
+
+/// The output-only fields Google fills in for a certificate.
+fn certificate_json(der: &[u8]) -> Value {
+    use x509_cert::der::oid::AssociatedOid;
+    use x509_cert::der::Decode;
+    let fingerprint = hex::encode(sha2::Sha256::digest(der));
+    let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+        return json!({"rawDer": b64(der), "parsed": false, "sha256Fingerprint": fingerprint});
+    };
+    let tbs = &cert.tbs_certificate;
+    let time = |t: &x509_cert::time::Time| rfc3339(t.to_unix_duration().as_secs());
+    let mut dns = Vec::new();
+    for ext in tbs.extensions.iter().flatten() {
+        if ext.extn_id == <x509_cert::ext::pkix::SubjectAltName as AssociatedOid>::OID {
+            if let Ok(san) =
+                x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes())
+            {
+                for n in san.0 {
+                    if let x509_cert::ext::pkix::name::GeneralName::DnsName(d) = n {
+                        dns.push(d.to_string());
+                    }
+                }
+            }
+        }
+    }
+    json!({
+        "rawDer": b64(der),
+        "parsed": true,
+        "issuer": tbs.issuer.to_string(),
+        "subject": tbs.subject.to_string(),
+        "subjectAlternativeDnsNames": dns,
+        "notBeforeTime": time(&tbs.validity.not_before),
+        "notAfterTime": time(&tbs.validity.not_after),
+        "serialNumber": hex::encode(tbs.serial_number.as_bytes()),
+        "sha256Fingerprint": fingerprint,
+    })
+}
+
+fn connection_json(c: &EkmConnection, ints: bool) -> Value {
+    let resolvers: Vec<Value> = c
+        .resolvers
+        .iter()
+        .map(|r| {
+            json!({
+                "serviceDirectoryService": r.service_directory_service,
+                "endpointFilter": r.endpoint_filter,
+                "hostname": r.hostname,
+                "serverCertificates": r.server_certificates.iter().map(|d| certificate_json(d)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mode = if ints {
+        json!(c.mode)
+    } else {
+        json!(MODES
+            .iter()
+            .find(|(_, n)| *n == c.mode)
+            .map_or("KEY_MANAGEMENT_MODE_UNSPECIFIED", |(s, _)| *s))
+    };
+    json!({
+        "name": c.name,
+        "createTime": rfc3339(c.created),
+        "serviceResolvers": resolvers,
+        "etag": c.etag,
+        "keyManagementMode": mode,
+        "cryptoSpacePath": c.crypto_space_path,
+    })
+}
+
+fn new_etag() -> String {
+    b64(&crate::crypto::random_bytes(12))
+}
+
+fn parse_mode(v: &Value) -> Result<i32, GcpError> {
+    let n = match v {
+        Value::Null => 0,
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| invalid(format!("keyManagementMode: bad value {n}")))?,
+        Value::String(s) => MODES
+            .iter()
+            .find(|(name, _)| name == s)
+            .map(|(_, n)| *n)
+            .ok_or_else(|| invalid(format!("keyManagementMode: unknown value {s:?}")))?,
+        _ => return Err(invalid("keyManagementMode must be an enum name or number")),
+    };
+    match n {
+        0 | MANUAL => Ok(MANUAL),
+        CLOUD_KMS => Ok(CLOUD_KMS),
+        other => Err(invalid(format!("keyManagementMode: unknown value {other}"))),
+    }
+}
+
+fn str_of<'a>(v: &'a Map<String, Value>, field: &str, ctx: &str) -> Result<&'a str, GcpError> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(invalid(format!("{ctx}{field} must be a string"))),
+    }
+}
+
+fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
+    let list = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(a) => a,
+        _ => return Err(invalid("serviceResolvers must be a list")),
+    };
+    if list.len() > MAX_RESOLVERS {
+        return Err(invalid(format!(
+            "serviceResolvers has {} entries; at most {MAX_RESOLVERS}",
+            list.len()
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let ctx = format!("serviceResolvers[{i}].");
+        let r = r
+            .as_object()
+            .ok_or_else(|| invalid(format!("serviceResolvers[{i}] must be an object")))?;
+        let hostname = str_of(r, "hostname", &ctx)?;
+        if hostname.is_empty() {
+            return Err(invalid(format!("{ctx}hostname is required")));
+        }
+        if host_port(hostname).is_none() {
+            return Err(invalid(format!(
+                "{ctx}hostname {hostname:?} is not HOST or HOST:PORT"
+            )));
+        }
+        let certs = match r.get("serverCertificates") {
+            Some(Value::Array(a)) => a,
+            None | Some(Value::Null) => {
+                return Err(invalid(format!("{ctx}serverCertificates is required")))
+            }
+            Some(_) => return Err(invalid(format!("{ctx}serverCertificates must be a list"))),
+        };
+        if certs.is_empty() || certs.len() > MAX_CERTIFICATES {
+            return Err(invalid(format!(
+                "{ctx}serverCertificates has {} entries; give 1 to {MAX_CERTIFICATES}",
+                certs.len()
+            )));
+        }
+        let mut ders = Vec::new();
+        for (j, c) in certs.iter().enumerate() {
+            let field = format!("{ctx}serverCertificates[{j}].rawDer");
+            let raw = c
+                .get("rawDer")
+                .and_then(Value::as_str)
+                .ok_or_else(|| invalid(format!("{field} is required (base64 DER)")))?;
+            let der = unb64(&field, raw).map_err(invalid)?;
+            use x509_cert::der::Decode;
+            if let Err(e) = x509_cert::Certificate::from_der(&der) {
+                return Err(invalid(format!("{field} is not an X.509 certificate: {e}")));
+            }
+            ders.push(der);
+        }
+        out.push(ServiceResolver {
+            service_directory_service: str_of(r, "serviceDirectoryService", &ctx)?.to_string(),
+            endpoint_filter: str_of(r, "endpointFilter", &ctx)?.to_string(),
+            hostname: hostname.to_string(),
+            server_certificates: ders,
+        });
+    }
+    Ok(out)
+}
+
+/// Whether `path` is segments of `[A-Za-z0-9._-]` joined by `/` (a crypto
+/// space path or a key path on the key manager).
+pub(crate) fn valid_path(space: &str) -> bool {
+    !space.is_empty()
+        && space.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
+/// Checks what a connection must hold after a create or an update.
+fn check_connection(c: &EkmConnection) -> Result<(), GcpError> {
+    if c.mode == CLOUD_KMS && c.crypto_space_path.is_empty() {
+        return Err(invalid(
+            "cryptoSpacePath is required when keyManagementMode is CLOUD_KMS",
+        ));
+    }
+    if !c.crypto_space_path.is_empty() && !valid_path(&c.crypto_space_path) {
+        return Err(invalid(format!(
+            "cryptoSpacePath {:?} is not segments of [A-Za-z0-9._-] joined by /",
+            c.crypto_space_path
+        )));
+    }
+    Ok(())
+}
+
+fn connection_from(name: &str, b: &Map<String, Value>) -> Result<EkmConnection, GcpError> {
+    let c = EkmConnection {
+        name: name.to_string(),
+        created: now(),
+        resolvers: parse_resolvers(b.get("serviceResolvers").unwrap_or(&Value::Null))?,
+        mode: parse_mode(b.get("keyManagementMode").unwrap_or(&Value::Null))?,
+        crypto_space_path: str_of(b, "cryptoSpacePath", "")?.to_string(),
+        etag: new_etag(),
+    };
+    check_connection(&c)?;
+    Ok(c)
+}
+
+fn camel(field: &str) -> String {
+    let mut out = String::new();
+    let mut up = false;
+    for ch in field.chars() {
+        if ch == '_' {
+            up = true;
+        } else if up {
+            out.extend(ch.to_uppercase());
+            up = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// The fields of an update mask, in camelCase; an error names an unknown one.
+fn mask_fields(req: &Request, allowed: &[&str]) -> Result<Vec<String>, GcpError> {
+    let mask = req.query("updateMask").unwrap_or("");
+    let fields: Vec<String> = mask
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(camel)
+        .collect();
+    if fields.is_empty() {
+        return Err(invalid(format!(
+            "updateMask is required: one or more of {}",
+            allowed.join(", ")
+        )));
+    }
+    for f in &fields {
+        if !allowed.contains(&f.as_str()) {
+            return Err(invalid(format!(
+                "updateMask: {f:?} cannot be updated; one or more of {}",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(fields)
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The operation a request path names, when it is an EkmService one:
+/// `segs` are the resource segments (`projects/P/locations/L/...`).
+pub(crate) fn operation(
+    segs: &[&str],
+    method: &hyper::Method,
+    verb: Option<&str>,
+) -> Option<&'static str> {
+    use hyper::Method as M;
+    Some(match (segs.len(), segs.get(4).copied()?, method, verb) {
+        (5, "ekmConnections", &M::GET, None) => "listEkmConnections",
+        (5, "ekmConnections", &M::POST, None) => "createEkmConnection",
+        (6, "ekmConnections", &M::GET, None) => "getEkmConnection",
+        (6, "ekmConnections", &M::PATCH, None) => "updateEkmConnection",
+        (6, "ekmConnections", &M::GET, Some("verifyConnectivity")) => "verifyConnectivity",
+        (5, "ekmConfig", &M::GET, None) => "getEkmConfig",
+        (5, "ekmConfig", &M::PATCH, None) => "updateEkmConfig",
+        _ => return None,
+    })
+}
+
+/// Runs an EkmService operation.
+pub(crate) async fn handle(
+    state: &State,
+    op: &str,
+    segs: &[&str],
+    req: &Request,
+    b: &Map<String, Value>,
+    ints: bool,
+) -> Result<Value, GcpError> {
+    let location = segs[..4].join("/");
+    match op {
+        "listEkmConnections" => {
+            let prefix = format!("{location}/ekmConnections/");
+            let list: Vec<Value> = read(&state.gcp)
+                .ekm_connections
+                .values()
+                .filter(|c| c.name.starts_with(&prefix))
+                .map(|c| connection_json(c, ints))
+                .collect();
+            Ok(json!({"totalSize": list.len(), "ekmConnections": list}))
+        }
+        "createEkmConnection" => {
+            let id = req
+                .query("ekmConnectionId")
+                .ok_or_else(|| invalid("ekmConnectionId is required"))?;
+            if !valid_id(id) {
+                return Err(invalid(format!(
+                    "ekmConnectionId {id:?} must match [a-zA-Z0-9_-]{{1,63}}"
+                )));
+            }
+            let name = format!("{location}/ekmConnections/{id}");
+            let c = connection_from(&name, b)?;
+            let out = connection_json(&c, ints);
+            let mut store = write(&state.gcp);
+            if store.ekm_connections.contains_key(&name) {
+                return Err(gerr(
+                    StatusCode::CONFLICT,
+                    "ALREADY_EXISTS",
+                    format!("EkmConnection {name} already exists."),
+                ));
+            }
+            store.ekm_connections.insert(name, c);
+            drop(store);
+            state.persist();
+            Ok(out)
+        }
+        "getEkmConnection" => {
+            let name = segs.join("/");
+            read(&state.gcp)
+                .ekm_connections
+                .get(&name)
+                .map(|c| connection_json(c, ints))
+                .ok_or_else(|| not_found(&format!("EkmConnection {name}")))
+        }
+        "updateEkmConnection" => {
+            let name = segs.join("/");
+            let fields = mask_fields(
+                req,
+                &["serviceResolvers", "keyManagementMode", "cryptoSpacePath"],
+            )?;
+            let mut store = write(&state.gcp);
+            let cur = store
+                .ekm_connections
+                .get(&name)
+                .ok_or_else(|| not_found(&format!("EkmConnection {name}")))?;
+            let etag = str_of(b, "etag", "")?;
+            if !etag.is_empty() && etag != cur.etag {
+                return Err(gerr(
+                    StatusCode::CONFLICT,
+                    "ABORTED",
+                    format!("The etag {etag:?} does not match the current etag of {name}."),
+                ));
+            }
+            let mut next = cur.clone();
+            for f in &fields {
+                match f.as_str() {
+                    "serviceResolvers" => {
+                        next.resolvers =
+                            parse_resolvers(b.get("serviceResolvers").unwrap_or(&Value::Null))?
+                    }
+                    "keyManagementMode" => {
+                        next.mode = parse_mode(b.get("keyManagementMode").unwrap_or(&Value::Null))?
+                    }
+                    _ => next.crypto_space_path = str_of(b, "cryptoSpacePath", "")?.to_string(),
+                }
+            }
+            check_connection(&next)?;
+            next.etag = new_etag();
+            let out = connection_json(&next, ints);
+            store.ekm_connections.insert(name, next);
+            drop(store);
+            state.persist();
+            Ok(out)
+        }
+        "verifyConnectivity" => {
+            let name = segs.join("/");
+            let conn = read(&state.gcp)
+                .ekm_connections
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| not_found(&format!("EkmConnection {name}")))?;
+            verify_connectivity(state, &conn).await
+        }
+        "getEkmConfig" => {
+            let default = read(&state.gcp)
+                .ekm_configs
+                .get(&location)
+                .cloned()
+                .unwrap_or_default();
+            Ok(json!({"name": format!("{location}/ekmConfig"), "defaultEkmConnection": default}))
+        }
+        _ => {
+            mask_fields(req, &["defaultEkmConnection"])?;
+            let conn = str_of(b, "defaultEkmConnection", "")?.to_string();
+            let mut store = write(&state.gcp);
+            if !conn.is_empty() {
+                if !conn.starts_with(&format!("{location}/ekmConnections/")) {
+                    return Err(invalid(format!(
+                        "defaultEkmConnection {conn:?} must be an EkmConnection in {location}"
+                    )));
+                }
+                if !store.ekm_connections.contains_key(&conn) {
+                    return Err(not_found(&format!("EkmConnection {conn}")));
+                }
+                store.ekm_configs.insert(location.clone(), conn.clone());
+            } else {
+                store.ekm_configs.remove(&location);
+            }
+            drop(store);
+            state.persist();
+            Ok(json!({"name": format!("{location}/ekmConfig"), "defaultEkmConnection": conn}))
+        }
+    }
+}
+
+/// Resolves `hostname` to addresses the emulator may dial (loopback, or
+/// the address it is bound to).
+async fn check_local(state: &State, hostname: &str) -> Result<(), String> {
+    let (host, port) =
+        host_port(hostname).ok_or_else(|| format!("{hostname:?} is not HOST[:PORT]"))?;
+    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    let bind = state.config.bind;
+    if addrs.iter().all(|a| a.is_loopback() || *a == bind) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{host} resolves to a non-loopback address; the emulator only dials loopback"
+        ))
+    }
+}
+
+/// What one resolver answered.
+enum Answer {
+    /// 2xx with its JSON body.
+    Ok(Value),
+    /// 4xx: (HTTP status, google.rpc.Status name, message).
+    Refused(u16, String, String),
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let m = s.to_string();
+        if !msg.contains(&m) {
+            msg.push_str(": ");
+            msg.push_str(&m);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+/// One request to one resolver; `Err` is a reason to try the next one
+/// (connection, TLS, timeout, 5xx).
+async fn call_one(
+    state: &State,
+    r: &ServiceResolver,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Answer, String> {
+    check_local(state, &r.hostname).await?;
+    let client = state.ekm_link.client(r)?;
+    let mut req = client.request(method, format!("https://{}{path}", r.hostname));
+    if let Some(t) = &state.config.ekm_token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.map_err(|e| chain(&e))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| chain(&e))?;
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(Answer::Ok(json));
+    }
+    let name = json["error"]["status"].as_str().unwrap_or("").to_string();
+    let message = json["error"]["message"]
+        .as_str()
+        .unwrap_or(text.trim())
+        .to_string();
+    if status.is_server_error() {
+        return Err(format!("{} {name}: {message}", status.as_u16()));
+    }
+    Ok(Answer::Refused(status.as_u16(), name, message))
+}
+
+/// Sends a request through a connection: its resolvers in order until one
+/// answers. The key manager's refusals become Cloud KMS errors.
+async fn call(
+    state: &State,
+    conn: &EkmConnection,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, GcpError> {
+    let mut failures = Vec::new();
+    for (i, r) in conn.resolvers.iter().enumerate() {
+        match call_one(state, r, method.clone(), path, body).await {
+            Ok(Answer::Ok(v)) => return Ok(v),
+            Ok(Answer::Refused(429, _, m)) => {
+                return Err(gerr(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RESOURCE_EXHAUSTED",
+                    format!("The external key manager is throttling requests: {m}"),
+                ))
+            }
+            Ok(Answer::Refused(code, name, m)) => {
+                return Err(precondition(format!(
+                    "The external key manager behind {} refused the request ({code} {name}): {m}",
+                    conn.name
+                )))
+            }
+            Err(e) => failures.push(format!("resolver {i} ({}): {e}", r.hostname)),
+        }
+    }
+    if failures.is_empty() {
+        return Err(precondition(format!(
+            "EkmConnection {} has no service resolvers.",
+            conn.name
+        )));
+    }
+    Err(gerr(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        format!(
+            "The external key manager behind {} could not be reached: {}",
+            conn.name,
+            failures.join("; ")
+        ),
+    ))
+}
+
+/// Checks every resolver: TLS with the pinned certificates and the
+/// health operation. `{}` when all pass, else FAILED_PRECONDITION naming
+/// each resolver that failed and why.
+async fn verify_connectivity(state: &State, conn: &EkmConnection) -> Result<Value, GcpError> {
+    if conn.resolvers.is_empty() {
+        return Err(precondition(format!(
+            "EkmConnection {} has no service resolvers.",
+            conn.name
+        )));
+    }
+    let mut failures = Vec::new();
+    for (i, r) in conn.resolvers.iter().enumerate() {
+        let res = call_one(state, r, reqwest::Method::GET, "/v1/health", None).await;
+        let fail = match res {
+            Ok(Answer::Ok(v)) if v["status"] == "SERVING" => None,
+            Ok(Answer::Ok(v)) => Some(format!("health answered {v}")),
+            Ok(Answer::Refused(code, name, m)) => Some(format!("{code} {name}: {m}")),
+            Err(e) => Some(e),
+        };
+        if let Some(f) = fail {
+            failures.push(format!("resolver {i} ({}): {f}", r.hostname));
+        }
+    }
+    if failures.is_empty() {
+        Ok(json!({}))
+    } else {
+        Err(precondition(format!(
+            "EkmConnection {} failed the connectivity check: {}",
+            conn.name,
+            failures.join("; ")
+        )))
+    }
+}
+
+/// The connection of an `EXTERNAL_VPC` key.
+pub(crate) fn connection(state: &State, backend: &str) -> Result<EkmConnection, GcpError> {
+    read(&state.gcp)
+        .ekm_connections
+        .get(backend)
+        .cloned()
+        .ok_or_else(|| precondition(format!("EkmConnection {backend} no longer exists.")))
+}
+
+/// Checks a `cryptoKeyBackend` for a new `EXTERNAL_VPC` key in `ring`;
+/// returns the connection's key management mode.
+pub(crate) fn check_backend(state: &State, ring: &str, backend: &str) -> Result<i32, GcpError> {
+    let location = ring.split('/').take(4).collect::<Vec<_>>().join("/");
+    if backend.is_empty() {
+        return Err(invalid(
+            "cryptoKeyBackend (an EkmConnection) is required for EXTERNAL_VPC keys",
+        ));
+    }
+    if !backend.starts_with(&format!("{location}/ekmConnections/")) {
+        return Err(invalid(format!(
+            "cryptoKeyBackend {backend:?} must be an EkmConnection in {location}"
+        )));
+    }
+    read(&state.gcp)
+        .ekm_connections
+        .get(backend)
+        .map(|c| c.mode)
+        .ok_or_else(|| not_found(&format!("EkmConnection {backend}")))
+}
+
+/// The key on the key manager: (algorithm name, public key PEM), checked
+/// to be enabled.
+pub(crate) async fn fetch_key(
+    state: &State,
+    conn: &EkmConnection,
+    path: &str,
+) -> Result<(String, String), GcpError> {
+    let v = call(
+        state,
+        conn,
+        reqwest::Method::GET,
+        &format!("/v1/{path}"),
+        None,
+    )
+    .await?;
+    let alg = v["algorithm"].as_str().unwrap_or_default().to_string();
+    let pem = v["publicKeyPem"].as_str().unwrap_or_default().to_string();
+    if alg.is_empty() || pem.is_empty() {
+        return Err(precondition(format!(
+            "The external key manager answered for {path} without algorithm and publicKeyPem."
+        )));
+    }
+    if v["state"] != "ENABLED" {
+        return Err(precondition(format!(
+            "The external key {path} is not enabled on the key manager."
+        )));
+    }
+    Ok((alg, pem))
+}
+
+/// Creates a key on the key manager under the connection's crypto space
+/// path (CLOUD_KMS mode); returns its path.
+pub(crate) async fn create_external(
+    state: &State,
+    conn: &EkmConnection,
+    algorithm: &str,
+) -> Result<String, GcpError> {
+    let id = format!("kms-{}", hex::encode(crate::crypto::random_bytes(8)));
+    let v = call(
+        state,
+        conn,
+        reqwest::Method::POST,
+        &format!("/v1/{}/keys?keyId={id}", conn.crypto_space_path),
+        Some(&json!({"algorithm": algorithm})),
+    )
+    .await?;
+    Ok(v["name"].as_str().map_or_else(
+        || format!("{}/keys/{id}", conn.crypto_space_path),
+        str::to_string,
+    ))
+}
+
+/// Signs through the key manager: `input` is `("digest" | "data", bytes)`.
+pub(crate) async fn sign(
+    state: &State,
+    conn: &EkmConnection,
+    path: &str,
+    algorithm: &str,
+    input: (&str, &[u8]),
+) -> Result<Vec<u8>, GcpError> {
+    let mut body = json!({"algorithm": algorithm});
+    body[input.0] = json!(b64(input.1));
+    let v = call(
+        state,
+        conn,
+        reqwest::Method::POST,
+        &format!("/v1/{path}:sign"),
+        Some(&body),
+    )
+    .await?;
+    let sig = v["signature"].as_str().ok_or_else(|| {
+        gerr(
+            StatusCode::BAD_GATEWAY,
+            "UNAVAILABLE",
+            "The external key manager answered without a signature.",
+        )
+    })?;
+    unb64("signature", sig).map_err(|e| gerr(StatusCode::BAD_GATEWAY, "UNAVAILABLE", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(host_port("a.example"), Some(("a.example".into(), 443)));
+        assert_eq!(
+            host_port("127.0.0.1:8443"),
+            Some(("127.0.0.1".into(), 8443))
+        );
+        assert_eq!(host_port("[::1]:9"), Some(("::1".into(), 9)));
+        assert_eq!(host_port("[::1]"), Some(("::1".into(), 443)));
+        for bad in ["", "a:b", "a:1:2", "https://x", "x/y", "[::1]x", "a:99999"] {
+            assert_eq!(host_port(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn camel_case_masks() {
+        assert_eq!(camel("service_resolvers"), "serviceResolvers");
+        assert_eq!(camel("cryptoSpacePath"), "cryptoSpacePath");
+    }
+}
