@@ -240,6 +240,42 @@ impl Connection {
         Ok(conn)
     }
 
+    /// A connection to the replicas `hostnames` (tried in order), each
+    /// trusting only the certificates in the files `server_certs`, with an
+    /// optional client identity file (PEM certificate chain and key).
+    pub fn from_parts(
+        hostnames: &[&str],
+        server_certs: &[&Path],
+        client_identity: Option<&Path>,
+    ) -> Result<Self> {
+        let mut certs = Vec::new();
+        for c in server_certs {
+            certs.extend(read_certificates(c)?);
+        }
+        let conn = Connection {
+            resolvers: hostnames
+                .iter()
+                .map(|h| Resolver {
+                    hostname: h.to_string(),
+                    server_certificates: certs.clone(),
+                })
+                .collect(),
+            crypto_space_path: String::new(),
+            key_management_mode: KeyManagementMode::Manual,
+            client_identity: client_identity.map(read_identity).transpose()?,
+            token: None,
+            timeout: Duration::from_secs(10),
+        };
+        conn.check()?;
+        Ok(conn)
+    }
+
+    /// Reads a bearer token from the environment variable `var`.
+    pub fn set_token_from_env(&mut self, var: &str) -> Result<()> {
+        self.token = Some(token_from_env(var)?);
+        Ok(())
+    }
+
     /// The connection an `ekm:` URI describes (its options, or the file
     /// `connection=` names).
     pub fn from_uri(uri: &KeyUri) -> Result<Self> {
@@ -264,30 +300,12 @@ impl Connection {
                     "`{uri}`: server-cert=PATH is required: only pinned certificates are trusted"
                 ))
             })?;
-            let mut certs = Vec::new();
-            for c in certs_opt.split(',') {
-                certs.extend(read_certificates(Path::new(c))?);
-            }
-            Connection {
-                resolvers: hosts
-                    .split(',')
-                    .map(|h| Resolver {
-                        hostname: h.to_string(),
-                        server_certificates: certs.clone(),
-                    })
-                    .collect(),
-                crypto_space_path: String::new(),
-                key_management_mode: KeyManagementMode::Manual,
-                client_identity: uri
-                    .option("client-identity")
-                    .map(|p| read_identity(Path::new(p)))
-                    .transpose()?,
-                token: None,
-                timeout: Duration::from_secs(10),
-            }
+            let hosts: Vec<&str> = hosts.split(',').collect();
+            let certs: Vec<&Path> = certs_opt.split(',').map(Path::new).collect();
+            Connection::from_parts(&hosts, &certs, uri.option("client-identity").map(Path::new))?
         };
         if let Some(var) = uri.option("token-env") {
-            conn.token = Some(token_from_env(var)?);
+            conn.set_token_from_env(var)?;
         }
         if let Some(t) = uri.option("timeout") {
             let secs: f64 = t
@@ -679,7 +697,12 @@ pub async fn verify_connectivity(conn: &Connection, key_path: Option<&str>) -> V
                     };
                     if let Some(path) = key_path {
                         report.public_key = Some(match fetch_key(&c, path).await {
-                            Ok(k) => Ok(format!("{} ({})", k.1, k.0.algorithm().as_str())),
+                            Ok(k) => Ok(format!(
+                                "{} {} ({})",
+                                k.0.fingerprint(sshca_core::HashAlg::Sha256),
+                                k.0.algorithm().as_str(),
+                                k.1
+                            )),
                             Err(e) => Err(e.to_string()),
                         });
                     }
@@ -816,10 +839,17 @@ fn key_path(uri: &KeyUri, space: &str) -> Result<String> {
     Ok(loc.to_string())
 }
 
+/// The connection an `ekm:` key URI describes and the key's path
+/// (`SPACE/keys/KEY_ID`), checked without network access.
+pub fn connection_and_key(uri: &KeyUri) -> Result<(Connection, String)> {
+    let conn = Connection::from_uri(uri)?;
+    let path = key_path(uri, &conn.crypto_space_path)?;
+    Ok((conn, path))
+}
+
 /// Checks a key URI without network access.
 pub fn check_uri(uri: &KeyUri) -> Result<()> {
-    let conn = Connection::from_uri(uri)?;
-    key_path(uri, &conn.crypto_space_path).map(|_| ())
+    connection_and_key(uri).map(|_| ())
 }
 
 impl EkmSigner {

@@ -169,7 +169,12 @@ pub async fn ekm_service(endpoint: Option<&str>) -> Result<EkmService> {
 }
 
 fn map_err(uri: &KeyUri, what: &str, e: google_cloud_kms_v1::Error) -> Error {
-    let ctx = format!("Cloud KMS {what} for `{uri}`");
+    service_error(&format!("Cloud KMS {what} for `{uri}`"), e)
+}
+
+/// Maps a Cloud KMS client error to an sshca error of the matching kind,
+/// prefixed with `ctx`; unavailability and transport failures are temporary.
+pub fn service_error(ctx: &str, e: google_cloud_kms_v1::Error) -> Error {
     if let Some(st) = e.status() {
         let kind = match st.code {
             Code::NotFound => ErrorKind::NotFound,
@@ -191,7 +196,6 @@ fn map_err(uri: &KeyUri, what: &str, e: google_cloud_kms_v1::Error) -> Error {
     } else {
         ErrorKind::BadResponse
     };
-
     Error::new(kind, format!("{ctx}: {e}"))
 }
 

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub mod config;
+#[cfg(any(feature = "ekm", feature = "gcp"))]
+pub mod ekm;
 pub mod fuzzing;
 pub use sshca_core as core;
 use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
