@@ -12,7 +12,10 @@
 //!   private key, for mTLS;
 //! - `token-env=VAR`: a bearer token read from the environment variable;
 //! - `connection=PATH`: a connection description file ([`ConnectionFile`],
-//!   TOML, modelled on Cloud KMS's EkmConnection) instead of the options above;
+//!   TOML, modelled on Cloud KMS's EkmConnection) instead of the options
+//!   above; `connection=PATH#NAME` takes the `[ekm_connection.NAME]` table of
+//!   a TOML file instead (in `sshca.toml`, `connection=NAME` names one of its
+//!   own tables);
 //! - `timeout=SECS` (per request and resolver, default 10), and `retries`,
 //!   `backoff-ms` (see `sshca-signer`).
 
@@ -210,7 +213,49 @@ impl Connection {
             .map_err(|e| Error::io("cannot read EKM connection file", path, &e))?;
         let f: ConnectionFile =
             toml::from_str(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_description(&f, path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| e.context(path.display().to_string()))
+    }
+
+    /// Reads the table `[ekm_connection.NAME]` of a TOML file (such as
+    /// `sshca.toml`); its fields are those of [`ConnectionFile`].
+    pub fn from_named(path: &Path, name: &str) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io("cannot read EKM connection file", path, &e))?;
+        let doc: toml::Table =
+            toml::from_str(&text).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+        let table = doc
+            .get("ekm_connection")
+            .and_then(|t| t.get(name))
+            .ok_or_else(|| {
+                bad_input(format!(
+                    "{}: no [ekm_connection.{name}] table",
+                    path.display()
+                ))
+            })?;
+        let f = ConnectionFile::deserialize(table.clone()).map_err(|e| {
+            bad_input(format!(
+                "{}: ekm_connection `{name}`: {}",
+                path.display(),
+                e.message()
+            ))
+        })?;
+        Self::from_description(&f, path.parent().unwrap_or(Path::new(".")))
+            .map_err(|e| e.context(format!("{}: ekm_connection `{name}`", path.display())))
+    }
+
+    /// A `connection=` reference: `PATH` (a connection description file) or
+    /// `PATH#NAME` (the `[ekm_connection.NAME]` table of a TOML file).
+    pub fn from_reference(reference: &str) -> Result<Self> {
+        match reference.rsplit_once('#') {
+            Some((path, name)) if !name.is_empty() => Self::from_named(Path::new(path), name),
+            _ => Self::from_file(Path::new(reference)),
+        }
+    }
+
+    /// Builds a connection from a description whose relative paths are
+    /// relative to `base`.
+    pub fn from_description(f: &ConnectionFile, base: &Path) -> Result<Self> {
         let resolve = |p: &str| base.join(p);
         let mut resolvers = Vec::new();
         for r in &f.service_resolvers {
@@ -235,8 +280,7 @@ impl Connection {
             token: f.token_env.as_deref().map(token_from_env).transpose()?,
             timeout: Duration::from_secs(10),
         };
-        conn.check()
-            .map_err(|e| e.context(path.display().to_string()))?;
+        conn.check()?;
         Ok(conn)
     }
 
@@ -288,7 +332,7 @@ impl Connection {
                     )));
                 }
             }
-            Connection::from_file(Path::new(file))?
+            Connection::from_reference(file)?
         } else {
             let hosts = uri.option("resolver").ok_or_else(|| {
                 bad_input(format!(

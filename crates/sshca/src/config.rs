@@ -17,6 +17,16 @@
 //! max_ttl = "8h"
 //! requesters = ["ci-*"]
 //! issued_dir = "/var/lib/sshca/issued"
+//!
+//! [ca.hsm]
+//! key = "ekm:v0/spaces/ssh-ca/keys/users?connection=hsm"
+//!
+//! [ekm_connection.hsm]                   # see sshca_ekm::ConnectionFile
+//! crypto_space_path = "v0/spaces/ssh-ca"
+//! client_identity = "ekm-client.pem"     # relative to this file
+//! [[ekm_connection.hsm.service_resolvers]]
+//! hostname = "ekm-1.example.internal:8443"
+//! server_certificates = ["ekm-server.pem"]
 //! ```
 //! Unknown fields and incoherent values are errors naming the file, the
 //! policy and the field.
@@ -102,6 +112,9 @@ pub struct Config {
     pub cas: BTreeMap<String, CaConfig>,
     /// Policies by name.
     pub policies: BTreeMap<String, PolicyEntry>,
+    /// External key manager connections by name (`[ekm_connection.NAME]`,
+    /// the fields of a connection description file).
+    pub ekm_connections: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +124,8 @@ struct FileShape {
     ca: BTreeMap<String, toml::Value>,
     #[serde(default)]
     policy: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    ekm_connection: BTreeMap<String, toml::Value>,
 }
 
 fn cfg_err(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -228,9 +243,22 @@ impl Config {
             path: path.to_owned(),
             ..Default::default()
         };
+        for (name, v) in shape.ekm_connection {
+            #[cfg(feature = "ekm")]
+            sshca_ekm::ConnectionFile::deserialize(v.clone()).map_err(|e| {
+                cfg_err(
+                    path,
+                    format_args!("ekm_connection `{name}`: {}", e.message()),
+                )
+            })?;
+            cfg.ekm_connections.insert(name, v);
+        }
         for (name, v) in shape.ca {
-            let ca = CaConfig::deserialize(v)
+            let mut ca = CaConfig::deserialize(v)
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: {}", e.message())))?;
+            ca.key = cfg
+                .connection_reference(&ca.key)
+                .map_err(|e| cfg_err(path, format_args!("ca `{name}`: field `key`: {e}")))?;
             ca.uri()
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: field `key`: {e}")))?;
             cfg.cas.insert(name, ca);
@@ -262,6 +290,30 @@ impl Config {
             );
         }
         Ok(cfg)
+    }
+
+    /// For an `ekm:` key URI whose `connection=` names one of the file's
+    /// `[ekm_connection.NAME]` tables: the URI with `connection=FILE#NAME`
+    /// (the file's absolute path), so the backend reads that table. Other
+    /// URIs are returned as they are.
+    pub fn connection_reference(&self, key: &str) -> Result<String> {
+        let mut uri = KeyUri::parse(key)?;
+        if uri.scheme() != "ekm" {
+            return Ok(key.to_string());
+        }
+        match uri.option("connection").map(str::to_string) {
+            Some(name) if self.ekm_connections.contains_key(&name) => {
+                let file = std::path::absolute(&self.path).map_err(|e| {
+                    Error::new(
+                        ErrorKind::InvalidInput,
+                        format!("cannot resolve {}: {e}", self.path.display()),
+                    )
+                })?;
+                uri.set_option("connection", &format!("{}#{name}", file.display()));
+                Ok(uri.to_string())
+            }
+            _ => Ok(key.to_string()),
+        }
     }
 
     /// Reads and parses a config file.

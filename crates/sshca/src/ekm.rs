@@ -23,8 +23,9 @@ mod verify {
     pub struct VerifyArgs {
         /// An `ekm:` key URI (its connection and key).
         pub uri: Option<String>,
-        /// A connection description file.
-        pub connection: Option<PathBuf>,
+        /// A connection description file, or `FILE#NAME` for the
+        /// `[ekm_connection.NAME]` table of a TOML file.
+        pub connection: Option<String>,
         /// Resolvers `HOST:PORT`, tried in order.
         pub resolvers: Vec<String>,
         /// Files with the pinned server certificates (for `resolvers`).
@@ -69,7 +70,7 @@ mod verify {
             let (conn, path) = sshca_ekm::connection_and_key(&uri)?;
             (conn, Some(path))
         } else if let Some(f) = &a.connection {
-            (Connection::from_file(f)?, None)
+            (Connection::from_reference(f)?, None)
         } else {
             if a.server_certs.is_empty() {
                 return Err(bad(

@@ -132,9 +132,10 @@ struct EkmVerifyArgs {
     /// An `ekm:` key URI.
     #[arg(long, conflicts_with_all = ["connection", "resolver"])]
     uri: Option<String>,
-    /// A connection description file (TOML).
+    /// A connection description file (TOML), or the name of an
+    /// `[ekm_connection.NAME]` table of the config file.
     #[arg(long, conflicts_with = "resolver")]
-    connection: Option<PathBuf>,
+    connection: Option<String>,
     /// A replica `HOST:PORT` (repeat for several, tried in order).
     #[arg(long)]
     resolver: Vec<String>,
@@ -259,9 +260,22 @@ async fn ekm_verify(a: EkmVerifyArgs, config: &Path) -> Result<ExitCode> {
         }
         None => a.uri,
     };
+    let connection = match a.connection {
+        Some(c) if !Path::new(&c).exists() && config.exists() => {
+            let cfg = sshca::config::Config::load(config)?;
+            if cfg.ekm_connections.contains_key(&c) {
+                let file = std::path::absolute(config)
+                    .map_err(|e| invalid(format!("{}: {e}", config.display())))?;
+                Some(format!("{}#{c}", file.display()))
+            } else {
+                Some(c)
+            }
+        }
+        other => other,
+    };
     let args = sshca::ekm::VerifyArgs {
         uri,
-        connection: a.connection,
+        connection,
         resolvers: a.resolver,
         server_certs: a.server_cert,
         client_identity: a.client_identity,

@@ -146,6 +146,77 @@ fn ekm_verify_reports_each_resolver() {
     assert_eq!(out.matches(": ok\n").count(), 2, "{out}");
     assert!(out.contains("public key"), "{out}");
 
+    // A connection defined in the config file, used by a CA's key URI
+    // (`connection=NAME`), by `--connection NAME`, and to sign through a
+    // policy.
+    let certs_dir = d.path().join("certs");
+    std::fs::create_dir(&certs_dir).unwrap();
+    std::fs::copy(&ep.ekm_server_cert, certs_dir.join("server.pem")).unwrap();
+    std::fs::copy(&ep.ekm_client_identity, certs_dir.join("client.pem")).unwrap();
+    let named = d.path().join("named.toml");
+    std::fs::write(
+        &named,
+        format!(
+            r#"[ca.hsm]
+key = "ekm:v0/spaces/ssh/keys/ca?connection=hsm"
+
+[policy.ops]
+ca = "hsm"
+valid_principals = ["alice"]
+
+[ekm_connection.hsm]
+crypto_space_path = "v0/spaces/ssh"
+client_identity = "certs/client.pem"
+[[ekm_connection.hsm.service_resolvers]]
+hostname = "{}"
+server_certificates = ["certs/server.pem"]
+[[ekm_connection.hsm.service_resolvers]]
+hostname = "{}"
+server_certificates = ["certs/server.pem"]
+"#,
+            host(&ep.ekm[0]),
+            host(&ep.ekm[1])
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["ekm", "verify", "--ca", "hsm"][..],
+        &["ekm", "verify", "--connection", "hsm", "--key", "ca"][..],
+    ] {
+        let out = text(&run(sshca().arg("--config").arg(&named).args(args)).stdout);
+        assert_eq!(out.matches(": ok\n").count(), 2, "{args:?}: {out}");
+        assert!(out.contains("public key"), "{args:?}: {out}");
+    }
+    let user = keygen(d.path(), "id_named", "ed25519", None);
+    run(sshca()
+        .arg("--config")
+        .arg(&named)
+        .args(["sign", "--policy", "ops", "-I", "named"])
+        .arg(user.with_extension("pub")));
+    let out = run(Command::new("ssh-keygen")
+        .arg("-L")
+        .arg("-f")
+        .arg(d.path().join("id_named-cert.pub")));
+    assert!(text(&out.stdout).contains("ecdsa-sha2-nistp256"));
+    // A table with a field the connection does not have is a config error.
+    let broken = d.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        "[ekm_connection.x]\ncrypto_space_path = \"a\"\nservice_resolvers = []\nhostname = \"h\"\n",
+    )
+    .unwrap();
+    let err = text(
+        &fails(
+            sshca()
+                .arg("--config")
+                .arg(&broken)
+                .args(["ekm", "verify", "--connection", "x"]),
+        )
+        .stderr,
+    );
+    assert!(err.contains("ekm_connection `x`"), "{err}");
+    assert!(err.contains("hostname"), "{err}");
+
     // Bad input: clear one-line errors.
     let err = text(&fails(sshca().args(["ekm", "verify"])).stderr);
     assert!(err.contains("give exactly one of"), "{err}");
