@@ -40,6 +40,33 @@ pub fn create_key(
     key_id: &str,
     algorithm: &str,
 ) -> Result<EkmKey, String> {
+    insert_key(state, space, key_id, algorithm, true, None)
+}
+
+/// Creates a seeded key (its private key from the seed, or generated).
+pub fn seed_key(state: &State, s: crate::store::EkmSeed) -> Result<(), String> {
+    let what = format!("ekm key {}", s.name);
+    let (space, id) = s
+        .name
+        .rsplit_once("/keys/")
+        .ok_or_else(|| format!("{what}: expected SPACE/keys/KEY_ID"))?;
+    let material = match &s.private_key {
+        Some(pem) => Some(Material::from_pem(pem).map_err(|e| format!("{what}: {e}"))?),
+        None => None,
+    };
+    insert_key(state, space, id, &s.algorithm, s.enabled, material)
+        .map(|_| ())
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+fn insert_key(
+    state: &State,
+    space: &str,
+    key_id: &str,
+    algorithm: &str,
+    enabled: bool,
+    material: Option<Material>,
+) -> Result<EkmKey, String> {
     if !valid_space(space) {
         return Err(format!(
             "crypto space path {space:?} is not segments of [A-Za-z0-9._-] joined by /"
@@ -56,14 +83,24 @@ pub fn create_key(
     if read(&state.ekm).keys.contains_key(&name) {
         return Err(format!("key {name} already exists"));
     }
-    let material = Material::generate(kind).map_err(|e| e.to_string())?;
+    let material = match material {
+        Some(m) if m.kind() != kind => {
+            return Err(format!(
+                "the private key is {:?}, {algorithm} needs {kind:?}",
+                m.kind()
+            ))
+        }
+        Some(m) => m,
+        None => Material::generate(kind).map_err(|e| e.to_string())?,
+    };
     let key = EkmKey {
         name: name.clone(),
         algorithm: algorithm.to_string(),
-        enabled: true,
+        enabled,
         material: Arc::new(material),
     };
     write(&state.ekm).keys.insert(name, key.clone());
+    state.persist();
     Ok(key)
 }
 

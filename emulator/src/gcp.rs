@@ -202,6 +202,13 @@ pub struct GcpError {
     message: String,
 }
 
+impl GcpError {
+    /// The error's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 pub(crate) fn gerr(code: StatusCode, status: &'static str, message: impl Into<String>) -> GcpError {
     GcpError {
         code,
@@ -378,6 +385,30 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
             .ok_or_else(|| format!("{what}: unknown protection level {p:?}"))?,
         None => SOFTWARE,
     };
+    let external = protection == EXTERNAL_VPC;
+    let backend = match (&s.crypto_key_backend, external) {
+        (Some(b), true) => {
+            gcp_ekm::check_backend(state, ring, b)
+                .map_err(|e| format!("{what}: {}", e.message()))?;
+            Some(b.clone())
+        }
+        (None, true) => {
+            return Err(format!(
+                "{what}: EXTERNAL_VPC keys need crypto_key_backend (an EkmConnection)"
+            ))
+        }
+        (Some(_), false) => {
+            return Err(format!(
+                "{what}: crypto_key_backend is only for EXTERNAL_VPC keys"
+            ))
+        }
+        (None, false) => None,
+    };
+    if external && purpose != ASYMMETRIC_SIGN {
+        return Err(format!(
+            "{what}: EXTERNAL_VPC keys must have purpose ASYMMETRIC_SIGN"
+        ));
+    }
     let mut key = GcpKey {
         name: s.key.clone(),
         purpose,
@@ -386,13 +417,14 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
         created: now(),
         versions: Vec::new(),
         primary: None,
-        backend: None,
+        backend,
     };
-    let seeds = if s.versions.is_empty() {
+    let seeds = if s.versions.is_empty() && !external {
         vec![crate::store::VersionSeed {
             state: None,
             private_key: None,
             private_key_file: None,
+            ekm_connection_key_path: None,
         }]
     } else {
         s.versions
@@ -402,6 +434,34 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
             Some(n) => name_to(STATES, n).ok_or_else(|| format!("{what}: unknown state {n:?}"))?,
             None => ENABLED,
         };
+        match (&v.ekm_connection_key_path, external) {
+            (Some(path), true) if v.private_key.is_none() => {
+                if !gcp_ekm::valid_path(path) {
+                    return Err(format!(
+                        "{what}: ekm_connection_key_path {path:?} is not segments of [A-Za-z0-9._-] joined by /"
+                    ));
+                }
+                key.versions.push(GcpVersion {
+                    number: key.versions.len() as u32 + 1,
+                    state: st,
+                    created: now(),
+                    material: None,
+                    ekm_key_path: Some(path.clone()),
+                });
+                continue;
+            }
+            (_, true) => {
+                return Err(format!(
+                    "{what}: EXTERNAL_VPC versions take ekm_connection_key_path and no private key"
+                ))
+            }
+            (Some(_), false) => {
+                return Err(format!(
+                    "{what}: ekm_connection_key_path is only for EXTERNAL_VPC keys"
+                ))
+            }
+            (None, false) => {}
+        }
         let m = match &v.private_key {
             Some(pem) => Some(Arc::new(
                 crypto::Material::from_pem(pem).map_err(|e| format!("{what}: {e}"))?,

@@ -774,6 +774,120 @@ async fn verify_connectivity(state: &State, conn: &EkmConnection) -> Result<Valu
     }
 }
 
+/// Creates a seeded EkmConnection.
+pub fn seed_connection(state: &State, s: crate::store::EkmConnectionSeed) -> Result<(), String> {
+    let what = format!("gcp_ekm_connections {}", s.name);
+    let segs: Vec<&str> = s.name.split('/').collect();
+    if segs.len() != 6
+        || segs[0] != "projects"
+        || segs[2] != "locations"
+        || segs[4] != "ekmConnections"
+        || !valid_id(segs[5])
+    {
+        return Err(format!(
+            "{what}: expected projects/P/locations/L/ekmConnections/ID"
+        ));
+    }
+    let mut resolvers = Vec::new();
+    for r in &s.service_resolvers {
+        if host_port(&r.hostname).is_none() {
+            return Err(format!(
+                "{what}: hostname {:?} is not HOST or HOST:PORT",
+                r.hostname
+            ));
+        }
+        let mut ders = Vec::new();
+        for pem in &r.server_certificates {
+            let found: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("{what}: server certificate PEM: {e}"))?;
+            if found.is_empty() {
+                return Err(format!(
+                    "{what}: a server certificate entry holds no CERTIFICATE block"
+                ));
+            }
+            ders.extend(found.into_iter().map(|c| c.to_vec()));
+        }
+        resolvers.push(ServiceResolver {
+            service_directory_service: r.service_directory_service.clone(),
+            endpoint_filter: r.endpoint_filter.clone(),
+            hostname: r.hostname.clone(),
+            server_certificates: ders,
+        });
+    }
+    let mode = match s.key_management_mode.as_deref() {
+        None => MANUAL,
+        Some(m) => parse_mode(&json!(m)).map_err(|e| format!("{what}: {}", e.message()))?,
+    };
+    let c = EkmConnection {
+        name: s.name.clone(),
+        created: now(),
+        resolvers,
+        mode,
+        crypto_space_path: s.crypto_space_path,
+        etag: new_etag(),
+    };
+    check_connection(&c).map_err(|e| format!("{what}: {}", e.message()))?;
+    write(&state.gcp).ekm_connections.insert(s.name, c);
+    Ok(())
+}
+
+/// Sets a seeded EkmConfig.
+pub fn seed_config(state: &State, s: crate::store::EkmConfigSeed) -> Result<(), String> {
+    let what = format!("gcp_ekm_configs {}", s.location);
+    let mut store = write(&state.gcp);
+    if !s
+        .default_ekm_connection
+        .starts_with(&format!("{}/ekmConnections/", s.location))
+        || !store
+            .ekm_connections
+            .contains_key(&s.default_ekm_connection)
+    {
+        return Err(format!(
+            "{what}: default_ekm_connection {:?} is not a seeded EkmConnection of that location",
+            s.default_ekm_connection
+        ));
+    }
+    store
+        .ekm_configs
+        .insert(s.location, s.default_ekm_connection);
+    Ok(())
+}
+
+/// A connection as the state file holds it (certificates in PEM).
+pub fn export_connection(c: &EkmConnection) -> crate::store::EkmConnectionSeed {
+    crate::store::EkmConnectionSeed {
+        name: c.name.clone(),
+        key_management_mode: MODES
+            .iter()
+            .find(|(_, n)| *n == c.mode)
+            .map(|(s, _)| s.to_string()),
+        crypto_space_path: c.crypto_space_path.clone(),
+        service_resolvers: c
+            .resolvers
+            .iter()
+            .map(|r| crate::store::ServiceResolverSeed {
+                hostname: r.hostname.clone(),
+                service_directory_service: r.service_directory_service.clone(),
+                endpoint_filter: r.endpoint_filter.clone(),
+                server_certificates: r.server_certificates.iter().map(|d| pem(d)).collect(),
+                server_certificate_files: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+fn pem(der: &[u8]) -> String {
+    let b = b64(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
 /// The connection of an `EXTERNAL_VPC` key.
 pub(crate) fn connection(state: &State, backend: &str) -> Result<EkmConnection, GcpError> {
     read(&state.gcp)

@@ -323,6 +323,7 @@ impl Emulator {
                 algorithm: algorithm.to_string(),
                 protection_level: None,
                 versions: Vec::new(),
+                crypto_key_backend: None,
             },
         )?;
         Ok(format!("{key_name}/cryptoKeyVersions/1"))

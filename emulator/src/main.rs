@@ -29,6 +29,32 @@ SEED FILE (TOML; --state files use the same format):
   state = \"ENABLED\"
   private_key_file = \"ca.pem\"
 
+  [[gcp]]                               # an EXTERNAL_VPC key: held by the external key manager
+  key = \"projects/p/locations/l/keyRings/r/cryptoKeys/ext\"
+  algorithm = \"EC_SIGN_P256_SHA256\"
+  protection_level = \"EXTERNAL_VPC\"
+  crypto_key_backend = \"projects/p/locations/l/ekmConnections/hsm\"
+  [[gcp.versions]]
+  ekm_connection_key_path = \"v0/spaces/ssh/keys/ca\"
+
+  [[gcp_ekm_connections]]               # Cloud KMS EkmConnection
+  name = \"projects/p/locations/l/ekmConnections/hsm\"
+  key_management_mode = \"MANUAL\"        # or CLOUD_KMS (then crypto_space_path is required)
+  crypto_space_path = \"\"
+  [[gcp_ekm_connections.service_resolvers]]
+  hostname = \"127.0.0.1:8443\"          # dialled directly (no Service Directory); loopback only
+  server_certificate_files = [\"ekm-server.pem\"]   # or server_certificates = [\"PEM\"]
+
+  [[gcp_ekm_configs]]                   # Cloud KMS EkmConfig
+  location = \"projects/p/locations/l\"
+  default_ekm_connection = \"projects/p/locations/l/ekmConnections/hsm\"
+
+  [[ekm]]                               # external key manager key
+  name = \"v0/spaces/ssh/keys/ca\"        # SPACE/keys/KEY_ID
+  algorithm = \"EC_SIGN_P256_SHA256\"     # Cloud KMS signing algorithm names
+  enabled = true
+  private_key_file = \"ca.pem\"           # optional; generated when absent
+
   [[azure]]                             # Azure Key Vault key
   name = \"ca\"
   kty = \"EC\"                            # EC, EC-HSM, RSA, RSA-HSM
@@ -39,12 +65,19 @@ SEED FILE (TOML; --state files use the same format):
   enabled = true
   private_key_file = \"ca.pem\"
 
-PORTS: with --port N, AWS listens on N, Google Cloud on N+1, Azure (HTTPS) on N+2
-and the admin API on N+3; without it the OS chooses. The ready file and stdout
-get one JSON object: {\"aws\", \"gcp\", \"azure\", \"azure_ca_cert\", \"admin\"}.
+PORTS: with --port N, AWS listens on N, Google Cloud on N+1, Azure (HTTPS) on N+2,
+the admin API on N+3 and the external key manager replicas (HTTPS, client
+certificates) on N+4 onwards; without it the OS chooses. The ready file and
+stdout get one JSON object: {\"aws\", \"gcp\", \"azure\", \"azure_ca_cert\", \"admin\",
+\"ekm\": [URL, ...], \"ekm_ca_cert\", \"ekm_server_cert\", \"ekm_client_identity\"}.
+
+GOOGLE CLOUD EKM: the Cloud KMS endpoint also serves EkmService (ekmConnections,
+ekmConfig, verifyConnectivity) and EXTERNAL_VPC keys, whose getPublicKey and
+asymmetricSign go to the connection's resolvers over TLS, trusting only the
+resolvers' serverCertificates and presenting the EKM client identity.
 
 ADMIN API: GET /health, GET /stats, POST /reset[?keys=true], GET|POST|DELETE /faults
-(a fault: {\"service\": \"aws|gcp|azure|*\", \"operation\": \"Sign\", \"latency_ms\": 20,
+(a fault: {\"service\": \"aws|gcp|azure|ekm|*\", \"replica\": 0, \"operation\": \"Sign\", \"latency_ms\": 20,
 \"error\": \"throttle|unavailable|internal\", \"drop_connection\": false,
 \"corrupt_signature\": false, \"rate\": 0.5, \"count\": 3}).";
 

@@ -313,6 +313,81 @@ pub struct Seed {
     /// Azure Key Vault keys.
     #[serde(default)]
     pub azure: Vec<AzureSeed>,
+    /// External key manager keys.
+    #[serde(default)]
+    pub ekm: Vec<EkmSeed>,
+    /// Cloud KMS EkmConnections (created before the `gcp` keys that use them).
+    #[serde(default)]
+    pub gcp_ekm_connections: Vec<EkmConnectionSeed>,
+    /// Cloud KMS EkmConfigs: the default connection of a location.
+    #[serde(default)]
+    pub gcp_ekm_configs: Vec<EkmConfigSeed>,
+}
+
+/// A seeded external key manager key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkmSeed {
+    /// `SPACE/keys/KEY_ID`.
+    pub name: String,
+    /// Algorithm (Cloud KMS name, e.g. `EC_SIGN_P256_SHA256`).
+    pub algorithm: String,
+    /// Enabled (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Private key PEM; generated when absent.
+    #[serde(default)]
+    pub private_key: Option<String>,
+    /// Or: a file holding it.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// A seeded Cloud KMS EkmConnection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkmConnectionSeed {
+    /// `projects/P/locations/L/ekmConnections/ID`.
+    pub name: String,
+    /// `MANUAL` (default) or `CLOUD_KMS`.
+    #[serde(default)]
+    pub key_management_mode: Option<String>,
+    /// Crypto space path (required for `CLOUD_KMS`).
+    #[serde(default)]
+    pub crypto_space_path: String,
+    /// The replicas.
+    #[serde(default)]
+    pub service_resolvers: Vec<ServiceResolverSeed>,
+}
+
+/// A seeded service resolver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceResolverSeed {
+    /// `host[:port]`.
+    pub hostname: String,
+    /// Service Directory service (kept, not resolved).
+    #[serde(default)]
+    pub service_directory_service: String,
+    /// Service Directory endpoint filter (kept, not used).
+    #[serde(default)]
+    pub endpoint_filter: String,
+    /// PEM text of the trusted server certificates.
+    #[serde(default)]
+    pub server_certificates: Vec<String>,
+    /// Or: PEM files holding them (relative to the seed file).
+    #[serde(default)]
+    pub server_certificate_files: Vec<PathBuf>,
+}
+
+/// A seeded Cloud KMS EkmConfig.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkmConfigSeed {
+    /// `projects/P/locations/L`.
+    pub location: String,
+    /// The default EkmConnection.
+    pub default_ekm_connection: String,
 }
 
 /// A seeded AWS key.
@@ -361,9 +436,12 @@ pub struct GcpSeed {
     /// Protection level name (default `SOFTWARE`).
     #[serde(default)]
     pub protection_level: Option<String>,
-    /// Versions; one generated version when empty.
+    /// Versions; one generated version when empty (none for `EXTERNAL_VPC`).
     #[serde(default)]
     pub versions: Vec<VersionSeed>,
+    /// The EkmConnection of an `EXTERNAL_VPC` key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crypto_key_backend: Option<String>,
 }
 
 /// A seeded key version (Google Cloud KMS).
@@ -379,6 +457,9 @@ pub struct VersionSeed {
     /// Or: a file holding it.
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
+    /// `EXTERNAL_VPC` keys: the key's path on the key manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ekm_connection_key_path: Option<String>,
 }
 
 /// A seeded Azure Key Vault key.
@@ -494,6 +575,18 @@ impl Seed {
                 read(&mut v.private_key_file, &mut v.private_key)?;
             }
         }
+        for k in &mut self.ekm {
+            read(&mut k.private_key_file, &mut k.private_key)?;
+        }
+        for c in &mut self.gcp_ekm_connections {
+            for r in &mut c.service_resolvers {
+                for f in std::mem::take(&mut r.server_certificate_files) {
+                    let mut pem = None;
+                    read(&mut Some(f), &mut pem)?;
+                    r.server_certificates.extend(pem);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -531,8 +624,17 @@ impl Seed {
             }
             aws.keys.insert(key.id.clone(), key);
         }
+        for k in self.ekm {
+            crate::ekm::seed_key(state, k)?;
+        }
+        for c in self.gcp_ekm_connections {
+            crate::gcp_ekm::seed_connection(state, c)?;
+        }
         for k in self.gcp {
             crate::gcp::seed_key(state, k)?;
+        }
+        for c in self.gcp_ekm_configs {
+            crate::gcp_ekm::seed_config(state, c)?;
         }
         for k in self.azure {
             crate::azure::seed_key(state, k)?;
@@ -567,16 +669,19 @@ impl Seed {
         }
         {
             let gcp = read(&state.gcp);
-            // Keys held by an external key manager are not exported: the
-            // key manager's keys are not part of the state file.
-            for k in gcp.keys.values().filter(|k| k.backend.is_none()) {
+            for k in gcp.keys.values() {
                 let mut versions = Vec::new();
                 for v in &k.versions {
-                    let Some(m) = &v.material else { continue };
+                    let private_key = match (&v.material, &v.ekm_key_path) {
+                        (Some(m), _) => Some(pem(m)?),
+                        (None, Some(_)) => None,
+                        (None, None) => continue,
+                    };
                     versions.push(VersionSeed {
                         state: crate::gcp::state_name(v.state).map(str::to_string),
-                        private_key: Some(pem(m)?),
+                        private_key,
                         private_key_file: None,
+                        ekm_connection_key_path: v.ekm_key_path.clone(),
                     });
                 }
                 seed.gcp.push(GcpSeed {
@@ -587,6 +692,28 @@ impl Seed {
                         .to_string(),
                     protection_level: crate::gcp::protection_name(k.protection).map(str::to_string),
                     versions,
+                    crypto_key_backend: k.backend.clone(),
+                });
+            }
+            for c in gcp.ekm_connections.values() {
+                seed.gcp_ekm_connections
+                    .push(crate::gcp_ekm::export_connection(c));
+            }
+            for (location, conn) in &gcp.ekm_configs {
+                seed.gcp_ekm_configs.push(EkmConfigSeed {
+                    location: location.clone(),
+                    default_ekm_connection: conn.clone(),
+                });
+            }
+        }
+        {
+            for k in read(&state.ekm).keys.values() {
+                seed.ekm.push(EkmSeed {
+                    name: k.name.clone(),
+                    algorithm: k.algorithm.clone(),
+                    enabled: k.enabled,
+                    private_key: Some(pem(&k.material)?),
+                    private_key_file: None,
                 });
             }
         }

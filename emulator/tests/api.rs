@@ -560,3 +560,196 @@ fn binary_ready_file_and_help() {
             .contains("BEGIN CERTIFICATE")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ekm_keys_connections_and_external_keys_in_seed_and_state() {
+    use p256::ecdsa::signature::Verifier;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("ca.pem"), SEED_P256).unwrap();
+    let pinned = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .unwrap()
+        .cert
+        .pem();
+    std::fs::write(d.path().join("pinned.pem"), &pinned).unwrap();
+    let conn = "projects/p/locations/l/ekmConnections/hsm";
+    let key = "projects/p/locations/l/keyRings/r/cryptoKeys/ext";
+    let seed = d.path().join("seed.toml");
+    std::fs::write(
+        &seed,
+        format!(
+            r#"
+[[ekm]]
+name = "v0/s/keys/ca"
+algorithm = "EC_SIGN_P256_SHA256"
+private_key_file = "ca.pem"
+
+[[gcp_ekm_connections]]
+name = "{conn}"
+[[gcp_ekm_connections.service_resolvers]]
+hostname = "127.0.0.1:9"
+server_certificate_files = ["pinned.pem"]
+
+[[gcp]]
+key = "{key}"
+algorithm = "EC_SIGN_P256_SHA256"
+protection_level = "EXTERNAL_VPC"
+crypto_key_backend = "{conn}"
+[[gcp.versions]]
+ekm_connection_key_path = "v0/s/keys/ca"
+
+[[gcp_ekm_configs]]
+location = "projects/p/locations/l"
+default_ekm_connection = "{conn}"
+"#
+        ),
+    )
+    .unwrap();
+    let state = d.path().join("state.toml");
+    let emu = Emulator::start(Config {
+        seed: Some(seed.clone()),
+        state_file: Some(state.clone()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let ep = emu.endpoints().clone();
+    let server_der = {
+        let pem = std::fs::read(&ep.ekm_server_cert).unwrap();
+        let der = rustls_pemfile::certs(&mut &pem[..])
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        der
+    };
+    let gcp = ep.gcp.clone();
+    let replicas: Vec<String> = ep
+        .ekm
+        .iter()
+        .map(|u| u.trim_start_matches("https://").to_string())
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let c = http(&gcp, "GET", &format!("/v1/{conn}"), &[], b"");
+        assert_eq!(c.status, 200, "{}", c.body);
+        assert_eq!(c.body["serviceResolvers"][0]["hostname"], "127.0.0.1:9");
+        assert_eq!(
+            c.body["serviceResolvers"][0]["serverCertificates"][0]["parsed"],
+            true
+        );
+        let cfg = http(
+            &gcp,
+            "GET",
+            "/v1/projects/p/locations/l/ekmConfig",
+            &[],
+            b"",
+        );
+        assert_eq!(cfg.body["defaultEkmConnection"], conn);
+        let v = http(
+            &gcp,
+            "GET",
+            &format!("/v1/{key}/cryptoKeyVersions/1"),
+            &[],
+            b"",
+        );
+        assert_eq!(
+            v.body["externalProtectionLevelOptions"]["ekmConnectionKeyPath"],
+            "v0/s/keys/ca"
+        );
+        // Signing needs the key manager: the seeded replica is not there.
+        let digest = B64.encode(Sha256::digest(b"msg"));
+        let body = json!({"digest": {"sha256": digest}}).to_string();
+        let sign_path = format!("/v1/{key}/cryptoKeyVersions/1:asymmetricSign");
+        let r = http(&gcp, "POST", &sign_path, &[], body.as_bytes());
+        assert_eq!(r.status, 503, "{}", r.body);
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resolver 0 (127.0.0.1:9)"));
+        // Point the connection at the replicas; the seeded key signs.
+        let patch = json!({"serviceResolvers": replicas.iter().map(|h| json!({
+            "hostname": h,
+            "serverCertificates": [{"rawDer": B64.encode(&server_der)}],
+        })).collect::<Vec<_>>()});
+        let p = http(
+            &gcp,
+            "PATCH",
+            &format!("/v1/{conn}?updateMask=serviceResolvers"),
+            &[],
+            patch.to_string().as_bytes(),
+        );
+        assert_eq!(p.status, 200, "{}", p.body);
+        let r = http(&gcp, "POST", &sign_path, &[], body.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.body);
+        let sig = B64.decode(r.body["signature"].as_str().unwrap()).unwrap();
+        let vk = p256::ecdsa::VerifyingKey::from_public_key_der(
+            &p256::SecretKey::from_pkcs8_pem_compat(SEED_P256),
+        )
+        .unwrap();
+        vk.verify(
+            b"msg",
+            &p256::ecdsa::DerSignature::from_bytes(&sig).unwrap(),
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    drop(emu);
+    // The state file holds all of it: the key manager's key, the updated
+    // connection, the external key and the config.
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        text.contains("ekm_connection_key_path = \"v0/s/keys/ca\""),
+        "{text}"
+    );
+    let emu = Emulator::start(Config {
+        state_file: Some(state),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let key_pem = {
+        let ekm = kms_emulator::store::read(&emu.state().ekm);
+        ekm.keys["v0/s/keys/ca"].material.public_pem().unwrap()
+    };
+    let vk = p256::PublicKey::from_public_key_pem(&key_pem).unwrap();
+    assert_eq!(
+        vk.to_public_key_der_compat(),
+        p256::SecretKey::from_pkcs8_pem_compat(SEED_P256)
+    );
+    let gcp = emu.endpoints().gcp.clone();
+    let old: Vec<String> = ep
+        .ekm
+        .iter()
+        .map(|u| u.trim_start_matches("https://").to_string())
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let c = http(&gcp, "GET", &format!("/v1/{conn}"), &[], b"");
+        assert_eq!(c.body["serviceResolvers"][1]["hostname"], old[1]);
+        let cfg = http(
+            &gcp,
+            "GET",
+            "/v1/projects/p/locations/l/ekmConfig",
+            &[],
+            b"",
+        );
+        assert_eq!(cfg.body["defaultEkmConnection"], conn);
+        let k = http(&gcp, "GET", &format!("/v1/{key}"), &[], b"");
+        assert_eq!(k.body["cryptoKeyBackend"], conn);
+        assert_eq!(k.body["versionTemplate"]["protectionLevel"], "EXTERNAL_VPC");
+    })
+    .await
+    .unwrap();
+    // Seeds that do not fit: a clear error naming the entry.
+    std::fs::write(
+        &seed,
+        format!("[[gcp]]\nkey = \"{key}\"\nalgorithm = \"EC_SIGN_P256_SHA256\"\nprotection_level = \"EXTERNAL_VPC\"\n"),
+    )
+    .unwrap();
+    let e = Emulator::start(Config {
+        seed: Some(seed),
+        ..Config::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("need crypto_key_backend"), "{e}");
+}
