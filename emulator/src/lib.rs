@@ -329,6 +329,35 @@ impl Emulator {
         Ok(format!("{key_name}/cryptoKeyVersions/1"))
     }
 
+    /// Creates a Google Cloud KMS `EXTERNAL_VPC` key (and its key ring)
+    /// behind the EkmConnection `connection`, whose version 1 is the key
+    /// manager's key `ekm_key_path`; returns the version's resource name.
+    pub fn create_gcp_external_key(
+        &self,
+        key_name: &str,
+        algorithm: &str,
+        connection: &str,
+        ekm_key_path: &str,
+    ) -> Result<String, String> {
+        gcp::seed_key(
+            &self.state,
+            store::GcpSeed {
+                key: key_name.to_string(),
+                purpose: None,
+                algorithm: algorithm.to_string(),
+                protection_level: Some("EXTERNAL_VPC".into()),
+                versions: vec![store::VersionSeed {
+                    state: None,
+                    private_key: None,
+                    private_key_file: None,
+                    ekm_connection_key_path: Some(ekm_key_path.to_string()),
+                }],
+                crypto_key_backend: Some(connection.to_string()),
+            },
+        )?;
+        Ok(format!("{key_name}/cryptoKeyVersions/1"))
+    }
+
     /// Creates an Azure Key Vault key (`EC` + curve or `RSA` + size); returns
     /// its key identifier URL with version.
     pub fn create_azure_key(

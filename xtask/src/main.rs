@@ -128,7 +128,11 @@ struct DemoCa {
     uri: String,
 }
 
-fn demo_cas(emu: &kms_emulator::Emulator, dir: &Path) -> Result<Vec<DemoCa>> {
+fn demo_cas(
+    emu: &kms_emulator::Emulator,
+    dir: &Path,
+    cli: &dyn Fn() -> Command,
+) -> Result<Vec<DemoCa>> {
     let ep = emu.endpoints();
     let ca_cert = ep.azure_ca_cert.display().to_string();
     let mut cas = Vec::new();
@@ -181,6 +185,62 @@ fn demo_cas(emu: &kms_emulator::Emulator, dir: &Path) -> Result<Vec<DemoCa>> {
             uri: format!("azurekv:{kid}?ca-cert={ca_cert}"),
         });
     }
+    // The external key manager: reached directly over mTLS with pinned
+    // certificates, and through a Cloud KMS EkmConnection (EXTERNAL_VPC).
+    let hosts: Vec<&str> = ep
+        .ekm
+        .iter()
+        .map(|u| u.trim_start_matches("https://"))
+        .collect();
+    let space = "v0/spaces/ssh-ca";
+    let direct = emu.create_ekm_key(space, "user-ca-p256", "EC_SIGN_P256_SHA256")?;
+    let ekm_uri = format!(
+        "ekm:{direct}?resolver={}&server-cert={}&client-identity={}",
+        hosts.join(","),
+        ep.ekm_server_cert.display(),
+        ep.ekm_client_identity.display()
+    );
+    eprintln!(
+        "xtask: sshca ekm verify:\n{}",
+        output(
+            "sshca ekm verify",
+            cli().args(["ekm", "verify", "--uri", &ekm_uri])
+        )?
+    );
+    cas.push(DemoCa {
+        backend: "ekm",
+        uri: ekm_uri,
+    });
+    let location = "projects/demo/locations/global";
+    let mut create = cli();
+    create
+        .args(["ekm", "connections", "create", "--endpoint", &ep.gcp])
+        .args(["--location", location, "--id", "hsm"]);
+    for h in &hosts {
+        create.args(["--resolver", h]);
+    }
+    create.arg("--server-cert").arg(&ep.ekm_server_cert);
+    output("sshca ekm connections create", &mut create)?;
+    let conn = format!("{location}/ekmConnections/hsm");
+    eprintln!(
+        "xtask: {}",
+        output(
+            "sshca ekm connections verify",
+            cli().args(["ekm", "connections", "verify", "--endpoint", &ep.gcp, &conn])
+        )?
+        .trim()
+    );
+    let external = emu.create_ekm_key(space, "user-ca-ed25519", "EC_SIGN_ED25519")?;
+    let v = emu.create_gcp_external_key(
+        &format!("{ring}/cryptoKeys/external-ed25519"),
+        "EC_SIGN_ED25519",
+        &conn,
+        &external,
+    )?;
+    cas.push(DemoCa {
+        backend: "gcp+ekm",
+        uri: format!("gcpkms:{v}?endpoint={}", ep.gcp),
+    });
     Ok(cas)
 }
 
@@ -227,7 +287,7 @@ fn demo() -> Result<()> {
             .args(["-q", "-N", "", "-C", "alice", "-t", "ed25519", "-f"])
             .arg(&user),
     )?;
-    let cas = demo_cas(&emu, &dir)?;
+    let cas = demo_cas(&emu, &dir, &cli)?;
     let mut rows = Vec::new();
     let mut failed = false;
     for (i, ca) in cas.iter().enumerate() {
@@ -323,12 +383,13 @@ fn demo() -> Result<()> {
 
 fn serde_like(ep: &kms_emulator::Endpoints) -> String {
     format!(
-        "aws {} | gcp {} | azure {} (CA {}) | admin {}",
+        "aws {} | gcp {} | azure {} (CA {}) | admin {} | ekm {}",
         ep.aws,
         ep.gcp,
         ep.azure,
         ep.azure_ca_cert.display(),
-        ep.admin
+        ep.admin,
+        ep.ekm.join(" ")
     )
 }
 
