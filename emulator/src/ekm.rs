@@ -8,30 +8,13 @@ use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::crypto::{self, EcFormat, Material};
-use crate::gcp::{fault_error, gerr, invalid, reply, GcpError};
+use crate::gcp::{fault_error, gerr, invalid, reply, valid_id, GcpError};
 use crate::store::{read, write, EkmKey, State};
-use crate::util::{b64, json_object, unb64};
+use crate::util::{b64, json_object, unb64, valid_path};
 use crate::{Reply, Request};
 
 /// Largest `data` to sign (bytes).
 pub const MAX_DATA: usize = 65_536;
-
-fn valid_space(space: &str) -> bool {
-    !space.is_empty()
-        && space.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        })
-}
-
-fn valid_key_id(id: &str) -> bool {
-    (1..=63).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
 
 /// Creates a key named `{space}/keys/{key_id}` with a new key pair.
 pub fn create_key(
@@ -67,12 +50,12 @@ fn insert_key(
     enabled: bool,
     material: Option<Material>,
 ) -> Result<EkmKey, String> {
-    if !valid_space(space) {
+    if !valid_path(space) {
         return Err(format!(
             "crypto space path {space:?} is not segments of [A-Za-z0-9._-] joined by /"
         ));
     }
-    if !valid_key_id(key_id) {
+    if !valid_id(key_id) {
         return Err(format!(
             "key id {key_id:?} must match [A-Za-z0-9_-]{{1,63}}"
         ));
@@ -212,7 +195,7 @@ fn classify(method: &Method, path: &str) -> Option<(&'static str, String)> {
         return (method == Method::POST).then(|| ("createKey", space.to_string()));
     }
     let (space, id) = rest.rsplit_once("/keys/")?;
-    (method == Method::GET && valid_space(space) && valid_key_id(id))
+    (method == Method::GET && valid_path(space) && valid_id(id))
         .then(|| ("getKey", rest.to_string()))
 }
 

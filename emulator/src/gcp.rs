@@ -221,7 +221,15 @@ pub(crate) fn invalid(msg: impl Into<String>) -> GcpError {
     gerr(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", msg)
 }
 
-fn not_found(what: &str) -> GcpError {
+pub(crate) fn already_exists(what: &str) -> GcpError {
+    gerr(
+        StatusCode::CONFLICT,
+        "ALREADY_EXISTS",
+        format!("{what} already exists."),
+    )
+}
+
+pub(crate) fn not_found(what: &str) -> GcpError {
     gerr(
         StatusCode::NOT_FOUND,
         "NOT_FOUND",
@@ -229,7 +237,7 @@ fn not_found(what: &str) -> GcpError {
     )
 }
 
-fn precondition(msg: impl Into<String>) -> GcpError {
+pub(crate) fn precondition(msg: impl Into<String>) -> GcpError {
     gerr(StatusCode::BAD_REQUEST, "FAILED_PRECONDITION", msg)
 }
 
@@ -319,7 +327,8 @@ fn key_json(key: &GcpKey, enc: Enc) -> Value {
     out
 }
 
-fn valid_id(id: &str) -> bool {
+/// Whether `id` is a Cloud KMS resource id: `[a-zA-Z0-9_-]{1,63}`.
+pub(crate) fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 63
         && id
@@ -436,7 +445,7 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
         };
         match (&v.ekm_connection_key_path, external) {
             (Some(path), true) if v.private_key.is_none() => {
-                if !gcp_ekm::valid_path(path) {
+                if !crate::util::valid_path(path) {
                     return Err(format!(
                         "{what}: ekm_connection_key_path {path:?} is not segments of [A-Za-z0-9._-] joined by /"
                     ));
@@ -806,7 +815,7 @@ async fn external_version(
     let alg = alg_by_num(key.algorithm).ok_or_else(|| precondition("unknown algorithm"))?;
     let path = match (conn.mode, key_path) {
         (gcp_ekm::MANUAL, Some(p)) => {
-            if !gcp_ekm::valid_path(&p) {
+            if !crate::util::valid_path(&p) {
                 return Err(invalid(format!(
                     "externalProtectionLevelOptions.ekmConnectionKeyPath {p:?} is not segments of [A-Za-z0-9._-] joined by /"
                 )));
@@ -1002,11 +1011,7 @@ async fn create_key(
     let out = key_json(&key, enc);
     let mut store = write(&state.gcp);
     if store.keys.contains_key(&name) {
-        return Err(gerr(
-            StatusCode::CONFLICT,
-            "ALREADY_EXISTS",
-            format!("CryptoKey {name} already exists."),
-        ));
+        return Err(already_exists(&format!("CryptoKey {name}")));
     }
     store.keys.insert(name, key);
     drop(store);
@@ -1107,11 +1112,7 @@ async fn route(
             let t = now();
             let mut store = write(&state.gcp);
             if store.rings.contains_key(&name) {
-                return Err(gerr(
-                    StatusCode::CONFLICT,
-                    "ALREADY_EXISTS",
-                    format!("KeyRing {name} already exists."),
-                ));
+                return Err(already_exists(&format!("KeyRing {name}")));
             }
             store.rings.insert(name.clone(), t);
             drop(store);

@@ -21,9 +21,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
-use crate::gcp::{gerr, invalid, GcpError};
+use crate::gcp::{already_exists, gerr, invalid, not_found, precondition, valid_id, GcpError};
 use crate::store::{now, read, write, EkmConnection, ServiceResolver, State};
-use crate::util::{b64, rfc3339, unb64};
+use crate::util::{b64, rfc3339, unb64, valid_path};
 use crate::Request;
 
 /// KeyManagementMode MANUAL.
@@ -166,18 +166,6 @@ impl rustls::client::danger::ServerCertVerifier for PinnedLeaf {
             .signature_verification_algorithms
             .supported_schemes()
     }
-}
-
-fn not_found(what: &str) -> GcpError {
-    gerr(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        format!("{what} not found."),
-    )
-}
-
-fn precondition(msg: impl Into<String>) -> GcpError {
-    gerr(StatusCode::BAD_REQUEST, "FAILED_PRECONDITION", msg)
 }
 
 /// Parses `host[:port]`; the port defaults to 443.
@@ -366,18 +354,6 @@ fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
     Ok(out)
 }
 
-/// Whether `path` is segments of `[A-Za-z0-9._-]` joined by `/` (a crypto
-/// space path or a key path on the key manager).
-pub(crate) fn valid_path(space: &str) -> bool {
-    !space.is_empty()
-        && space.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        })
-}
-
 /// Checks what a connection must hold after a create or an update.
 fn check_connection(c: &EkmConnection) -> Result<(), GcpError> {
     if c.mode == CLOUD_KMS && c.crypto_space_path.is_empty() {
@@ -449,13 +425,6 @@ fn mask_fields(req: &Request, allowed: &[&str]) -> Result<Vec<String>, GcpError>
     Ok(fields)
 }
 
-fn valid_id(id: &str) -> bool {
-    (1..=63).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// The operation a request path names, when it is an EkmService one:
 /// `segs` are the resource segments (`projects/P/locations/L/...`).
 pub(crate) fn operation(
@@ -511,11 +480,7 @@ pub(crate) async fn handle(
             let out = connection_json(&c, ints);
             let mut store = write(&state.gcp);
             if store.ekm_connections.contains_key(&name) {
-                return Err(gerr(
-                    StatusCode::CONFLICT,
-                    "ALREADY_EXISTS",
-                    format!("EkmConnection {name} already exists."),
-                ));
+                return Err(already_exists(&format!("EkmConnection {name}")));
             }
             store.ekm_connections.insert(name, c);
             drop(store);

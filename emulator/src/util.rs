@@ -119,6 +119,18 @@ pub fn str_field<'a>(
     }
 }
 
+/// Whether `path` is segments of `[A-Za-z0-9._-]` joined by `/` (an
+/// external key manager's crypto space path, or a key path on it).
+pub fn valid_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,14 +91,19 @@ fn status(e: &google_cloud_kms_v1::Error) -> (Code, String) {
     (st.code, st.message.clone())
 }
 
-/// An EXTERNAL_VPC key whose version 1 is `key_path` on the key manager.
-async fn external_key(c: &Clients, conn: &str, id: &str, alg: Alg, key_path: &str) -> String {
-    let key = c
-        .kms
+/// Creates an EXTERNAL_VPC P-256/Ed25519/... key behind `conn` in ring `r`.
+async fn create_external_crypto_key(
+    c: &Clients,
+    conn: &str,
+    id: &str,
+    alg: Alg,
+    skip_initial_version: bool,
+) -> Result<CryptoKey, google_cloud_kms_v1::Error> {
+    c.kms
         .create_crypto_key()
         .set_parent(format!("{LOC}/keyRings/r"))
         .set_crypto_key_id(id)
-        .set_skip_initial_version_creation(true)
+        .set_skip_initial_version_creation(skip_initial_version)
         .set_crypto_key(
             CryptoKey::new()
                 .set_purpose(CryptoKeyPurpose::AsymmetricSign)
@@ -111,12 +116,17 @@ async fn external_key(c: &Clients, conn: &str, id: &str, alg: Alg, key_path: &st
         )
         .send()
         .await
-        .unwrap();
-    assert_eq!(key.crypto_key_backend, conn);
-    let v = c
-        .kms
+}
+
+/// Adds a version that is the key manager's key at `key_path`.
+async fn add_external_version(
+    c: &Clients,
+    key: &str,
+    key_path: &str,
+) -> Result<CryptoKeyVersion, google_cloud_kms_v1::Error> {
+    c.kms
         .create_crypto_key_version()
-        .set_parent(&key.name)
+        .set_parent(key)
         .set_crypto_key_version(
             CryptoKeyVersion::new().set_external_protection_level_options(
                 ExternalProtectionLevelOptions::new().set_ekm_connection_key_path(key_path),
@@ -124,7 +134,15 @@ async fn external_key(c: &Clients, conn: &str, id: &str, alg: Alg, key_path: &st
         )
         .send()
         .await
+}
+
+/// An EXTERNAL_VPC key whose version 1 is `key_path` on the key manager.
+async fn external_key(c: &Clients, conn: &str, id: &str, alg: Alg, key_path: &str) -> String {
+    let key = create_external_crypto_key(c, conn, id, alg, true)
+        .await
         .unwrap();
+    assert_eq!(key.crypto_key_backend, conn);
+    let v = add_external_version(c, &key.name, key_path).await.unwrap();
     assert_eq!(v.protection_level, ProtectionLevel::ExternalVpc);
     assert_eq!(
         v.external_protection_level_options
@@ -538,24 +556,10 @@ async fn cloud_kms_mode_and_mismatches() {
     .await
     .unwrap();
     // CLOUD_KMS mode: Cloud KMS creates the key on the key manager.
-    let key = c
-        .kms
-        .create_crypto_key()
-        .set_parent(format!("{LOC}/keyRings/r"))
-        .set_crypto_key_id("managed")
-        .set_crypto_key(
-            CryptoKey::new()
-                .set_purpose(CryptoKeyPurpose::AsymmetricSign)
-                .set_crypto_key_backend(&managed.name)
-                .set_version_template(
-                    CryptoKeyVersionTemplate::new()
-                        .set_algorithm(Alg::EcSignP256Sha256)
-                        .set_protection_level(ProtectionLevel::ExternalVpc),
-                ),
-        )
-        .send()
-        .await
-        .unwrap();
+    let key =
+        create_external_crypto_key(&c, &managed.name, "managed", Alg::EcSignP256Sha256, false)
+            .await
+            .unwrap();
     let v1 = format!("{}/cryptoKeyVersions/1", key.name);
     let got = c
         .kms
@@ -593,73 +597,21 @@ async fn cloud_kms_mode_and_mismatches() {
     )
     .await
     .unwrap();
-    let e = c
-        .kms
-        .create_crypto_key()
-        .set_parent(format!("{LOC}/keyRings/r"))
-        .set_crypto_key_id("no-skip")
-        .set_crypto_key(
-            CryptoKey::new()
-                .set_purpose(CryptoKeyPurpose::AsymmetricSign)
-                .set_crypto_key_backend(&manual.name)
-                .set_version_template(
-                    CryptoKeyVersionTemplate::new()
-                        .set_algorithm(Alg::EcSignP256Sha256)
-                        .set_protection_level(ProtectionLevel::ExternalVpc),
-                ),
-        )
-        .send()
+    let e = create_external_crypto_key(&c, &manual.name, "no-skip", Alg::EcSignP256Sha256, false)
         .await
         .unwrap_err();
     assert!(status(&e).1.contains("skipInitialVersionCreation"), "{e}");
     // A key manager key of another algorithm is refused.
     let ed = emu.create_ekm_key(SPACE, "ed", "EC_SIGN_ED25519").unwrap();
-    let key = c
-        .kms
-        .create_crypto_key()
-        .set_parent(format!("{LOC}/keyRings/r"))
-        .set_crypto_key_id("p256")
-        .set_skip_initial_version_creation(true)
-        .set_crypto_key(
-            CryptoKey::new()
-                .set_purpose(CryptoKeyPurpose::AsymmetricSign)
-                .set_crypto_key_backend(&manual.name)
-                .set_version_template(
-                    CryptoKeyVersionTemplate::new()
-                        .set_algorithm(Alg::EcSignP256Sha256)
-                        .set_protection_level(ProtectionLevel::ExternalVpc),
-                ),
-        )
-        .send()
+    let key = create_external_crypto_key(&c, &manual.name, "p256", Alg::EcSignP256Sha256, true)
         .await
         .unwrap();
-    let e = c
-        .kms
-        .create_crypto_key_version()
-        .set_parent(&key.name)
-        .set_crypto_key_version(
-            CryptoKeyVersion::new().set_external_protection_level_options(
-                ExternalProtectionLevelOptions::new().set_ekm_connection_key_path(&ed),
-            ),
-        )
-        .send()
-        .await
-        .unwrap_err();
+    let e = add_external_version(&c, &key.name, &ed).await.unwrap_err();
     let (code, msg) = status(&e);
     assert_eq!(code, Code::FailedPrecondition);
     assert!(msg.contains("EC_SIGN_ED25519"), "{msg}");
     // A path the key manager does not know.
-    let e = c
-        .kms
-        .create_crypto_key_version()
-        .set_parent(&key.name)
-        .set_crypto_key_version(
-            CryptoKeyVersion::new().set_external_protection_level_options(
-                ExternalProtectionLevelOptions::new()
-                    .set_ekm_connection_key_path(format!("{SPACE}/keys/absent")),
-            ),
-        )
-        .send()
+    let e = add_external_version(&c, &key.name, &format!("{SPACE}/keys/absent"))
         .await
         .unwrap_err();
     let (code, msg) = status(&e);
@@ -669,37 +621,10 @@ async fn cloud_kms_mode_and_mismatches() {
     let p = emu
         .create_ekm_key(SPACE, "p", "EC_SIGN_P256_SHA256")
         .unwrap();
-    let key = c
-        .kms
-        .create_crypto_key()
-        .set_parent(format!("{LOC}/keyRings/r"))
-        .set_crypto_key_id("down")
-        .set_skip_initial_version_creation(true)
-        .set_crypto_key(
-            CryptoKey::new()
-                .set_purpose(CryptoKeyPurpose::AsymmetricSign)
-                .set_crypto_key_backend(&manual.name)
-                .set_version_template(
-                    CryptoKeyVersionTemplate::new()
-                        .set_algorithm(Alg::EcSignP256Sha256)
-                        .set_protection_level(ProtectionLevel::ExternalVpc),
-                ),
-        )
-        .send()
+    let key = create_external_crypto_key(&c, &manual.name, "down", Alg::EcSignP256Sha256, true)
         .await
         .unwrap();
-    let v = c
-        .kms
-        .create_crypto_key_version()
-        .set_parent(&key.name)
-        .set_crypto_key_version(
-            CryptoKeyVersion::new().set_external_protection_level_options(
-                ExternalProtectionLevelOptions::new().set_ekm_connection_key_path(&p),
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
+    let v = add_external_version(&c, &key.name, &p).await.unwrap();
     let s = registry()
         .open(&format!(
             "gcpkms:{}?endpoint={}&retries=1&backoff-ms=1",
