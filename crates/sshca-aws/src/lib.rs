@@ -28,7 +28,8 @@ use sha2::Digest;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result, RetryConfig, RetrySigner,
+    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
+    RetryConfig, RetrySigner,
 };
 
 pub use aws_sdk_kms::config::Credentials;
@@ -314,12 +315,7 @@ impl KeySigner for AwsSigner {
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        if !self.algorithms.contains(&alg) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("`{}` cannot sign with {alg}", self.uri),
-            ));
-        }
+        check_algorithm(&self.uri, &self.algorithms, alg)?;
         let (spec, mtype, payload) = match alg {
             SigAlg::EcdsaP256 => (
                 SigningAlgorithmSpec::EcdsaSha256,

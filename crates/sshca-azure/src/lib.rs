@@ -33,7 +33,8 @@ use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::ssh_key::EcdsaCurve;
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result, RetryConfig, RetrySigner,
+    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
+    RetryConfig, RetrySigner,
 };
 
 /// The URI scheme.
@@ -392,12 +393,7 @@ impl KeySigner for AzureSigner {
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        if !self.algorithms.contains(&alg) {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("`{}` cannot sign with {alg}", self.uri),
-            ));
-        }
+        check_algorithm(&self.uri, &self.algorithms, alg)?;
         let (azalg, digest) = match alg {
             SigAlg::EcdsaP256 => (
                 SignatureAlgorithm::Es256,

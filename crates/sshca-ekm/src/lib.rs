@@ -33,7 +33,8 @@ use sha2::Digest;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result, RetryConfig, RetrySigner,
+    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
+    RetryConfig, RetrySigner,
 };
 
 /// The URI scheme.
@@ -940,12 +941,7 @@ impl KeySigner for EkmSigner {
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        if alg != self.alg {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("`{}` signs with {} only, not {alg}", self.uri, self.alg),
-            ));
-        }
+        check_algorithm(&self.uri, &[self.alg], alg)?;
         let body = match alg {
             SigAlg::Ed25519 => {
                 serde_json::json!({"algorithm": self.algorithm, "data": STANDARD.encode(message)})

@@ -29,7 +29,8 @@ use sha2::Digest;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result, RetryConfig, RetrySigner,
+    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
+    RetryConfig, RetrySigner,
 };
 
 /// The URI scheme.
@@ -282,15 +283,8 @@ impl KeySigner for GcpSigner {
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        if alg != self.alg {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "`{}` signs with {} only (fixed when the key was created), not {alg}",
-                    self.uri, self.alg
-                ),
-            ));
-        }
+        // Cloud KMS fixes the algorithm when the key is created.
+        check_algorithm(&self.uri, &[self.alg], alg)?;
         let req = self.client.asymmetric_sign().set_name(&self.name);
         let (req, data_mode) = match alg {
             SigAlg::Ed25519 => (

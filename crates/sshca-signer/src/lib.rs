@@ -89,6 +89,26 @@ macro_rules! forward_signer {
 
 forward_signer!(Arc, Box);
 
+/// Checks, at the top of a backend's `sign`, that `alg` is one of the
+/// algorithms the key offers; otherwise an [`ErrorKind::Unsupported`] error
+/// naming the key, what it offers and what was asked.
+pub fn check_algorithm(uri: &KeyUri, offered: &[SigAlg], alg: SigAlg) -> Result<()> {
+    if offered.contains(&alg) {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "`{uri}` cannot sign with {alg} (it signs with: {})",
+            offered
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
 /// Conveniences over any [`KeySigner`].
 #[async_trait]
 pub trait SignerExt: KeySigner {
