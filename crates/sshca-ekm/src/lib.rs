@@ -11,6 +11,9 @@
 //! - `client-identity=PATH`: PEM with the client certificate (chain) and its
 //!   private key, for mTLS;
 //! - `token-env=VAR`: a bearer token read from the environment variable;
+//! - `endpoint-filter=FILTER`: which of a resolver hostname's addresses may
+//!   be dialled ([`EndpointFilter`]: `address`/`port` clauses joined by
+//!   `AND`, as Cloud EKM's `endpointFilter`), e.g. `address>=10.0.0.0 AND port=8443`;
 //! - `connection=PATH`: a connection description file ([`ConnectionFile`],
 //!   TOML, modelled on Cloud KMS's EkmConnection) instead of the options
 //!   above; `connection=PATH#NAME` takes the `[ekm_connection.NAME]` table of
@@ -37,13 +40,17 @@ use sshca_signer::{
     RetryConfig, RetrySigner,
 };
 
+mod filter;
+pub use filter::EndpointFilter;
+
 /// The URI scheme.
 pub const SCHEME: &str = "ekm";
 
 /// Options an `ekm:` URI may carry.
-pub const URI_OPTIONS: [&str; 9] = [
+pub const URI_OPTIONS: [&str; 10] = [
     "resolver",
     "server-cert",
+    "endpoint-filter",
     "client-identity",
     "token-env",
     "connection",
@@ -71,6 +78,9 @@ pub struct ServiceResolverFile {
     pub hostname: String,
     /// Files with the trusted server certificates (PEM or DER).
     pub server_certificates: Vec<String>,
+    /// Which of the hostname's addresses may be used ([`EndpointFilter`]).
+    #[serde(default)]
+    pub endpoint_filter: Option<String>,
 }
 
 /// A connection description file (TOML).
@@ -111,6 +121,36 @@ pub struct Resolver {
     pub hostname: String,
     /// Trusted certificates (DER).
     pub server_certificates: Vec<CertificateDer<'static>>,
+    /// Which of the hostname's addresses may be used; all when `None`.
+    pub endpoint_filter: Option<EndpointFilter>,
+}
+
+impl Resolver {
+    /// The addresses to dial: the hostname's addresses that pass the
+    /// endpoint filter (resolved now, when there is a filter), or `None`
+    /// to let the connection resolve the name itself.
+    pub fn endpoints(&self) -> std::result::Result<Option<Vec<std::net::SocketAddr>>, String> {
+        let Some(f) = &self.endpoint_filter else {
+            return Ok(None);
+        };
+        let (host, port) = host_and_port(&self.hostname).map_err(|e| e.to_string())?;
+        use std::net::ToSocketAddrs;
+        let all: Vec<_> = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        let kept: Vec<_> = all.iter().copied().filter(|a| f.matches(a)).collect();
+        if kept.is_empty() {
+            return Err(format!(
+                "endpoint filter {f:?} leaves none of {}",
+                all.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(Some(kept))
+    }
 }
 
 /// A connection to an external key manager.
@@ -267,6 +307,11 @@ impl Connection {
             resolvers.push(Resolver {
                 hostname: r.hostname.clone(),
                 server_certificates: certs,
+                endpoint_filter: r
+                    .endpoint_filter
+                    .as_deref()
+                    .map(EndpointFilter::parse)
+                    .transpose()?,
             });
         }
         let conn = Connection {
@@ -303,6 +348,7 @@ impl Connection {
                 .map(|h| Resolver {
                     hostname: h.to_string(),
                     server_certificates: certs.clone(),
+                    endpoint_filter: None,
                 })
                 .collect(),
             crypto_space_path: String::new(),
@@ -351,6 +397,12 @@ impl Connection {
         };
         if let Some(var) = uri.option("token-env") {
             conn.set_token_from_env(var)?;
+        }
+        if let Some(f) = uri.option("endpoint-filter") {
+            let f = EndpointFilter::parse(f)?;
+            for r in &mut conn.resolvers {
+                r.endpoint_filter = Some(f.clone());
+            }
         }
         if let Some(t) = uri.option("timeout") {
             let secs: f64 = t
@@ -533,7 +585,8 @@ impl rustls::client::danger::ServerCertVerifier for PinnedVerifier {
 #[derive(Debug)]
 pub struct EkmClient {
     conn: Connection,
-    clients: Vec<reqwest::Client>,
+    /// One client per resolver, or why the resolver cannot be used.
+    clients: Vec<std::result::Result<reqwest::Client, String>>,
     /// Index of the resolver to try first (the last one that answered).
     preferred: AtomicUsize,
 }
@@ -550,14 +603,26 @@ impl EkmClient {
         let mut clients = Vec::new();
         for r in &conn.resolvers {
             let tls = conn.tls_config(r, None)?;
-            let c = reqwest::Client::builder()
+            let mut b = reqwest::Client::builder()
                 .tls_backend_preconfigured(tls)
                 .timeout(conn.timeout)
                 .connect_timeout(conn.timeout)
-                .no_proxy()
+                .no_proxy();
+            match r.endpoints() {
+                Ok(Some(addrs)) => {
+                    let (host, _) = host_and_port(&r.hostname)?;
+                    b = b.resolve_to_addrs(&host, &addrs);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    clients.push(Err(e));
+                    continue;
+                }
+            }
+            let c = b
                 .build()
                 .map_err(|e| bad_input(format!("HTTPS client for {}: {e}", r.hostname)))?;
-            clients.push(c);
+            clients.push(Ok(c));
         }
         Ok(Self {
             conn,
@@ -580,7 +645,8 @@ impl EkmClient {
     ) -> std::result::Result<Outcome, String> {
         let r = &self.conn.resolvers[i];
         let url = format!("https://{}{}", r.hostname, path);
-        let mut req = self.clients[i].request(method, &url);
+        let client = self.clients[i].as_ref().map_err(Clone::clone)?;
+        let mut req = client.request(method, &url);
         if let Some(t) = &self.conn.token {
             req = req.bearer_auth(t);
         }
@@ -769,8 +835,15 @@ async fn handshake(
     let config = conn.tls_config(r, Some(seen)).map_err(|e| e.to_string())?;
     let name =
         ServerName::try_from(host.clone()).map_err(|e| format!("bad host name {host}: {e}"))?;
+    let addrs = match r.endpoints()? {
+        Some(a) => a,
+        None => tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect(),
+    };
     let fut = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        let tcp = tokio::net::TcpStream::connect(&addrs[..])
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
         let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))

@@ -332,3 +332,50 @@ async fn connection_file_and_verify_connectivity() {
     assert!(reports[0].certificate_match.is_err(), "{reports:#?}");
     assert!(reports[1].certificate_match.is_ok(), "{reports:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_filters_choose_addresses() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    emu.create_ekm_key(SPACE, "ca", "EC_SIGN_P256_SHA256")
+        .unwrap();
+    let ep = emu.endpoints();
+    let by_name: Vec<String> = ep
+        .ekm
+        .iter()
+        .map(|u| u.replace("https://127.0.0.1", "localhost"))
+        .collect();
+    let with = |filter: &str| {
+        format!(
+            "ekm:{SPACE}/keys/ca?resolver={}&server-cert={}&client-identity={}&retries=0&endpoint-filter={filter}",
+            by_name.join(","),
+            ep.ekm_ca_cert.display(),
+            ep.ekm_client_identity.display()
+        )
+    };
+    // localhost's IPv4 address passes; the signer works by name.
+    let s = registry().open(&with("address%3D127.0.0.1")).await.unwrap();
+    let cert = s
+        .sign_certificate(&template(1), &subject(), None)
+        .await
+        .unwrap();
+    cert.verify_signature().unwrap();
+    // A filter no address passes: every resolver is unusable, named.
+    let e = registry()
+        .open(&with("address%3D10.9.9.9%20AND%20port%3E1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    assert!(e.to_string().contains("leaves none of 127.0.0.1:"), "{e}");
+    // verify_connectivity says why the handshake never happened.
+    let conn = sshca_ekm::Connection::from_uri(&KeyUri::parse(&with("port%3C2")).unwrap()).unwrap();
+    let reports = sshca_ekm::verify_connectivity(&conn, None).await;
+    assert_eq!(reports.len(), 2);
+    for r in &reports {
+        let e = r.tls_handshake.as_ref().unwrap_err();
+        assert!(e.contains("endpoint filter"), "{e}");
+    }
+    // A filter that does not parse is bad input naming the clause.
+    let e = registry().open(&with("name%3Dx")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("only address and port"), "{e}");
+}

@@ -34,6 +34,8 @@ mod verify {
         pub client_identity: Option<PathBuf>,
         /// Environment variable with a bearer token.
         pub token_env: Option<String>,
+        /// Endpoint filter for every resolver ([`sshca_ekm::EndpointFilter`]).
+        pub endpoint_filter: Option<String>,
         /// A key to fetch: `SPACE/keys/KEY_ID`, or `KEY_ID` in the
         /// connection's crypto space.
         pub key: Option<String>,
@@ -86,6 +88,12 @@ mod verify {
         };
         if let Some(var) = &a.token_env {
             conn.set_token_from_env(var)?;
+        }
+        if let Some(f) = &a.endpoint_filter {
+            let f = sshca_ekm::EndpointFilter::parse(f)?;
+            for r in &mut conn.resolvers {
+                r.endpoint_filter = Some(f.clone());
+            }
         }
         let key = match (&a.key, uri_key) {
             (Some(_), Some(_)) => {

@@ -148,6 +148,9 @@ struct EkmVerifyArgs {
     /// Environment variable holding a bearer token.
     #[arg(long = "token-env")]
     token_env: Option<String>,
+    /// Which of the resolvers' addresses to dial, e.g. "address>=10.0.0.0 AND port=8443".
+    #[arg(long = "endpoint-filter")]
+    endpoint_filter: Option<String>,
     /// A key whose public key to fetch: SPACE/keys/KEY_ID, or KEY_ID in the
     /// connection's crypto space.
     #[arg(long)]
@@ -280,6 +283,7 @@ async fn ekm_verify(a: EkmVerifyArgs, config: &Path) -> Result<ExitCode> {
         server_certs: a.server_cert,
         client_identity: a.client_identity,
         token_env: a.token_env,
+        endpoint_filter: a.endpoint_filter,
         key: a.key,
     };
     let report = sshca::ekm::verify(&args).await?;
