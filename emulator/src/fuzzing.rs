@@ -47,6 +47,16 @@ algorithm = "GOOGLE_SYMMETRIC_ENCRYPTION"
 name = "ec"
 kty = "EC"
 crv = "P-256"
+[[ekm]]
+name = "v0/s/keys/ec"
+algorithm = "EC_SIGN_P256_SHA256"
+[[ekm]]
+name = "v0/s/keys/ed"
+algorithm = "EC_SIGN_ED25519"
+[[ekm]]
+name = "v0/s/keys/off"
+algorithm = "EC_SIGN_P256_SHA256"
+enabled = false
 "#;
 
 /// The seed with its key material generated once, so each input only
@@ -176,6 +186,28 @@ pub fn azure(data: &[u8]) -> Option<u16> {
         let e = &json["error"];
         if e["code"].as_str().is_none() || e["message"].as_str().is_none() {
             panic!("azure: error {status} without error.code and error.message: {json}");
+        }
+    }
+    Some(status)
+}
+
+/// The external key manager (replica 0, no bearer token required): the
+/// whole handler. Errors carry `error.code` (the HTTP status),
+/// `error.status` and `error.message`.
+pub fn ekm(data: &[u8]) -> Option<u16> {
+    let req = parse(data)?;
+    let state = Arc::new(fresh(Some(seed())));
+    let (status, json) = answer(
+        "ekm",
+        runtime().block_on(crate::ekm::handle(&state, req, 0)),
+    );
+    if status >= 400 {
+        let e = &json["error"];
+        if e["code"].as_u64() != Some(u64::from(status))
+            || e["status"].as_str().is_none()
+            || e["message"].as_str().is_none()
+        {
+            panic!("ekm: error {status} not in google.rpc.Status shape: {json}");
         }
     }
     Some(status)

@@ -64,3 +64,9 @@ fn malformed_requests_get_errors_not_panics() {
         assert!((400..500).contains(&s), "status {s}");
     }
 }
+
+#[test]
+fn ekm_corpus_replays() {
+    let r = replay("emulator_ekm", kms_emulator::fuzzing::ekm);
+    mostly_ok("ekm", &r);
+}

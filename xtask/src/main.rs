@@ -634,6 +634,7 @@ const FUZZ_TARGETS: [&str; 9] = [
     "emulator_aws",
     "emulator_gcp",
     "emulator_azure",
+    "emulator_ekm",
 ];
 
 /// Runs every fuzz target for `secs` seconds. New inputs go to a working
