@@ -1,6 +1,10 @@
 //! Benchmarks against the KMS emulator:
 //! - `emulator/aws_p256_sign_http`: one AWS KMS Sign request (P-256, DIGEST)
 //!   through aws-sdk-kms and HTTP to the in-process emulator (criterion);
+//! - `emulator/{gcp,ekm,gcp_external}_p256_certificate`: one whole
+//!   certificate (encode, sign, verify) through the sshca signer of a Cloud
+//!   KMS key, an external key manager key (HTTPS + mTLS), and a Cloud KMS
+//!   EXTERNAL_VPC key (Cloud KMS forwarding to the key manager);
 //! - the KMS pipeline (run when `KMS_EMULATOR_BIN` names the emulator binary,
 //!   as `cargo xtask bench` does): the emulator runs as its own process with
 //!   an injected latency L on Sign, sshca signs certificates with at most C in
@@ -200,8 +204,108 @@ fn pipeline() {
     let _ = child.wait();
 }
 
+fn certificates(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = rt
+        .block_on(kms_emulator::Emulator::start(
+            kms_emulator::Config::default(),
+        ))
+        .unwrap();
+    let ep = emu.endpoints().clone();
+    let hosts: Vec<String> = ep
+        .ekm
+        .iter()
+        .map(|u| u.trim_start_matches("https://").to_string())
+        .collect();
+    let path = emu
+        .create_ekm_key("v0/bench", "p256", "EC_SIGN_P256_SHA256")
+        .unwrap();
+    let conn = "projects/b/locations/l/ekmConnections/hsm";
+    kms_emulator::gcp_ekm::seed_connection(
+        emu.state(),
+        kms_emulator::store::EkmConnectionSeed {
+            name: conn.into(),
+            key_management_mode: None,
+            crypto_space_path: String::new(),
+            service_resolvers:
+                hosts
+                    .iter()
+                    .map(|h| kms_emulator::store::ServiceResolverSeed {
+                        hostname: h.clone(),
+                        service_directory_service: String::new(),
+                        endpoint_filter: String::new(),
+                        server_certificates: vec![
+                            std::fs::read_to_string(&ep.ekm_server_cert).unwrap()
+                        ],
+                        server_certificate_files: Vec::new(),
+                    })
+                    .collect(),
+        },
+    )
+    .unwrap();
+    let ring = "projects/b/locations/l/keyRings/r";
+    let external = emu
+        .create_gcp_external_key(
+            &format!("{ring}/cryptoKeys/ext"),
+            "EC_SIGN_P256_SHA256",
+            conn,
+            &path,
+        )
+        .unwrap();
+    let software = emu
+        .create_gcp_key(&format!("{ring}/cryptoKeys/sw"), "EC_SIGN_P256_SHA256")
+        .unwrap();
+    let mut registry = sshca_signer::Registry::new();
+    sshca_gcp::register(&mut registry);
+    sshca_ekm::register(&mut registry);
+    let uris = [
+        (
+            "gcp_p256_certificate",
+            format!("gcpkms:{software}?endpoint={}", ep.gcp),
+        ),
+        (
+            "ekm_p256_certificate",
+            format!(
+                "ekm:{path}?resolver={}&server-cert={}&client-identity={}",
+                hosts.join(","),
+                ep.ekm_server_cert.display(),
+                ep.ekm_client_identity.display()
+            ),
+        ),
+        (
+            "gcp_external_p256_certificate",
+            format!("gcpkms:{external}?endpoint={}", ep.gcp),
+        ),
+    ];
+    let subject = {
+        use sshca_core::ssh_key::{private::Ed25519Keypair, rand_core::OsRng};
+        KeyData::Ed25519(Ed25519Keypair::random(&mut OsRng).public)
+    };
+    let mut t = CertTemplate::new(CertType::User, "bench");
+    t.principals = vec!["alice".into()];
+    t.valid_after = 1_700_000_000;
+    t.valid_before = 4_000_000_000;
+    let mut g = c.benchmark_group("emulator");
+    g.throughput(Throughput::Elements(1));
+    for (name, uri) in uris {
+        let signer = rt.block_on(registry.open(&uri)).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(signer.sign_certificate(&t, &subject, Some(SigAlg::EcdsaP256)))
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     sign_http(c);
+    certificates(c);
     pipeline();
 }
 
