@@ -624,7 +624,7 @@ fn bench() -> Result<()> {
     Ok(())
 }
 
-const FUZZ_TARGETS: [&str; 9] = [
+const FUZZ_TARGETS: [&str; 10] = [
     "cert_decode",
     "convert",
     "syntax",
