@@ -205,6 +205,9 @@ pub struct State {
     pub faults: Faults,
     /// How the emulated Cloud KMS reaches external key managers.
     pub ekm_link: crate::gcp_ekm::Link,
+    /// Set while keys are loaded: the state file is written once at the
+    /// end, never half-loaded.
+    loading: std::sync::atomic::AtomicBool,
     persist: Mutex<()>,
 }
 
@@ -249,6 +252,7 @@ impl State {
             ekm: RwLock::default(),
             faults: Faults::default(),
             ekm_link: crate::gcp_ekm::Link::default(),
+            loading: std::sync::atomic::AtomicBool::new(false),
             persist: Mutex::new(()),
         };
         state.load_keys()?;
@@ -269,7 +273,12 @@ impl State {
         *write(&self.azure) = AzureStore::default();
         *write(&self.ekm) = EkmStore::default();
         if let Some(seed) = seed {
-            seed.apply(self)?;
+            use std::sync::atomic::Ordering;
+            self.loading.store(true, Ordering::SeqCst);
+            let applied = seed.apply(self);
+            self.loading.store(false, Ordering::SeqCst);
+            applied?;
+            self.persist();
         }
         Ok(())
     }
@@ -279,6 +288,9 @@ impl State {
         let Some(path) = &self.config.state_file else {
             return;
         };
+        if self.loading.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         let _guard = lock(&self.persist);
         let text = match Seed::export(self)
             .and_then(|s| toml::to_string(&s).map_err(|e| format!("cannot serialise state: {e}")))

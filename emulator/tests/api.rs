@@ -701,6 +701,16 @@ default_ekm_connection = "{conn}"
         text.contains("ekm_connection_key_path = \"v0/s/keys/ca\""),
         "{text}"
     );
+    // Loaded twice without a change in between: nothing is lost (the state
+    // file is written once, after the whole load).
+    drop(
+        Emulator::start(Config {
+            state_file: Some(state.clone()),
+            ..Config::default()
+        })
+        .await
+        .unwrap(),
+    );
     let emu = Emulator::start(Config {
         state_file: Some(state),
         ..Config::default()
