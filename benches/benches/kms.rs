@@ -27,7 +27,8 @@ fn creds() -> sshca_aws::Credentials {
     sshca_aws::Credentials::new("test", "test", None, None, "bench")
 }
 
-fn sign_http(c: &mut Criterion) {
+/// A two-thread runtime and an emulator started on it.
+fn emulator_in_process() -> (tokio::runtime::Runtime, kms_emulator::Emulator) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -38,6 +39,11 @@ fn sign_http(c: &mut Criterion) {
             kms_emulator::Config::default(),
         ))
         .unwrap();
+    (rt, emu)
+}
+
+fn sign_http(c: &mut Criterion) {
+    let (rt, emu) = emulator_in_process();
     let id = emu.create_aws_key("ECC_NIST_P256", "SIGN_VERIFY").unwrap();
     let uri = KeyUri::parse(&format!("awskms:{id}?endpoint={}", emu.endpoints().aws)).unwrap();
     let client = rt
@@ -205,16 +211,7 @@ fn pipeline() {
 }
 
 fn certificates(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(kms_emulator::Emulator::start(
-            kms_emulator::Config::default(),
-        ))
-        .unwrap();
+    let (rt, emu) = emulator_in_process();
     let ep = emu.endpoints().clone();
     let hosts: Vec<String> = ep
         .ekm
