@@ -165,7 +165,7 @@ pub fn signing_algorithm(name: &str) -> Option<(KeyKind, Scheme)> {
         .and_then(|a| Some((a.kind, a.scheme?)))
 }
 
-fn name_of(table: &[(&'static str, i32)], n: i32) -> Option<&'static str> {
+pub(crate) fn name_of(table: &[(&'static str, i32)], n: i32) -> Option<&'static str> {
     table.iter().find(|(_, v)| *v == n).map(|(s, _)| *s)
 }
 
@@ -243,12 +243,12 @@ pub(crate) fn precondition(msg: impl Into<String>) -> GcpError {
 
 /// How enums are written in the answer.
 #[derive(Clone, Copy)]
-struct Enc {
+pub(crate) struct Enc {
     ints: bool,
 }
 
 impl Enc {
-    fn e(&self, table: &[(&'static str, i32)], n: i32) -> Value {
+    pub(crate) fn e(&self, table: &[(&'static str, i32)], n: i32) -> Value {
         if self.ints {
             json!(n)
         } else {
@@ -264,7 +264,7 @@ impl Enc {
     }
 }
 
-fn parse_enum(v: &Value, table: &[(&str, i32)], field: &str) -> Result<i32, GcpError> {
+pub(crate) fn parse_enum(v: &Value, table: &[(&str, i32)], field: &str) -> Result<i32, GcpError> {
     match v {
         Value::Number(n) => n
             .as_i64()
@@ -702,15 +702,8 @@ async fn public_key(state: &State, key: &str, ver: &str, enc: Enc) -> Result<Val
         Some(path) => {
             check_enabled(&k, &v)?;
             let conn = backend_of(state, &k)?;
-            let (alg, pem) = gcp_ekm::fetch_key(state, &conn, path).await?;
             let want = algorithm_name(k.algorithm).unwrap_or("?");
-            if alg != want {
-                return Err(precondition(format!(
-                    "The external key {path} is {alg}; {} needs {want}.",
-                    k.name
-                )));
-            }
-            pem
+            gcp_ekm::fetch_key(state, &conn, path, want, &k.name).await?
         }
         None => enabled_material(&k, &v)?
             .public_pem()
@@ -836,13 +829,7 @@ async fn external_version(
         }
         (_, None) => gcp_ekm::create_external(state, &conn, alg.name).await?,
     };
-    let (ekm_alg, _) = gcp_ekm::fetch_key(state, &conn, &path).await?;
-    if ekm_alg != alg.name {
-        return Err(precondition(format!(
-            "The external key {path} is {ekm_alg}; {} needs {}.",
-            key.name, alg.name
-        )));
-    }
+    gcp_ekm::fetch_key(state, &conn, &path, alg.name, &key.name).await?;
     Ok(GcpVersion {
         number: 0,
         state: ENABLED,
@@ -1047,27 +1034,34 @@ async fn route(
     if ekm_op.is_none() && segs[4] != "keyRings" {
         return bad_path();
     }
-    let op: &'static str = match (segs.len(), m, verb) {
-        _ if ekm_op.is_some() => ekm_op.unwrap_or("unknown"),
-        (5, &Method::GET, None) => "listKeyRings",
-        (5, &Method::POST, None) => "createKeyRing",
-        (6, &Method::GET, None) => "getKeyRing",
-        (7, &Method::GET, None) if segs[6] == "cryptoKeys" => "listCryptoKeys",
-        (7, &Method::POST, None) if segs[6] == "cryptoKeys" => "createCryptoKey",
-        (8, &Method::GET, None) if segs[6] == "cryptoKeys" => "getCryptoKey",
-        (8, &Method::POST, Some("encrypt")) if segs[6] == "cryptoKeys" => "encrypt",
-        (8, &Method::POST, Some("decrypt")) if segs[6] == "cryptoKeys" => "decrypt",
-        (9, &Method::GET, None) if segs[8] == "cryptoKeyVersions" => "listCryptoKeyVersions",
-        (9, &Method::POST, None) if segs[8] == "cryptoKeyVersions" => "createCryptoKeyVersion",
-        (10, &Method::GET, None) if segs[8] == "cryptoKeyVersions" => "getCryptoKeyVersion",
-        (10, &Method::PATCH, None) if segs[8] == "cryptoKeyVersions" => "updateCryptoKeyVersion",
-        (10, &Method::POST, Some("asymmetricSign")) if segs[8] == "cryptoKeyVersions" => {
-            "asymmetricSign"
+    let op: &'static str = if let Some(op) = ekm_op {
+        op
+    } else {
+        match (segs.len(), m, verb) {
+            (5, &Method::GET, None) => "listKeyRings",
+            (5, &Method::POST, None) => "createKeyRing",
+            (6, &Method::GET, None) => "getKeyRing",
+            (7, &Method::GET, None) if segs[6] == "cryptoKeys" => "listCryptoKeys",
+            (7, &Method::POST, None) if segs[6] == "cryptoKeys" => "createCryptoKey",
+            (8, &Method::GET, None) if segs[6] == "cryptoKeys" => "getCryptoKey",
+            (8, &Method::POST, Some("encrypt")) if segs[6] == "cryptoKeys" => "encrypt",
+            (8, &Method::POST, Some("decrypt")) if segs[6] == "cryptoKeys" => "decrypt",
+            (9, &Method::GET, None) if segs[8] == "cryptoKeyVersions" => "listCryptoKeyVersions",
+            (9, &Method::POST, None) if segs[8] == "cryptoKeyVersions" => "createCryptoKeyVersion",
+            (10, &Method::GET, None) if segs[8] == "cryptoKeyVersions" => "getCryptoKeyVersion",
+            (10, &Method::PATCH, None) if segs[8] == "cryptoKeyVersions" => {
+                "updateCryptoKeyVersion"
+            }
+            (10, &Method::POST, Some("asymmetricSign")) if segs[8] == "cryptoKeyVersions" => {
+                "asymmetricSign"
+            }
+            (11, &Method::GET, None)
+                if segs[8] == "cryptoKeyVersions" && segs[10] == "publicKey" =>
+            {
+                "getPublicKey"
+            }
+            _ => return bad_path(),
         }
-        (11, &Method::GET, None) if segs[8] == "cryptoKeyVersions" && segs[10] == "publicKey" => {
-            "getPublicKey"
-        }
-        _ => return bad_path(),
     };
     if op_only {
         return (op, Ok(Value::Null));
@@ -1195,7 +1189,7 @@ async fn route(
         })(),
         "asymmetricSign" => asymmetric_sign(state, &key, segs[9], &b, enc, corrupt).await,
         "getPublicKey" => public_key(state, &key, segs[9], enc).await,
-        op if ekm_op.is_some() => gcp_ekm::handle(state, op, &segs, req, &b, enc.ints).await,
+        op if ekm_op.is_some() => gcp_ekm::handle(state, op, &segs, req, &b, enc).await,
         _ => Err(not_found(&format!("path {}", req.path))),
     };
     (op, result)

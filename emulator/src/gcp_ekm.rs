@@ -21,7 +21,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
-use crate::gcp::{already_exists, gerr, invalid, not_found, precondition, valid_id, GcpError};
+use crate::gcp::{
+    already_exists, gerr, invalid, name_of, not_found, parse_enum, precondition, valid_id, Enc,
+    GcpError,
+};
 use crate::store::{now, read, write, EkmConnection, ServiceResolver, State};
 use crate::util::{b64, rfc3339, unb64, valid_path};
 use crate::Request;
@@ -66,7 +69,11 @@ impl Link {
         let _ = self.identity.set((chain, key));
     }
 
-    fn client(&self, r: &ServiceResolver) -> Result<reqwest::Client, String> {
+    /// The HTTPS client for a resolver. The first time, the hostname is
+    /// resolved and checked to be local ([`local_addresses`]), and the client
+    /// is pinned to those addresses; later calls reuse it (and its
+    /// connections) without resolving again.
+    async fn client(&self, bind: IpAddr, r: &ServiceResolver) -> Result<reqwest::Client, String> {
         let mut h = sha2::Sha256::new();
         h.update(r.hostname.as_bytes());
         for c in &r.server_certificates {
@@ -74,10 +81,10 @@ impl Link {
             h.update(c);
         }
         let id: [u8; 32] = h.finalize().into();
-        let mut clients = crate::faults::lock(&self.clients);
-        if let Some(c) = clients.get(&id) {
+        if let Some(c) = crate::faults::lock(&self.clients).get(&id) {
             return Ok(c.clone());
         }
+        let (host, addrs) = local_addresses(bind, &r.hostname).await?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(PinnedLeaf {
             pinned: r.server_certificates.clone(),
@@ -100,9 +107,10 @@ impl Link {
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
             .no_proxy()
+            .resolve_to_addrs(&host, &addrs)
             .build()
             .map_err(|e| format!("HTTPS client: {e}"))?;
-        clients.insert(id, client.clone());
+        crate::faults::lock(&self.clients).insert(id, client.clone());
         Ok(client)
     }
 }
@@ -226,7 +234,7 @@ fn certificate_json(der: &[u8]) -> Value {
     })
 }
 
-fn connection_json(c: &EkmConnection, ints: bool) -> Value {
+fn connection_json(c: &EkmConnection, enc: Enc) -> Value {
     let resolvers: Vec<Value> = c
         .resolvers
         .iter()
@@ -239,20 +247,12 @@ fn connection_json(c: &EkmConnection, ints: bool) -> Value {
             })
         })
         .collect();
-    let mode = if ints {
-        json!(c.mode)
-    } else {
-        json!(MODES
-            .iter()
-            .find(|(_, n)| *n == c.mode)
-            .map_or("KEY_MANAGEMENT_MODE_UNSPECIFIED", |(s, _)| *s))
-    };
     json!({
         "name": c.name,
         "createTime": rfc3339(c.created),
         "serviceResolvers": resolvers,
         "etag": c.etag,
-        "keyManagementMode": mode,
+        "keyManagementMode": enc.e(MODES, c.mode),
         "cryptoSpacePath": c.crypto_space_path,
     })
 }
@@ -261,19 +261,11 @@ fn new_etag() -> String {
     b64(&crate::crypto::random_bytes(12))
 }
 
+/// A KeyManagementMode; absent or unspecified means MANUAL.
 fn parse_mode(v: &Value) -> Result<i32, GcpError> {
     let n = match v {
         Value::Null => 0,
-        Value::Number(n) => n
-            .as_i64()
-            .and_then(|n| i32::try_from(n).ok())
-            .ok_or_else(|| invalid(format!("keyManagementMode: bad value {n}")))?,
-        Value::String(s) => MODES
-            .iter()
-            .find(|(name, _)| name == s)
-            .map(|(_, n)| *n)
-            .ok_or_else(|| invalid(format!("keyManagementMode: unknown value {s:?}")))?,
-        _ => return Err(invalid("keyManagementMode must be an enum name or number")),
+        v => parse_enum(v, MODES, "keyManagementMode")?,
     };
     match n {
         0 | MANUAL => Ok(MANUAL),
@@ -309,14 +301,6 @@ fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
             .as_object()
             .ok_or_else(|| invalid(format!("serviceResolvers[{i}] must be an object")))?;
         let hostname = str_of(r, "hostname", &ctx)?;
-        if hostname.is_empty() {
-            return Err(invalid(format!("{ctx}hostname is required")));
-        }
-        if host_port(hostname).is_none() {
-            return Err(invalid(format!(
-                "{ctx}hostname {hostname:?} is not HOST or HOST:PORT"
-            )));
-        }
         let certs = match r.get("serverCertificates") {
             Some(Value::Array(a)) => a,
             None | Some(Value::Null) => {
@@ -324,12 +308,6 @@ fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
             }
             Some(_) => return Err(invalid(format!("{ctx}serverCertificates must be a list"))),
         };
-        if certs.is_empty() || certs.len() > MAX_CERTIFICATES {
-            return Err(invalid(format!(
-                "{ctx}serverCertificates has {} entries; give 1 to {MAX_CERTIFICATES}",
-                certs.len()
-            )));
-        }
         let mut ders = Vec::new();
         for (j, c) in certs.iter().enumerate() {
             let field = format!("{ctx}serverCertificates[{j}].rawDer");
@@ -337,21 +315,53 @@ fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
                 .get("rawDer")
                 .and_then(Value::as_str)
                 .ok_or_else(|| invalid(format!("{field} is required (base64 DER)")))?;
-            let der = unb64(&field, raw).map_err(invalid)?;
-            use x509_cert::der::Decode;
-            if let Err(e) = x509_cert::Certificate::from_der(&der) {
-                return Err(invalid(format!("{field} is not an X.509 certificate: {e}")));
-            }
-            ders.push(der);
+            ders.push(unb64(&field, raw).map_err(invalid)?);
         }
-        out.push(ServiceResolver {
-            service_directory_service: str_of(r, "serviceDirectoryService", &ctx)?.to_string(),
-            endpoint_filter: str_of(r, "endpointFilter", &ctx)?.to_string(),
-            hostname: hostname.to_string(),
-            server_certificates: ders,
-        });
+        out.push(check_resolver(
+            &ctx,
+            ".rawDer",
+            ServiceResolver {
+                service_directory_service: str_of(r, "serviceDirectoryService", &ctx)?.to_string(),
+                endpoint_filter: str_of(r, "endpointFilter", &ctx)?.to_string(),
+                hostname: hostname.to_string(),
+                server_certificates: ders,
+            },
+        )?);
     }
     Ok(out)
+}
+
+/// Checks a resolver however it was given (API or seed): `ctx` names it
+/// and `der_field` the field under each certificate that held its DER.
+fn check_resolver(
+    ctx: &str,
+    der_field: &str,
+    r: ServiceResolver,
+) -> Result<ServiceResolver, GcpError> {
+    if r.hostname.is_empty() {
+        return Err(invalid(format!("{ctx}hostname is required")));
+    }
+    if host_port(&r.hostname).is_none() {
+        return Err(invalid(format!(
+            "{ctx}hostname {:?} is not HOST or HOST:PORT",
+            r.hostname
+        )));
+    }
+    let n = r.server_certificates.len();
+    if n == 0 || n > MAX_CERTIFICATES {
+        return Err(invalid(format!(
+            "{ctx}serverCertificates has {n} entries; give 1 to {MAX_CERTIFICATES}"
+        )));
+    }
+    for (j, der) in r.server_certificates.iter().enumerate() {
+        use x509_cert::der::Decode;
+        if let Err(e) = x509_cert::Certificate::from_der(der) {
+            return Err(invalid(format!(
+                "{ctx}serverCertificates[{j}]{der_field} is not an X.509 certificate: {e}"
+            )));
+        }
+    }
+    Ok(r)
 }
 
 /// Checks what a connection must hold after a create or an update.
@@ -452,7 +462,7 @@ pub(crate) async fn handle(
     segs: &[&str],
     req: &Request,
     b: &Map<String, Value>,
-    ints: bool,
+    enc: Enc,
 ) -> Result<Value, GcpError> {
     let location = segs[..4].join("/");
     match op {
@@ -462,7 +472,7 @@ pub(crate) async fn handle(
                 .ekm_connections
                 .values()
                 .filter(|c| c.name.starts_with(&prefix))
-                .map(|c| connection_json(c, ints))
+                .map(|c| connection_json(c, enc))
                 .collect();
             Ok(json!({"totalSize": list.len(), "ekmConnections": list}))
         }
@@ -477,7 +487,7 @@ pub(crate) async fn handle(
             }
             let name = format!("{location}/ekmConnections/{id}");
             let c = connection_from(&name, b)?;
-            let out = connection_json(&c, ints);
+            let out = connection_json(&c, enc);
             let mut store = write(&state.gcp);
             if store.ekm_connections.contains_key(&name) {
                 return Err(already_exists(&format!("EkmConnection {name}")));
@@ -492,7 +502,7 @@ pub(crate) async fn handle(
             read(&state.gcp)
                 .ekm_connections
                 .get(&name)
-                .map(|c| connection_json(c, ints))
+                .map(|c| connection_json(c, enc))
                 .ok_or_else(|| not_found(&format!("EkmConnection {name}")))
         }
         "updateEkmConnection" => {
@@ -529,7 +539,7 @@ pub(crate) async fn handle(
             }
             check_connection(&next)?;
             next.etag = new_etag();
-            let out = connection_json(&next, ints);
+            let out = connection_json(&next, enc);
             store.ekm_connections.insert(name, next);
             drop(store);
             state.persist();
@@ -557,14 +567,7 @@ pub(crate) async fn handle(
             let conn = str_of(b, "defaultEkmConnection", "")?.to_string();
             let mut store = write(&state.gcp);
             if !conn.is_empty() {
-                if !conn.starts_with(&format!("{location}/ekmConnections/")) {
-                    return Err(invalid(format!(
-                        "defaultEkmConnection {conn:?} must be an EkmConnection in {location}"
-                    )));
-                }
-                if !store.ekm_connections.contains_key(&conn) {
-                    return Err(not_found(&format!("EkmConnection {conn}")));
-                }
+                check_connection_in(&store, &location, &conn, "defaultEkmConnection")?;
                 store.ekm_configs.insert(location.clone(), conn.clone());
             } else {
                 store.ekm_configs.remove(&location);
@@ -577,21 +580,22 @@ pub(crate) async fn handle(
 }
 
 /// Resolves `hostname` to addresses the emulator may dial (loopback, or
-/// the address it is bound to).
-async fn check_local(state: &State, hostname: &str) -> Result<(), String> {
+/// the address it is bound to): (host, addresses).
+async fn local_addresses(
+    bind: IpAddr,
+    hostname: &str,
+) -> Result<(String, Vec<std::net::SocketAddr>), String> {
     let (host, port) =
         host_port(hostname).ok_or_else(|| format!("{hostname:?} is not HOST[:PORT]"))?;
-    let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.as_str(), port))
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .map(|a| a.ip())
         .collect();
     if addrs.is_empty() {
         return Err(format!("{host} resolves to no address"));
     }
-    let bind = state.config.bind;
-    if addrs.iter().all(|a| a.is_loopback() || *a == bind) {
-        Ok(())
+    if addrs.iter().all(|a| a.ip().is_loopback() || a.ip() == bind) {
+        Ok((host, addrs))
     } else {
         Err(format!(
             "{host} resolves to a non-loopback address; the emulator only dials loopback"
@@ -630,8 +634,7 @@ async fn call_one(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Answer, String> {
-    check_local(state, &r.hostname).await?;
-    let client = state.ekm_link.client(r)?;
+    let client = state.ekm_link.client(state.config.bind, r).await?;
     let mut req = client.request(method, format!("https://{}{path}", r.hostname));
     if let Some(t) = &state.config.ekm_token {
         req = req.bearer_auth(t);
@@ -753,14 +756,14 @@ pub fn seed_connection(state: &State, s: crate::store::EkmConnectionSeed) -> Res
             "{what}: expected projects/P/locations/L/ekmConnections/ID"
         ));
     }
+    if s.service_resolvers.len() > MAX_RESOLVERS {
+        return Err(format!(
+            "{what}: {} service resolvers; at most {MAX_RESOLVERS}",
+            s.service_resolvers.len()
+        ));
+    }
     let mut resolvers = Vec::new();
-    for r in &s.service_resolvers {
-        if host_port(&r.hostname).is_none() {
-            return Err(format!(
-                "{what}: hostname {:?} is not HOST or HOST:PORT",
-                r.hostname
-            ));
-        }
+    for (i, r) in s.service_resolvers.iter().enumerate() {
         let mut ders = Vec::new();
         for pem in &r.server_certificates {
             let found: Vec<_> = rustls_pemfile::certs(&mut pem.as_bytes())
@@ -773,12 +776,16 @@ pub fn seed_connection(state: &State, s: crate::store::EkmConnectionSeed) -> Res
             }
             ders.extend(found.into_iter().map(|c| c.to_vec()));
         }
-        resolvers.push(ServiceResolver {
+        let resolver = ServiceResolver {
             service_directory_service: r.service_directory_service.clone(),
             endpoint_filter: r.endpoint_filter.clone(),
             hostname: r.hostname.clone(),
             server_certificates: ders,
-        });
+        };
+        resolvers.push(
+            check_resolver(&format!("service_resolvers[{i}]."), "", resolver)
+                .map_err(|e| format!("{what}: {}", e.message()))?,
+        );
     }
     let mode = match s.key_management_mode.as_deref() {
         None => MANUAL,
@@ -801,18 +808,13 @@ pub fn seed_connection(state: &State, s: crate::store::EkmConnectionSeed) -> Res
 pub fn seed_config(state: &State, s: crate::store::EkmConfigSeed) -> Result<(), String> {
     let what = format!("gcp_ekm_configs {}", s.location);
     let mut store = write(&state.gcp);
-    if !s
-        .default_ekm_connection
-        .starts_with(&format!("{}/ekmConnections/", s.location))
-        || !store
-            .ekm_connections
-            .contains_key(&s.default_ekm_connection)
-    {
-        return Err(format!(
-            "{what}: default_ekm_connection {:?} is not a seeded EkmConnection of that location",
-            s.default_ekm_connection
-        ));
-    }
+    check_connection_in(
+        &store,
+        &s.location,
+        &s.default_ekm_connection,
+        "default_ekm_connection",
+    )
+    .map_err(|e| format!("{what}: {}", e.message()))?;
     store
         .ekm_configs
         .insert(s.location, s.default_ekm_connection);
@@ -823,10 +825,7 @@ pub fn seed_config(state: &State, s: crate::store::EkmConfigSeed) -> Result<(), 
 pub fn export_connection(c: &EkmConnection) -> crate::store::EkmConnectionSeed {
     crate::store::EkmConnectionSeed {
         name: c.name.clone(),
-        key_management_mode: MODES
-            .iter()
-            .find(|(_, n)| *n == c.mode)
-            .map(|(s, _)| s.to_string()),
+        key_management_mode: name_of(MODES, c.mode).map(str::to_string),
         crypto_space_path: c.crypto_space_path.clone(),
         service_resolvers: c
             .resolvers
@@ -871,25 +870,38 @@ pub(crate) fn check_backend(state: &State, ring: &str, backend: &str) -> Result<
             "cryptoKeyBackend (an EkmConnection) is required for EXTERNAL_VPC keys",
         ));
     }
-    if !backend.starts_with(&format!("{location}/ekmConnections/")) {
-        return Err(invalid(format!(
-            "cryptoKeyBackend {backend:?} must be an EkmConnection in {location}"
-        )));
-    }
-    read(&state.gcp)
-        .ekm_connections
-        .get(backend)
-        .map(|c| c.mode)
-        .ok_or_else(|| not_found(&format!("EkmConnection {backend}")))
+    check_connection_in(&read(&state.gcp), &location, backend, "cryptoKeyBackend")
 }
 
-/// The key on the key manager: (algorithm name, public key PEM), checked
-/// to be enabled.
+/// Checks that `name` (given in `field`) is an existing EkmConnection of
+/// `location`; returns its key management mode.
+fn check_connection_in(
+    store: &crate::store::GcpStore,
+    location: &str,
+    name: &str,
+    field: &str,
+) -> Result<i32, GcpError> {
+    if !name.starts_with(&format!("{location}/ekmConnections/")) {
+        return Err(invalid(format!(
+            "{field} {name:?} must be an EkmConnection in {location}"
+        )));
+    }
+    store
+        .ekm_connections
+        .get(name)
+        .map(|c| c.mode)
+        .ok_or_else(|| not_found(&format!("EkmConnection {name}")))
+}
+
+/// The public key PEM of the key at `path` on the key manager, checked to be
+/// enabled and of algorithm `want` (what the crypto key `key_name` needs).
 pub(crate) async fn fetch_key(
     state: &State,
     conn: &EkmConnection,
     path: &str,
-) -> Result<(String, String), GcpError> {
+    want: &str,
+    key_name: &str,
+) -> Result<String, GcpError> {
     let v = call(
         state,
         conn,
@@ -910,7 +922,12 @@ pub(crate) async fn fetch_key(
             "The external key {path} is not enabled on the key manager."
         )));
     }
-    Ok((alg, pem))
+    if alg != want {
+        return Err(precondition(format!(
+            "The external key {path} is {alg}; {key_name} needs {want}."
+        )));
+    }
+    Ok(pem)
 }
 
 /// Creates a key on the key manager under the connection's crypto space
