@@ -361,6 +361,16 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Applies an endpoint filter ([`EndpointFilter`] syntax) to every
+    /// resolver.
+    pub fn set_endpoint_filter(&mut self, filter: &str) -> Result<()> {
+        let f = EndpointFilter::parse(filter)?;
+        for r in &mut self.resolvers {
+            r.endpoint_filter = Some(f.clone());
+        }
+        Ok(())
+    }
+
     /// Reads a bearer token from the environment variable `var`.
     pub fn set_token_from_env(&mut self, var: &str) -> Result<()> {
         self.token = Some(token_from_env(var)?);
@@ -399,10 +409,7 @@ impl Connection {
             conn.set_token_from_env(var)?;
         }
         if let Some(f) = uri.option("endpoint-filter") {
-            let f = EndpointFilter::parse(f)?;
-            for r in &mut conn.resolvers {
-                r.endpoint_filter = Some(f.clone());
-            }
+            conn.set_endpoint_filter(f)?;
         }
         if let Some(t) = uri.option("timeout") {
             let secs: f64 = t

@@ -292,27 +292,40 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `FILE#NAME` (this file's absolute path) when `name` is one of its
+    /// `[ekm_connection.NAME]` tables: the `connection=` reference the
+    /// external key manager backend reads; `None` otherwise.
+    pub fn named_connection(&self, name: &str) -> Result<Option<String>> {
+        if !self.ekm_connections.contains_key(name) {
+            return Ok(None);
+        }
+        let file = std::path::absolute(&self.path).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("cannot resolve {}: {e}", self.path.display()),
+            )
+        })?;
+        Ok(Some(format!("{}#{name}", file.display())))
+    }
+
     /// For an `ekm:` key URI whose `connection=` names one of the file's
     /// `[ekm_connection.NAME]` tables: the URI with `connection=FILE#NAME`
-    /// (the file's absolute path), so the backend reads that table. Other
-    /// URIs are returned as they are.
+    /// ([`Config::named_connection`]). Other URIs are returned as they are.
     pub fn connection_reference(&self, key: &str) -> Result<String> {
         let mut uri = KeyUri::parse(key)?;
         if uri.scheme() != "ekm" {
             return Ok(key.to_string());
         }
-        match uri.option("connection").map(str::to_string) {
-            Some(name) if self.ekm_connections.contains_key(&name) => {
-                let file = std::path::absolute(&self.path).map_err(|e| {
-                    Error::new(
-                        ErrorKind::InvalidInput,
-                        format!("cannot resolve {}: {e}", self.path.display()),
-                    )
-                })?;
-                uri.set_option("connection", &format!("{}#{name}", file.display()));
+        let named = match uri.option("connection") {
+            Some(name) => self.named_connection(name)?,
+            None => None,
+        };
+        match named {
+            Some(reference) => {
+                uri.set_option("connection", &reference);
                 Ok(uri.to_string())
             }
-            _ => Ok(key.to_string()),
+            None => Ok(key.to_string()),
         }
     }
 

@@ -90,10 +90,7 @@ mod verify {
             conn.set_token_from_env(var)?;
         }
         if let Some(f) = &a.endpoint_filter {
-            let f = sshca_ekm::EndpointFilter::parse(f)?;
-            for r in &mut conn.resolvers {
-                r.endpoint_filter = Some(f.clone());
-            }
+            conn.set_endpoint_filter(f)?;
         }
         let key = match (&a.key, uri_key) {
             (Some(_), Some(_)) => {

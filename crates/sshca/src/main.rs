@@ -266,13 +266,7 @@ async fn ekm_verify(a: EkmVerifyArgs, config: &Path) -> Result<ExitCode> {
     let connection = match a.connection {
         Some(c) if !Path::new(&c).exists() && config.exists() => {
             let cfg = sshca::config::Config::load(config)?;
-            if cfg.ekm_connections.contains_key(&c) {
-                let file = std::path::absolute(config)
-                    .map_err(|e| invalid(format!("{}: {e}", config.display())))?;
-                Some(format!("{}#{c}", file.display()))
-            } else {
-                Some(c)
-            }
+            Some(cfg.named_connection(&c)?.unwrap_or(c))
         }
         other => other,
     };
