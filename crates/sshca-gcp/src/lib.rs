@@ -115,14 +115,38 @@ pub fn check_uri(uri: &KeyUri) -> Result<()> {
         ));
     }
     if let Some(ep) = uri.option("endpoint") {
-        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("key URI `{uri}`: endpoint `{ep}` must start with http:// or https://"),
-            ));
-        }
+        check_endpoint(ep).map_err(|e| e.context(format!("key URI `{uri}`")))?;
     }
     Ok(())
+}
+
+fn check_endpoint(ep: &str) -> Result<()> {
+    if ep.starts_with("http://") || ep.starts_with("https://") {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!("endpoint `{ep}` must start with http:// or https://"),
+    ))
+}
+
+/// What every Cloud KMS client here is built with: no retries of its own
+/// (the signer's retry policy applies), and for another `endpoint` (such as
+/// the emulator) anonymous access; Application Default Credentials otherwise.
+fn configure<F, Cr>(
+    b: google_cloud_gax::client_builder::ClientBuilder<F, Cr>,
+    endpoint: Option<&str>,
+) -> google_cloud_gax::client_builder::ClientBuilder<F, Cr>
+where
+    google_cloud_auth::credentials::Credentials: Into<Cr>,
+{
+    let b = b.with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
+    match endpoint {
+        Some(ep) => b
+            .with_endpoint(ep)
+            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build()),
+        None => b,
+    }
 }
 
 /// Builds a Cloud KMS client for a key URI: Application Default Credentials,
@@ -130,13 +154,7 @@ pub fn check_uri(uri: &KeyUri) -> Result<()> {
 /// signer's retry policy applies).
 pub async fn client_for(uri: &KeyUri) -> Result<KeyManagementService> {
     check_uri(uri)?;
-    let mut b = KeyManagementService::builder()
-        .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
-    if let Some(ep) = uri.option("endpoint") {
-        b = b
-            .with_endpoint(ep)
-            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
-    }
+    let b = configure(KeyManagementService::builder(), uri.option("endpoint"));
     b.build().await.map_err(|e| {
         Error::new(
             ErrorKind::Unauthenticated,
@@ -149,18 +167,10 @@ pub async fn client_for(uri: &KeyUri) -> Result<KeyManagementService> {
 /// VerifyConnectivity): Application Default Credentials, or anonymous access
 /// to `endpoint` (such as the emulator). The client's own retries are off.
 pub async fn ekm_service(endpoint: Option<&str>) -> Result<EkmService> {
-    let mut b = EkmService::builder().with_retry_policy(google_cloud_gax::retry_policy::NeverRetry);
     if let Some(ep) = endpoint {
-        if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!("endpoint `{ep}` must start with http:// or https://"),
-            ));
-        }
-        b = b
-            .with_endpoint(ep)
-            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+        check_endpoint(ep)?;
     }
+    let b = configure(EkmService::builder(), endpoint);
     b.build().await.map_err(|e| {
         Error::new(
             ErrorKind::Unauthenticated,
