@@ -58,8 +58,8 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
                 }
             }
             let n = rules.len();
-            for r in rules {
-                state.faults.add(r);
+            if let Err(e) = state.faults.add_all(rules) {
+                return bad(StatusCode::BAD_REQUEST, e);
             }
             ok(json!({"added": n}))
         }

@@ -738,6 +738,25 @@ fn fault_error(e: FaultError) -> AwsError {
     }
 }
 
+/// The operations the emulated AWS KMS serves.
+pub(crate) const OPERATIONS: [&str; 15] = [
+    "CreateKey",
+    "DescribeKey",
+    "GetPublicKey",
+    "ListKeys",
+    "CreateAlias",
+    "ListAliases",
+    "Sign",
+    "Verify",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+];
+
 /// Handles one AWS KMS request.
 pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     if req.method != hyper::Method::POST || req.path != "/" {
@@ -755,6 +774,13 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             "missing or malformed X-Amz-Target header (TrentService.<Operation>)",
         )));
     };
+    if !OPERATIONS.contains(&op) {
+        // Refused before anything is counted: counters hold real operations only.
+        return respond(Err(e400(
+            "UnknownOperationException",
+            format!("unknown operation {}", op.escape_debug()),
+        )));
+    }
     let op = op.to_string();
     if req.too_large {
         return respond(Err(AwsError {
@@ -777,6 +803,9 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         }
         Err(sigv4::SigError::Mismatch(m)) => {
             return respond(Err(e400("InvalidSignatureException", m)))
+        }
+        Err(sigv4::SigError::Incomplete(m)) => {
+            return respond(Err(e400("IncompleteSignatureException", m)))
         }
     };
     let corrupt =

@@ -45,6 +45,10 @@ pub struct Fault {
     /// Return a signature that does not verify.
     #[serde(default)]
     pub corrupt_signature: bool,
+    /// Answer `307 Temporary Redirect` to this http(s) URL instead (a
+    /// client must never follow it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<String>,
     /// Probability (0..=1) that a matching request is affected; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
@@ -69,6 +73,16 @@ impl Fault {
         }
         if self.latency_ms > 600_000 {
             return Err("fault: latency_ms above 600000".into());
+        }
+        if let Some(u) = &self.redirect {
+            if !(u.starts_with("http://") || u.starts_with("https://"))
+                || u.len() > 2048
+                || u.chars().any(|c| c.is_control() || c == ' ')
+            {
+                return Err(format!(
+                    "fault: redirect {u:?} is not an http(s) URL of at most 2048 characters"
+                ));
+            }
         }
         Ok(())
     }
@@ -98,7 +112,12 @@ pub struct Effect {
     pub drop_connection: bool,
     /// Corrupt the signature in the answer.
     pub corrupt_signature: bool,
+    /// Answer with a redirect to this URL.
+    pub redirect: Option<String>,
 }
+
+/// Most fault rules held at once; adding more is refused.
+pub const MAX_RULES: usize = 256;
 
 /// Fault rules and request counters.
 #[derive(Debug, Default)]
@@ -113,9 +132,24 @@ fn chance(rate: f64) -> bool {
 }
 
 impl Faults {
-    /// Adds a rule.
-    pub fn add(&self, fault: Fault) {
-        lock(&self.rules).push(fault);
+    /// Adds rules, all or none: refused when the list would hold more than
+    /// [`MAX_RULES`].
+    pub fn add_all(&self, faults: Vec<Fault>) -> Result<(), String> {
+        let mut rules = lock(&self.rules);
+        if rules.len() + faults.len() > MAX_RULES {
+            return Err(format!(
+                "fault: at most {MAX_RULES} rules are held ({} now, {} more asked)",
+                rules.len(),
+                faults.len()
+            ));
+        }
+        rules.extend(faults);
+        Ok(())
+    }
+
+    /// Adds a rule (see [`Faults::add_all`]).
+    pub fn add(&self, fault: Fault) -> Result<(), String> {
+        self.add_all(vec![fault])
     }
 
     /// The current rules.
@@ -162,6 +196,9 @@ impl Faults {
             effect.error = effect.error.or(rule.error);
             effect.drop_connection |= rule.drop_connection;
             effect.corrupt_signature |= rule.corrupt_signature;
+            if effect.redirect.is_none() {
+                effect.redirect.clone_from(&rule.redirect);
+            }
         }
         rules.retain(|r| r.count != Some(0));
         effect
@@ -204,7 +241,8 @@ mod tests {
         let f = Faults::default();
         f.add(fault(
             r#"{"service":"aws","operation":"Sign","error":"throttle","count":2}"#,
-        ));
+        ))
+        .unwrap();
         assert_eq!(f.on_request("aws", "GetPublicKey", None).error, None);
         assert_eq!(
             f.on_request("aws", "Sign", None).error,
@@ -224,10 +262,12 @@ mod tests {
         let f = Faults::default();
         f.add(fault(
             r#"{"service":"ekm","replica":1,"drop_connection":true}"#,
-        ));
+        ))
+        .unwrap();
         f.add(fault(
             r#"{"service":"gcp","corrupt_signature":true,"rate":0}"#,
-        ));
+        ))
+        .unwrap();
         assert!(!f.on_request("ekm", "sign", Some(0)).drop_connection);
         assert!(f.on_request("ekm", "sign", Some(1)).drop_connection);
         assert!(
@@ -236,5 +276,37 @@ mod tests {
         );
         assert!(fault(r#"{"service":"x"}"#).validate().is_err());
         assert!(serde_json::from_str::<Fault>(r#"{"service":"aws","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn the_rule_list_is_bounded() {
+        let f = Faults::default();
+        let one = || fault(r#"{"service":"aws","latency_ms":1}"#);
+        f.add_all((0..MAX_RULES - 1).map(|_| one()).collect())
+            .unwrap();
+        // All or none: two more would overflow, so neither is added.
+        let e = f.add_all(vec![one(), one()]).unwrap_err();
+        assert!(e.contains("at most 256 rules"), "{e}");
+        assert_eq!(f.list().len(), MAX_RULES - 1);
+        f.add(one()).unwrap();
+        assert!(f.add(one()).is_err());
+        f.clear();
+        f.add(one()).unwrap();
+    }
+
+    #[test]
+    fn redirect_rules_are_checked() {
+        let ok = fault(r#"{"service":"ekm","redirect":"https://127.0.0.1:1/v1/health"}"#);
+        assert!(ok.validate().is_ok());
+        let f = Faults::default();
+        f.add(ok).unwrap();
+        assert_eq!(
+            f.on_request("ekm", "health", Some(0)).redirect.as_deref(),
+            Some("https://127.0.0.1:1/v1/health")
+        );
+        for bad in ["ftp://x", "https://a b", "javascript:alert(1)"] {
+            let j = format!(r#"{{"service":"ekm","redirect":"{bad}"}}"#);
+            assert!(fault(&j).validate().is_err(), "{bad}");
+        }
     }
 }

@@ -1007,6 +1007,9 @@ async fn create_key(
 }
 
 /// Routes one request; returns (operation name, result).
+/// The operation name of a request that names none.
+const UNKNOWN: &str = "unknown";
+
 async fn route(
     state: &State,
     req: &Request,
@@ -1015,7 +1018,7 @@ async fn route(
     op_only: bool,
 ) -> (&'static str, Result<Value, GcpError>) {
     let Some(rest) = req.path.strip_prefix("/v1/") else {
-        return ("unknown", Err(not_found(&format!("path {}", req.path))));
+        return (UNKNOWN, Err(not_found(&format!("path {}", req.path))));
     };
     let (resource, verb) = match rest.rsplit_once('/') {
         Some((_, last)) if last.contains(':') => {
@@ -1026,7 +1029,7 @@ async fn route(
     };
     let segs: Vec<&str> = resource.split('/').collect();
     let m = &req.method;
-    let bad_path = || ("unknown", Err(not_found(&format!("path {}", req.path))));
+    let bad_path = || (UNKNOWN, Err(not_found(&format!("path {}", req.path))));
     if segs.len() < 5 || segs[0] != "projects" || segs[2] != "locations" {
         return bad_path();
     }
@@ -1244,7 +1247,11 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             )));
         }
     }
-    let (op, _) = route(state, &req, false, enc, true).await;
+    let (op, early) = route(state, &req, false, enc, true).await;
+    if op == UNKNOWN {
+        // Refused before anything is counted: counters hold real operations only.
+        return reply(early);
+    }
     let corrupt =
         match crate::inject_faults(state, "gcp", op, None, |e| reply(Err(fault_error(e)))).await {
             Ok(c) => c,

@@ -106,6 +106,8 @@ impl Link {
             .tls_backend_preconfigured(tls)
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
+            // As Cloud KMS: a key manager's redirect is never followed.
+            .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .resolve_to_addrs(&host, &addrs)
             .build()

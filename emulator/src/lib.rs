@@ -48,8 +48,9 @@ pub use store::{Seed, State};
 /// "request too large" error without being read.
 pub const MAX_BODY: usize = 256 * 1024;
 
-/// Emulator settings.
-#[derive(Debug, Clone)]
+/// Emulator settings. `Debug` shows access keys and whether a token is
+/// set, never a secret key or a token.
+#[derive(Clone)]
 pub struct Config {
     /// Address to bind (default 127.0.0.1).
     pub bind: IpAddr,
@@ -73,6 +74,31 @@ pub struct Config {
     /// Bearer token the external key manager requires besides the client
     /// certificate; none when `None`.
     pub ekm_token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("seed", &self.seed)
+            .field("state_file", &self.state_file)
+            .field("cert_dir", &self.cert_dir)
+            .field(
+                "aws_credentials",
+                &self
+                    .aws_credentials
+                    .iter()
+                    .map(|(access, _)| (access.as_str(), "<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("gcp_token", &redacted(&self.gcp_token))
+            .field("azure_token", &redacted(&self.azure_token))
+            .field("ekm_replicas", &self.ekm_replicas)
+            .field("ekm_token", &redacted(&self.ekm_token))
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -248,12 +274,18 @@ impl Emulator {
     /// Adds a fault rule.
     pub fn add_fault(&self, fault: Fault) -> Result<(), String> {
         fault.validate()?;
-        self.state.faults.add(fault);
-        Ok(())
+        self.state.faults.add(fault)
     }
 
-    /// Makes the next `n` requests of `service`/`operation` fail with `error`.
-    pub fn fail_next(&self, service: &str, operation: &str, error: FaultError, n: u64) {
+    /// Makes the next `n` requests of `service`/`operation` fail with
+    /// `error`; refused when the fault list is full.
+    pub fn fail_next(
+        &self,
+        service: &str,
+        operation: &str,
+        error: FaultError,
+        n: u64,
+    ) -> Result<(), String> {
         self.state.faults.add(Fault {
             service: service.into(),
             operation: Some(operation.into()),
@@ -262,13 +294,15 @@ impl Emulator {
             error: Some(error),
             drop_connection: false,
             corrupt_signature: false,
+            redirect: None,
             rate: None,
             count: Some(n),
-        });
+        })
     }
 
-    /// Makes the next `n` requests of `service`/`operation` return corrupted signatures.
-    pub fn corrupt_next(&self, service: &str, operation: &str, n: u64) {
+    /// Makes the next `n` requests of `service`/`operation` return
+    /// corrupted signatures; refused when the fault list is full.
+    pub fn corrupt_next(&self, service: &str, operation: &str, n: u64) -> Result<(), String> {
         self.state.faults.add(Fault {
             service: service.into(),
             operation: Some(operation.into()),
@@ -277,9 +311,10 @@ impl Emulator {
             error: None,
             drop_connection: false,
             corrupt_signature: true,
+            redirect: None,
             rate: None,
             count: Some(n),
-        });
+        })
     }
 
     /// Clears fault rules and request counters.
@@ -485,6 +520,14 @@ pub(crate) async fn inject_faults(
     }
     if effect.drop_connection {
         return Err(Reply::Drop);
+    }
+    if let Some(to) = effect.redirect {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&to) {
+            r.headers_mut().insert(hyper::header::LOCATION, v);
+        }
+        return Err(Reply::Send(r));
     }
     match effect.error {
         Some(e) => Err(on_error(e)),

@@ -82,7 +82,7 @@ ADMIN API: GET /health, GET /stats, POST /reset[?keys=true], GET|POST|DELETE /fa
 \"corrupt_signature\": false, \"rate\": 0.5, \"count\": 3}).";
 
 /// Local emulator of AWS KMS, Google Cloud KMS and Azure Key Vault keys.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(name = "kms-emulator", version, after_long_help = SEED_HELP)]
 struct Args {
     /// Address to bind; loopback unless told otherwise.

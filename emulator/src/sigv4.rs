@@ -16,6 +16,9 @@ pub enum SigError {
     UnknownKey(String),
     /// The signature does not match, or is too old.
     Mismatch(String),
+    /// The signature leaves out a part AWS requires it to cover
+    /// (`x-amz-target`, any `x-amz-*` header sent).
+    Incomplete(String),
 }
 
 /// The parts of a verified signature.
@@ -129,6 +132,26 @@ pub fn verify(req: &Request, credentials: &[(String, String)]) -> Result<Verifie
     if !names.contains(&"host") {
         return Err(SigError::Mismatch("SignedHeaders must include host".into()));
     }
+    // As AWS: every x-amz-* header sent (x-amz-target, which names the
+    // operation, among them) must be covered by the signature.
+    let mut unsigned: Vec<&str> = req
+        .headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| n.starts_with("x-amz-") && !names.contains(n))
+        .collect();
+    if req.header("x-amz-target").is_none() {
+        unsigned.push("x-amz-target (missing)");
+    }
+    if !unsigned.is_empty() {
+        unsigned.sort_unstable();
+        unsigned.dedup();
+        return Err(SigError::Incomplete(format!(
+            "The request signature does not cover the header(s) {}: every x-amz-* header \
+             must be listed in SignedHeaders",
+            unsigned.join(", ")
+        )));
+    }
     let mut canonical_headers = String::new();
     for name in &names {
         let values: Vec<String> = req
@@ -160,10 +183,17 @@ pub fn verify(req: &Request, credentials: &[(String, String)]) -> Result<Verifie
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    let payload_hash = match req.header("x-amz-content-sha256") {
-        Some(h) => h.to_string(),
-        None => hex::encode(Sha256::digest(&req.body)),
-    };
+    // The payload hash is always computed from the body received; a
+    // declared x-amz-content-sha256 must agree with it (a swapped body
+    // cannot ride on another request's signature).
+    let payload_hash = hex::encode(Sha256::digest(&req.body));
+    if let Some(declared) = req.header("x-amz-content-sha256") {
+        if !declared.eq_ignore_ascii_case(&payload_hash) {
+            return Err(SigError::Mismatch(
+                "The provided x-amz-content-sha256 header does not match what was computed.".into(),
+            ));
+        }
+    }
     let path = if req.path.is_empty() {
         "/"
     } else {

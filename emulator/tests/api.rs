@@ -65,21 +65,58 @@ fn aws(url: &str, op: &str, body: &Value, secret: &str) -> Reply {
 }
 
 fn aws_raw(url: &str, op: &str, body: &[u8], secret: &str) -> Reply {
+    aws_with(url, op, secret, &Tamper::default(), body)
+}
+
+/// How a request departs from a correct signature.
+#[derive(Default)]
+struct Tamper<'a> {
+    /// Leave x-amz-target out of SignedHeaders (it is still sent).
+    unsigned_target: bool,
+    /// Send these headers too, unsigned.
+    unsigned_headers: &'a [(&'a str, &'a str)],
+    /// Send this x-amz-content-sha256 (signed).
+    content_sha256: Option<String>,
+    /// Sign this body but send the real one.
+    signed_body: Option<&'a [u8]>,
+}
+
+fn aws_with(url: &str, op: &str, secret: &str, t: &Tamper<'_>, body: &[u8]) -> Reply {
     let host = url.trim_start_matches("http://");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let (y, mo, d) = civil(now / 86_400);
-    let t = now % 86_400;
+    let secs = now % 86_400;
     let date = format!("{y:04}{mo:02}{d:02}");
-    let amz = format!("{date}T{:02}{:02}{:02}Z", t / 3600, t / 60 % 60, t % 60);
+    let amz = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     let target = format!("TrentService.{op}");
     let ct = "application/x-amz-json-1.1";
-    let canonical = format!(
-        "POST\n/\n\ncontent-type:{ct}\nhost:{host}\nx-amz-date:{amz}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
-        hex::encode(Sha256::digest(body))
-    );
+    let mut signed: Vec<(&str, String)> = vec![
+        ("content-type", ct.into()),
+        ("host", host.into()),
+        ("x-amz-date", amz.clone()),
+    ];
+    if let Some(h) = &t.content_sha256 {
+        signed.push(("x-amz-content-sha256", h.clone()));
+    }
+    if !t.unsigned_target {
+        signed.push(("x-amz-target", target.clone()));
+    }
+    signed.sort();
+    let names = signed.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(";");
+    let headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let payload = t
+        .content_sha256
+        .clone()
+        .unwrap_or_else(|| hex::encode(Sha256::digest(t.signed_body.unwrap_or(body))));
+    let canonical = format!("POST\n/\n\n{headers}\n{names}\n{payload}");
     let scope = format!("{date}/us-east-1/kms/aws4_request");
     let sts = format!(
         "AWS4-HMAC-SHA256\n{amz}\n{scope}\n{}",
@@ -90,21 +127,17 @@ fn aws_raw(url: &str, op: &str, body: &[u8], secret: &str) -> Reply {
         k = hmac(&k, part);
     }
     let sig = hex::encode(hmac(&k, &sts));
-    let auth = format!(
-        "AWS4-HMAC-SHA256 Credential=test/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}"
-    );
-    http(
-        url,
-        "POST",
-        "/",
-        &[
-            ("content-type", ct.into()),
-            ("x-amz-date", amz),
-            ("x-amz-target", target),
-            ("authorization", auth),
-        ],
-        body,
-    )
+    let auth =
+        format!("AWS4-HMAC-SHA256 Credential=test/{scope}, SignedHeaders={names}, Signature={sig}");
+    let mut sent: Vec<(&str, String)> = signed.into_iter().filter(|(k, _)| *k != "host").collect();
+    if t.unsigned_target {
+        sent.push(("x-amz-target", target));
+    }
+    for (k, v) in t.unsigned_headers {
+        sent.push((k, (*v).to_owned()));
+    }
+    sent.push(("authorization", auth));
+    http(url, "POST", "/", &sent, body)
 }
 
 fn civil(days: u64) -> (i64, u32, u32) {
@@ -377,6 +410,135 @@ async fn admin_stats_faults_and_reset() {
             http(&admin, "GET", "/stats", &[], b"").body["gcp"],
             json!({})
         );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigv4_covers_the_body_and_every_amz_header() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let url = emu.endpoints().aws.clone();
+    let admin = emu.endpoints().admin.clone();
+    tokio::task::spawn_blocking(move || {
+        let list = br#"{}"#;
+        // The reference request passes.
+        let r = aws_with(&url, "ListKeys", "test", &Tamper::default(), list);
+        assert_eq!(r.status, 200, "{}", r.body);
+        // A body swapped under a signature made for another body.
+        let create = br#"{"KeySpec":"ECC_NIST_P256","KeyUsage":"SIGN_VERIFY"}"#;
+        let t = Tamper {
+            signed_body: Some(list),
+            ..Default::default()
+        };
+        let r = aws_with(&url, "CreateKey", "test", &t, create);
+        assert_eq!(
+            (r.status, aws_type(&r)),
+            (400, "InvalidSignatureException"),
+            "{}",
+            r.body
+        );
+        // The same, with the signed body's hash declared in x-amz-content-sha256.
+        let t = Tamper {
+            content_sha256: Some(hex::encode(Sha256::digest(list))),
+            ..Default::default()
+        };
+        let r = aws_with(&url, "CreateKey", "test", &t, create);
+        assert_eq!(
+            (r.status, aws_type(&r)),
+            (400, "InvalidSignatureException"),
+            "{}",
+            r.body
+        );
+        assert!(r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-amz-content-sha256"));
+        // A correct declared hash is accepted.
+        let t = Tamper {
+            content_sha256: Some(hex::encode(Sha256::digest(list))),
+            ..Default::default()
+        };
+        assert_eq!(aws_with(&url, "ListKeys", "test", &t, list).status, 200);
+        // An operation outside the signature: x-amz-target unsigned.
+        let t = Tamper {
+            unsigned_target: true,
+            ..Default::default()
+        };
+        let r = aws_with(&url, "CreateKey", "test", &t, create);
+        assert_eq!(
+            (r.status, aws_type(&r)),
+            (400, "IncompleteSignatureException"),
+            "{}",
+            r.body
+        );
+        assert!(r.body["message"].as_str().unwrap().contains("x-amz-target"));
+        // Any other x-amz-* header sent unsigned.
+        let t = Tamper {
+            unsigned_headers: &[("x-amz-security-token", "forged")],
+            ..Default::default()
+        };
+        let r = aws_with(&url, "ListKeys", "test", &t, list);
+        assert_eq!(
+            (r.status, aws_type(&r)),
+            (400, "IncompleteSignatureException"),
+            "{}",
+            r.body
+        );
+        assert!(r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-amz-security-token"));
+        // Nothing of the refused CreateKeys was created.
+        let r = aws_with(&url, "ListKeys", "test", &Tamper::default(), list);
+        assert_eq!(r.body["Keys"], json!([]), "{}", r.body);
+
+        // Unknown operations are refused before they are counted.
+        let stats = || http(&admin, "GET", "/stats", &[], b"").body;
+        let before = stats();
+        let r = aws_with(&url, "BogusOp", "test", &Tamper::default(), list);
+        assert_eq!((r.status, aws_type(&r)), (400, "UnknownOperationException"));
+        assert_eq!(stats()["aws"], before["aws"]);
+        assert!(stats()["aws"].get("BogusOp").is_none());
+
+        // The fault list is bounded: all or none of a batch is added.
+        let one = json!({"service": "azure", "latency_ms": 1});
+        let batch = |n: usize| Value::Array(vec![one.clone(); n]).to_string();
+        let r = http(&admin, "POST", "/faults", &[], batch(200).as_bytes());
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = http(&admin, "POST", "/faults", &[], batch(57).as_bytes());
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 rules"));
+        let listed = http(&admin, "GET", "/faults", &[], b"").body;
+        assert_eq!(listed.as_array().map(Vec::len), Some(200), "{listed}");
+        assert_eq!(
+            http(&admin, "POST", "/faults", &[], batch(56).as_bytes()).status,
+            200
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_unknown_paths_are_not_counted() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    let gcp = emu.endpoints().gcp.clone();
+    let admin = emu.endpoints().admin.clone();
+    tokio::task::spawn_blocking(move || {
+        for path in [
+            "/v1/projects/p/locations/l/bogus",
+            "/v2/x",
+            "/v1/projects/p/locations/l/keyRings/r/cryptoKeys/k:explode",
+        ] {
+            let r = http(&gcp, "POST", path, &[], b"{}");
+            assert_eq!(r.status, 404, "{path}: {}", r.body);
+        }
+        let stats = http(&admin, "GET", "/stats", &[], b"").body;
+        assert_eq!(stats["gcp"], json!({}), "{stats}");
     })
     .await
     .unwrap();

@@ -27,8 +27,10 @@ fn registry() -> Registry {
 fn hooks(emu: &Arc<Emulator>) -> ServiceHooks {
     let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
     ServiceHooks {
-        throttle_signs: Box::new(move |n| a.fail_next("aws", "Sign", FaultError::Throttle, n)),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("aws", "Sign", n)),
+        throttle_signs: Box::new(move |n| {
+            a.fail_next("aws", "Sign", FaultError::Throttle, n).unwrap()
+        }),
+        corrupt_signs: Box::new(move |n| b.corrupt_next("aws", "Sign", n).unwrap()),
         counts: Box::new(move || (c.count("aws", "Sign"), c.count("aws", "GetPublicKey"))),
     }
 }
@@ -121,7 +123,8 @@ async fn aliases_arns_and_bad_credentials() {
         .open(&format!("awskms:{id}?endpoint={ep}&retries=2&backoff-ms=1"))
         .await
         .unwrap();
-    emu.fail_next("aws", "Sign", FaultError::Unavailable, 10);
+    emu.fail_next("aws", "Sign", FaultError::Unavailable, 10)
+        .unwrap();
     let e = s.sign(SigAlg::EcdsaP256, b"x").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains("failed after 3 attempts"), "{e}");

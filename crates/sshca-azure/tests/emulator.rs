@@ -96,8 +96,11 @@ async fn conformance_every_key_type() {
         .unwrap();
     let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
     let hooks = ServiceHooks {
-        throttle_signs: Box::new(move |n| a.fail_next("azure", "sign", FaultError::Throttle, n)),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("azure", "sign", n)),
+        throttle_signs: Box::new(move |n| {
+            a.fail_next("azure", "sign", FaultError::Throttle, n)
+                .unwrap()
+        }),
+        corrupt_signs: Box::new(move |n| b.corrupt_next("azure", "sign", n).unwrap()),
         counts: Box::new(move || (c.count("azure", "sign"), c.count("azure", "getKey"))),
     };
     run_remote(

@@ -74,8 +74,10 @@ async fn conformance_over_two_replicas() {
         .unwrap();
     let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
     let hooks = ServiceHooks {
-        throttle_signs: Box::new(move |n| a.fail_next("ekm", "sign", FaultError::Throttle, n)),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("ekm", "sign", n)),
+        throttle_signs: Box::new(move |n| {
+            a.fail_next("ekm", "sign", FaultError::Throttle, n).unwrap()
+        }),
+        corrupt_signs: Box::new(move |n| b.corrupt_next("ekm", "sign", n).unwrap()),
         counts: Box::new(move || (c.count("ekm", "sign"), c.count("ekm", "getKey"))),
     };
     run_remote(

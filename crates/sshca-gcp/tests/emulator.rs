@@ -57,8 +57,9 @@ async fn conformance_every_algorithm() {
     let hooks = ServiceHooks {
         throttle_signs: Box::new(move |n| {
             a.fail_next("gcp", "asymmetricSign", FaultError::Throttle, n)
+                .unwrap()
         }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("gcp", "asymmetricSign", n)),
+        corrupt_signs: Box::new(move |n| b.corrupt_next("gcp", "asymmetricSign", n).unwrap()),
         counts: Box::new(move || {
             (
                 c.count("gcp", "asymmetricSign"),

@@ -340,6 +340,7 @@ async fn ekm_connections_config_and_connectivity() {
         error: Some(FaultError::Unavailable),
         drop_connection: false,
         corrupt_signature: false,
+        redirect: None,
         rate: None,
         count: Some(1),
     })
@@ -476,8 +477,9 @@ async fn conformance_external_vpc_keys() {
     let hooks = ServiceHooks {
         throttle_signs: Box::new(move |n| {
             a.fail_next("gcp", "asymmetricSign", FaultError::Throttle, n)
+                .unwrap()
         }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("gcp", "asymmetricSign", n)),
+        corrupt_signs: Box::new(move |n| b.corrupt_next("gcp", "asymmetricSign", n).unwrap()),
         counts: Box::new(move || {
             (
                 cc.count("gcp", "asymmetricSign"),
@@ -504,7 +506,8 @@ async fn conformance_external_vpc_keys() {
     // A replica failing mid-run: the emulated Cloud KMS fails over to the
     // other one and every certificate is still issued and valid.
     let signer = registry().open(&keys[0].uri).await.unwrap();
-    emu.fail_next("ekm", "sign", FaultError::Unavailable, 3);
+    emu.fail_next("ekm", "sign", FaultError::Unavailable, 3)
+        .unwrap();
     emu.add_fault(kms_emulator::Fault {
         service: "ekm".into(),
         operation: Some("sign".into()),
@@ -513,6 +516,7 @@ async fn conformance_external_vpc_keys() {
         error: None,
         drop_connection: true,
         corrupt_signature: false,
+        redirect: None,
         rate: None,
         count: Some(5),
     })
@@ -632,7 +636,8 @@ async fn cloud_kms_mode_and_mismatches() {
         ))
         .await
         .unwrap();
-    emu.fail_next("ekm", "sign", FaultError::Unavailable, 1000);
+    emu.fail_next("ekm", "sign", FaultError::Unavailable, 1000)
+        .unwrap();
     let e = s.sign(SigAlg::EcdsaP256, b"m").await.unwrap_err();
     assert_eq!(e.kind(), sshca_signer::ErrorKind::Unavailable, "{e}");
     assert!(e.to_string().contains("could not be reached"), "{e}");

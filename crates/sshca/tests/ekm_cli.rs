@@ -74,6 +74,7 @@ fn ekm_verify_reports_each_resolver() {
         error: Some(FaultError::Unavailable),
         drop_connection: false,
         corrupt_signature: false,
+        redirect: None,
         rate: None,
         count: None,
     })
