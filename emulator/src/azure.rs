@@ -514,12 +514,13 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             StatusCode::UNAUTHORIZED,
             &json!({"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}}),
         );
-        r.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static(
-                "Bearer authorization=\"https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000\", resource=\"https://vault.azure.net\"",
-            ),
+        let challenge = format!(
+            "Bearer authorization=\"https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000\", resource=\"{}\"",
+            state.config.azure_challenge_resource
         );
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&challenge) {
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
         return Reply::Send(r);
     };
     let token = auth.strip_prefix("Bearer ").unwrap_or("");

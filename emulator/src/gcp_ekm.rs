@@ -648,6 +648,19 @@ async fn call_one(
     }
     let resp = req.send().await.map_err(|e| chain(&e))?;
     let status = resp.status();
+    if status.is_redirection() {
+        let to = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("nowhere")
+            .escape_debug()
+            .to_string();
+        return Err(format!(
+            "{} redirect to {to}; redirects are never followed",
+            status.as_u16()
+        ));
+    }
     let text = resp.text().await.map_err(|e| chain(&e))?;
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if status.is_success() {

@@ -69,6 +69,10 @@ pub struct Config {
     pub gcp_token: Option<String>,
     /// Bearer token Azure requires; any token accepted when `None`.
     pub azure_token: Option<String>,
+    /// The `resource` Key Vault's 401 challenge names (default
+    /// `https://vault.azure.net`); another value plays a vault (or whoever
+    /// answers at its address) asking for a token of another audience.
+    pub azure_challenge_resource: String,
     /// Replicas of the external key manager (each on its own port).
     pub ekm_replicas: usize,
     /// Bearer token the external key manager requires besides the client
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Config {
             )
             .field("gcp_token", &redacted(&self.gcp_token))
             .field("azure_token", &redacted(&self.azure_token))
+            .field("azure_challenge_resource", &self.azure_challenge_resource)
             .field("ekm_replicas", &self.ekm_replicas)
             .field("ekm_token", &redacted(&self.ekm_token))
             .finish()
@@ -112,6 +117,7 @@ impl Default for Config {
             aws_credentials: vec![("test".into(), "test".into())],
             gcp_token: None,
             azure_token: None,
+            azure_challenge_resource: "https://vault.azure.net".into(),
             ekm_replicas: 2,
             ekm_token: None,
         }

@@ -71,7 +71,15 @@ async fn conformance_every_key_spec() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aliases_arns_and_bad_credentials() {
-    let emu = Emulator::start(Config::default()).await.unwrap();
+    let emu = Emulator::start(Config {
+        aws_credentials: vec![
+            ("test".into(), "test".into()),
+            ("AKIDSSHCA".into(), "secret-key-7f3a".into()),
+        ],
+        ..Config::default()
+    })
+    .await
+    .unwrap();
     let ep = emu.endpoints().aws.clone();
     let id = emu.create_aws_key("ECC_NIST_P256", "SIGN_VERIFY").unwrap();
     let client = sshca_aws::client_for(
@@ -99,6 +107,21 @@ async fn aliases_arns_and_bad_credentials() {
             .unwrap();
         s.sign(SigAlg::EcdsaP256, b"hello").await.unwrap();
     }
+    // Secret keys never show in Debug output: the signer's (its SDK client
+    // and credentials), the emulator's config.
+    let other = sshca_aws::Credentials::new("AKIDSSHCA", "secret-key-7f3a", None, None, "test");
+    let signer = sshca_aws::AwsSigner::open(
+        KeyUri::parse(&format!("awskms:{id}?endpoint={ep}")).unwrap(),
+        Some(other),
+    )
+    .await
+    .unwrap();
+    signer.sign(SigAlg::EcdsaP256, b"hello").await.unwrap();
+    let shown = format!("{signer:?} {:?}", emu.state().config);
+    assert!(
+        shown.contains("AKIDSSHCA") && !shown.contains("secret-key-7f3a"),
+        "{shown}"
+    );
     // A wrong secret is refused like the real service does.
     let bad = sshca_aws::Credentials::new("test", "wrong", None, None, "test");
     let e = sshca_aws::AwsSigner::open(

@@ -144,14 +144,15 @@ pub fn parse_uri(uri: &KeyUri) -> Result<KeyId> {
     })
 }
 
-/// A credential that always returns the same bearer token.
+/// A credential that always returns the same bearer token (`Debug` never
+/// shows it).
 #[derive(Debug)]
-pub struct StaticToken(String);
+pub struct StaticToken(sshca_signer::Secret);
 
 impl StaticToken {
     /// Wraps a token.
     pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
+        Self(sshca_signer::Secret::new(token))
     }
 }
 
@@ -163,7 +164,7 @@ impl TokenCredential for StaticToken {
         _options: Option<TokenRequestOptions<'_>>,
     ) -> azure_core::Result<AccessToken> {
         Ok(AccessToken::new(
-            Secret::new(self.0.clone()),
+            Secret::new(self.0.expose().to_owned()),
             azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
         ))
     }
@@ -206,6 +207,52 @@ pub fn default_credential() -> Result<Arc<dyn TokenCredential>> {
     Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(cred_err)?)
 }
 
+/// The token scope of the Key Vault (or Managed HSM) at `host`: its cloud's
+/// `https://vault.<cloud>/.default` (`managedhsm.` for Managed HSM); a host
+/// outside Azure's domains (a private endpoint alias, an emulator) gets the
+/// public cloud's Key Vault scope.
+pub fn key_vault_scope(host: &str) -> String {
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    AZURE_DOMAINS
+        .iter()
+        .find(|d| host.ends_with(*d))
+        .map(|d| format!("https://{}/.default", &d[1..]))
+        .unwrap_or_else(|| "https://vault.azure.net/.default".to_owned())
+}
+
+/// A credential that only ever asks for a Key Vault token: whatever scope
+/// the client asks for (the SDK takes it from the vault's 401 challenge,
+/// which whoever answers at the vault's address chooses), the inner
+/// credential is asked for the vault's own scope ([`key_vault_scope`]), so
+/// a token for another audience (Azure Resource Manager, Graph, …) is never
+/// requested or sent.
+#[derive(Debug)]
+pub struct KeyVaultAudience {
+    inner: Arc<dyn TokenCredential>,
+    scope: String,
+}
+
+impl KeyVaultAudience {
+    /// Wraps `inner` for the vault at `host`.
+    pub fn new(inner: Arc<dyn TokenCredential>, host: &str) -> Self {
+        Self {
+            inner,
+            scope: key_vault_scope(host),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenCredential for KeyVaultAudience {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        self.inner.get_token(&[&self.scope], options).await
+    }
+}
+
 /// Builds a Key Vault client for a key URI: the vault from the URI, the
 /// `ca-cert=` CA trusted in addition to the system roots, the SDK's retries
 /// off (the signer's retry policy applies).
@@ -246,6 +293,8 @@ pub fn client_for(uri: &KeyUri, credential: Arc<dyn TokenCredential>) -> Result<
         })),
         ..Default::default()
     };
+    let host = id.vault.trim_start_matches("https://");
+    let credential = Arc::new(KeyVaultAudience::new(credential, host));
     KeyClient::new(&id.vault, credential, Some(options)).map_err(|e| {
         Error::new(
             ErrorKind::InvalidInput,

@@ -183,3 +183,74 @@ async fn challenge_tokens_versions_and_trust() {
     let e = registry().open(&uri).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidKey, "{e}");
 }
+
+/// Records the scopes it is asked for; hands out the emulator's token.
+#[derive(Debug, Default)]
+struct Recorder(std::sync::Mutex<Vec<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl TokenCredential for Recorder {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        self.0
+            .lock()
+            .unwrap()
+            .push(scopes.iter().map(|s| s.to_string()).collect());
+        StaticToken::new("test-token").get_token(scopes, None).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_only_for_key_vault_whatever_the_challenge_names() {
+    let emu = Emulator::start(Config {
+        azure_token: Some("test-token".into()),
+        azure_challenge_resource: "https://management.azure.com".into(),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let vault = emu.endpoints().azure.clone();
+    let client = sshca_azure::client_for(
+        &KeyUri::parse(&with_ca(&emu, &format!("{vault}/keys/ca"))).unwrap(),
+        token(),
+    )
+    .unwrap();
+    let params = CreateKeyParameters {
+        kty: Some(KeyType::Ec),
+        curve: Some(CurveName::P256),
+        ..Default::default()
+    };
+    client
+        .create_key("ca", params.try_into().unwrap(), None)
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let signer = AzureSigner::open(
+        KeyUri::parse(&with_ca(&emu, &format!("{vault}/keys/ca"))).unwrap(),
+        Some(recorder.clone()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(signer.algorithms().await.unwrap(), vec![SigAlg::EcdsaP256]);
+    let asked = recorder.0.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    for scopes in asked {
+        assert_eq!(scopes, ["https://vault.azure.net/.default"]);
+    }
+    // Sovereign clouds and Managed HSM get their own Key Vault scope.
+    for (host, scope) in [
+        ("v.vault.azure.cn", "https://vault.azure.cn/.default"),
+        (
+            "h.managedhsm.azure.net:443",
+            "https://managedhsm.azure.net/.default",
+        ),
+        ("kv.internal.example", "https://vault.azure.net/.default"),
+    ] {
+        assert_eq!(sshca_azure::key_vault_scope(host), scope);
+    }
+    // The fixed token never shows in Debug output.
+    assert!(!format!("{:?}", StaticToken::new("s3cret-token")).contains("s3cret"));
+}

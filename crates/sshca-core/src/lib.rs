@@ -18,13 +18,14 @@ pub mod fuzzing;
 pub mod options;
 pub mod policy;
 pub mod spki;
+pub mod text;
 pub mod validity;
 pub mod verify;
 pub mod wire;
 
 pub use cert::{
-    random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,
-    Validation,
+    random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, Refused,
+    Rejection, TbsCertificate, Validation,
 };
 pub use convert::SigAlg;
 pub use error::{Error, Result};

@@ -7,9 +7,16 @@
 //!    else is rejected (`on_disallowed = "reject"`, the default: the error
 //!    names it) or dropped (`"drop"`, noted in the change list);
 //! 3. defaults (`default_*`, `ttl`) fill what was not requested;
-//! 4. the lifetime, counted from now (or from a later start), is at most
-//!    `max_ttl` (rejected, or clamped under `"drop"`), and validity starts
-//!    no earlier than `backdate` before now.
+//! 4. validity: the end is at most `now + max_ttl` (whatever the start;
+//!    rejected, or clamped under `"drop"`), the start is no earlier than
+//!    `now - backdate` and no later than `now + max_start` (rejected, or
+//!    moved under `"drop"`), and the end is after both the start and now.
+//!
+//! Whatever `on_disallowed` says, a policy never issues: a requested
+//! principal holding an OpenSSH pattern character (`*`, `?`, `!`, `,`)
+//! unless it is one of the forced `valid_principals`; a requester, principal
+//! or key id with a control character; a requested serial unless
+//! `allow_serial` is set; serial 0 (a KRL cannot revoke it).
 //!
 //! [`Policy::merge`] returns the certificate template plus a list of what it
 //! changed relative to the request.
@@ -54,32 +61,38 @@ impl Glob {
 
     /// Whether `s` matches.
     pub fn matches(&self, s: &str) -> bool {
-        let p: Vec<char> = self.0.chars().collect();
-        let t: Vec<char> = s.chars().collect();
-        let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == '*' {
-                star = Some(pi);
-                mark = ti;
-                pi += 1;
-            } else if let Some(sp) = star {
-                pi = sp + 1;
-                mark += 1;
-                ti = mark;
-            } else {
-                return false;
-            }
-        }
-        p[pi..].iter().all(|c| *c == '*')
+        wildcard_match(&self.0, s)
     }
 
     /// The pattern text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Whether `s` matches `pattern`, where `*` is any run of characters and `?`
+/// one character (OpenSSH's `match_pattern`, without lists or negation).
+pub fn wildcard_match(pattern: &str, s: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = s.chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(sp) = star {
+            pi = sp + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 impl serde::Serialize for Glob {
@@ -124,8 +137,15 @@ pub struct Policy {
     pub allowed_extensions: Option<Vec<String>>,
     /// Lifetime when none is requested, seconds.
     pub ttl: u64,
-    /// Longest lifetime, seconds.
+    /// Longest lifetime, seconds: the end of validity is at most
+    /// `now + max_ttl`.
     pub max_ttl: u64,
+    /// How far after now a certificate may start, seconds (default 0: no
+    /// pre-dated certificates).
+    pub max_start: u64,
+    /// Whether a request may name the serial (`-z`); otherwise serials are
+    /// random, non-zero.
+    pub allow_serial: bool,
     /// How far before now a certificate may start (and default start slack).
     pub backdate: u64,
     /// Key-id template (forced): `{requester}`, `{policy}`, `{principals}`,
@@ -165,6 +185,8 @@ impl Policy {
             allowed_extensions: None,
             ttl,
             max_ttl: ttl,
+            max_start: 0,
+            allow_serial: false,
             backdate: 300,
             key_id: None,
             requesters: None,
@@ -185,6 +207,21 @@ impl Policy {
                 "ttl",
                 format!("ttl {}s is longer than max_ttl {}s", self.ttl, self.max_ttl),
             ));
+        }
+        for (field, list) in [
+            (
+                "valid_principals",
+                self.valid_principals.as_deref().unwrap_or(&[]),
+            ),
+            (
+                "default_valid_principals",
+                &self.default_valid_principals[..],
+            ),
+        ] {
+            for p in list {
+                crate::text::check_printable("principal", p)
+                    .map_err(|e| bad(field, e.to_string()))?;
+            }
         }
         if let Some(allowed) = &self.allowed_valid_principals {
             for p in &self.default_valid_principals {
@@ -246,6 +283,35 @@ impl Policy {
     ) -> Result<(CertTemplate, Vec<Change>)> {
         let mut changes = Vec::new();
         let refuse = |what: String| Error::Template(format!("policy `{}`: {what}", self.name));
+        let printable = |field: &str, v: &str| {
+            crate::text::check_printable(field, v).map_err(|e| refuse(e.to_string()))
+        };
+        // Requested text: nothing unprintable reaches a certificate or a log.
+        if let Some(r) = &req.requester {
+            printable("requester", r)?;
+        }
+        for p in req.principals.iter().flatten() {
+            printable("principal", p)?;
+        }
+        if let Some(k) = &req.key_id {
+            printable("key_id", k)?;
+        }
+        // Serial: random unless the policy lets the request name it; never 0.
+        let serial =
+            match req.serial {
+                Some(_) if !self.allow_serial => return Err(refuse(
+                    "a requested serial (-z) is not allowed: serials are random under a policy \
+                     (set allow_serial = true to allow it)"
+                        .into(),
+                )),
+                Some(s) => s,
+                None => serial,
+            };
+        if serial == 0 {
+            return Err(refuse(
+                "serial 0 is never issued under a policy (a KRL cannot revoke it)".into(),
+            ));
+        }
         // Requester.
         if let Some(globs) = &self.requesters {
             match &req.requester {
@@ -296,6 +362,15 @@ impl Policy {
         } else if let Some(requested) = &req.principals {
             let mut kept = Vec::new();
             for p in requested {
+                // OpenSSH reads a host certificate's principals as patterns
+                // and `!`/`,` build pattern lists: only the policy's own
+                // forced principals may hold them.
+                if let Some(c) = p.chars().find(|c| PATTERN_CHARS.contains(*c)) {
+                    return Err(refuse(format!(
+                        "principal `{p}` holds `{c}`, which OpenSSH treats as a pattern; \
+                         requested principals must be plain names"
+                    )));
+                }
                 let ok = self
                     .allowed_valid_principals
                     .as_ref()
@@ -359,35 +434,47 @@ impl Policy {
             changes.push(Change::new("valid_after", "moved to now - backdate"));
             after = earliest;
         }
-        if before <= after {
-            return Err(refuse("empty validity interval".into()));
+        let latest_start = now.saturating_add(self.max_start);
+        if after > latest_start {
+            if self.on_disallowed == OnDisallowed::Reject {
+                return Err(refuse(format!(
+                    "validity starts {}s after now; at most {}s is allowed (max_start)",
+                    after - now,
+                    self.max_start
+                )));
+            }
+            changes.push(Change::new("valid_after", "moved to now + max_start"));
+            after = latest_start;
         }
         if before <= now {
             return Err(refuse(
                 "the requested validity ends before now (the certificate would be expired)".into(),
             ));
         }
-        // The lifetime counts from now (backdating slack is not lifetime).
-        let start = after.max(now);
-        if before.saturating_sub(start) > self.max_ttl {
+        // The end is at most now + max_ttl, however late the start: a later
+        // start never buys a longer reach into the future.
+        let latest_end = now.saturating_add(self.max_ttl);
+        if before > latest_end {
             if self.on_disallowed == OnDisallowed::Reject {
                 return Err(refuse(format!(
-                    "requested lifetime {} exceeds max_ttl {}s",
+                    "requested validity ends {} after now; max_ttl allows {}s",
                     if before == crate::FOREVER {
-                        "forever".to_owned()
+                        "never".to_owned()
                     } else {
-                        format!("{}s", before - start)
+                        format!("{}s", before - now)
                     },
                     self.max_ttl
                 )));
             }
             changes.push(Change::new(
                 "valid_before",
-                format!("clamped to max_ttl {}s", self.max_ttl),
+                format!("clamped to now + max_ttl {}s", self.max_ttl),
             ));
-            before = start + self.max_ttl;
+            before = latest_end;
         }
-        let serial = req.serial.unwrap_or(serial);
+        if before <= after {
+            return Err(refuse("empty validity interval".into()));
+        }
         // Key id.
         let key_id = match &self.key_id {
             Some(tpl) => {
@@ -399,6 +486,7 @@ impl Policy {
             }
             None => req.key_id.clone().unwrap_or_default(),
         };
+        printable("key_id", &key_id)?;
         let mut t = CertTemplate::new(self.cert_type, key_id);
         t.principals = principals;
         t.valid_after = after;
@@ -461,6 +549,9 @@ impl Policy {
         Ok(out)
     }
 }
+
+/// Characters OpenSSH gives a meaning in principal patterns and lists.
+pub const PATTERN_CHARS: &str = "*?!,";
 
 /// Subject key type names `allowed_key_types` may list.
 pub const KEY_TYPES: [&str; 7] = [

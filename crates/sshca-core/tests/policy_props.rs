@@ -71,6 +71,7 @@ prop_compose! {
         ext in proptest::option::of(proptest::sample::subsequence(EXTS.to_vec(), 0..4)),
         crit_cmd in proptest::option::of("[a-z/]{1,10}"),
         validity in proptest::option::of((0u64..1000, 1u64..200_000)),
+        future_start in 0u64..2,
     ) -> Request {
         Request {
             requester: Some("ci-1".into()),
@@ -82,7 +83,12 @@ prop_compose! {
                 m
             }),
             extensions: ext.map(|v| opts(&v)),
-            validity: validity.map(|(back, len)| Validity { valid_after: NOW - back, valid_before: NOW - back + len }),
+            // Half the time the start lies in the future (by up to ~400 days),
+            // the way a max_ttl bypass would try it.
+            validity: validity.map(|(back, len)| {
+                let after = if future_start == 1 { NOW + back * 35_000 } else { NOW - back };
+                Validity { valid_after: after, valid_before: after + len }
+            }),
             key_id: None,
             serial: None,
         }
@@ -128,8 +134,10 @@ proptest! {
                 }
                 // Lifetime.
                 prop_assert!(t.valid_before > t.valid_after);
-                prop_assert!(t.valid_before - t.valid_after.max(NOW) <= p.max_ttl);
+                prop_assert!(t.valid_before <= NOW + p.max_ttl, "ends past now + max_ttl");
+                prop_assert!(t.valid_after <= NOW + p.max_start, "starts past now + max_start");
                 prop_assert!(t.valid_after >= NOW - p.backdate);
+                prop_assert!(t.serial != 0);
             }
             Err(e) => {
                 // Under `drop`, only an empty principal set or an empty
@@ -227,7 +235,7 @@ fn table_of_fields() {
         .merge(&r, &s, NOW, 1)
         .unwrap_err()
         .to_string()
-        .contains("exceeds max_ttl"));
+        .contains("max_ttl allows"));
     let mut pd = p.clone();
     pd.on_disallowed = OnDisallowed::Drop;
     let (t, ch) = pd.merge(&r, &s, NOW, 1).unwrap();

@@ -37,7 +37,7 @@ use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
     check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
-    RetryConfig, RetrySigner,
+    RetryConfig, RetrySigner, Secret,
 };
 
 mod filter;
@@ -165,7 +165,7 @@ pub struct Connection {
     /// Client certificate chain and key for mTLS.
     pub client_identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     /// Bearer token.
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -238,8 +238,8 @@ fn read_identity(
     Ok((certs, Arc::new(key)))
 }
 
-fn token_from_env(var: &str) -> Result<String> {
-    std::env::var(var).map_err(|_| {
+fn token_from_env(var: &str) -> Result<Secret> {
+    std::env::var(var).map(Secret::new).map_err(|_| {
         Error::new(
             ErrorKind::Unauthenticated,
             format!("token-env names {var}, which is not set"),
@@ -614,6 +614,9 @@ impl EkmClient {
                 .tls_backend_preconfigured(tls)
                 .timeout(conn.timeout)
                 .connect_timeout(conn.timeout)
+                // A redirect is never followed: the key manager is pinned,
+                // and a 3xx answer is an error naming where it pointed.
+                .redirect(reqwest::redirect::Policy::none())
                 .no_proxy();
             match r.endpoints() {
                 Ok(Some(addrs)) => {
@@ -655,13 +658,28 @@ impl EkmClient {
         let client = self.clients[i].as_ref().map_err(Clone::clone)?;
         let mut req = client.request(method, &url);
         if let Some(t) = &self.conn.token {
-            req = req.bearer_auth(t);
+            req = req.bearer_auth(t.expose());
         }
         if let Some(b) = body {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| describe(&e))?;
         let status = resp.status();
+        if status.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(sshca_core::text::escape)
+                .unwrap_or_else(|| "nowhere".into());
+            return Ok(Outcome::Fail(Error::new(
+                ErrorKind::BadResponse,
+                format!(
+                    "{}: answered {status} (a redirect to {to}); redirects are never followed",
+                    r.hostname
+                ),
+            )));
+        }
         let text = resp.text().await.map_err(|e| describe(&e))?;
         let json: serde_json::Value =
             serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);

@@ -309,6 +309,14 @@ async fn connection_file_and_verify_connectivity() {
     // verifyConnectivity: both replicas healthy; then replica 1 failing
     // health checks, and a resolver with a certificate that is not pinned.
     let conn = sshca_ekm::Connection::from_file(&file).unwrap();
+    // The token never shows in Debug output, here or in the emulator's config.
+    for shown in [
+        format!("{conn:?}"),
+        format!("{signer:?}"),
+        format!("{:?}", emu.state().config),
+    ] {
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
     let reports = sshca_ekm::verify_connectivity(&conn, Some(&format!("{SPACE}/keys/ca"))).await;
     assert_eq!(reports.len(), 2);
     assert!(reports.iter().all(|r| r.ok()), "{reports:#?}");
@@ -380,4 +388,42 @@ async fn endpoint_filters_choose_addresses() {
     let e = registry().open(&with("name%3Dx")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(e.to_string().contains("only address and port"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_never_followed() {
+    let emu = Emulator::start(Config::default()).await.unwrap();
+    emu.create_ekm_key(SPACE, "ca", "EC_SIGN_P256_SHA256")
+        .unwrap();
+    let ep = emu.endpoints();
+    // Replica 0 answers every request with a redirect to replica 1, which
+    // would answer it correctly.
+    let to = format!("{}/v1/{SPACE}/keys/ca", ep.ekm[1]);
+    emu.add_fault(Fault {
+        service: "ekm".into(),
+        operation: None,
+        replica: Some(0),
+        latency_ms: 0,
+        error: None,
+        drop_connection: false,
+        corrupt_signature: false,
+        redirect: Some(to.clone()),
+        rate: None,
+        count: None,
+    })
+    .unwrap();
+    let only_replica_0 = format!(
+        "ekm:{SPACE}/keys/ca?resolver={}&server-cert={}&client-identity={}&retries=0",
+        ep.ekm[0].trim_start_matches("https://"),
+        ep.ekm_ca_cert.display(),
+        ep.ekm_client_identity.display()
+    );
+    let e = registry().open(&only_replica_0).await.unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("307") && m.contains("never followed") && m.contains(&to),
+        "{m}"
+    );
+    // One request reached the key manager: the redirected one.
+    assert_eq!(emu.count("ekm", "getKey"), 1);
 }

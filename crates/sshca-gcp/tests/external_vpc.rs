@@ -358,6 +358,38 @@ async fn ekm_connections_config_and_connectivity() {
     assert!(msg.contains("503"), "{msg}");
     assert!(!msg.contains("resolver 0"), "{msg}");
 
+    // A replica answering with a redirect fails: it is never followed.
+    let health_before = emu.count("ekm", "health");
+    emu.add_fault(kms_emulator::Fault {
+        service: "ekm".into(),
+        operation: Some("health".into()),
+        replica: Some(1),
+        latency_ms: 0,
+        error: None,
+        drop_connection: false,
+        corrupt_signature: false,
+        redirect: Some(format!("{}/v1/health", emu.endpoints().ekm[0])),
+        rate: None,
+        count: Some(1),
+    })
+    .unwrap();
+    let e = c
+        .ekm
+        .verify_connectivity()
+        .set_name(&conn.name)
+        .send()
+        .await
+        .unwrap_err();
+    let (code, msg) = status(&e);
+    assert_eq!(code, Code::FailedPrecondition);
+    assert!(
+        msg.contains("resolver 1") && msg.contains("never followed"),
+        "{msg}"
+    );
+    // Replica 0 was asked once (its own check), not a second time through
+    // the redirect.
+    assert_eq!(emu.count("ekm", "health"), health_before + 2);
+
     // Only the pinned leaf is trusted: the CA that issued it is not enough,
     // and a dead replica is reported as unreachable.
     let dead = {

@@ -20,7 +20,7 @@ use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData, RsaPublicKey};
 use ssh_key::EcdsaCurve;
 use sshca_core::convert::{ecdsa_raw_to_ssh, ed25519_to_ssh, rsa_pkcs1_to_ssh};
 use sshca_core::{SigAlg, Signature};
-use sshca_signer::{Error, ErrorKind, KeySigner, KeyUri, Registry, Result};
+use sshca_signer::{Error, ErrorKind, KeySigner, KeyUri, Registry, Result, Secret};
 use zeroize::Zeroizing;
 
 pub mod keys;
@@ -97,11 +97,11 @@ impl LocalSigner {
         uri.check_options(&["passphrase-file"])?;
         let path = PathBuf::from(uri.location());
         let pass_file = uri.option("passphrase-file").map(PathBuf::from);
-        let passphrase = move || -> Result<Zeroizing<String>> {
+        let passphrase = move || -> Result<Secret> {
             if let Some(f) = &pass_file {
                 return read_passphrase_file(f);
             }
-            std::env::var(PASSPHRASE_ENV).map(Zeroizing::new).map_err(|_| {
+            std::env::var(PASSPHRASE_ENV).map(Secret::new).map_err(|_| {
                 Error::new(
                     ErrorKind::InvalidInput,
                     format!(
@@ -149,17 +149,16 @@ impl LocalSigner {
     }
 }
 
-/// Reads a passphrase file: its first line is the passphrase.
-pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>> {
+/// Reads a passphrase file: its first line is the passphrase (a [`Secret`]:
+/// never shown by `Debug`).
+pub fn read_passphrase_file(path: &Path) -> Result<Secret> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
         Error::new(
             ErrorKind::InvalidInput,
             format!("cannot read passphrase file {}: {e}", path.display()),
         )
     })?);
-    Ok(Zeroizing::new(
-        text.lines().next().unwrap_or_default().to_owned(),
-    ))
+    Ok(Secret::new(text.lines().next().unwrap_or_default()))
 }
 
 /// Registers the `file:` scheme.
@@ -175,7 +174,7 @@ pub fn register(registry: &mut Registry) {
 fn load_private_key(
     path: &Path,
     text: &str,
-    passphrase: impl FnOnce() -> Result<Zeroizing<String>>,
+    passphrase: impl FnOnce() -> Result<Secret>,
 ) -> Result<(Native, String)> {
     use p256::pkcs8::DecodePrivateKey;
     use rsa::pkcs1::DecodeRsaPrivateKey;

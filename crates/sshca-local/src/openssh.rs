@@ -13,6 +13,7 @@ use sshca_core::wire::Cursor;
 use zeroize::Zeroizing;
 
 use crate::{rsa_native, Native};
+use sshca_signer::Secret;
 
 const MAGIC: &[u8] = b"openssh-key-v1\0";
 
@@ -51,7 +52,7 @@ fn scalar(m: &[u8], size: usize) -> Result<Zeroizing<Vec<u8>>, ReadError> {
 /// Reads an OpenSSH private key from its PEM text.
 pub(crate) fn read(
     pem: &str,
-    passphrase: impl FnOnce() -> Option<Zeroizing<String>>,
+    passphrase: impl FnOnce() -> Option<Secret>,
 ) -> Result<(Native, String), ReadError> {
     let b64: String = pem
         .lines()
@@ -93,7 +94,7 @@ pub(crate) fn read(
         };
         let pw = passphrase().ok_or(ReadError::NeedPassphrase)?;
         let (key, iv) = kdf
-            .derive_key_and_iv(cipher, pw.as_bytes())
+            .derive_key_and_iv(cipher, pw.expose().as_bytes())
             .map_err(|e| inv(format_args!("key derivation: {e}")))?;
         cipher
             .decrypt(&key, &iv, &mut plain, tag)

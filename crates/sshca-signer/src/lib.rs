@@ -21,11 +21,13 @@ use sshca_core::{CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCerti
 pub mod conformance;
 mod error;
 mod registry;
+mod secret;
 mod uri;
 mod wrappers;
 
 pub use error::{Error, ErrorKind, Result};
-pub use registry::{Registry, SignerFuture};
+pub use registry::{Registry, SignerFuture, BACKEND_FEATURES};
+pub use secret::Secret;
 pub use uri::KeyUri;
 pub use wrappers::{
     with_retries, CachedSigner, LimitSigner, RetryConfig, RetrySigner, VerifyingSigner,

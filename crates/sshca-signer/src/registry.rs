@@ -10,6 +10,16 @@ pub type SignerFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn KeySigner>>> 
 
 type Constructor = Arc<dyn Fn(KeyUri) -> SignerFuture + Send + Sync>;
 
+/// Every backend scheme sshca knows and the cargo feature (of the `sshca`
+/// facade and CLI) that compiles it in.
+pub const BACKEND_FEATURES: [(&str, &str); 5] = [
+    ("file", "local"),
+    ("awskms", "aws"),
+    ("gcpkms", "gcp"),
+    ("azurekv", "azure"),
+    ("ekm", "ekm"),
+];
+
 /// Maps URI schemes to backend constructors; filled by the enabled features.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -43,15 +53,24 @@ impl Registry {
         self.schemes.keys().map(String::as_str).collect()
     }
 
-    /// Builds the raw backend signer for a URI.
+    /// Builds the raw backend signer for a URI. A scheme of a backend that
+    /// this build leaves out is an error naming the cargo feature that
+    /// enables it.
     pub async fn open_raw(&self, uri: &str) -> Result<Arc<dyn KeySigner>> {
         let parsed = KeyUri::parse(uri)?;
-        let ctor = self.schemes.get(parsed.scheme()).ok_or_else(|| {
+        let scheme = parsed.scheme();
+        let ctor = self.schemes.get(scheme).ok_or_else(|| {
+            let hint = match BACKEND_FEATURES.iter().find(|(s, _)| *s == scheme) {
+                Some((_, feature)) => format!(
+                    "this build was made without its backend; rebuild with the cargo \
+                     feature `{feature}` (e.g. `cargo install sshca --features {feature}`)"
+                ),
+                None => "no backend has this scheme".to_owned(),
+            };
             Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "key URI `{uri}`: scheme `{}` is not available in this build (available: {})",
-                    parsed.scheme(),
+                    "key URI `{uri}`: scheme `{scheme}` is not available: {hint} (available: {})",
                     self.schemes().join(", ")
                 ),
             )
@@ -66,5 +85,32 @@ impl Registry {
         let raw = self.open_raw(uri).await?;
         let cached = CachedSigner::new(raw).await?;
         Ok(Arc::new(VerifyingSigner::new(cached)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_backend_left_out_names_its_feature() {
+        let r = Registry::new();
+        for (uri, feature) in [
+            ("awskms:alias/ca", "`aws`"),
+            (
+                "gcpkms:projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
+                "`gcp`",
+            ),
+            ("azurekv:https://v.vault.azure.net/keys/k", "`azure`"),
+            ("ekm:v0/spaces/s/keys/k", "`ekm`"),
+            ("file:/etc/ca", "`local`"),
+        ] {
+            let e = r.open_raw(uri).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+            let m = e.to_string();
+            assert!(m.contains(&format!("cargo feature {feature}")), "{m}");
+        }
+        let m = r.open_raw("nosuch:x").await.unwrap_err().to_string();
+        assert!(m.contains("no backend has this scheme"), "{m}");
     }
 }

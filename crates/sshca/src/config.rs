@@ -81,6 +81,8 @@ pub struct PolicyConfig {
     pub allowed_extensions: Option<Vec<String>>,
     pub ttl: Option<String>,
     pub max_ttl: Option<String>,
+    pub max_start: Option<String>,
+    pub allow_serial: Option<bool>,
     pub backdate: Option<String>,
     pub key_id: Option<String>,
     pub requesters: Option<Vec<String>>,
@@ -209,6 +211,10 @@ impl PolicyConfig {
         } else if self.ttl.is_some() {
             p.max_ttl = p.ttl;
         }
+        if let Some(m) = duration(self.max_start.as_ref(), "max_start")? {
+            p.max_start = m;
+        }
+        p.allow_serial = self.allow_serial.unwrap_or(false);
         if let Some(b) = duration(self.backdate.as_ref(), "backdate")? {
             p.backdate = b;
         }

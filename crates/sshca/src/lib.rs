@@ -118,8 +118,11 @@ impl CertInfo {
         }
     }
 
-    /// Text in the layout of `ssh-keygen -L` (times in UTC).
+    /// Text in the layout of `ssh-keygen -L` (times in UTC). Fields the
+    /// certificate's maker chose (key id, principals, options) are shown
+    /// with control characters escaped ([`sshca_core::text::escape`]).
     pub fn to_text(&self, name: &str, cert: &Certificate) -> String {
+        use sshca_core::text::escape;
         let mut s = String::new();
         let key_kind = key_kind_plain(cert.public_key());
         let ca_kind = key_kind_plain(cert.signature_key());
@@ -136,7 +139,7 @@ impl CertInfo {
             "        Signing CA: {ca_kind} {} (using {})\n",
             self.signing_ca, self.signature_algorithm
         ));
-        s.push_str(&format!("        Key ID: \"{}\"\n", self.key_id));
+        s.push_str(&format!("        Key ID: \"{}\"\n", escape(&self.key_id)));
         s.push_str(&format!("        Serial: {}\n", self.serial));
         let valid = sshca_core::validity::describe(self.valid_after, self.valid_before);
         s.push_str(&format!("        Valid: {valid}\n"));
@@ -145,7 +148,7 @@ impl CertInfo {
         } else {
             s.push_str("        Principals: \n");
             for p in &self.principals {
-                s.push_str(&format!("                {p}\n"));
+                s.push_str(&format!("                {}\n", escape(p)));
             }
         }
         for (title, map) in [
@@ -158,9 +161,9 @@ impl CertInfo {
                 s.push_str(&format!("        {title}: \n"));
                 for (k, v) in map {
                     if v.is_empty() {
-                        s.push_str(&format!("                {k}\n"));
+                        s.push_str(&format!("                {}\n", escape(k)));
                     } else {
-                        s.push_str(&format!("                {k} {v}\n"));
+                        s.push_str(&format!("                {} {}\n", escape(k), escape(v)));
                     }
                 }
             }
@@ -395,7 +398,8 @@ pub async fn load_ref(
             format!("{arg}: no such file (and not a key URI)"),
         ));
     }
-    let signer = registry.open_raw(arg).await?;
+    // `open`, not `open_raw`: a `pin=` on the URI is checked here too.
+    let signer = registry.open(arg).await?;
     Ok(KeyRef::Uri(arg.to_owned(), signer.public_key().await?))
 }
 

@@ -11,7 +11,6 @@ use sshca::core::policy::Request;
 use sshca::core::validity::{parse_point, parse_validity};
 use sshca::core::{random_serial, CertTemplate, CertType, Certificate, SigAlg, Validation};
 use sshca::signer::{Error, ErrorKind, LimitSigner, Result, SignerExt};
-use zeroize::Zeroizing;
 
 /// OpenSSH certificate authority whose CA key can stay in a KMS.
 #[derive(Parser, Debug)]
@@ -36,14 +35,25 @@ enum Cmd {
         /// Certificate file (`-` for stdin).
         cert: String,
     },
-    /// Check a certificate: CA signature, validity, principal, type.
+    /// Check a certificate as sshd (user) or ssh (host) would: CA signature,
+    /// validity, principal, type, critical options.
     Verify {
         /// Trusted CA: a key URI or a CA public key file.
         #[arg(long)]
         ca: String,
-        /// A principal the certificate must name.
+        /// A principal the certificate must name (for a host certificate: a
+        /// host name its principals, OpenSSH patterns, must match).
         #[arg(long)]
         principal: Option<String>,
+        /// Accept a certificate without principals for any principal (an
+        /// authorized_keys `cert-authority` line before OpenSSH 10.3); by
+        /// default it is refused, as sshd's TrustedUserCAKeys does.
+        #[arg(long = "any-principal")]
+        any_principal: bool,
+        /// Print JSON: `valid`, and when invalid `reason` (a stable code)
+        /// and `message`.
+        #[arg(long)]
+        json: bool,
         /// Time to check at: unix seconds, YYYYMMDD[HHMM[SS]] (UTC) or `now`.
         #[arg(long, default_value = "now")]
         at: String,
@@ -474,7 +484,7 @@ enum KeyCmd {
 }
 
 #[derive(Args, Debug)]
-#[command(disable_help_flag = true)]
+#[command(disable_help_flag = true, args_override_self = true)]
 struct SignArgs {
     /// CA key URI (a plain path means `file:PATH`).
     #[arg(
@@ -510,6 +520,9 @@ struct SignArgs {
     /// Make host certificates.
     #[arg(short = 'h')]
     host: bool,
+    /// Quiet: no report line per certificate.
+    #[arg(short = 'q')]
+    quiet: bool,
     /// Signature algorithm of an RSA CA (rsa-sha2-256 or rsa-sha2-512).
     #[arg(short = 't')]
     sig_alg: Option<String>,
@@ -598,6 +611,12 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
             how: Issue::Policy(entry.policy.clone(), req, entry.issued_dir.clone()),
         });
     }
+    if let Some(k) = &a.key_id {
+        sshca::core::text::check_printable("key id (-I)", k)?;
+    }
+    for p in principals.iter().flatten() {
+        sshca::core::text::check_printable("principal (-n)", p)?;
+    }
     let cert_type = if a.host {
         CertType::Host
     } else {
@@ -632,6 +651,17 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
         .transpose()?;
     if a.keys.iter().filter(|k| *k == "-").count() > 1 {
         return Err(invalid("`-` (stdin) can be given only once"));
+    }
+    if matches!(plan.how, Issue::Policy(..)) && a.serial.is_some() && a.keys.len() > 1 {
+        return Err(Error::new(
+            ErrorKind::Policy,
+            format!(
+                "-z {} with {} keys would issue one serial several times; \
+                 serials must be unique under a policy",
+                a.serial.unwrap_or_default(),
+                a.keys.len()
+            ),
+        ));
     }
     // Read and check every subject key (and the policy) before signing anything.
     let mut subjects = Vec::new();
@@ -691,6 +721,7 @@ async fn sign(a: SignArgs, config: &Path) -> Result<()> {
     let mut first_err = None;
     for (_, r) in results {
         match r {
+            Ok(_) if a.quiet => {}
             Ok(msg) => eprintln!("{msg}"),
             // The first error is printed by main; later ones here.
             Err(e) if first_err.is_none() => first_err = Some(e),
@@ -794,7 +825,7 @@ fn keygen(
         (_, Some(f)) => Some(sshca_local::read_passphrase_file(f)?),
         (true, None) => Some(
             std::env::var(sshca_local::PASSPHRASE_ENV)
-                .map(Zeroizing::new)
+                .map(sshca::signer::Secret::new)
                 .map_err(|_| {
                     invalid(format!(
                         "-N needs the passphrase in {}",
@@ -821,7 +852,7 @@ fn keygen(
         }
     }
     let key = keys::generate(spec, comment)?;
-    let private = keys::to_openssh(&key, passphrase.as_ref().map(|p| p.as_bytes()))?;
+    let private = keys::to_openssh(&key, passphrase.as_ref().map(|p| p.expose().as_bytes()))?;
     let public = key
         .public_key()
         .to_openssh()
@@ -929,7 +960,8 @@ async fn key_cmd(cmd: KeyCmd) -> Result<ExitCode> {
             let sshca::KeyRef::Private(key) = r else {
                 return Err(invalid(format!("{arg} is not a private key file")));
             };
-            let text = sshca_local::keys::to_openssh(&key, new.as_ref().map(|p| p.as_bytes()))?;
+            let text =
+                sshca_local::keys::to_openssh(&key, new.as_ref().map(|p| p.expose().as_bytes()))?;
             sshca::write_atomic_with(&private, text.as_bytes(), 0o600, true)?;
             eprintln!(
                 "{}: {}",
@@ -1046,6 +1078,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Verify {
             ca,
             principal,
+            any_principal,
+            json,
             at,
             cert_type,
             cert,
@@ -1063,20 +1097,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ca_keys: &keys,
                 at,
                 principal: principal.as_deref(),
+                any_principal,
                 cert_type,
             };
-            match c.validate(&v) {
+            let result = c.check(&v);
+            if json {
+                let out = match &result {
+                    Ok(()) => serde_json::json!({
+                        "valid": true, "type": c.cert_type().to_string(), "serial": c.serial(),
+                        "signing_ca": c.signing_ca_fingerprint().to_string(),
+                    }),
+                    Err(r) => serde_json::json!({
+                        "valid": false, "reason": r.reason.code(), "message": r.message,
+                    }),
+                };
+                println!("{out}");
+            }
+            match result {
                 Ok(()) => {
-                    println!(
-                        "{cert}: valid {} certificate, serial {}, signed by {}",
-                        c.cert_type(),
-                        c.serial(),
-                        c.signing_ca_fingerprint()
-                    );
+                    if !json {
+                        println!(
+                            "{cert}: valid {} certificate, serial {}, signed by {}",
+                            c.cert_type(),
+                            c.serial(),
+                            c.signing_ca_fingerprint()
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(e) => {
-                    eprintln!("sshca: {cert}: {e}");
+                Err(r) => {
+                    if !json {
+                        eprintln!("sshca: {cert}: {r}");
+                    }
                     Ok(ExitCode::from(1))
                 }
             }

@@ -144,12 +144,34 @@ fn sshca_certificates_are_accepted_by_openssh() {
                             .unwrap();
                     c.validate_at(1_800_000_000, [&ca_pub.fingerprint(Default::default())])
                         .unwrap();
-                    // sshca verify agrees.
-                    run(sshca()
-                        .args(["verify", "--ca"])
+                    // sshca verify agrees, refusing what OpenSSH refuses: a
+                    // host certificate with critical options, a user
+                    // certificate with an unknown one.
+                    let out = sshca()
+                        .args(["verify", "--json", "--ca"])
                         .arg(ca.key.with_extension("pub"))
                         .args(["--principal", "alice", "--at", "20300101"])
-                        .arg(&cert));
+                        .arg(&cert)
+                        .output()
+                        .unwrap();
+                    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                    let critical = opts.iter().any(|o| {
+                        [
+                            "force-command",
+                            "source-address",
+                            "verify-required",
+                            "critical:",
+                        ]
+                        .iter()
+                        .any(|c| o.starts_with(c))
+                    });
+                    let expected = match (host, critical, oi) {
+                        (true, true, _) => Some("host-critical-option"),
+                        (false, _, 2) => Some("unknown-critical-option"),
+                        _ => None,
+                    };
+                    assert_eq!(j["reason"].as_str(), expected, "{}: {j}", cert.display());
+                    assert_eq!(out.status.success(), expected.is_none());
                     n += 1;
                 }
             }
@@ -362,8 +384,20 @@ fn cli_paths_stdin_and_errors() {
             .arg(&cert)
             .output()
             .unwrap();
-        // a certificate with no principals is valid for any principal
+        // a certificate with no principals is refused for a principal, as
+        // sshd refuses it, unless --any-principal
         if args[0] == "--principal" {
+            assert!(!out.status.success());
+            assert!(String::from_utf8_lossy(&out.stderr).contains("lists no principals"));
+            let out = sshca()
+                .arg("verify")
+                .arg("--ca")
+                .arg(ca.with_extension("pub"))
+                .args(&args)
+                .arg("--any-principal")
+                .arg(&cert)
+                .output()
+                .unwrap();
             assert!(out.status.success());
             continue;
         }
