@@ -29,6 +29,12 @@ pub enum ErrorKind {
     Policy,
     /// The request itself is wrong (a bad key URI, a bad template).
     InvalidInput,
+    /// Reading or writing a local file or stream failed for a reason other
+    /// than "not found" or "permission denied" (a full disk, an I/O error).
+    Io,
+    /// Something went wrong inside sshca, not in what was asked (a task
+    /// that died, a runtime that could not start).
+    Internal,
 }
 
 impl ErrorKind {
@@ -51,6 +57,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::BadResponse => "bad response",
             ErrorKind::Policy => "refused by policy",
             ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Internal => "internal error",
         };
         f.write_str(s)
     }
@@ -79,15 +87,31 @@ impl Error {
         }
     }
 
-    /// An I/O failure on `path`: `"{what} {path}: {error}"`, of kind
-    /// NotFound or PermissionDenied where the OS says so, else InvalidInput.
+    /// An I/O failure on `path`: the message `"{what} {path}"`, the OS
+    /// error as the [`source`](std::error::Error::source) (shown by
+    /// [`Error::report`]); of kind NotFound or PermissionDenied where the OS
+    /// says so, else Io.
     pub fn io(what: &str, path: &std::path::Path, e: &std::io::Error) -> Self {
         let kind = match e.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
             std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            _ => ErrorKind::InvalidInput,
+            _ => ErrorKind::Io,
         };
-        Error::new(kind, format!("{what} {}: {e}", path.display()))
+        Error::new(kind, format!("{what} {}", path.display()))
+            .with_source(std::io::Error::new(e.kind(), e.to_string()))
+    }
+
+    /// The whole story in one line: this error, then each cause in its
+    /// [`source`](std::error::Error::source) chain, joined by `": "`.
+    pub fn report(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 
     /// Attaches the underlying error.

@@ -63,7 +63,7 @@ impl Registry {
             let hint = match BACKEND_FEATURES.iter().find(|(s, _)| *s == scheme) {
                 Some((_, feature)) => format!(
                     "this build was made without its backend; rebuild with the cargo \
-                     feature `{feature}` (e.g. `cargo install sshca --features {feature}`)"
+                     feature `{feature}` (e.g. `cargo install sshca-cli --features {feature}`)"
                 ),
                 None => "no backend has this scheme".to_owned(),
             };

@@ -21,14 +21,11 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 pub mod config;
-#[cfg(any(feature = "ekm", feature = "gcp"))]
-pub mod ekm;
 pub mod fuzzing;
 pub use sshca_core as core;
 use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
@@ -117,70 +114,6 @@ impl CertInfo {
             extensions: opts(cert.extensions()),
         }
     }
-
-    /// Text in the layout of `ssh-keygen -L` (times in UTC). Fields the
-    /// certificate's maker chose (key id, principals, options) are shown
-    /// with control characters escaped ([`sshca_core::text::escape`]).
-    pub fn to_text(&self, name: &str, cert: &Certificate) -> String {
-        use sshca_core::text::escape;
-        let mut s = String::new();
-        let key_kind = key_kind_plain(cert.public_key());
-        let ca_kind = key_kind_plain(cert.signature_key());
-        s.push_str(&format!("{name}:\n"));
-        s.push_str(&format!(
-            "        Type: {} {} certificate\n",
-            self.key_type, self.cert_type
-        ));
-        s.push_str(&format!(
-            "        Public key: {key_kind}-CERT {}\n",
-            self.public_key
-        ));
-        s.push_str(&format!(
-            "        Signing CA: {ca_kind} {} (using {})\n",
-            self.signing_ca, self.signature_algorithm
-        ));
-        s.push_str(&format!("        Key ID: \"{}\"\n", escape(&self.key_id)));
-        s.push_str(&format!("        Serial: {}\n", self.serial));
-        let valid = sshca_core::validity::describe(self.valid_after, self.valid_before);
-        s.push_str(&format!("        Valid: {valid}\n"));
-        if self.principals.is_empty() {
-            s.push_str("        Principals: (none)\n");
-        } else {
-            s.push_str("        Principals: \n");
-            for p in &self.principals {
-                s.push_str(&format!("                {}\n", escape(p)));
-            }
-        }
-        for (title, map) in [
-            ("Critical Options", &self.critical_options),
-            ("Extensions", &self.extensions),
-        ] {
-            if map.is_empty() {
-                s.push_str(&format!("        {title}: (none)\n"));
-            } else {
-                s.push_str(&format!("        {title}: \n"));
-                for (k, v) in map {
-                    if v.is_empty() {
-                        s.push_str(&format!("                {}\n", escape(k)));
-                    } else {
-                        s.push_str(&format!("                {} {}\n", escape(k), escape(v)));
-                    }
-                }
-            }
-        }
-        s
-    }
-}
-
-fn key_kind_plain(k: &KeyData) -> &'static str {
-    match k {
-        KeyData::Ed25519(_) => "ED25519",
-        KeyData::Ecdsa(_) => "ECDSA",
-        KeyData::Rsa(_) => "RSA",
-        KeyData::SkEd25519(_) => "ED25519-SK",
-        KeyData::SkEcdsaSha2NistP256(_) => "ECDSA-SK",
-        _ => "UNKNOWN",
-    }
 }
 
 fn io_err(path: &Path, what: &str, e: std::io::Error) -> Error {
@@ -226,86 +159,10 @@ pub fn read_subject_key(path: &Path) -> Result<(KeyData, String)> {
     Ok((pk.key_data().clone(), pk.comment().to_owned()))
 }
 
-/// Where `ssh-keygen -s` writes the certificate of KEY: a trailing `.pub`
-/// replaced by `-cert.pub`, else `-cert.pub` appended.
-pub fn cert_path_for(key: &Path) -> PathBuf {
-    let s = key.as_os_str().to_string_lossy();
-    let base = s.strip_suffix(".pub").unwrap_or(&s);
-    PathBuf::from(format!("{base}-cert.pub"))
-}
-
-/// Writes `contents` to `path` atomically (mode 0644, replacing any file):
-/// a temporary file in the same directory, then a rename; nothing partial is
-/// ever left behind.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    write_atomic_with(path, contents, 0o644, true)
-}
-
-/// Like [`write_atomic`] with a file mode, and with `replace = false` an
-/// error (not an overwrite) when `path` exists.
-pub fn write_atomic_with(path: &Path, contents: &[u8], mode: u32, replace: bool) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".sshca-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err(dir, "cannot create a temporary file in", e))?;
-    tmp.write_all(contents)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| io_err(path, "cannot write", e))?;
-    #[cfg(not(unix))]
-    let _ = mode;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(|e| io_err(path, "cannot set permissions of", e))?;
-    }
-    if replace {
-        tmp.persist(path)
-            .map_err(|e| io_err(path, "cannot write", e.error))?;
-    } else {
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{} already exists (use --force to overwrite)",
-                        path.display()
-                    ),
-                )
-            } else {
-                io_err(path, "cannot write", e.error)
-            }
-        })?;
-    }
-    Ok(())
-}
-
 /// Resolves a `--ca` argument for verification: any key reference
 /// ([`load_ref`]); for a certificate, its certified key.
 pub async fn resolve_ca_public_key(registry: &Registry, arg: &str) -> Result<KeyData> {
     Ok(load_ref(registry, arg, None).await?.public_key())
-}
-
-/// The public key line of a CA for `TrustedUserCAKeys`, or with a pattern
-/// the `@cert-authority PATTERN ...` line for `known_hosts`.
-pub fn ca_line(key: &KeyData, known_hosts: Option<&str>, comment: &str) -> Result<String> {
-    let line = PublicKey::new(key.clone(), comment)
-        .to_openssh()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidKey,
-                format!("cannot encode the CA key: {e}"),
-            )
-        })?;
-    Ok(match known_hosts {
-        Some(p) => format!("@cert-authority {p} {line}"),
-        None => line,
-    })
 }
 
 /// SHA-256 fingerprint text of a key.
@@ -403,30 +260,4 @@ pub async fn load_ref(
     Ok(KeyRef::Uri(arg.to_owned(), signer.public_key().await?))
 }
 
-/// MD5 fingerprint in OpenSSH's form (`MD5:aa:bb:...`).
-pub fn md5_fingerprint(key: &KeyData) -> Result<String> {
-    use md5::{Digest, Md5};
-    use sshca_core::ssh_key::PublicKey as Pk;
-    let blob = Pk::new(key.clone(), "")
-        .to_bytes()
-        .map_err(|e| Error::new(ErrorKind::InvalidKey, format!("cannot encode key: {e}")))?;
-    let d = Md5::digest(&blob);
-    Ok(format!(
-        "MD5:{}",
-        d.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    ))
-}
-
 pub use sshca_core::cert::key_size;
-
-/// Writes a copy of an issued certificate to `dir/<serial>.crt`, atomically
-/// and never overwriting (Salt's copypath).
-pub fn save_issued_copy(dir: &Path, cert: &Certificate, text: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, "cannot create", e))?;
-    let path = dir.join(format!("{}.crt", cert.serial()));
-    write_atomic_with(&path, text.as_bytes(), 0o644, false)?;
-    Ok(path)
-}

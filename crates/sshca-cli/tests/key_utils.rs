@@ -99,7 +99,7 @@ fn keygen_keys_load_in_ssh_keygen() {
             run(sshca()
                 .args(["sign", "--ca", &uri, "-I", "k", "-V", "+1h"])
                 .arg(&subject));
-            keygen_list(&sshca::cert_path_for(&subject));
+            keygen_list(&cert_of(&subject));
         }
     }
     // Never overwrites without --force; --force does.

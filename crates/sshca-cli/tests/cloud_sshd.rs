@@ -62,7 +62,7 @@ fn login_through(make_uri: impl FnOnce(&Emulator) -> String) {
         dir,
         &user_ca_pub,
         &host_key,
-        &sshca::cert_path_for(&host_key.with_extension("pub")),
+        &cert_of(&host_key.with_extension("pub")),
     );
 
     let key = keygen(dir, "id_user", "ed25519", None);
@@ -71,7 +71,7 @@ fn login_through(make_uri: impl FnOnce(&Emulator) -> String) {
             "sign", "--ca", &uri, "-I", "e2e", "-n", &me, "-V", "-5m:+1h",
         ])
         .arg(key.with_extension("pub")));
-    let cert = sshca::cert_path_for(&key.with_extension("pub"));
+    let cert = cert_of(&key.with_extension("pub"));
     let out = ssh(&sshd, dir, &key, &cert, &known_hosts, "echo kms-login-ok");
     assert!(
         out.status.success(),

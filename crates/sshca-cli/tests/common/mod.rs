@@ -12,6 +12,12 @@ pub fn sshca() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sshca"))
 }
 
+/// Where `sshca sign` (like `ssh-keygen -s`) writes the certificate of KEY.
+pub fn cert_of(key: &Path) -> PathBuf {
+    let s = key.to_string_lossy();
+    PathBuf::from(format!("{}-cert.pub", s.strip_suffix(".pub").unwrap_or(&s)))
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("spawn");
     if !out.status.success() {

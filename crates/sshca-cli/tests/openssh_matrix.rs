@@ -129,7 +129,7 @@ fn sshca_certificates_are_accepted_by_openssh() {
                     }
                     cmd.arg(&key);
                     run(&mut cmd);
-                    let cert = sshca::cert_path_for(&key);
+                    let cert = cert_of(&key);
                     let mut theirs = keygen_list(&cert);
                     normalise_unknown(&mut theirs);
                     let ours = sshca_view(&cert);
@@ -213,7 +213,7 @@ fn ssh_keygen_certificates_decode_and_reencode_identically() {
                     }
                     cmd.arg(&key);
                     run(&mut cmd);
-                    let cert = sshca::cert_path_for(&key);
+                    let cert = cert_of(&key);
                     let text = std::fs::read_to_string(&cert).unwrap();
                     let decoded = sshca_core::Certificate::from_openssh(&text).unwrap();
                     assert_eq!(
@@ -254,7 +254,7 @@ fn force_command_value_is_one_string() {
             "force-command=ls",
         ])
         .arg(&sub));
-    let text = std::fs::read_to_string(sshca::cert_path_for(&sub)).unwrap();
+    let text = std::fs::read_to_string(cert_of(&sub)).unwrap();
     let c = ssh_key::Certificate::from_openssh(&text).unwrap();
     assert_eq!(
         c.critical_options()
@@ -272,7 +272,7 @@ fn force_command_value_is_one_string() {
     let needle = b"\x00\x00\x00\x0dforce-command\x00\x00\x00\x06\x00\x00\x00\x02ls";
     assert!(blob.windows(needle.len()).any(|w| w == needle));
     assert_eq!(
-        keygen_list(&sshca::cert_path_for(&sub)).critical_options["force-command"],
+        keygen_list(&cert_of(&sub)).critical_options["force-command"],
         "ls"
     );
 }

@@ -18,7 +18,7 @@ fn sign(ca: &Path, key: &Path, args: &[&str]) -> PathBuf {
         .arg(format!("file:{}", ca.display()))
         .args(args)
         .arg(key));
-    sshca::cert_path_for(key)
+    cert_of(key)
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn sshd_accepts_and_refuses_as_it_should() {
             .arg(&cfg)
             .args(["sign", "--policy", policy, "--requester", "test"])
             .arg(key.with_extension("pub")));
-        let cert = sshca::cert_path_for(&key.with_extension("pub"));
+        let cert = cert_of(&key.with_extension("pub"));
         let out = ssh(&sshd, dir, &key, &cert, &known_hosts, "echo not-forced");
         match expect {
             Some(text) => {

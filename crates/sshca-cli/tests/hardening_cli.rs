@@ -266,7 +266,7 @@ fn verify_refuses_what_sshd_refuses() {
             .arg(ca)
             .args(args)
             .arg(key));
-        sshca::cert_path_for(key)
+        cert_of(key)
     };
     let host_cert = keygen_sign(
         &host_ca,

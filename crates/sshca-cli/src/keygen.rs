@@ -1,0 +1,110 @@
+//! `sshca keygen`: a local CA key, as ssh-keygen writes it.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use sshca::signer::Result;
+
+use crate::output::invalid;
+
+/// Arguments of `sshca keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Key type: ed25519, ecdsa or rsa.
+    #[arg(short = 't', default_value = "ed25519")]
+    pub key_type: String,
+    /// Bits: ecdsa 256 (default), 384, 521; rsa 2048, 3072 (default), 4096.
+    #[arg(short = 'b')]
+    pub bits: Option<u32>,
+    /// Encrypt with the passphrase in SSHCA_PASSPHRASE.
+    #[arg(short = 'N', conflicts_with = "passphrase_file")]
+    pub encrypt_from_env: bool,
+    /// Encrypt with the passphrase in this file (its first line).
+    #[arg(long = "passphrase-file")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Comment.
+    #[arg(short = 'C', default_value = "")]
+    pub comment: String,
+    /// Overwrite PATH and PATH.pub if they exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to write the private key.
+    pub path: PathBuf,
+}
+
+/// `sshca keygen`.
+pub fn run(a: KeygenArgs) -> Result<()> {
+    let KeygenArgs {
+        key_type,
+        bits,
+        encrypt_from_env: from_env,
+        passphrase_file,
+        comment,
+        force,
+        path,
+    } = a;
+    let (key_type, passphrase_file, comment, path) = (
+        key_type.as_str(),
+        passphrase_file.as_deref(),
+        comment.as_str(),
+        path.as_path(),
+    );
+    use sshca_local::keys;
+    let spec = keys::KeySpec::parse(key_type, bits)?;
+    let passphrase = match (from_env, passphrase_file) {
+        (_, Some(f)) => Some(sshca_local::read_passphrase_file(f)?),
+        (true, None) => Some(
+            std::env::var(sshca_local::PASSPHRASE_ENV)
+                .map(sshca::signer::Secret::new)
+                .map_err(|_| {
+                    invalid(format!(
+                        "-N needs the passphrase in {}",
+                        sshca_local::PASSPHRASE_ENV
+                    ))
+                })?,
+        ),
+        (false, None) => None,
+    };
+    if passphrase.as_ref().is_some_and(|p| p.is_empty()) {
+        return Err(invalid("the passphrase is empty"));
+    }
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    if !force {
+        for p in [path, pub_path.as_path()] {
+            if p.exists() {
+                return Err(invalid(format!(
+                    "{} already exists (use --force to overwrite)",
+                    p.display()
+                )));
+            }
+        }
+    }
+    let key = keys::generate(spec, comment)?;
+    let private = keys::to_openssh(&key, passphrase.as_ref().map(|p| p.expose().as_bytes()))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| invalid(format!("cannot encode the public key: {e}")))?;
+    crate::files::write_atomic_with(path, private.as_bytes(), 0o600, force)?;
+    if let Err(e) =
+        crate::files::write_atomic_with(&pub_path, format!("{public}\n").as_bytes(), 0o644, force)
+    {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    eprintln!(
+        "Created {} ({}{}) and {}",
+        path.display(),
+        key.algorithm().as_str(),
+        if passphrase.is_some() {
+            ", encrypted"
+        } else {
+            ""
+        },
+        pub_path.display()
+    );
+    println!("{}", sshca::fingerprint(key.public_key().key_data()));
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The `sshca` command line: parses the arguments and hands each subcommand
+//! to its module.
+
+#[cfg(any(feature = "ekm", feature = "gcp"))]
+mod ekm;
+mod expires;
+mod files;
+mod inspect;
+#[cfg(feature = "local")]
+mod key;
+#[cfg(feature = "local")]
+mod keygen;
+mod output;
+mod policy;
+mod pubkey;
+mod sign;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sshca::signer::{Error, ErrorKind, Result};
+
+/// OpenSSH certificate authority whose CA key can stay in a KMS.
+#[derive(Parser, Debug)]
+#[command(name = "sshca", version, about)]
+struct Cli {
+    /// Config file with CAs and signing policies.
+    #[arg(long, global = true, default_value = "sshca.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Sign public keys into certificates (flags as `ssh-keygen -s`).
+    Sign(sign::SignArgs),
+    /// Show a certificate's fields (like `ssh-keygen -L`).
+    Inspect(inspect::InspectArgs),
+    /// Check a certificate as sshd (user) or ssh (host) would: CA signature,
+    /// validity, principal, type, critical options.
+    Verify(verify::VerifyArgs),
+    /// Create a local private key (OpenSSH format, 0600) and PATH.pub.
+    #[cfg(feature = "local")]
+    Keygen(keygen::KeygenArgs),
+    /// Key utilities: public, info, match, passphrase.
+    #[cfg(feature = "local")]
+    #[command(subcommand)]
+    Key(key::KeyCmd),
+    /// Exit 0 when a certificate has expired or will within TTL, else 1.
+    Expires(expires::ExpiresArgs),
+    /// Signing policies of the config file.
+    #[command(subcommand)]
+    Policy(policy::PolicyCmd),
+    /// External key managers: check a connection; Cloud KMS EkmConnections
+    /// and EkmConfig.
+    #[cfg(any(feature = "ekm", feature = "gcp"))]
+    #[command(subcommand)]
+    Ekm(ekm::EkmCmd),
+    /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
+    Pubkey(pubkey::PubkeyArgs),
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Sign(a) => sign::run(a, &cli.config).await.map(|()| ExitCode::SUCCESS),
+        Cmd::Inspect(a) => inspect::run(a),
+        Cmd::Verify(a) => verify::run(a).await,
+        #[cfg(feature = "local")]
+        Cmd::Keygen(a) => keygen::run(a).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "local")]
+        Cmd::Key(k) => key::run(k).await,
+        Cmd::Expires(a) => expires::run(a),
+        Cmd::Policy(p) => policy::run(p, &cli.config),
+        #[cfg(any(feature = "ekm", feature = "gcp"))]
+        Cmd::Ekm(e) => ekm::run(e, &cli.config).await,
+        Cmd::Pubkey(a) => pubkey::run(a).await,
+    }
+}
+
+/// The one place errors are printed: the error, then its causes.
+fn report(e: &Error) {
+    eprintln!("sshca: error: {}", e.report());
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report(
+                &Error::new(ErrorKind::Internal, "cannot start the async runtime").with_source(e),
+            );
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            ExitCode::from(1)
+        }
+    }
+}
