@@ -29,7 +29,7 @@ pub struct VerifyArgs {
     /// and `message`.
     #[arg(long)]
     pub json: bool,
-    /// Time to check at: unix seconds, YYYYMMDD[HHMM[SS]] (UTC) or `now`.
+    /// Time to check at: unix seconds, `YYYYMMDD[HHMM[SS]]` (UTC) or `now`.
     #[arg(long, default_value = "now")]
     pub at: String,
     /// Required certificate type (`user` or `host`).
