@@ -18,18 +18,14 @@
 //! ECC_NIST_EDWARDS25519 (ssh-ed25519 via ED25519_SHA_512 with MessageType
 //! RAW: the whole to-be-signed certificate must fit in 4096 bytes).
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
-use sha2::Digest;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
-    RetryConfig, RetrySigner,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, RetryConfig,
 };
 
 pub use aws_sdk_kms::config::Credentials;
@@ -45,22 +41,14 @@ const OPTIONS: &[&str] = &["region", "endpoint", "profile"];
 /// A key in AWS KMS that signs.
 #[derive(Debug)]
 pub struct AwsSigner {
-    uri: KeyUri,
+    key: FixedKey,
     key_id: String,
     client: aws_sdk_kms::Client,
-    public: KeyData,
-    algorithms: Vec<SigAlg>,
 }
 
-/// Registers the `awskms:` scheme (signers wrapped in [`RetrySigner`]).
+/// Registers the `awskms:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
 pub fn register(registry: &mut Registry) {
-    registry.register(SCHEME, |uri| {
-        Box::pin(async move {
-            let retry = RetryConfig::from_uri(&uri)?;
-            let signer = AwsSigner::open(uri, None).await?;
-            Ok(Arc::new(RetrySigner::new(signer, retry)) as Arc<dyn sshca_signer::KeySigner>)
-        })
-    });
+    registry.register_remote(SCHEME, |uri| AwsSigner::open(uri, None));
 }
 
 fn region_from_arn(key: &str) -> Option<&str> {
@@ -291,11 +279,9 @@ impl AwsSigner {
         let public = sshca_core::spki::public_key_from_der(der.as_ref())
             .map_err(|e| Error::from(e).context(format!("`{uri}`: public key from AWS KMS")))?;
         Ok(Self {
-            uri,
+            key: FixedKey::new(uri, public, algorithms),
             key_id,
             client,
-            public,
-            algorithms,
         })
     }
 }
@@ -303,68 +289,47 @@ impl AwsSigner {
 #[async_trait]
 impl KeySigner for AwsSigner {
     fn uri(&self) -> &KeyUri {
-        &self.uri
+        self.key.uri()
     }
 
     async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.public.clone())
+        Ok(self.key.public_key())
     }
 
     async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.algorithms.clone())
+        Ok(self.key.algorithms())
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        check_algorithm(&self.uri, &self.algorithms, alg)?;
-        let (spec, mtype, payload) = match alg {
-            SigAlg::EcdsaP256 => (
-                SigningAlgorithmSpec::EcdsaSha256,
-                MessageType::Digest,
-                sha2::Sha256::digest(message).to_vec(),
-            ),
-            SigAlg::EcdsaP384 => (
-                SigningAlgorithmSpec::EcdsaSha384,
-                MessageType::Digest,
-                sha2::Sha384::digest(message).to_vec(),
-            ),
-            SigAlg::EcdsaP521 => (
-                SigningAlgorithmSpec::EcdsaSha512,
-                MessageType::Digest,
-                sha2::Sha512::digest(message).to_vec(),
-            ),
-            SigAlg::RsaSha256 => (
-                SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
-                MessageType::Digest,
-                sha2::Sha256::digest(message).to_vec(),
-            ),
-            SigAlg::RsaSha512 => (
-                SigningAlgorithmSpec::RsassaPkcs1V15Sha512,
-                MessageType::Digest,
-                sha2::Sha512::digest(message).to_vec(),
-            ),
-            SigAlg::Ed25519 => {
-                if message.len() > MAX_RAW_MESSAGE {
-                    return Err(Error::new(
-                        ErrorKind::InvalidInput,
-                        format!(
-                            "`{}`: the to-be-signed certificate is {} bytes; AWS KMS signs Ed25519 (ED25519_SHA_512, MessageType RAW) messages of at most {MAX_RAW_MESSAGE} bytes — use fewer principals or options",
-                            self.uri,
-                            message.len()
-                        ),
-                    ));
-                }
-                (
-                    SigningAlgorithmSpec::Ed25519Sha512,
-                    MessageType::Raw,
-                    message.to_vec(),
-                )
-            }
+        self.key.check(alg)?;
+        let spec = match alg {
+            SigAlg::EcdsaP256 => SigningAlgorithmSpec::EcdsaSha256,
+            SigAlg::EcdsaP384 => SigningAlgorithmSpec::EcdsaSha384,
+            SigAlg::EcdsaP521 => SigningAlgorithmSpec::EcdsaSha512,
+            SigAlg::RsaSha256 => SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+            SigAlg::RsaSha512 => SigningAlgorithmSpec::RsassaPkcs1V15Sha512,
+            SigAlg::Ed25519 => SigningAlgorithmSpec::Ed25519Sha512,
             other => {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!("`{}` cannot sign with {other}", self.uri),
+                    format!("`{}` cannot sign with {other}", self.key.uri()),
                 ))
             }
+        };
+        // ECDSA and RSA sign the digest; Ed25519 the whole message (RAW).
+        let (mtype, payload) = match alg.digest(message) {
+            Some(digest) => (MessageType::Digest, digest),
+            None if message.len() > MAX_RAW_MESSAGE => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "`{}`: the to-be-signed certificate is {} bytes; AWS KMS signs Ed25519 (ED25519_SHA_512, MessageType RAW) messages of at most {MAX_RAW_MESSAGE} bytes — use fewer principals or options",
+                        self.key.uri(),
+                        message.len()
+                    ),
+                ))
+            }
+            None => (MessageType::Raw, message.to_vec()),
         };
         let out = self
             .client
@@ -375,15 +340,16 @@ impl KeySigner for AwsSigner {
             .signing_algorithm(spec)
             .send()
             .await
-            .map_err(|e| map_err(&self.uri, "Sign", e))?;
+            .map_err(|e| map_err(self.key.uri(), "Sign", e))?;
         let sig = out.signature().ok_or_else(|| {
             Error::new(
                 ErrorKind::BadResponse,
-                format!("`{}`: Sign returned no signature", self.uri),
+                format!("`{}`: Sign returned no signature", self.key.uri()),
             )
         })?;
-        native_to_ssh(&self.public, alg, NativeFormat::Der, sig.as_ref())
-            .map_err(|e| Error::from(e).context(format!("`{}`: signature from AWS KMS", self.uri)))
+        native_to_ssh(&self.key.public_key(), alg, NativeFormat::Der, sig.as_ref()).map_err(|e| {
+            Error::from(e).context(format!("`{}`: signature from AWS KMS", self.key.uri()))
+        })
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use kms_emulator::{Config, Emulator, FaultError};
 use sshca_core::SigAlg;
-use sshca_signer::conformance::{run_remote, RemoteKey, ServiceHooks};
-use sshca_signer::{ErrorKind, KeySigner, KeyUri, Registry, RetrySigner};
+use sshca_signer::conformance::{run_remote, RemoteKey};
+use sshca_signer::{ErrorKind, KeySigner, KeyUri, Registry};
 
 fn creds() -> sshca_aws::Credentials {
     sshca_aws::Credentials::new("test", "test", None, None, "test")
@@ -14,25 +14,10 @@ fn creds() -> sshca_aws::Credentials {
 
 fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register(sshca_aws::SCHEME, |uri| {
-        Box::pin(async move {
-            let retry = sshca_signer::RetryConfig::from_uri(&uri)?;
-            let s = sshca_aws::AwsSigner::open(uri, Some(creds())).await?;
-            Ok(Arc::new(RetrySigner::new(s, retry)) as Arc<dyn KeySigner>)
-        })
+    r.register_remote(sshca_aws::SCHEME, |uri| {
+        sshca_aws::AwsSigner::open(uri, Some(creds()))
     });
     r
-}
-
-fn hooks(emu: &Arc<Emulator>) -> ServiceHooks {
-    let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
-    ServiceHooks {
-        throttle_signs: Box::new(move |n| {
-            a.fail_next("aws", "Sign", FaultError::Throttle, n).unwrap()
-        }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("aws", "Sign", n).unwrap()),
-        counts: Box::new(move || (c.count("aws", "Sign"), c.count("aws", "GetPublicKey"))),
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -64,7 +49,7 @@ async fn conformance_every_key_spec() {
         &keys,
         &uri("00000000-0000-0000-0000-000000000000"),
         &uri(&wrong),
-        &hooks(&emu),
+        &sshca_testkit::emulator_hooks(&emu, "aws", "Sign", "GetPublicKey"),
     )
     .await;
 }

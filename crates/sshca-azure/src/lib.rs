@@ -28,13 +28,11 @@ use azure_security_keyvault_keys::models::{
     SignatureAlgorithm,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
-use sha2::Digest;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::ssh_key::EcdsaCurve;
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
-    RetryConfig, RetrySigner,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, RetryConfig,
 };
 
 /// The URI scheme.
@@ -54,33 +52,24 @@ const AZURE_DOMAINS: &[&str] = &[
 
 /// A key in Azure Key Vault that signs.
 pub struct AzureSigner {
-    uri: KeyUri,
+    key: FixedKey,
     name: String,
     version: String,
     client: KeyClient,
-    public: KeyData,
-    algorithms: Vec<SigAlg>,
 }
 
 impl std::fmt::Debug for AzureSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AzureSigner")
-            .field("uri", &self.uri)
+            .field("key", &self.key)
             .field("version", &self.version)
-            .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
     }
 }
 
-/// Registers the `azurekv:` scheme (signers wrapped in [`RetrySigner`]).
+/// Registers the `azurekv:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
 pub fn register(registry: &mut Registry) {
-    registry.register(SCHEME, |uri| {
-        Box::pin(async move {
-            let retry = RetryConfig::from_uri(&uri)?;
-            let signer = AzureSigner::open(uri, None).await?;
-            Ok(Arc::new(RetrySigner::new(signer, retry)) as Arc<dyn KeySigner>)
-        })
-    });
+    registry.register_remote(SCHEME, |uri| AzureSigner::open(uri, None));
 }
 
 /// The parts of an `azurekv:` URI.
@@ -417,12 +406,10 @@ impl AzureSigner {
             }
         };
         Ok(Self {
-            uri,
+            key: FixedKey::new(uri, public, algorithms),
             name: id.name,
             version,
             client,
-            public,
-            algorithms,
         })
     }
 }
@@ -430,44 +417,29 @@ impl AzureSigner {
 #[async_trait]
 impl KeySigner for AzureSigner {
     fn uri(&self) -> &KeyUri {
-        &self.uri
+        self.key.uri()
     }
 
     async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.public.clone())
+        Ok(self.key.public_key())
     }
 
     async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.algorithms.clone())
+        Ok(self.key.algorithms())
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        check_algorithm(&self.uri, &self.algorithms, alg)?;
-        let (azalg, digest) = match alg {
-            SigAlg::EcdsaP256 => (
-                SignatureAlgorithm::Es256,
-                sha2::Sha256::digest(message).to_vec(),
-            ),
-            SigAlg::EcdsaP384 => (
-                SignatureAlgorithm::Es384,
-                sha2::Sha384::digest(message).to_vec(),
-            ),
-            SigAlg::EcdsaP521 => (
-                SignatureAlgorithm::Es512,
-                sha2::Sha512::digest(message).to_vec(),
-            ),
-            SigAlg::RsaSha256 => (
-                SignatureAlgorithm::Rs256,
-                sha2::Sha256::digest(message).to_vec(),
-            ),
-            SigAlg::RsaSha512 => (
-                SignatureAlgorithm::Rs512,
-                sha2::Sha512::digest(message).to_vec(),
-            ),
-            other => {
+        self.key.check(alg)?;
+        let (azalg, digest) = match (alg, alg.digest(message)) {
+            (SigAlg::EcdsaP256, Some(d)) => (SignatureAlgorithm::Es256, d),
+            (SigAlg::EcdsaP384, Some(d)) => (SignatureAlgorithm::Es384, d),
+            (SigAlg::EcdsaP521, Some(d)) => (SignatureAlgorithm::Es512, d),
+            (SigAlg::RsaSha256, Some(d)) => (SignatureAlgorithm::Rs256, d),
+            (SigAlg::RsaSha512, Some(d)) => (SignatureAlgorithm::Rs512, d),
+            (other, _) => {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!("`{}` cannot sign with {other}", self.uri),
+                    format!("`{}` cannot sign with {other}", self.key.uri()),
                 ))
             }
         };
@@ -479,7 +451,7 @@ impl KeySigner for AzureSigner {
             params.try_into().map_err(|e: azure_core::Error| {
                 Error::new(
                     ErrorKind::InvalidInput,
-                    format!("`{}`: sign request: {e}", self.uri),
+                    format!("`{}`: sign request: {e}", self.key.uri()),
                 )
             })?;
         let opts = KeyClientSignOptions {
@@ -490,17 +462,20 @@ impl KeySigner for AzureSigner {
             .client
             .sign(&self.name, body, Some(opts))
             .await
-            .map_err(|e| map_err(&self.uri, "sign", e))?
+            .map_err(|e| map_err(self.key.uri(), "sign", e))?
             .into_model()
-            .map_err(|e| map_err(&self.uri, "sign", e))?;
+            .map_err(|e| map_err(self.key.uri(), "sign", e))?;
         let sig = out.result.ok_or_else(|| {
             Error::new(
                 ErrorKind::BadResponse,
-                format!("`{}`: sign returned no value", self.uri),
+                format!("`{}`: sign returned no value", self.key.uri()),
             )
         })?;
-        native_to_ssh(&self.public, alg, NativeFormat::Raw, &sig).map_err(|e| {
-            Error::from(e).context(format!("`{}`: signature from Azure Key Vault", self.uri))
+        native_to_ssh(&self.key.public_key(), alg, NativeFormat::Raw, &sig).map_err(|e| {
+            Error::from(e).context(format!(
+                "`{}`: signature from Azure Key Vault",
+                self.key.uri()
+            ))
         })
     }
 }

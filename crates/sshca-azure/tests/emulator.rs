@@ -8,11 +8,11 @@ use azure_security_keyvault_keys::models::{
     CreateKeyParameters, CurveName, KeyAttributes, KeyOperation, KeyType,
     UpdateKeyPropertiesParameters,
 };
-use kms_emulator::{Config, Emulator, FaultError};
+use kms_emulator::{Config, Emulator};
 use sshca_azure::{AzureSigner, StaticToken};
 use sshca_core::SigAlg;
-use sshca_signer::conformance::{run_remote, RemoteKey, ServiceHooks};
-use sshca_signer::{ErrorKind, KeySigner, KeyUri, Registry, RetrySigner};
+use sshca_signer::conformance::{run_remote, RemoteKey};
+use sshca_signer::{ErrorKind, KeySigner, KeyUri, Registry};
 
 fn token() -> Arc<dyn TokenCredential> {
     Arc::new(StaticToken::new("test-token"))
@@ -20,12 +20,8 @@ fn token() -> Arc<dyn TokenCredential> {
 
 fn registry() -> Registry {
     let mut r = Registry::new();
-    r.register(sshca_azure::SCHEME, |uri| {
-        Box::pin(async move {
-            let retry = sshca_signer::RetryConfig::from_uri(&uri)?;
-            let s = AzureSigner::open(uri, Some(token())).await?;
-            Ok(Arc::new(RetrySigner::new(s, retry)) as Arc<dyn KeySigner>)
-        })
+    r.register_remote(sshca_azure::SCHEME, |uri| {
+        AzureSigner::open(uri, Some(token()))
     });
     r
 }
@@ -94,15 +90,7 @@ async fn conformance_every_key_type() {
         .create_key("wrap-only", params.try_into().unwrap(), None)
         .await
         .unwrap();
-    let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
-    let hooks = ServiceHooks {
-        throttle_signs: Box::new(move |n| {
-            a.fail_next("azure", "sign", FaultError::Throttle, n)
-                .unwrap()
-        }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("azure", "sign", n).unwrap()),
-        counts: Box::new(move || (c.count("azure", "sign"), c.count("azure", "getKey"))),
-    };
+    let hooks = sshca_testkit::emulator_hooks(&emu, "azure", "sign", "getKey");
     run_remote(
         &registry(),
         &keys,

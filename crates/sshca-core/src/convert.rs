@@ -84,15 +84,28 @@ impl SigAlg {
             .find(|a| a.algorithm() == sig.algorithm())
     }
 
+    /// The hash a digest-signing service (a KMS, an HSM) is given the
+    /// message's digest under; `None` for Ed25519, which signs the message
+    /// itself.
+    pub fn digest_alg(self) -> Option<DigestAlg> {
+        match self {
+            SigAlg::Ed25519 => None,
+            SigAlg::EcdsaP256 | SigAlg::RsaSha256 => Some(DigestAlg::Sha256),
+            SigAlg::EcdsaP384 => Some(DigestAlg::Sha384),
+            SigAlg::EcdsaP521 | SigAlg::RsaSha512 => Some(DigestAlg::Sha512),
+        }
+    }
+
     /// The message digest length in bytes for digest-signing services
     /// (`None` for Ed25519, which signs the message itself).
     pub fn digest_len(self) -> Option<usize> {
-        match self {
-            SigAlg::Ed25519 => None,
-            SigAlg::EcdsaP256 | SigAlg::RsaSha256 => Some(32),
-            SigAlg::EcdsaP384 => Some(48),
-            SigAlg::EcdsaP521 | SigAlg::RsaSha512 => Some(64),
-        }
+        self.digest_alg().map(DigestAlg::size)
+    }
+
+    /// The digest of `message` a digest-signing service signs for this
+    /// algorithm (`None` for Ed25519: send the message itself).
+    pub fn digest(self, message: &[u8]) -> Option<Vec<u8>> {
+        self.digest_alg().map(|d| d.digest(message))
     }
 
     /// Signature algorithms a CA public key can produce, the preferred first
@@ -123,6 +136,38 @@ impl SigAlg {
     /// Whether a key can make signatures of this algorithm.
     pub fn fits_key(self, key: &KeyData) -> bool {
         SigAlg::for_key(key).is_ok_and(|v| v.contains(&self))
+    }
+}
+
+/// A message digest of the SHA-2 family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlg {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+}
+
+impl DigestAlg {
+    /// The digest length in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            DigestAlg::Sha256 => 32,
+            DigestAlg::Sha384 => 48,
+            DigestAlg::Sha512 => 64,
+        }
+    }
+
+    /// The digest of `message`.
+    pub fn digest(self, message: &[u8]) -> Vec<u8> {
+        use ssh_key::sha2::{Digest, Sha256, Sha384, Sha512};
+        match self {
+            DigestAlg::Sha256 => Sha256::digest(message).to_vec(),
+            DigestAlg::Sha384 => Sha384::digest(message).to_vec(),
+            DigestAlg::Sha512 => Sha512::digest(message).to_vec(),
+        }
     }
 }
 
@@ -301,6 +346,24 @@ pub fn ecdsa_ssh_to_raw(sig: &Signature) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn digests_per_algorithm() {
+        let abc = |a: SigAlg| a.digest(b"abc").map(|d| d[..4].to_vec());
+        assert_eq!(SigAlg::Ed25519.digest(b"abc"), None);
+        // The first bytes of SHA-256, SHA-384 and SHA-512 of "abc" (FIPS 180-2).
+        for (alg, head) in [
+            (SigAlg::EcdsaP256, [0xba, 0x78, 0x16, 0xbf]),
+            (SigAlg::RsaSha256, [0xba, 0x78, 0x16, 0xbf]),
+            (SigAlg::EcdsaP384, [0xcb, 0x00, 0x75, 0x3f]),
+            (SigAlg::EcdsaP521, [0xdd, 0xaf, 0x35, 0xa1]),
+            (SigAlg::RsaSha512, [0xdd, 0xaf, 0x35, 0xa1]),
+        ] {
+            assert_eq!(abc(alg), Some(head.to_vec()), "{alg}");
+            assert_eq!(alg.digest(b"").map(|d| d.len()), alg.digest_len());
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -27,7 +27,7 @@ pub use cert::{
     random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, Refused,
     Rejection, TbsCertificate, Validation,
 };
-pub use convert::SigAlg;
+pub use convert::{DigestAlg, SigAlg};
 pub use error::{Error, Result};
 pub use ssh_key;
 pub use ssh_key::{public::KeyData, Algorithm, HashAlg, PublicKey, Signature};

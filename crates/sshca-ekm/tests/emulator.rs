@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use kms_emulator::{Config, Emulator, Fault, FaultError};
+use kms_emulator::{Config, Emulator, Fault};
 use sshca_core::{CertTemplate, CertType, SigAlg};
-use sshca_signer::conformance::{run_remote, RemoteKey, ServiceHooks};
+use sshca_signer::conformance::{run_remote, RemoteKey};
 use sshca_signer::{ErrorKind, KeySigner, KeyUri, Registry, SignerExt};
 
 const SPACE: &str = "v0/spaces/ssh-ca";
@@ -72,14 +72,7 @@ async fn conformance_over_two_replicas() {
     }
     emu.create_ekm_key(SPACE, "pss", "RSA_SIGN_PSS_2048_SHA256")
         .unwrap();
-    let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
-    let hooks = ServiceHooks {
-        throttle_signs: Box::new(move |n| {
-            a.fail_next("ekm", "sign", FaultError::Throttle, n).unwrap()
-        }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("ekm", "sign", n).unwrap()),
-        counts: Box::new(move || (c.count("ekm", "sign"), c.count("ekm", "getKey"))),
-    };
+    let hooks = sshca_testkit::emulator_hooks(&emu, "ekm", "sign", "getKey");
     run_remote(
         &registry(),
         &keys,

@@ -18,19 +18,15 @@
 //! the hash when the key is created. Every request and answer carries CRC32C
 //! checksums, checked both ways.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use google_cloud_gax::error::rpc::Code;
 use google_cloud_kms_v1::client::{EkmService, KeyManagementService};
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionAlgorithm as Alg;
 use google_cloud_kms_v1::model::{digest, Digest as KmsDigest};
-use sha2::Digest;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
-use sshca_core::{KeyData, SigAlg, Signature};
+use sshca_core::{DigestAlg, KeyData, SigAlg, Signature};
 use sshca_signer::{
-    check_algorithm, with_retries, Error, ErrorKind, KeySigner, KeyUri, Registry, Result,
-    RetryConfig, RetrySigner,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, RetryConfig,
 };
 
 /// The URI scheme.
@@ -39,22 +35,14 @@ pub const SCHEME: &str = "gcpkms";
 /// A key version in Google Cloud KMS that signs.
 #[derive(Debug)]
 pub struct GcpSigner {
-    uri: KeyUri,
+    key: FixedKey,
     name: String,
     client: KeyManagementService,
-    public: KeyData,
-    alg: SigAlg,
 }
 
-/// Registers the `gcpkms:` scheme (signers wrapped in [`RetrySigner`]).
+/// Registers the `gcpkms:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
 pub fn register(registry: &mut Registry) {
-    registry.register(SCHEME, |uri| {
-        Box::pin(async move {
-            let retry = RetryConfig::from_uri(&uri)?;
-            let signer = GcpSigner::open(uri).await?;
-            Ok(Arc::new(RetrySigner::new(signer, retry)) as Arc<dyn KeySigner>)
-        })
-    });
+    registry.register_remote(SCHEME, GcpSigner::open);
 }
 
 /// Checks a key URI (resource name shape, options) without network access.
@@ -268,12 +256,11 @@ impl GcpSigner {
                 format!("`{uri}`: the public key does not match algorithm {alg}"),
             ));
         }
+        // Cloud KMS fixes the algorithm when the key is created.
         Ok(Self {
-            uri,
+            key: FixedKey::new(uri, public, vec![alg]),
             name,
             client,
-            public,
-            alg,
         })
     }
 }
@@ -281,43 +268,35 @@ impl GcpSigner {
 #[async_trait]
 impl KeySigner for GcpSigner {
     fn uri(&self) -> &KeyUri {
-        &self.uri
+        self.key.uri()
     }
 
     async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.public.clone())
+        Ok(self.key.public_key())
     }
 
     async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(vec![self.alg])
+        Ok(self.key.algorithms())
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        // Cloud KMS fixes the algorithm when the key is created.
-        check_algorithm(&self.uri, &[self.alg], alg)?;
+        self.key.check(alg)?;
         let req = self.client.asymmetric_sign().set_name(&self.name);
-        let (req, data_mode) = match alg {
-            SigAlg::Ed25519 => (
+        // ECDSA and RSA sign a digest; Ed25519 the whole message.
+        let (req, data_mode) = match alg.digest_alg() {
+            None => (
                 req.set_data(message.to_vec()).set_data_crc32c(crc(message)),
                 true,
             ),
-            _ => {
-                let (d, bytes) = match alg {
-                    SigAlg::EcdsaP384 => {
-                        let b = sha2::Sha384::digest(message).to_vec();
-                        (digest::Digest::Sha384(b.clone().into()), b)
-                    }
-                    SigAlg::RsaSha512 | SigAlg::EcdsaP521 => {
-                        let b = sha2::Sha512::digest(message).to_vec();
-                        (digest::Digest::Sha512(b.clone().into()), b)
-                    }
-                    _ => {
-                        let b = sha2::Sha256::digest(message).to_vec();
-                        (digest::Digest::Sha256(b.clone().into()), b)
-                    }
+            Some(d) => {
+                let bytes = d.digest(message);
+                let digest = match d {
+                    DigestAlg::Sha256 => digest::Digest::Sha256(bytes.clone().into()),
+                    DigestAlg::Sha384 => digest::Digest::Sha384(bytes.clone().into()),
+                    DigestAlg::Sha512 => digest::Digest::Sha512(bytes.clone().into()),
                 };
                 (
-                    req.set_digest(KmsDigest::new().set_digest(d))
+                    req.set_digest(KmsDigest::new().set_digest(digest))
                         .set_digest_crc32c(crc(&bytes)),
                     false,
                 )
@@ -326,7 +305,7 @@ impl KeySigner for GcpSigner {
         let out = req
             .send()
             .await
-            .map_err(|e| map_err(&self.uri, "asymmetricSign", e))?;
+            .map_err(|e| map_err(self.key.uri(), "asymmetricSign", e))?;
         let verified = if data_mode {
             out.verified_data_crc32c
         } else {
@@ -337,7 +316,7 @@ impl KeySigner for GcpSigner {
                 ErrorKind::BadResponse,
                 format!(
                     "`{}`: Cloud KMS did not confirm the request's checksum (corrupted in transit)",
-                    self.uri
+                    self.key.uri()
                 ),
             )
             .set_temporary(true));
@@ -347,13 +326,19 @@ impl KeySigner for GcpSigner {
                 ErrorKind::BadResponse,
                 format!(
                     "`{}`: the signature's CRC32C does not match (corrupted in transit)",
-                    self.uri
+                    self.key.uri()
                 ),
             )
             .set_temporary(true));
         }
-        native_to_ssh(&self.public, alg, NativeFormat::Der, &out.signature).map_err(|e| {
-            Error::from(e).context(format!("`{}`: signature from Cloud KMS", self.uri))
+        native_to_ssh(
+            &self.key.public_key(),
+            alg,
+            NativeFormat::Der,
+            &out.signature,
+        )
+        .map_err(|e| {
+            Error::from(e).context(format!("`{}`: signature from Cloud KMS", self.key.uri()))
         })
     }
 }

@@ -8,9 +8,9 @@ use google_cloud_kms_v1::model::crypto_key_version::{
     CryptoKeyVersionAlgorithm, CryptoKeyVersionState,
 };
 use google_cloud_kms_v1::model::{CryptoKey, CryptoKeyVersion, CryptoKeyVersionTemplate, KeyRing};
-use kms_emulator::{Config, Emulator, FaultError};
+use kms_emulator::{Config, Emulator};
 use sshca_core::SigAlg;
-use sshca_signer::conformance::{run_remote, RemoteKey, ServiceHooks};
+use sshca_signer::conformance::{run_remote, RemoteKey};
 use sshca_signer::{ErrorKind, KeySigner, KeyUri, Registry};
 
 fn registry() -> Registry {
@@ -53,20 +53,7 @@ async fn conformance_every_algorithm() {
             "GOOGLE_SYMMETRIC_ENCRYPTION",
         )
         .unwrap();
-    let (a, b, c) = (emu.clone(), emu.clone(), emu.clone());
-    let hooks = ServiceHooks {
-        throttle_signs: Box::new(move |n| {
-            a.fail_next("gcp", "asymmetricSign", FaultError::Throttle, n)
-                .unwrap()
-        }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("gcp", "asymmetricSign", n).unwrap()),
-        counts: Box::new(move || {
-            (
-                c.count("gcp", "asymmetricSign"),
-                c.count("gcp", "getPublicKey"),
-            )
-        }),
-    };
+    let hooks = sshca_testkit::emulator_hooks(&emu, "gcp", "asymmetricSign", "getPublicKey");
     run_remote(
         &registry(),
         &keys,

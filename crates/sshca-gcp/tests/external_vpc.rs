@@ -18,7 +18,7 @@ use google_cloud_kms_v1::model::{
 use google_cloud_wkt::FieldMask;
 use kms_emulator::{Config, Emulator, FaultError};
 use sshca_core::SigAlg;
-use sshca_signer::conformance::{run_remote, template, RemoteKey, ServiceHooks};
+use sshca_signer::conformance::{run_remote, template, RemoteKey};
 use sshca_signer::{KeySigner, KeyUri, Registry, SignerExt};
 
 const LOC: &str = "projects/p/locations/europe-west1";
@@ -505,20 +505,7 @@ async fn conformance_external_vpc_keys() {
             "GOOGLE_SYMMETRIC_ENCRYPTION",
         )
         .unwrap();
-    let (a, b, cc) = (emu.clone(), emu.clone(), emu.clone());
-    let hooks = ServiceHooks {
-        throttle_signs: Box::new(move |n| {
-            a.fail_next("gcp", "asymmetricSign", FaultError::Throttle, n)
-                .unwrap()
-        }),
-        corrupt_signs: Box::new(move |n| b.corrupt_next("gcp", "asymmetricSign", n).unwrap()),
-        counts: Box::new(move || {
-            (
-                cc.count("gcp", "asymmetricSign"),
-                cc.count("gcp", "getPublicKey"),
-            )
-        }),
-    };
+    let hooks = sshca_testkit::emulator_hooks(&emu, "gcp", "asymmetricSign", "getPublicKey");
     let signs_before = emu.count("ekm", "sign");
     run_remote(
         &registry(),

@@ -111,6 +111,49 @@ pub fn check_algorithm(uri: &KeyUri, offered: &[SigAlg], alg: SigAlg) -> Result<
     ))
 }
 
+/// What a remote signer fixes when it is opened: its URI, the public key and
+/// the algorithms the key signs with. A backend keeps one, answers
+/// [`KeySigner::uri`], [`KeySigner::public_key`] and
+/// [`KeySigner::algorithms`] from it, and calls [`FixedKey::check`] at the
+/// top of [`KeySigner::sign`].
+#[derive(Debug, Clone)]
+pub struct FixedKey {
+    uri: KeyUri,
+    public: KeyData,
+    algorithms: Vec<SigAlg>,
+}
+
+impl FixedKey {
+    /// The facts of an opened key.
+    pub fn new(uri: KeyUri, public: KeyData, algorithms: Vec<SigAlg>) -> Self {
+        Self {
+            uri,
+            public,
+            algorithms,
+        }
+    }
+
+    /// The key URI.
+    pub fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    /// The public key.
+    pub fn public_key(&self) -> KeyData {
+        self.public.clone()
+    }
+
+    /// The algorithms the key signs with, preferred first.
+    pub fn algorithms(&self) -> Vec<SigAlg> {
+        self.algorithms.clone()
+    }
+
+    /// [`check_algorithm`] against the key's algorithms.
+    pub fn check(&self, alg: SigAlg) -> Result<()> {
+        check_algorithm(&self.uri, &self.algorithms, alg)
+    }
+}
+
 /// Conveniences over any [`KeySigner`].
 #[async_trait]
 pub trait SignerExt: KeySigner {

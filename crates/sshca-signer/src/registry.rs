@@ -3,7 +3,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::{CachedSigner, Error, ErrorKind, KeySigner, KeyUri, Result, VerifyingSigner};
+use crate::{
+    CachedSigner, Error, ErrorKind, KeySigner, KeyUri, Result, RetryConfig, RetrySigner,
+    VerifyingSigner,
+};
 
 /// The future a scheme constructor returns.
 pub type SignerFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn KeySigner>>> + Send>>;
@@ -46,6 +49,26 @@ impl Registry {
         F: Fn(KeyUri) -> SignerFuture + Send + Sync + 'static,
     {
         self.schemes.insert(scheme.to_owned(), Arc::new(ctor));
+    }
+
+    /// Registers a remote backend: `open` builds its signer from the URI,
+    /// which is then wrapped in a [`RetrySigner`] configured by the URI's
+    /// `retries`, `timeout` and `backoff-ms` options.
+    pub fn register_remote<S, F, Fut>(&mut self, scheme: &str, open: F)
+    where
+        S: KeySigner + 'static,
+        F: Fn(KeyUri) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S>> + Send + 'static,
+    {
+        let open = Arc::new(open);
+        self.register(scheme, move |uri| {
+            let open = open.clone();
+            Box::pin(async move {
+                let retry = RetryConfig::from_uri(&uri)?;
+                let signer = open(uri).await?;
+                Ok(Arc::new(RetrySigner::new(signer, retry)) as Arc<dyn KeySigner>)
+            })
+        });
     }
 
     /// The registered schemes.
