@@ -222,16 +222,16 @@ fn certificates(c: &mut Criterion) {
         .create_ekm_key("v0/bench", "p256", "EC_SIGN_P256_SHA256")
         .unwrap();
     let conn = "projects/b/locations/l/ekmConnections/hsm";
-    kms_emulator::gcp_ekm::seed_connection(
+    kms_emulator::gcp::ekm_service::seed_connection(
         emu.state(),
-        kms_emulator::store::EkmConnectionSeed {
+        kms_emulator::gcp::store::EkmConnectionSeed {
             name: conn.into(),
             key_management_mode: None,
             crypto_space_path: String::new(),
             service_resolvers:
                 hosts
                     .iter()
-                    .map(|h| kms_emulator::store::ServiceResolverSeed {
+                    .map(|h| kms_emulator::gcp::store::ServiceResolverSeed {
                         hostname: h.clone(),
                         service_directory_service: String::new(),
                         endpoint_filter: String::new(),

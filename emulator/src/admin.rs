@@ -6,7 +6,7 @@ use hyper::{Method, StatusCode};
 use serde_json::json;
 
 use crate::faults::Fault;
-use crate::store::State;
+use crate::state::State;
 use crate::{json_response, Reply, Request};
 
 fn ok(v: serde_json::Value) -> Reply {

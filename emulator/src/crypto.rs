@@ -1,6 +1,9 @@
 //! Real cryptography behind every emulated key: generation, PEM import and
 //! export, signing, verification and encryption.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
@@ -542,6 +545,42 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     OsRng.fill_bytes(&mut b);
     b
+}
+
+/// Loads key material from inline PEM, a file, or generates it.
+pub fn material_from(
+    pem: &Option<String>,
+    file: &Option<PathBuf>,
+    base: &Path,
+    kind: KeyKind,
+    what: &str,
+) -> Result<Arc<Material>, String> {
+    let text = match (pem, file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(f)) => {
+            let f = if f.is_relative() {
+                base.join(f)
+            } else {
+                f.clone()
+            };
+            Some(
+                std::fs::read_to_string(&f)
+                    .map_err(|e| format!("{what}: cannot read {}: {e}", f.display()))?,
+            )
+        }
+        (None, None) => None,
+    };
+    let m = match text {
+        Some(t) => Material::from_pem(&t).map_err(|e| format!("{what}: {e}"))?,
+        None => Material::generate(kind).map_err(|e| format!("{what}: {e}"))?,
+    };
+    if m.kind() != kind {
+        return Err(format!(
+            "{what}: the private key is {:?}, the key spec needs {kind:?}",
+            m.kind()
+        ));
+    }
+    Ok(Arc::new(m))
 }
 
 #[cfg(test)]

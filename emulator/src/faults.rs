@@ -7,6 +7,39 @@ use std::time::Duration;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+/// An emulated service: what counters and fault rules are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    /// AWS KMS.
+    Aws,
+    /// Google Cloud KMS.
+    Gcp,
+    /// Azure Key Vault.
+    Azure,
+    /// The external key manager.
+    Ekm,
+}
+
+impl Service {
+    /// Every service.
+    pub const ALL: [Service; 4] = [Service::Aws, Service::Gcp, Service::Azure, Service::Ekm];
+
+    /// The name in `/stats` and fault rules: `aws`, `gcp`, `azure`, `ekm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Aws => "aws",
+            Service::Gcp => "gcp",
+            Service::Azure => "azure",
+            Service::Ekm => "ekm",
+        }
+    }
+
+    /// The service of a name.
+    pub fn parse(name: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 /// The error a fault makes a service return, shaped like that service's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,7 +93,7 @@ pub struct Fault {
 impl Fault {
     /// Checks the rule's values.
     pub fn validate(&self) -> Result<(), String> {
-        if !matches!(self.service.as_str(), "aws" | "gcp" | "azure" | "ekm" | "*") {
+        if self.service != "*" && Service::parse(&self.service).is_none() {
             return Err(format!(
                 "fault: unknown service {:?} (aws, gcp, azure, ekm or *)",
                 self.service
@@ -87,8 +120,8 @@ impl Fault {
         Ok(())
     }
 
-    fn matches(&self, service: &str, op: &str, replica: Option<usize>) -> bool {
-        (self.service == "*" || self.service == service)
+    fn matches(&self, service: Service, op: &str, replica: Option<usize>) -> bool {
+        (self.service == "*" || self.service == service.name())
             && self
                 .operation
                 .as_deref()
@@ -123,7 +156,7 @@ pub const MAX_RULES: usize = 256;
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Mutex<Vec<Fault>>,
-    stats: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
+    stats: Mutex<BTreeMap<(Service, &'static str), u64>>,
 }
 
 fn chance(rate: f64) -> bool {
@@ -169,15 +202,8 @@ impl Faults {
     }
 
     /// Counts one request and decides its faults.
-    pub fn on_request(&self, service: &str, op: &str, replica: Option<usize>) -> Effect {
-        {
-            let mut stats = lock(&self.stats);
-            *stats
-                .entry(service.to_string())
-                .or_default()
-                .entry(op.to_string())
-                .or_default() += 1;
-        }
+    pub fn on_request(&self, service: Service, op: &'static str, replica: Option<usize>) -> Effect {
+        *lock(&self.stats).entry((service, op)).or_default() += 1;
         let mut effect = Effect::default();
         let mut rules = lock(&self.rules);
         for rule in rules.iter_mut() {
@@ -206,20 +232,28 @@ impl Faults {
 
     /// Request counts per service and operation.
     pub fn stats(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        let mut out = lock(&self.stats).clone();
-        for s in ["aws", "gcp", "azure"] {
-            out.entry(s.to_string()).or_default();
+        let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for s in [Service::Aws, Service::Gcp, Service::Azure] {
+            out.entry(s.name().to_string()).or_default();
+        }
+        for ((service, op), n) in lock(&self.stats).iter() {
+            out.entry(service.name().to_string())
+                .or_default()
+                .insert((*op).to_string(), *n);
         }
         out
     }
 
     /// Count of one operation.
     pub fn count(&self, service: &str, op: &str) -> u64 {
+        let Some(service) = Service::parse(service) else {
+            return 0;
+        };
         lock(&self.stats)
-            .get(service)
-            .and_then(|m| m.get(op))
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|((s, o), _)| *s == service && *o == op)
+            .map(|(_, n)| *n)
+            .sum()
     }
 }
 
@@ -243,16 +277,16 @@ mod tests {
             r#"{"service":"aws","operation":"Sign","error":"throttle","count":2}"#,
         ))
         .unwrap();
-        assert_eq!(f.on_request("aws", "GetPublicKey", None).error, None);
+        assert_eq!(f.on_request(Service::Aws, "GetPublicKey", None).error, None);
         assert_eq!(
-            f.on_request("aws", "Sign", None).error,
+            f.on_request(Service::Aws, "Sign", None).error,
             Some(FaultError::Throttle)
         );
         assert_eq!(
-            f.on_request("aws", "Sign", None).error,
+            f.on_request(Service::Aws, "Sign", None).error,
             Some(FaultError::Throttle)
         );
-        assert_eq!(f.on_request("aws", "Sign", None).error, None);
+        assert_eq!(f.on_request(Service::Aws, "Sign", None).error, None);
         assert!(f.list().is_empty());
         assert_eq!(f.count("aws", "Sign"), 3);
     }
@@ -268,10 +302,10 @@ mod tests {
             r#"{"service":"gcp","corrupt_signature":true,"rate":0}"#,
         ))
         .unwrap();
-        assert!(!f.on_request("ekm", "sign", Some(0)).drop_connection);
-        assert!(f.on_request("ekm", "sign", Some(1)).drop_connection);
+        assert!(!f.on_request(Service::Ekm, "sign", Some(0)).drop_connection);
+        assert!(f.on_request(Service::Ekm, "sign", Some(1)).drop_connection);
         assert!(
-            !f.on_request("gcp", "asymmetricSign", None)
+            !f.on_request(Service::Gcp, "asymmetricSign", None)
                 .corrupt_signature
         );
         assert!(fault(r#"{"service":"x"}"#).validate().is_err());
@@ -301,7 +335,9 @@ mod tests {
         let f = Faults::default();
         f.add(ok).unwrap();
         assert_eq!(
-            f.on_request("ekm", "health", Some(0)).redirect.as_deref(),
+            f.on_request(Service::Ekm, "health", Some(0))
+                .redirect
+                .as_deref(),
             Some("https://127.0.0.1:1/v1/health")
         );
         for bad in ["ftp://x", "https://a b", "javascript:alert(1)"] {

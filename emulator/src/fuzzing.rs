@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 
-use crate::store::Seed;
+use crate::state::Seed;
 use crate::{Config, Reply, Request, State};
 
 /// Keys every fuzz input sees, as a seed file would describe them.
@@ -66,18 +66,16 @@ fn seed() -> &'static Seed {
     SEEDED.get_or_init(|| {
         let seed: Seed = toml::from_str(SEED).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
         let state = fresh(None);
-        seed.apply(&state)
-            .unwrap_or_else(|e| panic!("fuzz seed: {e}"));
-        Seed::export(&state).unwrap_or_else(|e| panic!("fuzz seed export: {e}"))
+        (crate::seed::IO.apply)(seed, &state).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
+        (crate::seed::IO.export)(&state).unwrap_or_else(|e| panic!("fuzz seed export: {e}"))
     })
 }
 
 fn fresh(seed: Option<&Seed>) -> State {
-    let state = State::new(Config::default()).unwrap_or_else(|e| panic!("fuzz state: {e}"));
+    let state = State::new(Config::default(), crate::seed::IO)
+        .unwrap_or_else(|e| panic!("fuzz state: {e}"));
     if let Some(s) = seed {
-        s.clone()
-            .apply(&state)
-            .unwrap_or_else(|e| panic!("fuzz seed: {e}"));
+        (crate::seed::IO.apply)(s.clone(), &state).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
     }
     state
 }
@@ -140,7 +138,7 @@ fn answer(service: &str, reply: Reply) -> (u16, serde_json::Value) {
 /// parsing of every operation. Errors carry `__type` and `message`.
 pub fn aws(data: &[u8]) -> Option<u16> {
     let req = parse(data)?;
-    let _ = crate::sigv4::verify(&req, &[("test".into(), "test".into())]);
+    let _ = crate::aws::sigv4::verify(&req, &[("test".into(), "test".into())]);
     let op = req
         .header("x-amz-target")
         .and_then(|t| t.strip_prefix("TrentService."))?;

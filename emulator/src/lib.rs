@@ -29,100 +29,26 @@ use tokio::task::JoinSet;
 mod admin;
 pub mod aws;
 pub mod azure;
+mod config;
 pub mod crypto;
 pub mod ekm;
 pub mod faults;
 pub mod fuzzing;
 pub mod gcp;
-pub mod gcp_ekm;
-mod sigv4;
-pub mod store;
+mod google;
+mod seed;
+pub mod state;
 mod tls;
 mod util;
 
+pub use config::Config;
 pub use crypto::{KeyKind, Material};
-pub use faults::{Effect, Fault, FaultError};
-pub use store::{Seed, State};
+pub use faults::{Effect, Fault, FaultError, Service};
+pub use state::{Seed, State};
 
 /// Largest request body accepted (bytes); larger bodies get the service's
 /// "request too large" error without being read.
 pub const MAX_BODY: usize = 256 * 1024;
-
-/// Emulator settings. `Debug` shows access keys and whether a token is
-/// set, never a secret key or a token.
-#[derive(Clone)]
-pub struct Config {
-    /// Address to bind (default 127.0.0.1).
-    pub bind: IpAddr,
-    /// First port: AWS on it, then GCP, Azure, admin on the next ones;
-    /// `None` lets the OS choose each.
-    pub port: Option<u16>,
-    /// Seed file with keys to create at start.
-    pub seed: Option<PathBuf>,
-    /// State file: loaded at start when it exists, rewritten after every change.
-    pub state_file: Option<PathBuf>,
-    /// Directory for the Azure CA certificate; a temporary one when `None`.
-    pub cert_dir: Option<PathBuf>,
-    /// AWS credentials accepted in SigV4 signatures: (access key, secret).
-    pub aws_credentials: Vec<(String, String)>,
-    /// Bearer token Google Cloud KMS requires; anonymous access when `None`.
-    pub gcp_token: Option<String>,
-    /// Bearer token Azure requires; any token accepted when `None`.
-    pub azure_token: Option<String>,
-    /// The `resource` Key Vault's 401 challenge names (default
-    /// `https://vault.azure.net`); another value plays a vault (or whoever
-    /// answers at its address) asking for a token of another audience.
-    pub azure_challenge_resource: String,
-    /// Replicas of the external key manager (each on its own port).
-    pub ekm_replicas: usize,
-    /// Bearer token the external key manager requires besides the client
-    /// certificate; none when `None`.
-    pub ekm_token: Option<String>,
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
-        f.debug_struct("Config")
-            .field("bind", &self.bind)
-            .field("port", &self.port)
-            .field("seed", &self.seed)
-            .field("state_file", &self.state_file)
-            .field("cert_dir", &self.cert_dir)
-            .field(
-                "aws_credentials",
-                &self
-                    .aws_credentials
-                    .iter()
-                    .map(|(access, _)| (access.as_str(), "<redacted>"))
-                    .collect::<Vec<_>>(),
-            )
-            .field("gcp_token", &redacted(&self.gcp_token))
-            .field("azure_token", &redacted(&self.azure_token))
-            .field("azure_challenge_resource", &self.azure_challenge_resource)
-            .field("ekm_replicas", &self.ekm_replicas)
-            .field("ekm_token", &redacted(&self.ekm_token))
-            .finish()
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: None,
-            seed: None,
-            state_file: None,
-            cert_dir: None,
-            aws_credentials: vec![("test".into(), "test".into())],
-            gcp_token: None,
-            azure_token: None,
-            azure_challenge_resource: "https://vault.azure.net".into(),
-            ekm_replicas: 2,
-            ekm_token: None,
-        }
-    }
-}
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +127,7 @@ impl Emulator {
                 (Some(t), p)
             }
         };
-        let state = Arc::new(State::new(config).map_err(StartError::Setup)?);
+        let state = Arc::new(State::new(config, seed::IO).map_err(StartError::Setup)?);
         let tls = tls::ServerTls::generate(bind).map_err(StartError::Setup)?;
         let (chain, key) = &tls.client_identity;
         state.ekm_link.set_identity(chain.clone(), key.clone_key());
@@ -343,7 +269,7 @@ impl Emulator {
         if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") {
             return Err(format!("alias {alias:?} must be alias/NAME"));
         }
-        let mut aws = store::write(&self.state.aws);
+        let mut aws = state::write(&self.state.aws);
         if !aws.keys.contains_key(key_id) {
             return Err(format!("no AWS key {key_id}"));
         }
@@ -356,9 +282,9 @@ impl Emulator {
     /// Creates a Google Cloud KMS key (and its key ring) with one enabled
     /// version; returns the version's resource name.
     pub fn create_gcp_key(&self, key_name: &str, algorithm: &str) -> Result<String, String> {
-        gcp::seed_key(
+        gcp::seed::seed_key(
             &self.state,
-            store::GcpSeed {
+            gcp::store::GcpSeed {
                 key: key_name.to_string(),
                 purpose: None,
                 algorithm: algorithm.to_string(),
@@ -380,14 +306,14 @@ impl Emulator {
         connection: &str,
         ekm_key_path: &str,
     ) -> Result<String, String> {
-        gcp::seed_key(
+        gcp::seed::seed_key(
             &self.state,
-            store::GcpSeed {
+            gcp::store::GcpSeed {
                 key: key_name.to_string(),
                 purpose: None,
                 algorithm: algorithm.to_string(),
                 protection_level: Some("EXTERNAL_VPC".into()),
-                versions: vec![store::VersionSeed {
+                versions: vec![gcp::store::VersionSeed {
                     state: None,
                     private_key: None,
                     private_key_file: None,
@@ -417,7 +343,7 @@ impl Emulator {
         };
         let version = azure::seed_key(
             &self.state,
-            store::AzureSeed {
+            azure::store::AzureSeed {
                 name: name.to_string(),
                 kty: kty.to_string(),
                 crv,
@@ -515,8 +441,8 @@ pub(crate) enum Reply {
 /// `Ok(corrupt_signature)`.
 pub(crate) async fn inject_faults(
     state: &State,
-    service: &str,
-    op: &str,
+    service: Service,
+    op: &'static str,
     replica: Option<usize>,
     on_error: impl FnOnce(FaultError) -> Reply,
 ) -> Result<bool, Reply> {

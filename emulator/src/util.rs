@@ -131,6 +131,11 @@ pub fn valid_path(path: &str) -> bool {
         })
 }
 
+/// `true`, for serde defaults.
+pub(crate) fn default_true() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

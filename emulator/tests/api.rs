@@ -880,7 +880,7 @@ default_ekm_connection = "{conn}"
     .await
     .unwrap();
     let key_pem = {
-        let ekm = kms_emulator::store::read(&emu.state().ekm);
+        let ekm = kms_emulator::state::read(&emu.state().ekm);
         ekm.keys["v0/s/keys/ca"].material.public_pem().unwrap()
     };
     let vk = p256::PublicKey::from_public_key_pem(&key_pem).unwrap();

@@ -19,18 +19,19 @@ pub mod options;
 pub mod policy;
 pub mod spki;
 pub mod text;
+pub mod validate;
 pub mod validity;
 pub mod verify;
 pub mod wire;
 
 pub use cert::{
-    random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, Refused,
-    Rejection, TbsCertificate, Validation,
+    random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,
 };
 pub use convert::{DigestAlg, SigAlg};
 pub use error::{Error, Result};
 pub use ssh_key;
 pub use ssh_key::{public::KeyData, Algorithm, HashAlg, PublicKey, Signature};
+pub use validate::{Refused, Rejection, Validation};
 
 /// The `valid_before` value that means "forever" in OpenSSH certificates.
 pub const FOREVER: u64 = u64::MAX;

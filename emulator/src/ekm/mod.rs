@@ -2,14 +2,18 @@
 //! with client certificates, served by several replicas sharing one key
 //! store; faults can target one replica.
 
+pub mod store;
+
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::crypto::{self, EcFormat, Material};
-use crate::gcp::{fault_error, gerr, invalid, reply, valid_id, GcpError};
-use crate::store::{read, write, EkmKey, State};
+use crate::ekm::store::EkmKey;
+use crate::ekm::store::EkmSeed;
+use crate::google::{fault_error, gerr, invalid, reply, valid_id, GcpError};
+use crate::state::{read, write, State};
 use crate::util::{b64, json_object, unb64, valid_path};
 use crate::{Reply, Request};
 
@@ -27,7 +31,7 @@ pub fn create_key(
 }
 
 /// Creates a seeded key (its private key from the seed, or generated).
-pub fn seed_key(state: &State, s: crate::store::EkmSeed) -> Result<(), String> {
+pub fn seed_key(state: &State, s: crate::ekm::store::EkmSeed) -> Result<(), String> {
     let what = format!("ekm key {}", s.name);
     let (space, id) = s
         .name
@@ -60,7 +64,7 @@ fn insert_key(
             "key id {key_id:?} must match [A-Za-z0-9_-]{{1,63}}"
         ));
     }
-    let (kind, _) = crate::gcp::signing_algorithm(algorithm)
+    let (kind, _) = crate::gcp::model::signing_algorithm(algorithm)
         .ok_or_else(|| format!("unknown or unsupported algorithm {algorithm:?}"))?;
     let name = format!("{space}/keys/{key_id}");
     if read(&state.ekm).keys.contains_key(&name) {
@@ -134,7 +138,7 @@ fn sign(
             k.algorithm
         )));
     }
-    let (_, scheme) = crate::gcp::signing_algorithm(alg).ok_or_else(|| {
+    let (_, scheme) = crate::gcp::model::signing_algorithm(alg).ok_or_else(|| {
         gerr(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
@@ -220,7 +224,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
             format!("no operation {} {}", req.method, req.path),
         )));
     };
-    let corrupt = match crate::inject_faults(state, "ekm", op, Some(replica), |e| {
+    let corrupt = match crate::inject_faults(state, crate::Service::Ekm, op, Some(replica), |e| {
         reply(Err(fault_error(e)))
     })
     .await
@@ -260,4 +264,21 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
             }
         }
     })
+}
+
+/// The `ekm` section of the state file.
+pub(crate) fn export_seed(state: &State) -> Result<Vec<EkmSeed>, String> {
+    let mut seeds = Vec::new();
+    let pem = |m: &Material| m.to_pem().map_err(|e| e.to_string());
+
+    for k in read(&state.ekm).keys.values() {
+        seeds.push(EkmSeed {
+            name: k.name.clone(),
+            algorithm: k.algorithm.clone(),
+            enabled: k.enabled,
+            private_key: Some(pem(&k.material)?),
+            private_key_file: None,
+        });
+    }
+    Ok(seeds)
 }

@@ -11,21 +11,16 @@
 //! emulator only dials resolvers that resolve to loopback addresses (or the
 //! address it is bound to).
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
-
 use hyper::StatusCode;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
 
-use crate::gcp::{
-    already_exists, gerr, invalid, name_of, not_found, parse_enum, precondition, valid_id, Enc,
-    GcpError,
-};
-use crate::store::{now, read, write, EkmConnection, ServiceResolver, State};
+use crate::gcp::external::{call_one, Answer};
+use crate::gcp::link::host_port;
+use crate::gcp::model::{name_of, parse_enum, Enc};
+use crate::gcp::store::{EkmConnection, ServiceResolver};
+use crate::google::{already_exists, gerr, invalid, not_found, precondition, valid_id, GcpError};
+use crate::state::{now, read, write, State};
 use crate::util::{b64, rfc3339, unb64, valid_path};
 use crate::Request;
 
@@ -37,170 +32,15 @@ pub const CLOUD_KMS: i32 = 2;
 pub const MAX_RESOLVERS: usize = 10;
 /// Most server certificates per resolver (Google's limit).
 pub const MAX_CERTIFICATES: usize = 10;
-/// Time for one call to one resolver (connect, TLS, answer).
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-const MODES: &[(&str, i32)] = &[
+pub(crate) const MODES: &[(&str, i32)] = &[
     ("KEY_MANAGEMENT_MODE_UNSPECIFIED", 0),
     ("MANUAL", MANUAL),
     ("CLOUD_KMS", CLOUD_KMS),
 ];
 
-/// The emulated Cloud KMS's side of the link to the key manager: the client
-/// identity it presents and its HTTPS clients (one per resolver and pinned
-/// certificate set, so connections are reused).
-#[derive(Default)]
-pub struct Link {
-    identity: OnceLock<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
-    clients: Mutex<HashMap<[u8; 32], reqwest::Client>>,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("identity", &self.identity.get().is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Link {
-    /// Sets the client certificate chain and key presented to key managers.
-    pub fn set_identity(&self, chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) {
-        let _ = self.identity.set((chain, key));
-    }
-
-    /// The HTTPS client for a resolver. The first time, the hostname is
-    /// resolved and checked to be local ([`local_addresses`]), and the client
-    /// is pinned to those addresses; later calls reuse it (and its
-    /// connections) without resolving again.
-    async fn client(&self, bind: IpAddr, r: &ServiceResolver) -> Result<reqwest::Client, String> {
-        let mut h = sha2::Sha256::new();
-        h.update(r.hostname.as_bytes());
-        for c in &r.server_certificates {
-            h.update((c.len() as u64).to_be_bytes());
-            h.update(c);
-        }
-        let id: [u8; 32] = h.finalize().into();
-        if let Some(c) = crate::faults::lock(&self.clients).get(&id) {
-            return Ok(c.clone());
-        }
-        let (host, addrs) = local_addresses(bind, &r.hostname).await?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedLeaf {
-            pinned: r.server_certificates.clone(),
-            provider: provider.clone(),
-        });
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let mut tls = match self.identity.get() {
-            Some((chain, key)) => builder
-                .with_client_auth_cert(chain.clone(), key.clone_key())
-                .map_err(|e| format!("TLS client identity: {e}"))?,
-            None => builder.with_no_client_auth(),
-        };
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(CALL_TIMEOUT)
-            .connect_timeout(CALL_TIMEOUT)
-            // As Cloud KMS: a key manager's redirect is never followed.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .resolve_to_addrs(&host, &addrs)
-            .build()
-            .map_err(|e| format!("HTTPS client: {e}"))?;
-        crate::faults::lock(&self.clients).insert(id, client.clone());
-        Ok(client)
-    }
-}
-
-/// Trusts a server only when its leaf certificate is one of the resolver's
-/// `serverCertificates` (Cloud EKM pins leaf certificates).
-#[derive(Debug)]
-struct PinnedLeaf {
-    pinned: Vec<Vec<u8>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for PinnedLeaf {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if self.pinned.iter().any(|p| p[..] == end_entity[..]) {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "the server certificate is not one of the resolver's serverCertificates".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Parses `host[:port]`; the port defaults to 443.
-fn host_port(hostname: &str) -> Option<(String, u16)> {
-    if hostname.is_empty() || hostname.len() > 253 || hostname.contains(['/', '@', '?', '#', ' ']) {
-        return None;
-    }
-    if let Some(rest) = hostname.strip_prefix('[') {
-        let (h, tail) = rest.split_once(']')?;
-        let port = match tail.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if tail.is_empty() => 443,
-            None => return None,
-        };
-        return Some((h.to_string(), port));
-    }
-    match hostname.split_once(':') {
-        Some((h, p)) if !h.is_empty() && !p.contains(':') => Some((h.to_string(), p.parse().ok()?)),
-        Some(_) => None,
-        None => Some((hostname.to_string(), 443)),
-    }
-}
-
 /// The output-only fields Google fills in for a certificate.
-fn certificate_json(der: &[u8]) -> Value {
+pub(crate) fn certificate_json(der: &[u8]) -> Value {
     use x509_cert::der::oid::AssociatedOid;
     use x509_cert::der::Decode;
     let fingerprint = hex::encode(sha2::Sha256::digest(der));
@@ -236,7 +76,7 @@ fn certificate_json(der: &[u8]) -> Value {
     })
 }
 
-fn connection_json(c: &EkmConnection, enc: Enc) -> Value {
+pub(crate) fn connection_json(c: &EkmConnection, enc: Enc) -> Value {
     let resolvers: Vec<Value> = c
         .resolvers
         .iter()
@@ -259,12 +99,12 @@ fn connection_json(c: &EkmConnection, enc: Enc) -> Value {
     })
 }
 
-fn new_etag() -> String {
+pub(crate) fn new_etag() -> String {
     b64(&crate::crypto::random_bytes(12))
 }
 
 /// A KeyManagementMode; absent or unspecified means MANUAL.
-fn parse_mode(v: &Value) -> Result<i32, GcpError> {
+pub(crate) fn parse_mode(v: &Value) -> Result<i32, GcpError> {
     let n = match v {
         Value::Null => 0,
         v => parse_enum(v, MODES, "keyManagementMode")?,
@@ -276,7 +116,11 @@ fn parse_mode(v: &Value) -> Result<i32, GcpError> {
     }
 }
 
-fn str_of<'a>(v: &'a Map<String, Value>, field: &str, ctx: &str) -> Result<&'a str, GcpError> {
+pub(crate) fn str_of<'a>(
+    v: &'a Map<String, Value>,
+    field: &str,
+    ctx: &str,
+) -> Result<&'a str, GcpError> {
     match v.get(field) {
         None | Some(Value::Null) => Ok(""),
         Some(Value::String(s)) => Ok(s),
@@ -284,7 +128,7 @@ fn str_of<'a>(v: &'a Map<String, Value>, field: &str, ctx: &str) -> Result<&'a s
     }
 }
 
-fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
+pub(crate) fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
     let list = match v {
         Value::Null => return Ok(Vec::new()),
         Value::Array(a) => a,
@@ -335,7 +179,7 @@ fn parse_resolvers(v: &Value) -> Result<Vec<ServiceResolver>, GcpError> {
 
 /// Checks a resolver however it was given (API or seed): `ctx` names it
 /// and `der_field` the field under each certificate that held its DER.
-fn check_resolver(
+pub(crate) fn check_resolver(
     ctx: &str,
     der_field: &str,
     r: ServiceResolver,
@@ -367,7 +211,7 @@ fn check_resolver(
 }
 
 /// Checks what a connection must hold after a create or an update.
-fn check_connection(c: &EkmConnection) -> Result<(), GcpError> {
+pub(crate) fn check_connection(c: &EkmConnection) -> Result<(), GcpError> {
     if c.mode == CLOUD_KMS && c.crypto_space_path.is_empty() {
         return Err(invalid(
             "cryptoSpacePath is required when keyManagementMode is CLOUD_KMS",
@@ -382,7 +226,10 @@ fn check_connection(c: &EkmConnection) -> Result<(), GcpError> {
     Ok(())
 }
 
-fn connection_from(name: &str, b: &Map<String, Value>) -> Result<EkmConnection, GcpError> {
+pub(crate) fn connection_from(
+    name: &str,
+    b: &Map<String, Value>,
+) -> Result<EkmConnection, GcpError> {
     let c = EkmConnection {
         name: name.to_string(),
         created: now(),
@@ -395,7 +242,7 @@ fn connection_from(name: &str, b: &Map<String, Value>) -> Result<EkmConnection, 
     Ok(c)
 }
 
-fn camel(field: &str) -> String {
+pub(crate) fn camel(field: &str) -> String {
     let mut out = String::new();
     let mut up = false;
     for ch in field.chars() {
@@ -412,7 +259,7 @@ fn camel(field: &str) -> String {
 }
 
 /// The fields of an update mask, in camelCase; an error names an unknown one.
-fn mask_fields(req: &Request, allowed: &[&str]) -> Result<Vec<String>, GcpError> {
+pub(crate) fn mask_fields(req: &Request, allowed: &[&str]) -> Result<Vec<String>, GcpError> {
     let mask = req.query("updateMask").unwrap_or("");
     let fields: Vec<String> = mask
         .split(',')
@@ -581,152 +428,13 @@ pub(crate) async fn handle(
     }
 }
 
-/// Resolves `hostname` to addresses the emulator may dial (loopback, or
-/// the address it is bound to): (host, addresses).
-async fn local_addresses(
-    bind: IpAddr,
-    hostname: &str,
-) -> Result<(String, Vec<std::net::SocketAddr>), String> {
-    let (host, port) =
-        host_port(hostname).ok_or_else(|| format!("{hostname:?} is not HOST[:PORT]"))?;
-    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("{host} resolves to no address"));
-    }
-    if addrs.iter().all(|a| a.ip().is_loopback() || a.ip() == bind) {
-        Ok((host, addrs))
-    } else {
-        Err(format!(
-            "{host} resolves to a non-loopback address; the emulator only dials loopback"
-        ))
-    }
-}
-
-/// What one resolver answered.
-enum Answer {
-    /// 2xx with its JSON body.
-    Ok(Value),
-    /// 4xx: (HTTP status, google.rpc.Status name, message).
-    Refused(u16, String, String),
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let m = s.to_string();
-        if !msg.contains(&m) {
-            msg.push_str(": ");
-            msg.push_str(&m);
-        }
-        src = s.source();
-    }
-    msg
-}
-
-/// One request to one resolver; `Err` is a reason to try the next one
-/// (connection, TLS, timeout, 5xx).
-async fn call_one(
-    state: &State,
-    r: &ServiceResolver,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Answer, String> {
-    let client = state.ekm_link.client(state.config.bind, r).await?;
-    let mut req = client.request(method, format!("https://{}{path}", r.hostname));
-    if let Some(t) = &state.config.ekm_token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().await.map_err(|e| chain(&e))?;
-    let status = resp.status();
-    if status.is_redirection() {
-        let to = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("nowhere")
-            .escape_debug()
-            .to_string();
-        return Err(format!(
-            "{} redirect to {to}; redirects are never followed",
-            status.as_u16()
-        ));
-    }
-    let text = resp.text().await.map_err(|e| chain(&e))?;
-    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(Answer::Ok(json));
-    }
-    let name = json["error"]["status"].as_str().unwrap_or("").to_string();
-    let message = json["error"]["message"]
-        .as_str()
-        .unwrap_or(text.trim())
-        .to_string();
-    if status.is_server_error() {
-        return Err(format!("{} {name}: {message}", status.as_u16()));
-    }
-    Ok(Answer::Refused(status.as_u16(), name, message))
-}
-
-/// Sends a request through a connection: its resolvers in order until one
-/// answers. The key manager's refusals become Cloud KMS errors.
-async fn call(
-    state: &State,
-    conn: &EkmConnection,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Value>,
-) -> Result<Value, GcpError> {
-    let mut failures = Vec::new();
-    for (i, r) in conn.resolvers.iter().enumerate() {
-        match call_one(state, r, method.clone(), path, body).await {
-            Ok(Answer::Ok(v)) => return Ok(v),
-            Ok(Answer::Refused(429, _, m)) => {
-                return Err(gerr(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "RESOURCE_EXHAUSTED",
-                    format!("The external key manager is throttling requests: {m}"),
-                ))
-            }
-            Ok(Answer::Refused(code, name, m)) => {
-                return Err(precondition(format!(
-                    "The external key manager behind {} refused the request ({code} {name}): {m}",
-                    conn.name
-                )))
-            }
-            Err(e) => failures.push(format!("resolver {i} ({}): {e}", r.hostname)),
-        }
-    }
-    if failures.is_empty() {
-        return Err(precondition(format!(
-            "EkmConnection {} has no service resolvers.",
-            conn.name
-        )));
-    }
-    Err(gerr(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "UNAVAILABLE",
-        format!(
-            "The external key manager behind {} could not be reached: {}",
-            conn.name,
-            failures.join("; ")
-        ),
-    ))
-}
-
 /// Checks every resolver: TLS with the pinned certificates and the
 /// health operation. `{}` when all pass, else FAILED_PRECONDITION naming
 /// each resolver that failed and why.
-async fn verify_connectivity(state: &State, conn: &EkmConnection) -> Result<Value, GcpError> {
+pub(crate) async fn verify_connectivity(
+    state: &State,
+    conn: &EkmConnection,
+) -> Result<Value, GcpError> {
     if conn.resolvers.is_empty() {
         return Err(precondition(format!(
             "EkmConnection {} has no service resolvers.",
@@ -758,7 +466,10 @@ async fn verify_connectivity(state: &State, conn: &EkmConnection) -> Result<Valu
 }
 
 /// Creates a seeded EkmConnection.
-pub fn seed_connection(state: &State, s: crate::store::EkmConnectionSeed) -> Result<(), String> {
+pub fn seed_connection(
+    state: &State,
+    s: crate::gcp::store::EkmConnectionSeed,
+) -> Result<(), String> {
     let what = format!("gcp_ekm_connections {}", s.name);
     let segs: Vec<&str> = s.name.split('/').collect();
     if segs.len() != 6
@@ -820,7 +531,7 @@ pub fn seed_connection(state: &State, s: crate::store::EkmConnectionSeed) -> Res
 }
 
 /// Sets a seeded EkmConfig.
-pub fn seed_config(state: &State, s: crate::store::EkmConfigSeed) -> Result<(), String> {
+pub fn seed_config(state: &State, s: crate::gcp::store::EkmConfigSeed) -> Result<(), String> {
     let what = format!("gcp_ekm_configs {}", s.location);
     let mut store = write(&state.gcp);
     check_connection_in(
@@ -837,15 +548,15 @@ pub fn seed_config(state: &State, s: crate::store::EkmConfigSeed) -> Result<(), 
 }
 
 /// A connection as the state file holds it (certificates in PEM).
-pub fn export_connection(c: &EkmConnection) -> crate::store::EkmConnectionSeed {
-    crate::store::EkmConnectionSeed {
+pub fn export_connection(c: &EkmConnection) -> crate::gcp::store::EkmConnectionSeed {
+    crate::gcp::store::EkmConnectionSeed {
         name: c.name.clone(),
         key_management_mode: name_of(MODES, c.mode).map(str::to_string),
         crypto_space_path: c.crypto_space_path.clone(),
         service_resolvers: c
             .resolvers
             .iter()
-            .map(|r| crate::store::ServiceResolverSeed {
+            .map(|r| crate::gcp::store::ServiceResolverSeed {
                 hostname: r.hostname.clone(),
                 service_directory_service: r.service_directory_service.clone(),
                 endpoint_filter: r.endpoint_filter.clone(),
@@ -856,7 +567,7 @@ pub fn export_connection(c: &EkmConnection) -> crate::store::EkmConnectionSeed {
     }
 }
 
-fn pem(der: &[u8]) -> String {
+pub(crate) fn pem(der: &[u8]) -> String {
     let b = b64(der);
     let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
     for chunk in b.as_bytes().chunks(64) {
@@ -865,15 +576,6 @@ fn pem(der: &[u8]) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
-}
-
-/// The connection of an `EXTERNAL_VPC` key.
-pub(crate) fn connection(state: &State, backend: &str) -> Result<EkmConnection, GcpError> {
-    read(&state.gcp)
-        .ekm_connections
-        .get(backend)
-        .cloned()
-        .ok_or_else(|| precondition(format!("EkmConnection {backend} no longer exists.")))
 }
 
 /// Checks a `cryptoKeyBackend` for a new `EXTERNAL_VPC` key in `ring`;
@@ -890,8 +592,8 @@ pub(crate) fn check_backend(state: &State, ring: &str, backend: &str) -> Result<
 
 /// Checks that `name` (given in `field`) is an existing EkmConnection of
 /// `location`; returns its key management mode.
-fn check_connection_in(
-    store: &crate::store::GcpStore,
+pub(crate) fn check_connection_in(
+    store: &crate::gcp::store::GcpStore,
     location: &str,
     name: &str,
     field: &str,
@@ -908,110 +610,9 @@ fn check_connection_in(
         .ok_or_else(|| not_found(&format!("EkmConnection {name}")))
 }
 
-/// The public key PEM of the key at `path` on the key manager, checked to be
-/// enabled and of algorithm `want` (what the crypto key `key_name` needs).
-pub(crate) async fn fetch_key(
-    state: &State,
-    conn: &EkmConnection,
-    path: &str,
-    want: &str,
-    key_name: &str,
-) -> Result<String, GcpError> {
-    let v = call(
-        state,
-        conn,
-        reqwest::Method::GET,
-        &format!("/v1/{path}"),
-        None,
-    )
-    .await?;
-    let alg = v["algorithm"].as_str().unwrap_or_default().to_string();
-    let pem = v["publicKeyPem"].as_str().unwrap_or_default().to_string();
-    if alg.is_empty() || pem.is_empty() {
-        return Err(precondition(format!(
-            "The external key manager answered for {path} without algorithm and publicKeyPem."
-        )));
-    }
-    if v["state"] != "ENABLED" {
-        return Err(precondition(format!(
-            "The external key {path} is not enabled on the key manager."
-        )));
-    }
-    if alg != want {
-        return Err(precondition(format!(
-            "The external key {path} is {alg}; {key_name} needs {want}."
-        )));
-    }
-    Ok(pem)
-}
-
-/// Creates a key on the key manager under the connection's crypto space
-/// path (CLOUD_KMS mode); returns its path.
-pub(crate) async fn create_external(
-    state: &State,
-    conn: &EkmConnection,
-    algorithm: &str,
-) -> Result<String, GcpError> {
-    let id = format!("kms-{}", hex::encode(crate::crypto::random_bytes(8)));
-    let v = call(
-        state,
-        conn,
-        reqwest::Method::POST,
-        &format!("/v1/{}/keys?keyId={id}", conn.crypto_space_path),
-        Some(&json!({"algorithm": algorithm})),
-    )
-    .await?;
-    Ok(v["name"].as_str().map_or_else(
-        || format!("{}/keys/{id}", conn.crypto_space_path),
-        str::to_string,
-    ))
-}
-
-/// Signs through the key manager: `input` is `("digest" | "data", bytes)`.
-pub(crate) async fn sign(
-    state: &State,
-    conn: &EkmConnection,
-    path: &str,
-    algorithm: &str,
-    input: (&str, &[u8]),
-) -> Result<Vec<u8>, GcpError> {
-    let mut body = json!({"algorithm": algorithm});
-    body[input.0] = json!(b64(input.1));
-    let v = call(
-        state,
-        conn,
-        reqwest::Method::POST,
-        &format!("/v1/{path}:sign"),
-        Some(&body),
-    )
-    .await?;
-    let sig = v["signature"].as_str().ok_or_else(|| {
-        gerr(
-            StatusCode::BAD_GATEWAY,
-            "UNAVAILABLE",
-            "The external key manager answered without a signature.",
-        )
-    })?;
-    unb64("signature", sig).map_err(|e| gerr(StatusCode::BAD_GATEWAY, "UNAVAILABLE", e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(host_port("a.example"), Some(("a.example".into(), 443)));
-        assert_eq!(
-            host_port("127.0.0.1:8443"),
-            Some(("127.0.0.1".into(), 8443))
-        );
-        assert_eq!(host_port("[::1]:9"), Some(("::1".into(), 9)));
-        assert_eq!(host_port("[::1]"), Some(("::1".into(), 443)));
-        for bad in ["", "a:b", "a:1:2", "https://x", "x/y", "[::1]x", "a:99999"] {
-            assert_eq!(host_port(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn camel_case_masks() {

@@ -1,13 +1,17 @@
 //! Azure Key Vault keys API over HTTPS with challenge authentication.
 
+pub mod store;
+
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::azure::store::AzureVersionSeed;
+use crate::azure::store::{AzureKey, AzureSeed, AzureVersion};
 use crate::crypto::{self, EcFormat, Hash, KeyKind, Material, Scheme};
 use crate::faults::FaultError;
-use crate::store::{now, read, write, AzureKey, AzureSeed, AzureVersion, State};
+use crate::state::{now, read, write, State};
 use crate::util::{b64url, json_object, unb64url};
 use crate::{Reply, Request};
 
@@ -104,7 +108,7 @@ fn add_version(state: &State, name: &str, kty: &str, version: AzureVersion) -> S
 pub fn seed_key(state: &State, s: AzureSeed) -> Result<String, String> {
     let what = format!("azure key {}", s.name);
     let seeds = if s.versions.is_empty() {
-        vec![crate::store::AzureVersionSeed {
+        vec![AzureVersionSeed {
             version: None,
             enabled: true,
             private_key: None,
@@ -509,7 +513,9 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         None => return reply(Err(bad("The api-version query parameter is required."))),
     }
     let Some(auth) = req.header("authorization") else {
-        state.faults.on_request("azure", "challenge", None);
+        state
+            .faults
+            .on_request(crate::Service::Azure, "challenge", None);
         let mut r = crate::json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}}),
@@ -545,7 +551,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             ),
         )));
     };
-    let corrupt = match crate::inject_faults(state, "azure", op, None, |e| {
+    let corrupt = match crate::inject_faults(state, crate::Service::Azure, op, None, |e| {
         reply(Err(fault_error(e)))
     })
     .await
@@ -611,6 +617,33 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         other => key_op(state, &base, &name, &version, other, &b, corrupt),
     };
     reply(result)
+}
+
+/// The `azure` section of the state file.
+pub(crate) fn export_seed(state: &State) -> Result<Vec<AzureSeed>, String> {
+    let mut seeds = Vec::new();
+    let pem = |m: &Material| m.to_pem().map_err(|e| e.to_string());
+
+    let az = read(&state.azure);
+    for k in az.keys.values() {
+        let mut versions = Vec::new();
+        for v in &k.versions {
+            versions.push(AzureVersionSeed {
+                version: Some(v.version.clone()),
+                enabled: v.enabled,
+                private_key: Some(pem(&v.material)?),
+                private_key_file: None,
+            });
+        }
+        seeds.push(AzureSeed {
+            name: k.name.clone(),
+            kty: k.kty.clone(),
+            crv: None,
+            key_size: None,
+            versions,
+        });
+    }
+    Ok(seeds)
 }
 
 #[cfg(test)]

@@ -1,0 +1,234 @@
+//! AWS KMS's vocabulary and request fields: errors, key specs, usages and
+//! algorithms, key resolution by id, ARN or alias, key metadata.
+
+use hyper::StatusCode;
+use serde_json::{json, Map, Value};
+
+use crate::aws::store::{AwsKey, AwsKeyState, AWS_ACCOUNT};
+use crate::crypto::{Hash, KeyKind, Scheme};
+use crate::state::{read, State};
+use crate::util::{str_field, unb64};
+
+/// Largest RAW message Sign and Verify accept.
+pub const MAX_RAW_MESSAGE: usize = 4096;
+
+/// An error answer: HTTP status, `__type` and message.
+#[derive(Debug)]
+pub struct AwsError {
+    pub(crate) status: StatusCode,
+    pub(crate) typ: &'static str,
+    pub(crate) msg: String,
+}
+
+pub(crate) fn e400(typ: &'static str, msg: impl Into<String>) -> AwsError {
+    AwsError {
+        status: StatusCode::BAD_REQUEST,
+        typ,
+        msg: msg.into(),
+    }
+}
+
+pub(crate) fn validation(msg: impl Into<String>) -> AwsError {
+    e400("ValidationException", msg)
+}
+
+/// KeySpec -> (key kind, default usage).
+pub fn spec_kind(spec: &str) -> Option<(KeyKind, &'static str)> {
+    Some(match spec {
+        "ECC_NIST_P256" => (KeyKind::P256, "SIGN_VERIFY"),
+        "ECC_NIST_P384" => (KeyKind::P384, "SIGN_VERIFY"),
+        "ECC_NIST_P521" => (KeyKind::P521, "SIGN_VERIFY"),
+        "ECC_NIST_EDWARDS25519" => (KeyKind::Ed25519, "SIGN_VERIFY"),
+        "RSA_2048" => (KeyKind::Rsa(2048), "SIGN_VERIFY"),
+        "RSA_3072" => (KeyKind::Rsa(3072), "SIGN_VERIFY"),
+        "RSA_4096" => (KeyKind::Rsa(4096), "SIGN_VERIFY"),
+        "SYMMETRIC_DEFAULT" => (KeyKind::Aes256, "ENCRYPT_DECRYPT"),
+        _ => return None,
+    })
+}
+
+/// Checks that `usage` is allowed for `spec`.
+pub fn check_usage(spec: &str, usage: &str) -> Result<(), String> {
+    let ok = match usage {
+        "SIGN_VERIFY" => spec != "SYMMETRIC_DEFAULT",
+        "ENCRYPT_DECRYPT" => spec == "SYMMETRIC_DEFAULT" || spec.starts_with("RSA_"),
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "KeyUsage {usage} is not compatible with KeySpec {spec}"
+        ))
+    }
+}
+
+pub(crate) fn signing_algorithms(spec: &str) -> &'static [&'static str] {
+    match spec {
+        "ECC_NIST_P256" => &["ECDSA_SHA_256"],
+        "ECC_NIST_P384" => &["ECDSA_SHA_384"],
+        "ECC_NIST_P521" => &["ECDSA_SHA_512"],
+        "ECC_NIST_EDWARDS25519" => &["ED25519_SHA_512", "ED25519_PH_SHA_512"],
+        s if s.starts_with("RSA_") => &[
+            "RSASSA_PSS_SHA_256",
+            "RSASSA_PSS_SHA_384",
+            "RSASSA_PSS_SHA_512",
+            "RSASSA_PKCS1_V1_5_SHA_256",
+            "RSASSA_PKCS1_V1_5_SHA_384",
+            "RSASSA_PKCS1_V1_5_SHA_512",
+        ],
+        _ => &[],
+    }
+}
+
+pub(crate) fn encryption_algorithms(spec: &str) -> &'static [&'static str] {
+    if spec == "SYMMETRIC_DEFAULT" {
+        &["SYMMETRIC_DEFAULT"]
+    } else {
+        &["RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"]
+    }
+}
+
+pub(crate) fn scheme(alg: &str) -> Option<Scheme> {
+    Some(match alg {
+        "ECDSA_SHA_256" => Scheme::Ecdsa(Hash::Sha256),
+        "ECDSA_SHA_384" => Scheme::Ecdsa(Hash::Sha384),
+        "ECDSA_SHA_512" => Scheme::Ecdsa(Hash::Sha512),
+        "RSASSA_PKCS1_V1_5_SHA_256" => Scheme::Pkcs1(Hash::Sha256),
+        "RSASSA_PKCS1_V1_5_SHA_384" => Scheme::Pkcs1(Hash::Sha384),
+        "RSASSA_PKCS1_V1_5_SHA_512" => Scheme::Pkcs1(Hash::Sha512),
+        "RSASSA_PSS_SHA_256" => Scheme::Pss(Hash::Sha256),
+        "RSASSA_PSS_SHA_384" => Scheme::Pss(Hash::Sha384),
+        "RSASSA_PSS_SHA_512" => Scheme::Pss(Hash::Sha512),
+        "ED25519_SHA_512" => Scheme::Ed25519,
+        _ => return None,
+    })
+}
+
+pub(crate) fn metadata(k: &AwsKey) -> Value {
+    let mut m = json!({
+        "AWSAccountId": AWS_ACCOUNT,
+        "KeyId": k.id,
+        "Arn": k.arn(),
+        "CreationDate": k.created,
+        "Enabled": k.state == AwsKeyState::Enabled,
+        "Description": k.description,
+        "KeyUsage": k.usage,
+        "KeyState": format!("{:?}", k.state),
+        "Origin": "AWS_KMS",
+        "KeyManager": "CUSTOMER",
+        "CustomerMasterKeySpec": k.spec,
+        "KeySpec": k.spec,
+        "MultiRegion": false,
+    });
+    if k.usage == "SIGN_VERIFY" {
+        m["SigningAlgorithms"] = json!(signing_algorithms(&k.spec));
+    } else {
+        m["EncryptionAlgorithms"] = json!(encryption_algorithms(&k.spec));
+    }
+    if let Some(d) = k.deletion_date {
+        m["DeletionDate"] = json!(d);
+    }
+    m
+}
+
+/// Finds a key by id, key ARN, `alias/NAME` or alias ARN.
+pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
+    let store = read(&state.aws);
+    let not_found = || {
+        e400(
+            "NotFoundException",
+            format!("Key '{key_id}' does not exist"),
+        )
+    };
+    let alias = if let Some(a) = key_id.strip_prefix("alias/") {
+        Some(format!("alias/{a}"))
+    } else if key_id.starts_with("arn:") {
+        let parts: Vec<&str> = key_id.splitn(6, ':').collect();
+        if parts.len() != 6 || parts[2] != "kms" {
+            return Err(not_found());
+        }
+        match parts[5].split_once('/') {
+            Some(("alias", name)) => Some(format!("alias/{name}")),
+            Some(("key", id)) => {
+                let k = store.keys.get(id).ok_or_else(not_found)?;
+                if k.arn() != key_id {
+                    return Err(not_found());
+                }
+                return Ok(k.clone());
+            }
+            _ => return Err(not_found()),
+        }
+    } else {
+        None
+    };
+    let id = match alias {
+        Some(a) => store.aliases.get(&a).cloned().ok_or_else(|| {
+            e400(
+                "NotFoundException",
+                format!("Alias arn:aws:kms:us-east-1:{AWS_ACCOUNT}:{a} is not found."),
+            )
+        })?,
+        None => key_id.to_string(),
+    };
+    store.keys.get(&id).cloned().ok_or_else(not_found)
+}
+
+pub(crate) fn usable(k: &AwsKey) -> Result<(), AwsError> {
+    match k.state {
+        AwsKeyState::Enabled => Ok(()),
+        AwsKeyState::Disabled => Err(e400(
+            "DisabledException",
+            format!("{} is disabled.", k.arn()),
+        )),
+        AwsKeyState::PendingDeletion => Err(e400(
+            "KMSInvalidStateException",
+            format!("{} is pending deletion.", k.arn()),
+        )),
+    }
+}
+
+pub(crate) fn need_usage(k: &AwsKey, usage: &str, op: &str) -> Result<(), AwsError> {
+    if k.usage == usage {
+        Ok(())
+    } else {
+        Err(e400(
+            "InvalidKeyUsageException",
+            format!(
+                "{} key usage is {} which is not valid for {op}.",
+                k.arn(),
+                k.usage
+            ),
+        ))
+    }
+}
+
+pub(crate) type Body = Map<String, Value>;
+
+pub(crate) fn field<'a>(b: &'a Body, name: &str) -> Result<Option<&'a str>, AwsError> {
+    str_field(b, name).map_err(|e| e400("SerializationException", e))
+}
+
+pub(crate) fn required<'a>(b: &'a Body, name: &str) -> Result<&'a str, AwsError> {
+    field(b, name)?.ok_or_else(|| {
+        validation(format!(
+            "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+            lower_first(name)
+        ))
+    })
+}
+
+pub(crate) fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+pub(crate) fn blob(b: &Body, name: &str) -> Result<Vec<u8>, AwsError> {
+    unb64(name, required(b, name)?).map_err(|e| e400("SerializationException", e))
+}
+
+pub(crate) fn key_arg(state: &State, b: &Body) -> Result<AwsKey, AwsError> {
+    resolve(state, required(b, "KeyId")?)
+}

@@ -1,0 +1,80 @@
+//! The emulator's settings.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+/// Emulator settings. `Debug` shows access keys and whether a token is
+/// set, never a secret key or a token.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to bind (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// First port: AWS on it, then GCP, Azure, admin on the next ones;
+    /// `None` lets the OS choose each.
+    pub port: Option<u16>,
+    /// Seed file with keys to create at start.
+    pub seed: Option<PathBuf>,
+    /// State file: loaded at start when it exists, rewritten after every change.
+    pub state_file: Option<PathBuf>,
+    /// Directory for the Azure CA certificate; a temporary one when `None`.
+    pub cert_dir: Option<PathBuf>,
+    /// AWS credentials accepted in SigV4 signatures: (access key, secret).
+    pub aws_credentials: Vec<(String, String)>,
+    /// Bearer token Google Cloud KMS requires; anonymous access when `None`.
+    pub gcp_token: Option<String>,
+    /// Bearer token Azure requires; any token accepted when `None`.
+    pub azure_token: Option<String>,
+    /// The `resource` Key Vault's 401 challenge names (default
+    /// `https://vault.azure.net`); another value plays a vault (or whoever
+    /// answers at its address) asking for a token of another audience.
+    pub azure_challenge_resource: String,
+    /// Replicas of the external key manager (each on its own port).
+    pub ekm_replicas: usize,
+    /// Bearer token the external key manager requires besides the client
+    /// certificate; none when `None`.
+    pub ekm_token: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("seed", &self.seed)
+            .field("state_file", &self.state_file)
+            .field("cert_dir", &self.cert_dir)
+            .field(
+                "aws_credentials",
+                &self
+                    .aws_credentials
+                    .iter()
+                    .map(|(access, _)| (access.as_str(), "<redacted>"))
+                    .collect::<Vec<_>>(),
+            )
+            .field("gcp_token", &redacted(&self.gcp_token))
+            .field("azure_token", &redacted(&self.azure_token))
+            .field("azure_challenge_resource", &self.azure_challenge_resource)
+            .field("ekm_replicas", &self.ekm_replicas)
+            .field("ekm_token", &redacted(&self.ekm_token))
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: None,
+            seed: None,
+            state_file: None,
+            cert_dir: None,
+            aws_credentials: vec![("test".into(), "test".into())],
+            gcp_token: None,
+            azure_token: None,
+            azure_challenge_resource: "https://vault.azure.net".into(),
+            ekm_replicas: 2,
+            ekm_token: None,
+        }
+    }
+}

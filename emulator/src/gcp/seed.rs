@@ -1,0 +1,187 @@
+//! Cloud KMS's sections of the seed and state file: crypto keys with their
+//! versions (EkmConnections and EkmConfigs are in `ekm_service`).
+
+use crate::gcp::ekm_service;
+use crate::gcp::store::GcpSections;
+use std::sync::Arc;
+
+use crate::crypto::{self};
+use crate::gcp::model::*;
+use crate::gcp::store::{EkmConfigSeed, VersionSeed};
+use crate::gcp::store::{GcpKey, GcpSeed, GcpVersion};
+use crate::state::{now, read, write, State};
+
+/// Creates a seeded key (and its key ring).
+pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
+    let what = format!("gcp key {}", s.key);
+    let (ring, _) = s.key.rsplit_once("/cryptoKeys/").ok_or_else(|| {
+        format!("{what}: expected projects/P/locations/L/keyRings/R/cryptoKeys/K")
+    })?;
+    let segs: Vec<&str> = s.key.split('/').collect();
+    if segs.len() != 8 || segs[0] != "projects" || segs[2] != "locations" || segs[4] != "keyRings" {
+        return Err(format!(
+            "{what}: expected projects/P/locations/L/keyRings/R/cryptoKeys/K"
+        ));
+    }
+    let alg = ALGS
+        .iter()
+        .find(|a| a.name == s.algorithm)
+        .ok_or_else(|| format!("{what}: unknown algorithm {:?}", s.algorithm))?;
+    let purpose = match &s.purpose {
+        Some(p) => name_to(PURPOSES, p).ok_or_else(|| format!("{what}: unknown purpose {p:?}"))?,
+        None => alg.purpose,
+    };
+    if purpose != alg.purpose {
+        return Err(format!(
+            "{what}: algorithm {} does not fit purpose {purpose}",
+            alg.name
+        ));
+    }
+    let protection = match &s.protection_level {
+        Some(p) => name_to(PROTECTION, p)
+            .ok_or_else(|| format!("{what}: unknown protection level {p:?}"))?,
+        None => SOFTWARE,
+    };
+    let external = protection == EXTERNAL_VPC;
+    let backend = match (&s.crypto_key_backend, external) {
+        (Some(b), true) => {
+            ekm_service::check_backend(state, ring, b)
+                .map_err(|e| format!("{what}: {}", e.message()))?;
+            Some(b.clone())
+        }
+        (None, true) => {
+            return Err(format!(
+                "{what}: EXTERNAL_VPC keys need crypto_key_backend (an EkmConnection)"
+            ))
+        }
+        (Some(_), false) => {
+            return Err(format!(
+                "{what}: crypto_key_backend is only for EXTERNAL_VPC keys"
+            ))
+        }
+        (None, false) => None,
+    };
+    if external && purpose != ASYMMETRIC_SIGN {
+        return Err(format!(
+            "{what}: EXTERNAL_VPC keys must have purpose ASYMMETRIC_SIGN"
+        ));
+    }
+    let mut key = GcpKey {
+        name: s.key.clone(),
+        purpose,
+        algorithm: alg.num,
+        protection,
+        created: now(),
+        versions: Vec::new(),
+        primary: None,
+        backend,
+    };
+    let seeds = if s.versions.is_empty() && !external {
+        vec![VersionSeed {
+            state: None,
+            private_key: None,
+            private_key_file: None,
+            ekm_connection_key_path: None,
+        }]
+    } else {
+        s.versions
+    };
+    for v in seeds {
+        let st = match &v.state {
+            Some(n) => name_to(STATES, n).ok_or_else(|| format!("{what}: unknown state {n:?}"))?,
+            None => ENABLED,
+        };
+        match (&v.ekm_connection_key_path, external) {
+            (Some(path), true) if v.private_key.is_none() => {
+                if !crate::util::valid_path(path) {
+                    return Err(format!(
+                        "{what}: ekm_connection_key_path {path:?} is not segments of [A-Za-z0-9._-] joined by /"
+                    ));
+                }
+                key.versions.push(GcpVersion {
+                    number: key.versions.len() as u32 + 1,
+                    state: st,
+                    created: now(),
+                    material: None,
+                    ekm_key_path: Some(path.clone()),
+                });
+                continue;
+            }
+            (_, true) => {
+                return Err(format!(
+                    "{what}: EXTERNAL_VPC versions take ekm_connection_key_path and no private key"
+                ))
+            }
+            (Some(_), false) => {
+                return Err(format!(
+                    "{what}: ekm_connection_key_path is only for EXTERNAL_VPC keys"
+                ))
+            }
+            (None, false) => {}
+        }
+        let m = match &v.private_key {
+            Some(pem) => Some(Arc::new(
+                crypto::Material::from_pem(pem).map_err(|e| format!("{what}: {e}"))?,
+            )),
+            None => None,
+        };
+        let version = new_version(&key, m, st).map_err(|e| format!("{what}: {e}"))?;
+        key.versions.push(version);
+    }
+    if purpose == ENCRYPT_DECRYPT {
+        key.primary = Some(1);
+    }
+    let mut store = write(&state.gcp);
+    store.rings.entry(ring.to_string()).or_insert_with(now);
+    store.keys.insert(key.name.clone(), key);
+    drop(store);
+    state.persist();
+    Ok(())
+}
+
+/// The `gcp`, `gcp_ekm_connections` and `gcp_ekm_configs` sections of the
+/// state file.
+pub(crate) fn export_seed(state: &State) -> Result<GcpSections, String> {
+    let (mut keys, mut connections, mut configs) = (Vec::new(), Vec::new(), Vec::new());
+    let pem = |m: &crypto::Material| m.to_pem().map_err(|e| e.to_string());
+
+    let gcp = read(&state.gcp);
+    for k in gcp.keys.values() {
+        let mut versions = Vec::new();
+        for v in &k.versions {
+            let private_key = match (&v.material, &v.ekm_key_path) {
+                (Some(m), _) => Some(pem(m)?),
+                (None, Some(_)) => None,
+                (None, None) => continue,
+            };
+            versions.push(VersionSeed {
+                state: state_name(v.state).map(str::to_string),
+                private_key,
+                private_key_file: None,
+                ekm_connection_key_path: v.ekm_key_path.clone(),
+            });
+        }
+        keys.push(GcpSeed {
+            key: k.name.clone(),
+            purpose: purpose_name(k.purpose).map(str::to_string),
+            algorithm: algorithm_name(k.algorithm).unwrap_or("UNKNOWN").to_string(),
+            protection_level: protection_name(k.protection).map(str::to_string),
+            versions,
+            crypto_key_backend: k.backend.clone(),
+        });
+    }
+    for c in gcp.ekm_connections.values() {
+        connections.push(ekm_service::export_connection(c));
+    }
+    for (location, conn) in &gcp.ekm_configs {
+        configs.push(EkmConfigSeed {
+            location: location.clone(),
+            default_ekm_connection: conn.clone(),
+        });
+    }
+    Ok(GcpSections {
+        keys,
+        ekm_connections: connections,
+        ekm_configs: configs,
+    })
+}
