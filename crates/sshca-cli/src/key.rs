@@ -98,7 +98,7 @@ pub async fn run(cmd: KeyCmd) -> Result<ExitCode> {
             if md5 {
                 println!("fingerprint-md5: {}", md5_fingerprint(&key)?);
             }
-            println!("comment: {}", r.comment());
+            println!("comment: {}", sshca::core::text::escape(r.comment()));
             Ok(ExitCode::SUCCESS)
         }
         KeyCmd::Match {

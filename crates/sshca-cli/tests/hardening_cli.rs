@@ -389,6 +389,18 @@ fn inspect_escapes_control_characters() {
     assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
     assert!(text.contains("evil\\x1b]0;owned\\x07id"), "{text}");
     assert!(text.contains("a\\x1b[31mb"), "{text}");
+    // A public key's comment is shown escaped by `key info` too.
+    let line = std::fs::read_to_string(&key).unwrap();
+    let mut parts = line.split_whitespace();
+    let (t, b) = (parts.next().unwrap(), parts.next().unwrap());
+    let evil = dir.join("evil.pub");
+    std::fs::write(&evil, format!("{t} {b} evil\x1b[2Jcomment\n")).unwrap();
+    let out = run(sshca().args(["key", "info"]).arg(&evil));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("comment: evil\\x1b[2Jcomment") && !text.contains('\x1b'),
+        "{text:?}"
+    );
 }
 
 #[test]
