@@ -91,6 +91,24 @@ pub struct Fault {
 }
 
 impl Fault {
+    /// A rule for `service` (`aws`, `gcp`, `azure`, `ekm` or `*`) that does
+    /// nothing yet: every operation, every replica, no effect, no expiry.
+    /// Set the fields that matter with struct update syntax.
+    pub fn new(service: &str) -> Self {
+        Fault {
+            service: service.into(),
+            operation: None,
+            replica: None,
+            latency_ms: 0,
+            error: None,
+            drop_connection: false,
+            corrupt_signature: false,
+            redirect: None,
+            rate: None,
+            count: None,
+        }
+    }
+
     /// Checks the rule's values.
     pub fn validate(&self) -> Result<(), String> {
         if self.service != "*" && Service::parse(&self.service).is_none() {

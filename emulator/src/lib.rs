@@ -219,16 +219,10 @@ impl Emulator {
         n: u64,
     ) -> Result<(), String> {
         self.state.faults.add(Fault {
-            service: service.into(),
             operation: Some(operation.into()),
-            replica: None,
-            latency_ms: 0,
             error: Some(error),
-            drop_connection: false,
-            corrupt_signature: false,
-            redirect: None,
-            rate: None,
             count: Some(n),
+            ..Fault::new(service)
         })
     }
 
@@ -236,16 +230,10 @@ impl Emulator {
     /// corrupted signatures; refused when the fault list is full.
     pub fn corrupt_next(&self, service: &str, operation: &str, n: u64) -> Result<(), String> {
         self.state.faults.add(Fault {
-            service: service.into(),
             operation: Some(operation.into()),
-            replica: None,
-            latency_ms: 0,
-            error: None,
-            drop_connection: false,
             corrupt_signature: true,
-            redirect: None,
-            rate: None,
             count: Some(n),
+            ..Fault::new(service)
         })
     }
 

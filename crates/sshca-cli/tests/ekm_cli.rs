@@ -67,16 +67,10 @@ fn ekm_verify_reports_each_resolver() {
 
     // A replica failing its health check: named, exit status 1, JSON too.
     emu.add_fault(Fault {
-        service: "ekm".into(),
         operation: Some("health".into()),
         replica: Some(1),
-        latency_ms: 0,
         error: Some(FaultError::Unavailable),
-        drop_connection: false,
-        corrupt_signature: false,
-        redirect: None,
-        rate: None,
-        count: None,
+        ..Fault::new("ekm")
     })
     .unwrap();
     let mut c = sshca();

@@ -393,16 +393,9 @@ async fn redirects_are_never_followed() {
     // would answer it correctly.
     let to = format!("{}/v1/{SPACE}/keys/ca", ep.ekm[1]);
     emu.add_fault(Fault {
-        service: "ekm".into(),
-        operation: None,
         replica: Some(0),
-        latency_ms: 0,
-        error: None,
-        drop_connection: false,
-        corrupt_signature: false,
         redirect: Some(to.clone()),
-        rate: None,
-        count: None,
+        ..Fault::new("ekm")
     })
     .unwrap();
     let only_replica_0 = format!(

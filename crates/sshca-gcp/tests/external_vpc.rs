@@ -333,16 +333,11 @@ async fn ekm_connections_config_and_connectivity() {
 
     // A replica failing its health check is named.
     emu.add_fault(kms_emulator::Fault {
-        service: "ekm".into(),
         operation: Some("health".into()),
         replica: Some(1),
-        latency_ms: 0,
         error: Some(FaultError::Unavailable),
-        drop_connection: false,
-        corrupt_signature: false,
-        redirect: None,
-        rate: None,
         count: Some(1),
+        ..kms_emulator::Fault::new("ekm")
     })
     .unwrap();
     let e = c
@@ -361,16 +356,11 @@ async fn ekm_connections_config_and_connectivity() {
     // A replica answering with a redirect fails: it is never followed.
     let health_before = emu.count("ekm", "health");
     emu.add_fault(kms_emulator::Fault {
-        service: "ekm".into(),
         operation: Some("health".into()),
         replica: Some(1),
-        latency_ms: 0,
-        error: None,
-        drop_connection: false,
-        corrupt_signature: false,
         redirect: Some(format!("{}/v1/health", emu.endpoints().ekm[0])),
-        rate: None,
         count: Some(1),
+        ..kms_emulator::Fault::new("ekm")
     })
     .unwrap();
     let e = c
@@ -528,16 +518,11 @@ async fn conformance_external_vpc_keys() {
     emu.fail_next("ekm", "sign", FaultError::Unavailable, 3)
         .unwrap();
     emu.add_fault(kms_emulator::Fault {
-        service: "ekm".into(),
         operation: Some("sign".into()),
         replica: Some(0),
-        latency_ms: 0,
-        error: None,
         drop_connection: true,
-        corrupt_signature: false,
-        redirect: None,
-        rate: None,
         count: Some(5),
+        ..kms_emulator::Fault::new("ekm")
     })
     .unwrap();
     let ca = signer.public_key().await.unwrap();

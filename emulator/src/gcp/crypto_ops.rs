@@ -258,11 +258,7 @@ pub(crate) fn encrypt(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let k = read(&state.gcp)
-        .keys
-        .get(key)
-        .cloned()
-        .ok_or_else(|| not_found(&format!("CryptoKey {key}")))?;
+    let k = crypto_key(state, key)?;
     if k.purpose != ENCRYPT_DECRYPT {
         return Err(invalid(format!(
             "{key} has purpose {}, not ENCRYPT_DECRYPT.",
@@ -310,11 +306,7 @@ pub(crate) fn decrypt(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let k = read(&state.gcp)
-        .keys
-        .get(key)
-        .cloned()
-        .ok_or_else(|| not_found(&format!("CryptoKey {key}")))?;
+    let k = crypto_key(state, key)?;
     if k.purpose != ENCRYPT_DECRYPT {
         return Err(invalid(format!(
             "{key} has purpose {}, not ENCRYPT_DECRYPT.",
@@ -338,4 +330,13 @@ pub(crate) fn decrypt(
         "usedPrimary": k.primary == Some(n),
         "protectionLevel": enc.e(PROTECTION, k.protection),
     }))
+}
+
+/// The crypto key `key` (a copy), or NOT_FOUND.
+pub(crate) fn crypto_key(state: &State, key: &str) -> Result<GcpKey, GcpError> {
+    read(&state.gcp)
+        .keys
+        .get(key)
+        .cloned()
+        .ok_or_else(|| not_found(&format!("CryptoKey {key}")))
 }

@@ -88,11 +88,7 @@ async fn create_version(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let k = read(&state.gcp)
-        .keys
-        .get(key)
-        .cloned()
-        .ok_or_else(|| not_found(&format!("CryptoKey {key}")))?;
+    let k = crypto_key(state, key)?;
     let path = match b.get("externalProtectionLevelOptions") {
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => match o.get("ekmConnectionKeyPath") {
@@ -364,21 +360,17 @@ async fn route(
             }
         }
         "createCryptoKey" => create_key(state, &ring, req, &b, enc).await,
-        "getCryptoKey" => read(&state.gcp)
-            .keys
-            .get(&key)
-            .map(|k| key_json(k, enc))
-            .ok_or_else(|| not_found(&format!("CryptoKey {key}"))),
+        "getCryptoKey" => crypto_key(state, &key).map(|k| key_json(&k, enc)),
         "encrypt" => encrypt(state, &key, &b, enc),
         "decrypt" => decrypt(state, &key, &b, enc),
-        "listCryptoKeyVersions" => read(&state.gcp)
-            .keys
-            .get(&key)
-            .map(|k| {
-                let vs: Vec<Value> = k.versions.iter().map(|v| version_json(k, v, enc)).collect();
-                json!({"totalSize": vs.len(), "cryptoKeyVersions": vs})
-            })
-            .ok_or_else(|| not_found(&format!("CryptoKey {key}"))),
+        "listCryptoKeyVersions" => crypto_key(state, &key).map(|k| {
+            let vs: Vec<Value> = k
+                .versions
+                .iter()
+                .map(|v| version_json(&k, v, enc))
+                .collect();
+            json!({"totalSize": vs.len(), "cryptoKeyVersions": vs})
+        }),
         "createCryptoKeyVersion" => create_version(state, &key, &b, enc).await,
         "getCryptoKeyVersion" => {
             find_version(state, &key, segs[9]).map(|(k, v)| version_json(&k, &v, enc))
