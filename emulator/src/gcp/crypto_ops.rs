@@ -258,13 +258,7 @@ pub(crate) fn encrypt(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let k = crypto_key(state, key)?;
-    if k.purpose != ENCRYPT_DECRYPT {
-        return Err(invalid(format!(
-            "{key} has purpose {}, not ENCRYPT_DECRYPT.",
-            purpose_name(k.purpose).unwrap_or("?")
-        )));
-    }
+    let k = encryption_key(state, key)?;
     let plaintext = bytes_field(b, "plaintext")?.ok_or_else(|| invalid("plaintext is required"))?;
     if plaintext.len() > 64 * 1024 {
         return Err(invalid("plaintext exceeds 64 KiB"));
@@ -306,13 +300,7 @@ pub(crate) fn decrypt(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let k = crypto_key(state, key)?;
-    if k.purpose != ENCRYPT_DECRYPT {
-        return Err(invalid(format!(
-            "{key} has purpose {}, not ENCRYPT_DECRYPT.",
-            purpose_name(k.purpose).unwrap_or("?")
-        )));
-    }
+    let k = encryption_key(state, key)?;
     let ct = bytes_field(b, "ciphertext")?.ok_or_else(|| invalid("ciphertext is required"))?;
     check_crc(&ct, crc_field(b, "ciphertextCrc32c")?, "ciphertext")?;
     let aad = bytes_field(b, "additionalAuthenticatedData")?.unwrap_or_default();
@@ -339,4 +327,17 @@ pub(crate) fn crypto_key(state: &State, key: &str) -> Result<GcpKey, GcpError> {
         .get(key)
         .cloned()
         .ok_or_else(|| not_found(&format!("CryptoKey {key}")))
+}
+
+/// The crypto key `key` when its purpose is ENCRYPT_DECRYPT (encrypt and
+/// decrypt), else NOT_FOUND or INVALID_ARGUMENT.
+fn encryption_key(state: &State, key: &str) -> Result<GcpKey, GcpError> {
+    let k = crypto_key(state, key)?;
+    if k.purpose != ENCRYPT_DECRYPT {
+        return Err(invalid(format!(
+            "{key} has purpose {}, not ENCRYPT_DECRYPT.",
+            purpose_name(k.purpose).unwrap_or("?")
+        )));
+    }
+    Ok(k)
 }
