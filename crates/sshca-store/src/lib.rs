@@ -1,0 +1,203 @@
+//! The durable record of an sshca signing service.
+//!
+//! A [`Store`] keeps a row for every issued certificate (written, and
+//! committed, before the certificate is handed out) and a row for every
+//! refused request (the audit trail). The embedded default is SQLite
+//! ([`SqliteStore`], `sqlite:PATH` URLs); the trait is shaped so that a
+//! shared database can serve several replicas.
+//!
+//! ```no_run
+//! # async fn demo() -> sshca_signer::Result<()> {
+//! let store = sshca_store::open("sqlite:/var/lib/sshca/sshca.db", &Default::default()).await?;
+//! let recent = store.certs(&sshca_store::CertQuery::default()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sshca_signer::{Error, ErrorKind, Result};
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// One issued certificate, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedCert {
+    /// SHA256 fingerprint of the CA key that signed it.
+    pub ca_fingerprint: String,
+    /// Serial number.
+    pub serial: u64,
+    /// Key id.
+    pub key_id: String,
+    /// `user` or `host`.
+    pub cert_type: String,
+    /// Principals.
+    pub principals: Vec<String>,
+    /// Start of validity (unix seconds).
+    pub valid_after: u64,
+    /// End of validity (unix seconds; `u64::MAX` is forever).
+    pub valid_before: u64,
+    /// SHA256 fingerprint of the certified public key.
+    pub subject_fingerprint: String,
+    /// Identity of whoever asked for it.
+    pub requester: String,
+    /// Policy it was issued under.
+    pub policy: String,
+    /// When it was issued (unix seconds).
+    pub issued_at: u64,
+    /// The certificate line (`TYPE BASE64 COMMENT`).
+    pub certificate: String,
+}
+
+/// One refused request (or any other request outcome worth auditing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// When (unix seconds).
+    pub at: u64,
+    /// The request id the service logged.
+    pub request_id: String,
+    /// The authenticated identity, when there was one.
+    pub identity: Option<String>,
+    /// Where the identity came from (`token`, `client-cert`, ...).
+    pub auth_source: Option<String>,
+    /// The policy asked for, when there was one.
+    pub policy: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// Error code answered (`unauthenticated`, `policy_refused`, ...).
+    pub code: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// What [`Store::record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The row is committed.
+    Stored,
+    /// The CA already issued a certificate with this serial: nothing was
+    /// written; draw another serial and sign again.
+    SerialTaken,
+}
+
+/// A filter over issued certificates; every field set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertQuery {
+    /// Only this CA (SHA256 fingerprint).
+    pub ca_fingerprint: Option<String>,
+    /// Only this serial.
+    pub serial: Option<u64>,
+    /// Only this key id.
+    pub key_id: Option<String>,
+    /// Only certificates naming this principal.
+    pub principal: Option<String>,
+    /// Only certificates asked for by this identity.
+    pub requester: Option<String>,
+    /// At most this many rows, newest first (0 means [`CertQuery::DEFAULT_LIMIT`]).
+    pub limit: u32,
+}
+
+impl CertQuery {
+    /// Rows returned when no limit is given.
+    pub const DEFAULT_LIMIT: u32 = 100;
+    /// The largest limit honoured.
+    pub const MAX_LIMIT: u32 = 10_000;
+
+    /// The limit to apply.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a write waits for a database that is locked or unreachable
+    /// before the request fails as unavailable.
+    pub write_timeout: Duration,
+    /// Most rows committed together in one transaction (one sync).
+    pub max_batch: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            write_timeout: Duration::from_secs(5),
+            max_batch: 256,
+        }
+    }
+}
+
+/// The record of a signing service.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Records an issued certificate; returns only once the row is durable
+    /// (or [`Recorded::SerialTaken`] when the CA already used the serial).
+    /// Errors are [`ErrorKind::Unavailable`] when the database cannot be
+    /// written: the certificate must then not be handed out.
+    async fn record(&self, cert: &IssuedCert) -> Result<Recorded>;
+    /// Records an audit event (durable when it returns).
+    async fn audit(&self, event: &AuditEvent) -> Result<()>;
+    /// Issued certificates matching `query`, newest first.
+    async fn certs(&self, query: &CertQuery) -> Result<Vec<IssuedCert>>;
+    /// The most recent audit events, newest first.
+    async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>>;
+    /// Whether the database answers.
+    async fn health(&self) -> Result<()>;
+    /// The store's URL, with any password removed.
+    fn describe(&self) -> String;
+}
+
+/// Opens the store a URL names: `sqlite:PATH` (created, with its schema,
+/// when missing).
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("store `{url}`: no database path after `sqlite:`"),
+            ));
+        }
+        return Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path), options).await?,
+        ));
+    }
+    let scheme = url.split(':').next().unwrap_or_default();
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!("store `{scheme}:...`: unknown kind of store (supported: sqlite:PATH)"),
+    ))
+}
+
+/// u64 values (serials, times) are kept bit for bit in signed 64-bit columns.
+pub(crate) fn to_db(v: u64) -> i64 {
+    i64::from_ne_bytes(v.to_ne_bytes())
+}
+
+/// The inverse of [`to_db`].
+pub(crate) fn from_db(v: i64) -> u64 {
+    u64::from_ne_bytes(v.to_ne_bytes())
+}
+
+pub(crate) fn unavailable(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Unavailable, format!("store: {what}")).with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u64_round_trips_through_the_database_type() {
+        for v in [0, 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(from_db(to_db(v)), v);
+        }
+    }
+}
