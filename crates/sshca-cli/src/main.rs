@@ -13,6 +13,10 @@ mod keygen;
 mod output;
 mod policy;
 mod pubkey;
+#[cfg(feature = "client")]
+mod request;
+#[cfg(feature = "server")]
+mod serve;
 mod sign;
 mod verify;
 
@@ -61,6 +65,21 @@ enum Cmd {
     Ekm(ekm::EkmCmd),
     /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
     Pubkey(pubkey::PubkeyArgs),
+    /// Run the signing service (HTTPS API, authenticated requesters,
+    /// policies, a durable record of every certificate).
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Bearer tokens for the signing service.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Token(serve::TokenCmd),
+    /// Certificates recorded by the signing service (read from its store).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Certs(serve::CertsCmd),
+    /// Ask a signing service for certificates (written as `sshca sign` does).
+    #[cfg(feature = "client")]
+    Request(request::RequestArgs),
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -77,6 +96,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(any(feature = "ekm", feature = "gcp"))]
         Cmd::Ekm(e) => ekm::run(e, &cli.config).await,
         Cmd::Pubkey(a) => pubkey::run(a).await,
+        #[cfg(feature = "server")]
+        Cmd::Serve(a) => serve::serve(a, &cli.config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Cmd::Token(t) => serve::token(t).map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Cmd::Certs(c) => serve::certs(c, &cli.config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "client")]
+        Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
@@ -87,11 +118,16 @@ fn report(e: &Error) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // The service uses every core; a command two threads.
+    #[cfg(feature = "server")]
+    let serving = matches!(cli.cmd, Cmd::Serve(_));
+    #[cfg(not(feature = "server"))]
+    let serving = false;
+    if !serving {
+        builder.worker_threads(2);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             report(

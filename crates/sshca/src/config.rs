@@ -21,6 +21,19 @@
 //! [ca.hsm]
 //! key = "ekm:v0/spaces/ssh-ca/keys/users?connection=hsm"
 //!
+//! [server]                               # `sshca serve`
+//! listen = "127.0.0.1:8443"
+//! tls_cert = "server.pem"                # relative to this file
+//! tls_key = "server.key"
+//! client_ca = "clients-ca.pem"           # optional: client certificates
+//! data_dir = "/var/lib/sshca"
+//! store = "sqlite:/var/lib/sshca/sshca.db"
+//! admins = ["ops-*"]
+//! rate_limit = "600/min"
+//!
+//! [token.ci-deploy]                      # `sshca token new ci-deploy`
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//!
 //! [ekm_connection.hsm]                   # see sshca_ekm::ConnectionFile
 //! crypto_space_path = "v0/spaces/ssh-ca"
 //! client_identity = "ekm-client.pem"     # relative to this file
@@ -60,6 +73,47 @@ impl CaConfig {
         }
         Ok(u.to_string())
     }
+}
+
+/// The `[server]` table: how `sshca serve` listens and where it keeps its
+/// record. Relative paths are relative to the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8443`).
+    pub listen: Option<String>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to; enables
+    /// client-certificate identities.
+    pub client_ca: Option<PathBuf>,
+    /// Store URL (default `sqlite:<data_dir>/sshca.db`).
+    pub store: Option<String>,
+    /// Where the service keeps its files.
+    pub data_dir: Option<PathBuf>,
+    /// Identity globs allowed to list every certificate.
+    pub admins: Option<Vec<String>>,
+    /// Largest request body in bytes (default 65536).
+    pub max_body: Option<u64>,
+    /// Requests per identity, `N/sec`, `N/min` or `N/hour`.
+    pub rate_limit: Option<String>,
+    /// Longest a request may take (ssh-keygen time syntax, default `30s`).
+    pub request_timeout: Option<String>,
+    /// Most signatures asked of the backends at once (default 64).
+    pub max_concurrent_signs: Option<usize>,
+    /// How long a store write may wait for the database (default `5s`).
+    pub store_timeout: Option<String>,
+}
+
+/// A `[token.NAME]` table: a bearer token whose identity is `NAME`, kept
+/// only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
 }
 
 /// A policy as written in the file (all fields optional but `ca`).
@@ -117,6 +171,10 @@ pub struct Config {
     /// External key manager connections by name (`[ekm_connection.NAME]`,
     /// the fields of a connection description file).
     pub ekm_connections: BTreeMap<String, toml::Value>,
+    /// The `[server]` table, when present.
+    pub server: Option<ServerConfig>,
+    /// Bearer tokens by identity (`[token.NAME]`).
+    pub tokens: BTreeMap<String, TokenConfig>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +186,9 @@ struct FileShape {
     policy: BTreeMap<String, toml::Value>,
     #[serde(default)]
     ekm_connection: BTreeMap<String, toml::Value>,
+    server: Option<toml::Value>,
+    #[serde(default)]
+    token: BTreeMap<String, toml::Value>,
 }
 
 fn cfg_err(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -137,7 +198,10 @@ fn cfg_err(path: &Path, what: impl std::fmt::Display) -> Error {
     )
 }
 
-fn options(
+/// Certificate options from a name → value map as the config and the
+/// service's requests write them (an empty value is a flag); `field` names
+/// the map in errors.
+pub fn cert_options(
     map: Option<&BTreeMap<String, String>>,
     field: &str,
 ) -> std::result::Result<CertOptions, String> {
@@ -173,6 +237,31 @@ fn duration(v: Option<&String>, field: &str) -> std::result::Result<Option<u64>,
         .transpose()
 }
 
+/// A rate, `N/sec`, `N/min` or `N/hour` (`s`, `m`, `h` also accepted): the
+/// number of events and the period in seconds.
+pub fn parse_rate(text: &str) -> std::result::Result<(u32, u64), String> {
+    let (n, per) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not N/sec, N/min or N/hour"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{text}`: the count must be a positive integer"))?;
+    let secs = match per.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown period `{other}` (sec, min or hour)"
+            ))
+        }
+    };
+    Ok((n, secs))
+}
+
 impl PolicyConfig {
     fn build(&self, name: &str) -> std::result::Result<Policy, String> {
         let cert_type = match self.cert_type.as_deref() {
@@ -193,14 +282,15 @@ impl PolicyConfig {
             "allowed_valid_principals",
         )?;
         p.all_principals = self.all_principals.unwrap_or(false);
-        p.critical_options = options(self.critical_options.as_ref(), "critical_options")?;
-        p.default_critical_options = options(
+        p.critical_options = cert_options(self.critical_options.as_ref(), "critical_options")?;
+        p.default_critical_options = cert_options(
             self.default_critical_options.as_ref(),
             "default_critical_options",
         )?;
         p.allowed_critical_options = self.allowed_critical_options.clone();
-        p.extensions = options(self.extensions.as_ref(), "extensions")?;
-        p.default_extensions = options(self.default_extensions.as_ref(), "default_extensions")?;
+        p.extensions = cert_options(self.extensions.as_ref(), "extensions")?;
+        p.default_extensions =
+            cert_options(self.default_extensions.as_ref(), "default_extensions")?;
         p.allowed_extensions = self.allowed_extensions.clone();
         if let Some(t) = duration(self.ttl.as_ref(), "ttl")? {
             p.ttl = t;
@@ -258,6 +348,71 @@ impl Config {
                 )
             })?;
             cfg.ekm_connections.insert(name, v);
+        }
+        if let Some(v) = shape.server {
+            let mut server = ServerConfig::deserialize(v)
+                .map_err(|e| cfg_err(path, format_args!("[server]: {}", e.message())))?;
+            let base = path.parent().unwrap_or(Path::new(""));
+            for p in [
+                &mut server.tls_cert,
+                &mut server.tls_key,
+                &mut server.client_ca,
+                &mut server.data_dir,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+            if server.tls_cert.is_some() != server.tls_key.is_some() {
+                return Err(cfg_err(
+                    path,
+                    "[server]: `tls_cert` and `tls_key` go together (set both or neither)",
+                ));
+            }
+            if let Some(l) = &server.listen {
+                l.parse::<std::net::SocketAddr>().map_err(|e| {
+                    cfg_err(path, format_args!("[server]: field `listen`: `{l}`: {e}"))
+                })?;
+            }
+            globs(server.admins.as_ref(), "admins")
+                .map_err(|m| cfg_err(path, format_args!("[server]: {m}")))?;
+            for (field, v) in [
+                ("request_timeout", &server.request_timeout),
+                ("store_timeout", &server.store_timeout),
+            ] {
+                duration(v.as_ref(), field)
+                    .map_err(|m| cfg_err(path, format_args!("[server]: {m}")))?;
+            }
+            if let Some(r) = &server.rate_limit {
+                parse_rate(r).map_err(|m| {
+                    cfg_err(path, format_args!("[server]: field `rate_limit`: {m}"))
+                })?;
+            }
+            cfg.server = Some(server);
+        }
+        for (name, v) in shape.token {
+            let token = TokenConfig::deserialize(v)
+                .map_err(|e| cfg_err(path, format_args!("token `{name}`: {}", e.message())))?;
+            sshca_core::text::check_printable("token name", &name)
+                .map_err(|e| cfg_err(path, format_args!("token: {e}")))?;
+            if token.sha256.len() != 64
+                || !token
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(cfg_err(
+                    path,
+                    format_args!(
+                        "token `{name}`: field `sha256`: not 64 lower-case hex digits \
+                         (the SHA-256 of the token, as `sshca token new` prints it)"
+                    ),
+                ));
+            }
+            cfg.tokens.insert(name, token);
         }
         for (name, v) in shape.ca {
             let mut ca = CaConfig::deserialize(v)
@@ -384,6 +539,50 @@ impl<'a> EffectivePolicy<'a> {
             ca: &entry.ca,
             ca_key: ca.uri().unwrap_or_else(|_| ca.key.clone()),
             issued_dir: entry.issued_dir.as_deref(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/sshca/sshca.toml"))
+    }
+
+    #[test]
+    fn server_and_tokens() {
+        let c = parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"s.pem\"\ntls_key = \"/k.pem\"\n\
+             rate_limit = \"10/min\"\n[token.ci]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+        )
+        .unwrap();
+        let s = c.server.unwrap();
+        assert_eq!(s.tls_cert.unwrap(), Path::new("/etc/sshca/s.pem"));
+        assert_eq!(s.tls_key.unwrap(), Path::new("/k.pem"));
+        assert_eq!(c.tokens.len(), 1);
+        assert_eq!(parse_rate("10/min"), Ok((10, 60)));
+        assert!(parse_rate("0/min").is_err() && parse_rate("5/day").is_err());
+    }
+
+    #[test]
+    fn server_mistakes_are_named() {
+        for (text, needle) in [
+            ("[server]\nlisten = \"nowhere\"\n", "field `listen`"),
+            ("[server]\ntls_cert = \"a\"\n", "go together"),
+            ("[server]\nrate_limit = \"lots\"\n", "field `rate_limit`"),
+            ("[server]\nrequest_timeout = \"soon\"\n", "request_timeout"),
+            ("[server]\nadmins = [\"a,b\"]\n", "admins"),
+            ("[server]\nlisen = \"x\"\n", "lisen"),
+            (
+                "[token.ci]\nsha256 = \"abc\"\n",
+                "token `ci`: field `sha256`",
+            ),
+            ("[token.ci]\nsecret = \"abc\"\n", "token `ci`"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
         }
     }
 }

@@ -1,0 +1,329 @@
+//! `sshca request`: certificates from an `sshca serve` service, written
+//! where `sshca sign` (and ssh-keygen) would write them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{json, Value};
+use sshca::core::options::OptionsBuilder;
+use sshca::core::{CertOptions, OptionValue};
+use sshca::signer::{Error, ErrorKind, Result, Secret};
+
+use crate::output::invalid;
+
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct RequestArgs {
+    /// Service URL (`https://HOST:PORT`); repeat to fail over to the next
+    /// one on connection errors and 503.
+    #[arg(long = "server", required = true)]
+    servers: Vec<String>,
+    /// Policy to sign under.
+    #[arg(long)]
+    policy: String,
+    /// Principals, comma-separated.
+    #[arg(short = 'n')]
+    principals: Option<String>,
+    /// Validity interval (ssh-keygen -V syntax).
+    #[arg(short = 'V', allow_hyphen_values = true)]
+    validity: Option<String>,
+    /// Certificate option (ssh-keygen -O syntax); repeatable.
+    #[arg(short = 'O', allow_hyphen_values = true)]
+    options: Vec<String>,
+    /// Key identifier.
+    #[arg(short = 'I')]
+    key_id: Option<String>,
+    /// Ask for host certificates.
+    #[arg(short = 'h')]
+    host: bool,
+    /// File holding the bearer token (default: $SSHCA_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// PEM file with a client certificate and its private key.
+    #[arg(long)]
+    identity: Option<PathBuf>,
+    /// PEM certificates to trust for the service (default: the system's).
+    #[arg(long)]
+    server_ca: Option<PathBuf>,
+    /// Quiet: no report line per certificate.
+    #[arg(short = 'q')]
+    quiet: bool,
+    /// Print help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Public keys (or private keys with KEY.pub beside them).
+    #[arg(required = true)]
+    keys: Vec<PathBuf>,
+}
+
+fn pem_err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    invalid(format!("{}: {what}: {e}", path.display()))
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(&format!("cannot read the {what}"), path, &e))
+}
+
+fn tls_config(a: &RequestArgs) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match &a.server_ca {
+        Some(path) => {
+            let bytes = read(path, "server CA (--server-ca)")?;
+            let mut n = 0;
+            for c in rustls_pemfile::certs(&mut bytes.as_slice()) {
+                let c = c.map_err(|e| pem_err(path, "--server-ca", e))?;
+                roots.add(c).map_err(|e| pem_err(path, "--server-ca", e))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(pem_err(path, "--server-ca", "no CERTIFICATE block"));
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::new(ErrorKind::Internal, "TLS setup").with_source(e))?
+        .with_root_certificates(roots);
+    let config = match &a.identity {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let bytes = read(path, "client identity (--identity)")?;
+            let certs = rustls_pemfile::certs(&mut bytes.as_slice())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| pem_err(path, "--identity", e))?;
+            if certs.is_empty() {
+                return Err(pem_err(path, "--identity", "no CERTIFICATE block"));
+            }
+            let key = rustls_pemfile::private_key(&mut bytes.as_slice())
+                .map_err(|e| pem_err(path, "--identity", e))?
+                .ok_or_else(|| pem_err(path, "--identity", "no PRIVATE KEY block"))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| pem_err(path, "--identity", e))?
+        }
+    };
+    Ok(config)
+}
+
+fn token(a: &RequestArgs) -> Result<Option<Secret>> {
+    let text = match &a.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::io("cannot read the token file", path, &e))?,
+        ),
+        None => std::env::var("SSHCA_TOKEN").ok(),
+    };
+    Ok(text
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new))
+}
+
+fn option_map(opts: &CertOptions) -> BTreeMap<String, String> {
+    opts.iter()
+        .map(|(k, v)| {
+            let v = match v {
+                OptionValue::Flag => String::new(),
+                OptionValue::Text(t) => t.clone(),
+                OptionValue::Raw(r) => String::from_utf8_lossy(r).into_owned(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// The service's answer that ends the request (anything but a reason to
+/// try the next server).
+enum Outcome {
+    Issued(Value),
+    Refused(Error),
+}
+
+async fn ask(
+    client: &reqwest::Client,
+    server: &str,
+    a: &RequestArgs,
+    token: Option<&Secret>,
+    body: &Value,
+) -> std::result::Result<Outcome, String> {
+    let url = format!("{}/v1/sign/{}", server.trim_end_matches('/'), a.policy);
+    let mut req = client.post(&url).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t.expose());
+    }
+    let resp = req.send().await.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        msg
+    })?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(Outcome::Issued(v));
+    }
+    let code = v["error"]["code"].as_str().unwrap_or("?").to_owned();
+    let message = v["error"]["message"]
+        .as_str()
+        .unwrap_or("(no message)")
+        .to_owned();
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+        return Err(format!("{status}: {code}: {message}"));
+    }
+    let kind = match status.as_u16() {
+        401 => ErrorKind::Unauthenticated,
+        403 => ErrorKind::PermissionDenied,
+        404 => ErrorKind::NotFound,
+        422 => ErrorKind::Policy,
+        429 => ErrorKind::Throttled,
+        _ => ErrorKind::InvalidInput,
+    };
+    Ok(Outcome::Refused(Error::new(
+        kind,
+        format!(
+            "{server}: {} {code}: {}",
+            status.as_u16(),
+            sshca::core::text::escape(&message)
+        ),
+    )))
+}
+
+/// `sshca request`.
+pub async fn run(a: RequestArgs) -> Result<()> {
+    for s in &a.servers {
+        if !s.starts_with("https://") {
+            return Err(invalid(format!(
+                "--server {s}: the service is only reachable over https://"
+            )));
+        }
+    }
+    let token = token(&a)?;
+    if token.is_none() && a.identity.is_none() {
+        return Err(invalid(
+            "no credential: give --token-file, set SSHCA_TOKEN, or give --identity (a client certificate)",
+        ));
+    }
+    let mut opts = OptionsBuilder::empty();
+    opts.apply_all(a.options.iter().map(String::as_str))?;
+    let (crit, ext) = opts.build()?;
+    let cleared = a.options.iter().any(|o| o.eq_ignore_ascii_case("clear"));
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(&a)?)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot set up the HTTPS client").with_source(e)
+        })?;
+    for key_path in &a.keys {
+        let (key, comment) = sshca::read_subject_key(key_path)?;
+        let line = sshca::core::PublicKey::new(key, comment)
+            .to_openssh()
+            .map_err(|e| invalid(format!("{}: {e}", key_path.display())))?;
+        let mut body = json!({ "public_key": line });
+        if let Some(p) = &a.principals {
+            body["principals"] = json!(p.split(',').collect::<Vec<_>>());
+        }
+        if let Some(v) = &a.validity {
+            body["validity"] = json!(v);
+        }
+        if let Some(k) = &a.key_id {
+            body["key_id"] = json!(k);
+        }
+        if a.host {
+            body["cert_type"] = json!("host");
+        }
+        if !crit.is_empty() {
+            body["critical_options"] = json!(option_map(&crit));
+        }
+        if !ext.is_empty() || cleared {
+            body["extensions"] = json!(option_map(&ext));
+        }
+        let mut failures = Vec::new();
+        let mut issued = None;
+        for server in &a.servers {
+            match ask(&client, server, &a, token.as_ref(), &body).await {
+                Ok(Outcome::Issued(v)) => {
+                    issued = Some(v);
+                    break;
+                }
+                Ok(Outcome::Refused(e)) => return Err(e.context(key_path.display())),
+                Err(why) => {
+                    if !a.quiet && a.servers.len() > 1 {
+                        eprintln!("sshca: {server}: {why}; trying the next server");
+                    }
+                    failures.push(format!("{server}: {why}"));
+                }
+            }
+        }
+        let Some(v) = issued else {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{}: no server could issue a certificate: {}",
+                    key_path.display(),
+                    failures.join("; ")
+                ),
+            ));
+        };
+        let cert = v["certificate"].as_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadResponse,
+                "the service answered without a certificate",
+            )
+        })?;
+        // What is written is a certificate of the key that was sent.
+        let parsed = sshca::core::Certificate::from_openssh(cert).map_err(|e| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("the service sent an unreadable certificate: {e}"),
+            )
+        })?;
+        if *parsed.public_key() != sshca::read_subject_key(key_path)?.0 {
+            return Err(Error::new(
+                ErrorKind::BadResponse,
+                "the service certified another key",
+            ));
+        }
+        let out = crate::files::cert_path_for(key_path);
+        crate::files::write_atomic(&out, format!("{}\n", cert.trim_end()).as_bytes())?;
+        if !a.quiet {
+            for c in v["changes"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "sshca: {}: policy `{}`: {}",
+                    key_path.display(),
+                    a.policy,
+                    c.as_str().unwrap_or_default()
+                );
+            }
+            let info = sshca::CertInfo::new(&parsed);
+            eprintln!(
+                "Signed {} key {}: id \"{}\" serial {}{} valid {}",
+                info.cert_type,
+                out.display(),
+                sshca::core::text::escape(&info.key_id),
+                info.serial,
+                if info.principals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {}", info.principals.join(","))
+                },
+                sshca::core::validity::describe(info.valid_after, info.valid_before)
+            );
+        }
+    }
+    Ok(())
+}

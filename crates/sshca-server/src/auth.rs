@@ -1,0 +1,191 @@
+//! Who is asking: bearer tokens (kept as SHA-256 hashes, compared in
+//! constant time) and client certificates (first SAN, else subject CN).
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderMap};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use x509_cert::der::Decode;
+
+use crate::error::ApiError;
+use sshca::config::TokenConfig;
+
+/// An authenticated requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Where the identity comes from: `token` or `client-cert`.
+    pub source: &'static str,
+    /// The name policies' `requesters` globs match.
+    pub name: String,
+}
+
+/// The configured bearer tokens.
+#[derive(Clone)]
+pub(crate) struct Tokens(Vec<(String, [u8; 32])>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+impl Tokens {
+    pub fn new(tokens: &BTreeMap<String, TokenConfig>) -> Self {
+        Self(
+            tokens
+                .iter()
+                .filter_map(|(name, t)| {
+                    let mut h = [0u8; 32];
+                    hex::decode_to_slice(&t.sha256, &mut h).ok()?;
+                    Some((name.clone(), h))
+                })
+                .collect(),
+        )
+    }
+
+    /// The identity of a presented token. Every configured hash is compared,
+    /// in constant time, whatever matches.
+    pub fn check(&self, presented: &str) -> Option<&str> {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (name, want) in &self.0 {
+            if bool::from(want.ct_eq(&h)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// Lower-case hex SHA-256 of a token, as `[token.NAME] sha256` holds it.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh random bearer token (256 bits).
+pub fn new_token() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    format!(
+        "sshca_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The bearer token of a request, if it carries one.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(v) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| ApiError::unauthenticated("the Authorization header is not text"))?;
+    match v.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::unauthenticated(
+            "the Authorization header is not `Bearer TOKEN`",
+        )),
+    }
+}
+
+/// The identity a client certificate (already verified against the
+/// client CA) carries: its first DNS, URI or e-mail SAN, else its subject
+/// CN. `None` when it has neither, or does not parse.
+pub(crate) fn cert_identity(der: &[u8]) -> Option<String> {
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::SubjectAltName;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = &cert.tbs_certificate;
+    if let Ok(Some((_, san))) = tbs.get::<SubjectAltName>() {
+        for name in san.0 {
+            let found = match name {
+                GeneralName::DnsName(n) => Some(n.to_string()),
+                GeneralName::UniformResourceIdentifier(n) => Some(n.to_string()),
+                GeneralName::Rfc822Name(n) => Some(n.to_string()),
+                _ => None,
+            };
+            if let Some(n) = found.filter(|n| !n.is_empty()) {
+                return Some(n);
+            }
+        }
+    }
+    const CN: x509_cert::der::asn1::ObjectIdentifier =
+        x509_cert::der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    tbs.subject
+        .0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == CN)
+        .find_map(|atv| {
+            use x509_cert::der::asn1::{PrintableStringRef, Utf8StringRef};
+            atv.value
+                .decode_as::<Utf8StringRef<'_>>()
+                .map(|s| s.to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.to_string())
+                })
+                .ok()
+        })
+        .filter(|n| !n.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_match_by_hash_only() {
+        let t = new_token();
+        assert!(t.starts_with("sshca_") && t.len() > 40);
+        let mut map = BTreeMap::new();
+        map.insert(
+            "ci".to_string(),
+            TokenConfig {
+                sha256: token_hash(&t),
+            },
+        );
+        let tokens = Tokens::new(&map);
+        assert_eq!(tokens.check(&t), Some("ci"));
+        assert_eq!(tokens.check(&format!("{t}x")), None);
+        assert_eq!(tokens.check(""), None);
+        assert!(!format!("{tokens:?}").contains(&token_hash(&t)));
+    }
+
+    #[test]
+    fn certificate_identities() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["deploy.example.com".into()]).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "ignored-cn");
+        let c = p.self_signed(&key).unwrap();
+        assert_eq!(
+            cert_identity(c.der()).as_deref(),
+            Some("deploy.example.com")
+        );
+
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
+            "alice@example.com".try_into().unwrap(),
+        )];
+        let c = p.self_signed(&key).unwrap();
+        assert_eq!(cert_identity(c.der()).as_deref(), Some("alice@example.com"));
+
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "ci-runner");
+        let c = p.self_signed(&key).unwrap();
+        assert_eq!(cert_identity(c.der()).as_deref(), Some("ci-runner"));
+
+        assert_eq!(cert_identity(b"not a certificate"), None);
+    }
+}

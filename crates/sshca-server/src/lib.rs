@@ -1,0 +1,215 @@
+//! `sshca serve`: a signing service in front of any sshca backend.
+//!
+//! Requesters authenticate with a bearer token (`[token.NAME]`, kept as a
+//! SHA-256 hash) or a client certificate (chaining to `[server] client_ca`);
+//! the identity is matched against each policy's `requesters`; the policy
+//! merges the request; the CA signs (every signature verified); the row is
+//! committed to the [`sshca_store::Store`]; only then is the certificate
+//! returned. See the HTTP API in `docs/server.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use sshca::config::Config;
+use sshca::signer::{Error, ErrorKind, Result};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_service::Service;
+
+mod app;
+mod auth;
+pub mod dev;
+mod error;
+mod limit;
+mod metrics;
+mod routes;
+mod settings;
+mod tls;
+
+pub use auth::{new_token, token_hash, Identity};
+pub use settings::{store_url, Settings};
+
+use app::{App, Peer};
+
+/// Called once with the service's URL when it is listening.
+pub type OnListening = Box<dyn FnOnce(&str) + Send>;
+
+/// How `sshca serve` was asked to run.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// Overrides `[server] listen`.
+    pub listen: Option<SocketAddr>,
+    /// Where to write `{"url", "ca_cert"}` once listening.
+    pub ready_file: Option<PathBuf>,
+    /// The certificate clients must trust, for the ready file (default:
+    /// `tls_cert`).
+    pub trust_cert: Option<PathBuf>,
+    /// Called with the URL once listening.
+    pub on_listening: Option<OnListening>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("listen", &self.listen)
+            .field("ready_file", &self.ready_file)
+            .field("trust_cert", &self.trust_cert)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the service until SIGTERM or SIGINT, then stops accepting,
+/// finishes the requests in flight and returns.
+pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
+    let settings = Settings::from_config(&config, options.listen)?;
+    let tls = tls::server_config(&settings)?;
+    let store = sshca_store::open(
+        &settings.store,
+        &sshca_store::StoreOptions {
+            write_timeout: settings.store_timeout,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let cas = App::open_cas(&config).await?;
+    if cas.is_empty() {
+        tracing::warn!("no policy is configured: every sign request will get 404");
+    }
+    let listener = TcpListener::bind(settings.listen).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot listen on {}", settings.listen),
+        )
+        .with_source(e)
+    })?;
+    let addr = listener.local_addr().map_err(|e| {
+        Error::new(ErrorKind::Io, "cannot read the listening address").with_source(e)
+    })?;
+    let app = Arc::new(App {
+        tokens: auth::Tokens::new(&config.tokens),
+        limiter: settings
+            .rate_limit
+            .map(|(n, secs)| limit::RateLimiter::new(n, secs)),
+        signing: Semaphore::new(settings.max_concurrent_signs),
+        metrics: metrics::Metrics::new(),
+        cas,
+        store,
+        settings,
+        config,
+    });
+    let url = format!("https://{addr}");
+    tracing::info!(%url, store = %app.store.describe(), policies = app.config.policies.len(), "listening");
+    if let Some(path) = &options.ready_file {
+        let trust = options
+            .trust_cert
+            .clone()
+            .unwrap_or_else(|| app.settings.tls_cert.clone());
+        write_ready_file(path, &url, &trust)?;
+    }
+    if let Some(f) = options.on_listening.take() {
+        f(&url);
+    }
+    let router = routes::router(app.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let peer = Peer {
+                client_cert: tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| auth::cert_identity(c)),
+            };
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    let mut router = router.clone();
+                    async move { router.call(req.map(axum::body::Body::new)).await }
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing the requests in flight");
+    let grace = app.settings.request_timeout + app.settings.store_timeout + Duration::from_secs(5);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections did not finish within {} s",
+            grace.as_secs()
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn write_ready_file(path: &Path, url: &str, trust: &Path) -> Result<()> {
+    let trust = std::path::absolute(trust).unwrap_or_else(|_| trust.to_owned());
+    let text = serde_json::json!({"url": url, "ca_cert": trust}).to_string();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |e: std::io::Error| Error::io("cannot write the ready file", path, &e);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}

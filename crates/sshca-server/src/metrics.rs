@@ -1,0 +1,101 @@
+//! `/metrics`, in the Prometheus text format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    policy: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    ca: String,
+    outcome: String,
+}
+
+/// The service's counters and histograms.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    sign_seconds: Histogram,
+    backend_calls: Family<BackendLabels, Counter>,
+    store_write_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("sshca");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by policy and outcome",
+            requests.clone(),
+        );
+        let sign_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        registry.register(
+            "sign_duration_seconds",
+            "Time to issue a certificate (policy, signature, store), in seconds",
+            sign_seconds.clone(),
+        );
+        let backend_calls = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "backend_calls",
+            "Signatures asked of the key backends, by CA and outcome",
+            backend_calls.clone(),
+        );
+        let store_write_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 16));
+        registry.register(
+            "store_write_duration_seconds",
+            "Time to commit a certificate row, in seconds",
+            store_write_seconds.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            sign_seconds,
+            backend_calls,
+            store_write_seconds,
+        }
+    }
+
+    /// `policy` is a configured policy name or `-`, never what a client
+    /// typed (the label set stays bounded).
+    pub fn request(&self, policy: &str, outcome: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                policy: policy.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn signed(&self, seconds: f64) {
+        self.sign_seconds.observe(seconds);
+    }
+
+    pub fn backend_call(&self, ca: &str, outcome: &str) {
+        self.backend_calls
+            .get_or_create(&BackendLabels {
+                ca: ca.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn store_write(&self, seconds: f64) {
+        self.store_write_seconds.observe(seconds);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,622 @@
+//! The HTTP API. Every answer to a request with a client's mistake is a
+//! 4xx naming what is wrong; 503 (with `Retry-After`) when a backend or the
+//! store cannot do its part; each request logged once, each refusal audited.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sshca::core::policy::Request;
+use sshca::core::validity::parse_validity;
+use sshca::core::{random_serial, CertType};
+use sshca::signer::{ErrorKind, SignerExt};
+use sshca_store::{AuditEvent, CertQuery, IssuedCert, Recorded};
+
+use crate::app::{App, Peer};
+use crate::auth::Identity;
+use crate::error::ApiError;
+
+/// The service's routes.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/sign/{policy}", post(sign))
+        .route("/v1/ca/{name}", get(ca_key))
+        .route("/v1/policies", get(policies))
+        .route("/v1/certs", get(certs))
+        .route("/v1/certs/{serial}", get(cert))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such endpoint").into_response() })
+        .with_state(app)
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    hex::encode(b)
+}
+
+/// One request's facts, for its log line, its metrics and its audit row.
+struct Ctx {
+    id: String,
+    started: Instant,
+    route: &'static str,
+    identity: Option<Identity>,
+    /// A configured policy's name (never what the client typed otherwise).
+    policy: Option<String>,
+    serial: Option<u64>,
+}
+
+impl Ctx {
+    fn new(route: &'static str) -> Self {
+        Self {
+            id: request_id(),
+            started: Instant::now(),
+            route,
+            identity: None,
+            policy: None,
+            serial: None,
+        }
+    }
+
+    /// Logs, counts and (for refusals) audits the answer, and tags it with
+    /// the request id.
+    fn finish(self, app: &Arc<App>, result: Result<Response, ApiError>) -> Response {
+        let (status, code, reason, mut response) = match result {
+            Ok(r) => (r.status(), "ok", String::new(), r),
+            Err(e) => (e.status, e.code, e.message.clone(), e.into_response()),
+        };
+        let policy = self.policy.as_deref().unwrap_or("-");
+        if self.route == "sign" {
+            app.metrics.request(policy, code);
+        }
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let (identity, source) = self
+            .identity
+            .as_ref()
+            .map(|i| (i.name.as_str(), i.source))
+            .unwrap_or(("-", "-"));
+        tracing::info!(
+            target: "sshca::request",
+            request_id = %self.id,
+            route = self.route,
+            identity,
+            source,
+            policy,
+            status = status.as_u16(),
+            outcome = code,
+            serial = self.serial.map(|s| s.to_string()).unwrap_or_default(),
+            duration_ms = format!("{ms:.2}"),
+            reason = %reason,
+        );
+        if status.is_client_error() || status.is_server_error() {
+            let event = AuditEvent {
+                at: unix_now(),
+                request_id: self.id.clone(),
+                identity: self.identity.as_ref().map(|i| i.name.clone()),
+                auth_source: self.identity.as_ref().map(|i| i.source.to_owned()),
+                policy: self.policy.clone(),
+                status: status.as_u16(),
+                code: code.to_owned(),
+                reason,
+            };
+            let store = app.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.audit(&event).await {
+                    tracing::warn!(request_id = %event.request_id, error = %e.report(), "cannot write the audit row");
+                }
+            });
+        }
+        if let Ok(v) = self.id.parse() {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        response
+    }
+}
+
+/// Reads the body, refusing one over `max_body` with 413.
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over {} bytes", app.settings.max_body),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.settings.max_body as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, app.settings.max_body)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit")
+            {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })
+}
+
+/// `POST /v1/sign/{policy}`'s body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    public_key: String,
+    principals: Option<Vec<String>>,
+    key_id: Option<String>,
+    validity: Option<String>,
+    critical_options: Option<BTreeMap<String, String>>,
+    extensions: Option<BTreeMap<String, String>>,
+    cert_type: Option<String>,
+}
+
+fn parse_sign_body(bytes: &[u8], now: u64) -> Result<(sshca::core::KeyData, Request), ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let b: SignBody = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("the request body is not a sign request: {inner}"))
+        } else {
+            ApiError::bad_request(format!("field `{path}`: {inner}"))
+        }
+    })?;
+    let key = sshca::parse_public_key(&b.public_key, "field `public_key`")
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let validity = b
+        .validity
+        .as_deref()
+        .map(|v| parse_validity(v, now))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("field `validity`: {e}")))?;
+    let cert_type = match b.cert_type.as_deref() {
+        None => None,
+        Some("user") => Some(CertType::User),
+        Some("host") => Some(CertType::Host),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "field `cert_type`: `{other}` is not `user` or `host`"
+            )))
+        }
+    };
+    let opts = |m: Option<&BTreeMap<String, String>>, field: &str| {
+        m.map(|m| sshca::config::cert_options(Some(m), field))
+            .transpose()
+            .map_err(ApiError::bad_request)
+    };
+    Ok((
+        key.key_data().clone(),
+        Request {
+            requester: None,
+            cert_type,
+            principals: b.principals,
+            critical_options: opts(b.critical_options.as_ref(), "critical_options")?,
+            extensions: opts(b.extensions.as_ref(), "extensions")?,
+            validity,
+            key_id: b.key_id,
+            serial: None,
+        },
+    ))
+}
+
+async fn sign(
+    State(app): State<Arc<App>>,
+    Path(policy): Path<String>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut ctx = Ctx::new("sign");
+    let r = sign_inner(&app, &mut ctx, &policy, &peer, &headers, body).await;
+    ctx.finish(&app, r)
+}
+
+async fn sign_inner(
+    app: &Arc<App>,
+    ctx: &mut Ctx,
+    policy_name: &str,
+    peer: &Peer,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let identity = app.authenticate(headers, peer)?;
+    ctx.identity = Some(identity.clone());
+    let bytes = read_body(app, headers, body).await?;
+    let (entry, _) = app
+        .config
+        .policy(policy_name)
+        .map_err(|_| ApiError::not_found(format!("no policy named `{policy_name}`")))?;
+    ctx.policy = Some(policy_name.to_owned());
+    if let Some(globs) = &entry.policy.requesters {
+        if !globs.iter().any(|g| g.matches(&identity.name)) {
+            return Err(ApiError::forbidden(format!(
+                "identity `{}` may not use policy `{policy_name}`",
+                identity.name
+            )));
+        }
+    }
+    if let Some(limiter) = &app.limiter {
+        limiter.check(&identity.name).map_err(|wait| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests from `{}`", identity.name),
+            )
+            .retry(wait)
+        })?;
+    }
+    let now = unix_now();
+    let (subject, mut req) = parse_sign_body(&bytes, now)?;
+    req.requester = Some(identity.name.clone());
+    let ca = app.cas.get(&entry.ca).ok_or_else(|| {
+        ApiError::unavailable(
+            "backend_unavailable",
+            format!("CA `{}` is not open", entry.ca),
+        )
+    })?;
+    let (mut template, changes) = entry
+        .policy
+        .merge(&req, &subject, now, random_serial())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "policy_refused",
+                e.to_string()
+                    .trim_start_matches("invalid template: ")
+                    .to_owned(),
+            )
+        })?;
+    let started = Instant::now();
+    // A serial the CA already used (the database decides) means another
+    // draw and another signature.
+    for _attempt in 0..4 {
+        let cert = sign_bounded(app, &entry.ca, ca, &template, &subject).await?;
+        let line = cert.to_openssh().map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot encode the certificate: {e}"),
+            )
+        })?;
+        let row = IssuedCert {
+            ca_fingerprint: ca.fingerprint.clone(),
+            serial: cert.serial(),
+            key_id: cert.key_id().to_owned(),
+            cert_type: cert.cert_type().to_string(),
+            principals: cert.principals().to_vec(),
+            valid_after: cert.valid_after(),
+            valid_before: cert.valid_before(),
+            subject_fingerprint: sshca::fingerprint(&subject),
+            requester: identity.name.clone(),
+            policy: policy_name.to_owned(),
+            issued_at: now,
+            certificate: line.clone(),
+        };
+        let write_started = Instant::now();
+        let recorded = app.store.record(&row).await.map_err(|e| {
+            tracing::warn!(request_id = %ctx.id, error = %e.report(), "store write failed");
+            ApiError::unavailable(
+                "store_unavailable",
+                "the certificate could not be recorded; none was issued",
+            )
+        })?;
+        app.metrics
+            .store_write(write_started.elapsed().as_secs_f64());
+        match recorded {
+            Recorded::SerialTaken => {
+                template.serial = random_serial();
+                continue;
+            }
+            Recorded::Stored => {}
+        }
+        app.metrics.signed(started.elapsed().as_secs_f64());
+        ctx.serial = Some(row.serial);
+        let body = json!({
+            "certificate": line,
+            "serial": row.serial.to_string(),
+            "key_id": row.key_id,
+            "principals": row.principals,
+            "valid_after": row.valid_after,
+            "valid_before": row.valid_before,
+            "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        return Ok(Json(body).into_response());
+    }
+    Err(ApiError::unavailable(
+        "store_unavailable",
+        "no unused serial found after 4 draws",
+    ))
+}
+
+/// Signs with at most `max_concurrent_signs` signatures in flight and the
+/// request timeout over the wait and the signature.
+async fn sign_bounded(
+    app: &App,
+    ca_name: &str,
+    ca: &crate::app::Ca,
+    template: &sshca::core::CertTemplate,
+    subject: &sshca::core::KeyData,
+) -> Result<sshca::core::Certificate, ApiError> {
+    let work = async {
+        let _permit = app.signing.acquire().await.map_err(|_| {
+            ApiError::unavailable("backend_unavailable", "the service is shutting down")
+        })?;
+        let r = ca.signer.sign_certificate(template, subject, None).await;
+        app.metrics
+            .backend_call(ca_name, if r.is_ok() { "ok" } else { "error" });
+        r.map_err(|e| {
+            tracing::warn!(ca = ca_name, error = %e.report(), "signing failed");
+            let code = match e.kind() {
+                ErrorKind::Throttled => "backend_throttled",
+                _ => "backend_unavailable",
+            };
+            ApiError::unavailable(code, format!("CA `{ca_name}` could not sign: {}", e.kind()))
+        })
+    };
+    match tokio::time::timeout(app.settings.request_timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::unavailable(
+            "backend_timeout",
+            format!(
+                "CA `{ca_name}` did not sign within {} s",
+                app.settings.request_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn ca_key(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    let ctx = Ctx::new("ca");
+    let r = match app.cas.get(&name) {
+        Some(ca) => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", ca.public_line),
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(format!("no CA named `{name}`"))),
+    };
+    ctx.finish(&app, r)
+}
+
+async fn policies(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let mut ctx = Ctx::new("policies");
+    let r = (|| {
+        let identity = app.authenticate(&headers, &peer)?;
+        ctx.identity = Some(identity.clone());
+        let mut out = Vec::new();
+        for (name, entry) in &app.config.policies {
+            let allowed = entry
+                .policy
+                .requesters
+                .as_ref()
+                .is_none_or(|globs| globs.iter().any(|g| g.matches(&identity.name)));
+            if !allowed {
+                continue;
+            }
+            let mut v = serde_json::to_value(&entry.policy).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("ca".into(), json!(entry.ca));
+                m.insert("name".into(), json!(name));
+            }
+            out.push(v);
+        }
+        Ok(Json(json!({ "policies": out })).into_response())
+    })();
+    ctx.finish(&app, r)
+}
+
+fn query_params(raw: Option<&str>) -> Result<CertQuery, ApiError> {
+    let mut q = CertQuery::default();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)
+            .ok_or_else(|| ApiError::bad_request(format!("query `{k}`: not UTF-8 text")))?;
+        let number = |what: &str| {
+            v.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("query `{k}`: `{v}` is not {what}")))
+        };
+        match k {
+            "serial" => q.serial = Some(number("a serial number")?),
+            "key_id" => q.key_id = Some(v.clone()),
+            "principal" => q.principal = Some(v.clone()),
+            "requester" => q.requester = Some(v.clone()),
+            "limit" => {
+                q.limit = u32::try_from(number("a count")?)
+                    .unwrap_or(CertQuery::MAX_LIMIT)
+                    .min(CertQuery::MAX_LIMIT)
+            }
+            other => return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{other}` (serial, key_id, principal, requester, limit)"
+            ))),
+        }
+    }
+    Ok(q)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// Lists certificates: an admin sees all, anyone else only their own.
+async fn list(
+    app: &Arc<App>,
+    ctx: &mut Ctx,
+    peer: &Peer,
+    headers: &HeaderMap,
+    mut q: CertQuery,
+) -> Result<Vec<IssuedCert>, ApiError> {
+    let identity = app.authenticate(headers, peer)?;
+    ctx.identity = Some(identity.clone());
+    if !app.settings.is_admin(&identity.name) {
+        match &q.requester {
+            Some(r) if *r != identity.name => {
+                return Err(ApiError::forbidden(format!(
+                    "`{}` may only list its own certificates (admins may list all)",
+                    identity.name
+                )))
+            }
+            _ => q.requester = Some(identity.name.clone()),
+        }
+    }
+    app.store.certs(&q).await.map_err(|e| {
+        tracing::warn!(error = %e.report(), "store read failed");
+        ApiError::unavailable("store_unavailable", "the store cannot be read")
+    })
+}
+
+async fn certs(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let mut ctx = Ctx::new("certs");
+    let r = async {
+        let q = query_params(raw.as_deref())?;
+        let rows = list(&app, &mut ctx, &peer, &headers, q).await?;
+        Ok(Json(json!({ "certs": rows })).into_response())
+    }
+    .await;
+    ctx.finish(&app, r)
+}
+
+async fn cert(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut ctx = Ctx::new("cert");
+    let r = async {
+        let serial = serial.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("`{serial}` is not a serial number (a decimal u64)"))
+        })?;
+        let q = CertQuery {
+            serial: Some(serial),
+            ..Default::default()
+        };
+        let rows = list(&app, &mut ctx, &peer, &headers, q).await?;
+        match rows.into_iter().next() {
+            Some(row) => Ok(Json(row).into_response()),
+            None => Err(ApiError::not_found(format!(
+                "no certificate with serial {serial} that you may see"
+            ))),
+        }
+    }
+    .await;
+    ctx.finish(&app, r)
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.store.health().await {
+        Ok(()) => Json(json!({"status": "ok", "store": "ok"})).into_response(),
+        Err(e) => {
+            let mut r = ApiError::unavailable("store_unavailable", e.to_string()).into_response();
+            *r.body_mut() =
+                Body::from(json!({"status": "unavailable", "store": e.to_string()}).to_string());
+            r
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_checked() {
+        let q = query_params(Some("serial=5&key_id=a%20b&limit=3")).unwrap();
+        assert_eq!(q.serial, Some(5));
+        assert_eq!(q.key_id.as_deref(), Some("a b"));
+        assert_eq!(q.limit, 3);
+        for bad in ["serial=x", "limit=-1", "colour=red", "key_id=%ff"] {
+            let e = query_params(Some(bad)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sign_bodies_name_the_wrong_field() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH1i9NcBEhwWrvjHucG2W9YoKCOR9B5MEd2beUZ9IPRa";
+        for (body, needle) in [
+            ("{}".to_string(), "public_key"),
+            ("not json".to_string(), "not a sign request"),
+            (
+                json!({"public_key": "ssh-ed25519 zzz"}).to_string(),
+                "field `public_key`",
+            ),
+            (
+                json!({"public_key": key, "validity": "+1q"}).to_string(),
+                "field `validity`",
+            ),
+            (
+                json!({"public_key": key, "cert_type": "robot"}).to_string(),
+                "field `cert_type`",
+            ),
+            (
+                json!({"public_key": key, "colour": "red"}).to_string(),
+                "colour",
+            ),
+            (
+                json!({"public_key": key, "principals": "alice"}).to_string(),
+                "principals",
+            ),
+        ] {
+            let e = parse_sign_body(body.as_bytes(), 1_700_000_000)
+                .err()
+                .unwrap();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains(needle), "{body}: {}", e.message);
+        }
+        let (_, req) = parse_sign_body(
+            json!({"public_key": key, "principals": ["alice"], "extensions": {"permit-pty": ""}})
+                .to_string()
+                .as_bytes(),
+            1,
+        )
+        .unwrap();
+        assert_eq!(req.principals, Some(vec!["alice".to_string()]));
+        assert!(req.extensions.unwrap().contains_key("permit-pty"));
+    }
+}

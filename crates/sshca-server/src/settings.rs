@@ -1,0 +1,130 @@
+//! The `[server]` table with its defaults applied.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sshca::config::{parse_rate, Config, ServerConfig};
+use sshca::core::policy::Glob;
+use sshca::core::validity::parse_ttl;
+use sshca::signer::{Error, ErrorKind, Result};
+
+/// Where and how the service runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// TLS private key (PEM).
+    pub tls_key: PathBuf,
+    /// Client CA (PEM), when client certificates are accepted.
+    pub client_ca: Option<PathBuf>,
+    /// Store URL.
+    pub store: String,
+    /// Identity globs allowed to list every certificate.
+    pub admins: Vec<Glob>,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Requests per identity: (count, period in seconds).
+    pub rate_limit: Option<(u32, u64)>,
+    /// Longest wait for a signature (backend plus queue).
+    pub request_timeout: Duration,
+    /// Most backend signatures in flight.
+    pub max_concurrent_signs: usize,
+    /// Longest a store write waits for the database.
+    pub store_timeout: Duration,
+}
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+
+fn invalid(cfg: &Config, what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("{}: [server]: {what}", cfg.path.display()),
+    )
+}
+
+/// The store a config names: `[server] store`, else
+/// `sqlite:<data_dir>/sshca.db`.
+pub fn store_url(cfg: &Config) -> Result<String> {
+    let s = cfg.server.as_ref();
+    match (
+        s.and_then(|s| s.store.as_ref()),
+        s.and_then(|s| s.data_dir.as_ref()),
+    ) {
+        (Some(url), _) => Ok(url.clone()),
+        (None, Some(dir)) => Ok(format!("sqlite:{}", dir.join("sshca.db").display())),
+        (None, None) => Err(invalid(
+            cfg,
+            "set `data_dir` (the store defaults to sqlite:<data_dir>/sshca.db) or `store`",
+        )),
+    }
+}
+
+impl Settings {
+    /// The settings of `cfg`'s `[server]` table (the config parser has
+    /// already checked each field's syntax).
+    pub fn from_config(cfg: &Config, listen: Option<SocketAddr>) -> Result<Self> {
+        let empty = ServerConfig::default();
+        let s = cfg.server.as_ref().unwrap_or(&empty);
+        let listen = match listen {
+            Some(l) => l,
+            None => s
+                .listen
+                .as_deref()
+                .unwrap_or(DEFAULT_LISTEN)
+                .parse()
+                .map_err(|e| invalid(cfg, format_args!("field `listen`: {e}")))?,
+        };
+        let (Some(tls_cert), Some(tls_key)) = (s.tls_cert.clone(), s.tls_key.clone()) else {
+            return Err(invalid(
+                cfg,
+                "`tls_cert` and `tls_key` are required: the service only speaks HTTPS \
+                 (`sshca serve --dev` makes a throwaway certificate)",
+            ));
+        };
+        let store = store_url(cfg)?;
+        let duration = |v: &Option<String>, field: &str, default: u64| -> Result<Duration> {
+            let secs = match v {
+                Some(t) => {
+                    parse_ttl(t).map_err(|e| invalid(cfg, format_args!("field `{field}`: {e}")))?
+                }
+                None => default,
+            };
+            Ok(Duration::from_secs(secs.max(1)))
+        };
+        Ok(Self {
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca: s.client_ca.clone(),
+            store,
+            admins: s
+                .admins
+                .iter()
+                .flatten()
+                .map(|g| {
+                    Glob::new(g).map_err(|e| invalid(cfg, format_args!("field `admins`: {e}")))
+                })
+                .collect::<Result<_>>()?,
+            max_body: usize::try_from(s.max_body.unwrap_or(64 * 1024))
+                .map_err(|_| invalid(cfg, "field `max_body`: too large"))?,
+            rate_limit: s
+                .rate_limit
+                .as_deref()
+                .map(parse_rate)
+                .transpose()
+                .map_err(|e| invalid(cfg, format_args!("field `rate_limit`: {e}")))?,
+            request_timeout: duration(&s.request_timeout, "request_timeout", 30)?,
+            max_concurrent_signs: s.max_concurrent_signs.unwrap_or(64).max(1),
+            store_timeout: duration(&s.store_timeout, "store_timeout", 5)?,
+        })
+    }
+
+    /// Whether `identity` may list every certificate.
+    pub fn is_admin(&self, identity: &str) -> bool {
+        self.admins.iter().any(|g| g.matches(identity))
+    }
+}
