@@ -77,6 +77,9 @@ enum Cmd {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Certs(serve::CertsCmd),
+    /// Refused requests recorded by the signing service (who, why).
+    #[cfg(feature = "server")]
+    Audit(serve::AuditArgs),
     /// Ask a signing service for certificates (written as `sshca sign` does).
     #[cfg(feature = "client")]
     Request(request::RequestArgs),
@@ -104,6 +107,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Token(t) => serve::token(t).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Cmd::Certs(c) => serve::certs(c, &cli.config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Cmd::Audit(a) => serve::audit(a, &cli.config)
             .await
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "client")]

@@ -188,6 +188,43 @@ fn print_rows(rows: &[IssuedCert]) {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    store: StoreArg,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+/// `sshca audit`: the refused requests the service recorded.
+pub async fn audit(a: AuditArgs, config: &Path) -> Result<()> {
+    let s = open_store(&a.store, config).await?;
+    let rows = s.audit_events(a.limit).await?;
+    if a.store.json {
+        println!("{}", to_json(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<10}  {:<16}  {:<20}  {:<11}  {:<12}  {:<6}  {:<20}  REASON",
+        "AT", "REQUEST", "IDENTITY", "SOURCE", "POLICY", "STATUS", "CODE"
+    );
+    for r in rows {
+        println!(
+            "{:<10}  {:<16}  {:<20}  {:<11}  {:<12}  {:<6}  {:<20}  {}",
+            r.at,
+            r.request_id,
+            sshca::core::text::escape(r.identity.as_deref().unwrap_or("-")),
+            r.auth_source.as_deref().unwrap_or("-"),
+            sshca::core::text::escape(r.policy.as_deref().unwrap_or("-")),
+            r.status,
+            r.code,
+            sshca::core::text::escape(&r.reason)
+        );
+    }
+    Ok(())
+}
+
 /// `sshca certs`.
 pub async fn certs(cmd: CertsCmd, config: &Path) -> Result<()> {
     match cmd {

@@ -69,7 +69,7 @@ impl App {
             cas.insert(
                 entry.ca.clone(),
                 Ca {
-                    signer: Arc::from(signer),
+                    signer,
                     fingerprint: sshca::fingerprint(&key),
                     public_line,
                 },

@@ -451,9 +451,11 @@ fn query_params(raw: Option<&str>) -> Result<CertQuery, ApiError> {
                     .unwrap_or(CertQuery::MAX_LIMIT)
                     .min(CertQuery::MAX_LIMIT)
             }
-            other => return Err(ApiError::bad_request(format!(
+            other => {
+                return Err(ApiError::bad_request(format!(
                 "unknown query parameter `{other}` (serial, key_id, principal, requester, limit)"
-            ))),
+            )))
+            }
         }
     }
     Ok(q)
