@@ -16,6 +16,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sshca_benches::cpu_time_of;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sshca_core::{CertTemplate, CertType, KeyData, SigAlg};
 use sshca_signer::{
@@ -74,15 +76,6 @@ fn aws_sdk_kms_blob(v: Vec<u8>) -> aws_sdk_kms::primitives::Blob {
 }
 
 /// User+system CPU time of a process (`self` or a pid).
-fn cpu_time_of(pid: &str) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // Fields 14 and 15 (utime, stime) are 11 and 12 after the command name; 100 ticks/s.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
 fn cpu_time() -> Duration {
     cpu_time_of("self")
 }

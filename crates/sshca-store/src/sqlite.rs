@@ -157,71 +157,103 @@ async fn writer(
     }
 }
 
+/// One transaction for the whole batch: one multi-row INSERT for the
+/// certificates (RETURNING tells which rows went in), one for the audit
+/// rows, so a batch costs three round trips to SQLite whatever its size.
 async fn write_batch(c: &mut SqliteConnection, batch: &[Job]) -> Result<Vec<Recorded>> {
     let write = |e| unavailable("cannot write to the database", e);
+    let certs: Vec<&IssuedCert> = batch
+        .iter()
+        .filter_map(|j| match j {
+            Job::Cert(cert, _) => Some(cert),
+            Job::Audit(..) => None,
+        })
+        .collect();
+    let events: Vec<&AuditEvent> = batch
+        .iter()
+        .filter_map(|j| match j {
+            Job::Audit(e, _) => Some(e),
+            Job::Cert(..) => None,
+        })
+        .collect();
+    let mut principals = Vec::with_capacity(certs.len());
+    for cert in &certs {
+        principals.push(serde_json::to_string(&cert.principals).map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot encode principals").with_source(e)
+        })?);
+    }
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *c)
         .await
         .map_err(write)?;
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match job {
-            Job::Cert(cert, _) => {
-                let principals = serde_json::to_string(&cert.principals).map_err(|e| {
-                    Error::new(ErrorKind::Internal, "cannot encode principals").with_source(e)
-                })?;
-                let done = sqlx::query(
-                    "INSERT INTO certs (ca_fingerprint, serial, key_id, cert_type, principals, \
-                     valid_after, valid_before, subject_fingerprint, requester, policy, issued_at, \
-                     certificate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (ca_fingerprint, serial) DO NOTHING",
-                )
-                .bind(&cert.ca_fingerprint)
-                .bind(to_db(cert.serial))
-                .bind(&cert.key_id)
-                .bind(&cert.cert_type)
-                .bind(principals)
-                .bind(to_db(cert.valid_after))
-                .bind(to_db(cert.valid_before))
-                .bind(&cert.subject_fingerprint)
-                .bind(&cert.requester)
-                .bind(&cert.policy)
-                .bind(to_db(cert.issued_at))
-                .bind(&cert.certificate)
-                .execute(&mut *c)
-                .await
-                .map_err(write)?;
-                results.push(if done.rows_affected() == 1 {
-                    Recorded::Stored
-                } else {
-                    Recorded::SerialTaken
-                });
-            }
-            Job::Audit(e, _) => {
-                sqlx::query(
-                    "INSERT INTO audit (at, request_id, identity, auth_source, policy, status, \
-                     code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(to_db(e.at))
-                .bind(&e.request_id)
-                .bind(&e.identity)
-                .bind(&e.auth_source)
-                .bind(&e.policy)
-                .bind(i64::from(e.status))
-                .bind(&e.code)
-                .bind(&e.reason)
-                .execute(&mut *c)
-                .await
-                .map_err(write)?;
-                results.push(Recorded::Stored);
-            }
+    // (CA, serial) of the rows that went in, in VALUES order.
+    let mut inserted = std::collections::HashSet::new();
+    // SQLite allows 32766 bound values per statement: 12 per row.
+    for (chunk, principals) in certs.chunks(1000).zip(principals.chunks(1000)) {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO certs (ca_fingerprint, serial, key_id, cert_type, principals, \
+             valid_after, valid_before, subject_fingerprint, requester, policy, issued_at, \
+             certificate) ",
+        );
+        b.push_values(
+            chunk.iter().zip(principals),
+            |mut row, (cert, principals)| {
+                row.push_bind(&cert.ca_fingerprint)
+                    .push_bind(to_db(cert.serial))
+                    .push_bind(&cert.key_id)
+                    .push_bind(&cert.cert_type)
+                    .push_bind(principals)
+                    .push_bind(to_db(cert.valid_after))
+                    .push_bind(to_db(cert.valid_before))
+                    .push_bind(&cert.subject_fingerprint)
+                    .push_bind(&cert.requester)
+                    .push_bind(&cert.policy)
+                    .push_bind(to_db(cert.issued_at))
+                    .push_bind(&cert.certificate);
+            },
+        );
+        b.push(" ON CONFLICT (ca_fingerprint, serial) DO NOTHING RETURNING ca_fingerprint, serial");
+        for r in b.build().fetch_all(&mut *c).await.map_err(write)? {
+            let ca: String = r.try_get("ca_fingerprint").map_err(write)?;
+            let serial: i64 = r.try_get("serial").map_err(write)?;
+            inserted.insert((ca, from_db(serial)));
         }
+    }
+    for chunk in events.chunks(2000) {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit (at, request_id, identity, auth_source, policy, status, code, reason) ",
+        );
+        b.push_values(chunk, |mut row, e| {
+            row.push_bind(to_db(e.at))
+                .push_bind(&e.request_id)
+                .push_bind(&e.identity)
+                .push_bind(&e.auth_source)
+                .push_bind(&e.policy)
+                .push_bind(i64::from(e.status))
+                .push_bind(&e.code)
+                .push_bind(&e.reason);
+        });
+        b.build().execute(&mut *c).await.map_err(write)?;
     }
     sqlx::query("COMMIT")
         .execute(&mut *c)
         .await
         .map_err(|e| unavailable("cannot commit to the database", e))?;
-    Ok(results)
+    // The first job with a given (CA, serial) is the row that went in; a
+    // second one in the same batch, like one already in the table, is taken.
+    Ok(batch
+        .iter()
+        .map(|j| match j {
+            Job::Cert(cert, _) => {
+                if inserted.remove(&(cert.ca_fingerprint.clone(), cert.serial)) {
+                    Recorded::Stored
+                } else {
+                    Recorded::SerialTaken
+                }
+            }
+            Job::Audit(..) => Recorded::Stored,
+        })
+        .collect())
 }
 
 fn cert_row(r: &SqliteRow) -> std::result::Result<IssuedCert, sqlx::Error> {
@@ -399,6 +431,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.certs(&CertQuery::default()).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn one_serial_twice_in_one_batch_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(
+            SqliteStore::open(&dir.path().join("s.db"), &StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        // Many writers of the same serial at once: batches form, and exactly
+        // one of them is stored.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let s = store.clone();
+            tasks.spawn(async move { s.record(&cert(42, &format!("r{i}"))).await });
+        }
+        let mut stored = 0;
+        while let Some(r) = tasks.join_next().await {
+            if r.unwrap().unwrap() == Recorded::Stored {
+                stored += 1;
+            }
+        }
+        assert_eq!(stored, 1);
+        assert_eq!(store.certs(&CertQuery::default()).await.unwrap().len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread")]
