@@ -18,6 +18,8 @@ mod request;
 #[cfg(feature = "server")]
 mod serve;
 mod sign;
+#[cfg(feature = "server")]
+mod store;
 mod verify;
 
 use std::path::PathBuf;
@@ -80,6 +82,10 @@ enum Cmd {
     /// Refused requests recorded by the signing service (who, why).
     #[cfg(feature = "server")]
     Audit(serve::AuditArgs),
+    /// The signing service's store: migrate, copy (SQLite to PostgreSQL).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Store(store::StoreCmd),
     /// Ask a signing service for certificates (written as `sshca sign` does).
     #[cfg(feature = "client")]
     Request(request::RequestArgs),
@@ -109,6 +115,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Certs(c) => serve::certs(c, &cli.config)
             .await
             .map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Cmd::Store(c) => store::run(c, &cli.config).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Cmd::Audit(a) => serve::audit(a, &cli.config)
             .await

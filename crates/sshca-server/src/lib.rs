@@ -73,6 +73,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         &settings.store,
         &sshca_store::StoreOptions {
             write_timeout: settings.store_timeout,
+            pool_size: settings.store_pool,
             ..Default::default()
         },
     )

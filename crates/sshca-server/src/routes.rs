@@ -145,18 +145,30 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<bytes::
     if declared.is_some_and(|n| n > app.settings.max_body as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, app.settings.max_body)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit")
-            {
-                too_large()
-            } else {
-                ApiError::bad_request(format!("cannot read the request body: {e}"))
-            }
-        })
+    let read = tokio::time::timeout(
+        app.settings.request_timeout,
+        axum::body::to_bytes(body, app.settings.max_body),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                app.settings.request_timeout.as_secs()
+            ),
+        )
+    })?;
+    read.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit")
+        {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
 }
 
 /// `POST /v1/sign/{policy}`'s body.

@@ -34,6 +34,8 @@ pub struct Settings {
     pub max_concurrent_signs: usize,
     /// Longest a store write waits for the database.
     pub store_timeout: Duration,
+    /// Most database connections for reads.
+    pub store_pool: u32,
 }
 
 /// Default listen address.
@@ -120,6 +122,7 @@ impl Settings {
             request_timeout: duration(&s.request_timeout, "request_timeout", 30)?,
             max_concurrent_signs: s.max_concurrent_signs.unwrap_or(64).max(1),
             store_timeout: duration(&s.store_timeout, "store_timeout", 5)?,
+            store_pool: s.store_pool.unwrap_or(8).max(1),
         })
     }
 

@@ -19,8 +19,14 @@ use std::time::Duration;
 use serde::Serialize;
 use sshca_signer::{Error, ErrorKind, Result};
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod postgres;
+mod sql;
 mod sqlite;
+mod writer;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// One issued certificate, as recorded.
@@ -123,6 +129,9 @@ pub struct StoreOptions {
     pub write_timeout: Duration,
     /// Most rows committed together in one transaction (one sync).
     pub max_batch: usize,
+    /// Most database connections for reads (PostgreSQL; SQLite uses at
+    /// most 16).
+    pub pool_size: u32,
 }
 
 impl Default for StoreOptions {
@@ -130,6 +139,7 @@ impl Default for StoreOptions {
         Self {
             write_timeout: Duration::from_secs(5),
             max_batch: 256,
+            pool_size: 8,
         }
     }
 }
@@ -146,8 +156,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit(&self, event: &AuditEvent) -> Result<()>;
     /// Issued certificates matching `query`, newest first.
     async fn certs(&self, query: &CertQuery) -> Result<Vec<IssuedCert>>;
+    /// Certificates with row ids after `after`, oldest first, with their
+    /// ids (to read a whole store page by page).
+    async fn certs_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, IssuedCert)>>;
     /// The most recent audit events, newest first.
     async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>>;
+    /// Audit events with row ids after `after`, oldest first, with their ids.
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, AuditEvent)>>;
+    /// Writes rows read from another store, in their order (`sshca store
+    /// copy`): one [`Recorded`] per certificate, and how many events went in.
+    async fn import(
+        &self,
+        certs: &[IssuedCert],
+        events: &[AuditEvent],
+    ) -> Result<(Vec<Recorded>, usize)>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.
@@ -155,7 +177,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 }
 
 /// Opens the store a URL names: `sqlite:PATH` (created, with its schema,
-/// when missing).
+/// when missing) or `postgres://USER@HOST:PORT/DB?sslmode=...` (its schema
+/// migrated under an advisory lock).
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path.strip_prefix("//").unwrap_or(path);
@@ -169,10 +192,16 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
             SqliteStore::open(std::path::Path::new(path), options).await?,
         ));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::open(url, options).await?));
+    }
     let scheme = url.split(':').next().unwrap_or_default();
     Err(Error::new(
         ErrorKind::InvalidInput,
-        format!("store `{scheme}:...`: unknown kind of store (supported: sqlite:PATH)"),
+        format!(
+            "store `{scheme}:...`: unknown kind of store (supported: sqlite:PATH, \
+             postgres://USER@HOST:PORT/DB)"
+        ),
     ))
 }
 

@@ -9,6 +9,7 @@ use kms_emulator::{Emulator, FaultError};
 use sshca_signer::conformance::ServiceHooks;
 
 pub mod cli;
+pub mod pg;
 
 /// The fault hooks of the shared remote conformance suite for one emulated
 /// service: throttling and corrupt signatures injected into `sign_op`

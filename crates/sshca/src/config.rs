@@ -105,6 +105,8 @@ pub struct ServerConfig {
     pub max_concurrent_signs: Option<usize>,
     /// How long a store write may wait for the database (default `5s`).
     pub store_timeout: Option<String>,
+    /// Most database connections for reads (default 8).
+    pub store_pool: Option<u32>,
 }
 
 /// A `[token.NAME]` table: a bearer token whose identity is `NAME`, kept

@@ -1,0 +1,98 @@
+//! `sshca store`: bring a store's schema up to date, and copy one store
+//! into another (from one SQLite replica to a PostgreSQL database that
+//! several replicas share).
+
+use std::path::Path;
+
+use clap::Subcommand;
+use sshca::config::Config;
+use sshca::signer::{Error, ErrorKind, Result};
+use sshca_store::{Recorded, StoreOptions};
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Create the tables, or bring them up to date (as `sshca serve` does
+    /// when it starts).
+    Migrate {
+        /// Store URL (default: the config's `[server] store`).
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Copy every certificate and audit row of one store into another,
+    /// empty, store, in their order.
+    Copy {
+        /// The store to read.
+        #[arg(long)]
+        from: String,
+        /// The store to write (must hold no rows yet).
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// Rows read and written per round.
+const PAGE: u32 = 1000;
+
+/// `sshca store`.
+pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
+    match cmd {
+        StoreCmd::Migrate { store } => {
+            let url = match store {
+                Some(u) => u,
+                None => sshca_server::store_url(&Config::load(config)?)?,
+            };
+            let s = sshca_store::open(&url, &StoreOptions::default()).await?;
+            println!("{}: schema up to date", s.describe());
+            Ok(())
+        }
+        StoreCmd::Copy { from, to } => {
+            let src = sshca_store::open(&from, &StoreOptions::default()).await?;
+            let dst = sshca_store::open(&to, &StoreOptions::default()).await?;
+            if !dst.certs_after(0, 1).await?.is_empty() || !dst.audit_after(0, 1).await?.is_empty()
+            {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} is not empty: copy into a store that holds no rows",
+                        dst.describe()
+                    ),
+                ));
+            }
+            let (mut certs, mut events) = (0usize, 0usize);
+            let mut after = 0;
+            loop {
+                let page = src.certs_after(after, PAGE).await?;
+                let Some((last, _)) = page.last() else { break };
+                after = *last;
+                let rows: Vec<_> = page.into_iter().map(|(_, c)| c).collect();
+                let (recorded, _) = dst.import(&rows, &[]).await?;
+                if let Some(i) = recorded.iter().position(|r| *r == Recorded::SerialTaken) {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "{}: CA {} serial {} is there twice",
+                            src.describe(),
+                            rows[i].ca_fingerprint,
+                            rows[i].serial
+                        ),
+                    ));
+                }
+                certs += rows.len();
+            }
+            let mut after = 0;
+            loop {
+                let page = src.audit_after(after, PAGE).await?;
+                let Some((last, _)) = page.last() else { break };
+                after = *last;
+                let rows: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
+                events += dst.import(&[], &rows).await?.1;
+            }
+            println!(
+                "copied {certs} certificates and {events} audit rows from {} to {}",
+                src.describe(),
+                dst.describe()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! What the signing-service tests share: TLS material, tokens from
+//! `sshca token new`, a running `sshca serve`, an HTTPS client, a config.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use serde_json::Value;
+
+use crate::common::*;
+
+/// TLS material: a server CA and certificate, a client CA and client
+/// identities, and one client identity from a CA the server does not trust.
+pub struct Pki {
+    pub tls_ca: PathBuf,
+}
+
+pub fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    (p.self_signed(&key).unwrap(), key)
+}
+
+pub fn client_identity(
+    dir: &Path,
+    file: &str,
+    cn: &str,
+    san: Option<SanType>,
+    issuer: &(rcgen::Certificate, KeyPair),
+) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.subject_alt_names = san.into_iter().collect();
+    let c = p.signed_by(&key, &issuer.0, &issuer.1).unwrap();
+    std::fs::write(
+        dir.join(file),
+        format!("{}{}", c.pem(), key.serialize_pem()),
+    )
+    .unwrap();
+}
+
+pub fn pki(dir: &Path) -> Pki {
+    let tls_ca = ca("test TLS CA");
+    let key = KeyPair::generate().unwrap();
+    let p = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert = p.signed_by(&key, &tls_ca.0, &tls_ca.1).unwrap();
+    std::fs::write(dir.join("tls.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("tls-ca.pem"), tls_ca.0.pem()).unwrap();
+
+    let clients = ca("test client CA");
+    std::fs::write(dir.join("client-ca.pem"), clients.0.pem()).unwrap();
+    client_identity(
+        dir,
+        "deploy.pem",
+        "ignored",
+        Some(SanType::DnsName("deploy.example.com".try_into().unwrap())),
+        &clients,
+    );
+    client_identity(dir, "cn-only.pem", "cn-only", None, &clients);
+    let rogue = ca("rogue CA");
+    client_identity(
+        dir,
+        "rogue.pem",
+        "ci",
+        Some(SanType::DnsName("deploy.example.com".try_into().unwrap())),
+        &rogue,
+    );
+    Pki {
+        tls_ca: dir.join("tls-ca.pem"),
+    }
+}
+
+/// A fresh token from `sshca token new NAME`: (token, config lines).
+pub fn token(name: &str) -> (String, String) {
+    let out = run(sshca().args(["token", "new", name]));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let lines = String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !lines.contains(&token),
+        "the token itself reached the config lines"
+    );
+    (token, lines)
+}
+
+/// A running `sshca serve`; killed when dropped.
+pub struct Service {
+    pub child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    pub fn start(dir: &Path, config: &Path) -> Service {
+        Self::start_with(dir, config, &[])
+    }
+
+    pub fn start_with(dir: &Path, config: &Path, env: &[(&str, String)]) -> Service {
+        let ready = dir.join(format!("ready-{}.json", rand_suffix()));
+        let log = dir.join(format!("serve-{}.log", rand_suffix()));
+        let mut cmd = sshca();
+        cmd.arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                let url = v["url"].as_str().unwrap().to_owned();
+                assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+                return Service { child, url, log };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "sshca serve exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "sshca serve did not get ready");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        run(Command::new("kill").args([sig, &self.child.id().to_string()]));
+    }
+}
+
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An HTTPS client trusting the test TLS CA, optionally with a client
+/// certificate.
+pub fn client(pki: &Pki, identity: Option<&Path>) -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&pki.tls_ca).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => b.with_no_client_auth(),
+        Some(path) => {
+            let pem = std::fs::read(path).unwrap();
+            let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls_pemfile::private_key(&mut pem.as_slice())
+                .unwrap()
+                .unwrap();
+            b.with_client_auth_cert(certs, key).unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
+
+pub fn pubkey(dir: &Path, name: &str) -> String {
+    let k = keygen(dir, name, "ed25519", None);
+    std::fs::read_to_string(k.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// POST /v1/sign/{policy}: (status, body, Retry-After).
+pub async fn sign(
+    c: &reqwest::Client,
+    s: &Service,
+    policy: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value, Option<String>) {
+    let mut r = c.post(format!("{}/v1/sign/{policy}", s.url)).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, resp.json().await.unwrap_or(Value::Null), retry)
+}
+
+pub async fn get(
+    c: &reqwest::Client,
+    s: &Service,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut r = c.get(format!("{}{path}", s.url));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+pub fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or("<none>")
+}
+
+pub struct Setup {
+    pub _d: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub pki: Pki,
+    pub config: PathBuf,
+    pub ci: String,
+    pub admin: String,
+    pub other: String,
+    pub user_ca: PathBuf,
+}
+
+/// A config with a file CA, the `ci` policy (tokens `ci` and the client
+/// certificate `deploy.example.com`), tokens `ci`, `admin`, `other`.
+pub fn setup(server_extra: &str, ca_key: Option<String>) -> Setup {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_owned();
+    let pki = pki(&dir);
+    let user_ca = keygen(&dir, "user_ca", "ed25519", None);
+    let (ci, ci_lines) = token("ci");
+    let (admin, admin_lines) = token("admin");
+    let (other, other_lines) = token("other");
+    std::fs::create_dir(dir.join("data")).unwrap();
+    let key = ca_key.unwrap_or_else(|| format!("file:{}", user_ca.display()));
+    let config = dir.join("sshca.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+tls_cert = "tls.pem"
+tls_key = "tls.key"
+client_ca = "client-ca.pem"
+data_dir = "data"
+admins = ["admin"]
+max_body = 4096
+store_timeout = "1s"
+{server_extra}
+
+{ci_lines}
+{admin_lines}
+{other_lines}
+
+[ca.users]
+key = "{key}"
+
+[policy.ci]
+ca = "users"
+cert_type = "user"
+requesters = ["ci", "admin", "deploy.example.com"]
+allowed_valid_principals = ["deploy", "alice", "{me}"]
+default_valid_principals = ["deploy"]
+ttl = "1h"
+max_ttl = "8h"
+key_id = "{{requester}}"
+"#,
+            me = user()
+        ),
+    )
+    .unwrap();
+    Setup {
+        _d: d,
+        dir,
+        pki,
+        config,
+        ci,
+        admin,
+        other,
+        user_ca,
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn store_rows(config: &Path, extra: &[&str]) -> Vec<Value> {
+    let out = run(sshca()
+        .arg("--config")
+        .arg(config)
+        .args(["certs", "list", "--json", "--limit", "10000"])
+        .args(extra));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}

@@ -1,0 +1,206 @@
+//! The store conformance suite (feature `conformance`): what every
+//! [`Store`] must do, run against SQLite and PostgreSQL alike. `open` must
+//! open the same, initially empty, database each time it is called.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::{AuditEvent, CertQuery, IssuedCert, Recorded, Store};
+
+/// A certificate row for tests.
+pub fn cert(serial: u64, requester: &str) -> IssuedCert {
+    IssuedCert {
+        ca_fingerprint: "SHA256:ca".into(),
+        serial,
+        key_id: format!("id-{serial}"),
+        cert_type: "user".into(),
+        principals: vec!["alice".into(), format!("p{serial}")],
+        valid_after: 1,
+        valid_before: u64::MAX,
+        subject_fingerprint: "SHA256:subject".into(),
+        requester: requester.into(),
+        policy: "dev".into(),
+        issued_at: 10,
+        certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+    }
+}
+
+/// An audit row for tests.
+pub fn event(n: u64) -> AuditEvent {
+    AuditEvent {
+        at: n,
+        request_id: format!("r{n}"),
+        identity: (n % 2 == 0).then(|| "ci".to_string()),
+        auth_source: Some("token".into()),
+        policy: None,
+        status: 401,
+        code: "unauthenticated".into(),
+        reason: format!("reason {n}"),
+    }
+}
+
+/// Runs every check.
+pub async fn run_all<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    let store = open().await;
+    records_queries_and_refuses_a_second_serial(&*store).await;
+    one_serial_twice_at_once_is_stored_once(store.clone()).await;
+    concurrent_writes_are_all_committed(store.clone()).await;
+    audit_rows(&*store).await;
+    paging(&*store).await;
+    store.health().await.unwrap();
+    assert!(!store.describe().is_empty());
+    // Everything is there after reopening.
+    let before = store
+        .certs(&CertQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drop(store);
+    let store = open().await;
+    let after = store
+        .certs(&CertQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before, after);
+}
+
+async fn records_queries_and_refuses_a_second_serial(store: &dyn Store) {
+    assert_eq!(
+        store.record(&cert(7, "ci")).await.unwrap(),
+        Recorded::Stored
+    );
+    assert_eq!(
+        store.record(&cert(u64::MAX, "bob")).await.unwrap(),
+        Recorded::Stored
+    );
+    let mut again = cert(7, "other");
+    again.key_id = "different".into();
+    assert_eq!(store.record(&again).await.unwrap(), Recorded::SerialTaken);
+    // The same serial under another CA is fine.
+    again.ca_fingerprint = "SHA256:other-ca".into();
+    assert_eq!(store.record(&again).await.unwrap(), Recorded::Stored);
+
+    assert_eq!(store.certs(&CertQuery::default()).await.unwrap().len(), 3);
+    let q = |f: fn(&mut CertQuery)| {
+        let mut q = CertQuery::default();
+        f(&mut q);
+        q
+    };
+    let got = store
+        .certs(&q(|q| q.serial = Some(u64::MAX)))
+        .await
+        .unwrap();
+    assert_eq!(got, vec![cert(u64::MAX, "bob")]);
+    let got = store
+        .certs(&q(|q| q.principal = Some("p7".into())))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    let got = store
+        .certs(&q(|q| q.principal = Some("p".into())))
+        .await
+        .unwrap();
+    assert!(got.is_empty(), "a principal matched as a substring");
+    let got = store
+        .certs(&q(|q| q.requester = Some("ci".into())))
+        .await
+        .unwrap();
+    assert_eq!(got, vec![cert(7, "ci")]);
+    let got = store
+        .certs(&q(|q| q.key_id = Some("different".into())))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].ca_fingerprint, "SHA256:other-ca");
+    let got = store
+        .certs(&q(|q| q.ca_fingerprint = Some("SHA256:other-ca".into())))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let got = store.certs(&q(|q| q.limit = 1)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    // Newest first.
+    assert_eq!(got[0].ca_fingerprint, "SHA256:other-ca");
+}
+
+async fn one_serial_twice_at_once_is_stored_once(store: Arc<dyn Store>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        let s = store.clone();
+        tasks.spawn(async move { s.record(&cert(42, &format!("r{i}"))).await });
+    }
+    let mut stored = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap().unwrap() == Recorded::Stored {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 1);
+    let q = CertQuery {
+        serial: Some(42),
+        ..Default::default()
+    };
+    assert_eq!(store.certs(&q).await.unwrap().len(), 1);
+}
+
+async fn concurrent_writes_are_all_committed(store: Arc<dyn Store>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 1000..1200u64 {
+        let s = store.clone();
+        tasks.spawn(async move { s.record(&cert(i, "bulk")).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), Recorded::Stored);
+    }
+    let q = CertQuery {
+        requester: Some("bulk".into()),
+        limit: 1000,
+        ..Default::default()
+    };
+    assert_eq!(store.certs(&q).await.unwrap().len(), 200);
+}
+
+async fn audit_rows(store: &dyn Store) {
+    for n in 1..=5 {
+        store.audit(&event(n)).await.unwrap();
+    }
+    let got = store.audit_events(3).await.unwrap();
+    assert_eq!(got, vec![event(5), event(4), event(3)]);
+}
+
+async fn paging(store: &dyn Store) {
+    let mut after = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.certs_after(after, 50).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.windows(2).all(|w| w[0].0 < w[1].0));
+        after = page.last().unwrap().0;
+        seen.extend(page.into_iter().map(|(_, c)| c));
+    }
+    let all = store
+        .certs(&CertQuery {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), all.len());
+    let events = store.audit_after(0, 100).await.unwrap();
+    assert_eq!(
+        events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        (1..=5).map(event).collect::<Vec<_>>()
+    );
+}

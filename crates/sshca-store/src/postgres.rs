@@ -1,0 +1,243 @@
+//! PostgreSQL, for several replicas behind one database: the database
+//! decides serial uniqueness (the same unique key), every replica writes its
+//! rows with the same group commit as SQLite, migrations run under
+//! PostgreSQL's advisory lock (replicas starting together do not race), and
+//! a replica whose database went away reconnects by itself.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::writer::{BatchSink, Job, Writer};
+use crate::{unavailable, AuditEvent, CertQuery, IssuedCert, Recorded, Store, StoreOptions};
+use sshca_signer::{Error, ErrorKind, Result};
+
+mod sql {
+    crate::sql::sql_for!(
+        db = sqlx::Postgres,
+        conn = sqlx::postgres::PgConnection,
+        row = sqlx::postgres::PgRow,
+        begin = "BEGIN",
+        principal = (" AND principals::jsonb @> jsonb_build_array(", "::text)"),
+    );
+}
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A store in a PostgreSQL database.
+#[derive(Debug)]
+pub struct PgStore {
+    shown: String,
+    readers: PgPool,
+    writer: Writer,
+}
+
+struct Sink {
+    conn: Option<PgConnection>,
+    connect: PgConnectOptions,
+}
+
+#[async_trait::async_trait]
+impl BatchSink for Sink {
+    async fn connect(&mut self) -> Result<()> {
+        let c = PgConnection::connect_with(&self.connect)
+            .await
+            .map_err(|e| unavailable("cannot reconnect to the database", e))?;
+        self.conn = Some(c);
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: &[Job]) -> Result<Vec<Recorded>> {
+        let c = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "store: no connection"))?;
+        sql::write_batch(c, batch).await
+    }
+
+    async fn reset(&mut self) {
+        // A connection that failed mid-transaction is not trusted again.
+        if let Some(c) = self.conn.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), c.close()).await;
+        }
+    }
+}
+
+/// `postgres://USER@HOST:PORT/DB` without password or parameters.
+fn shown(o: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or_default()
+    )
+}
+
+impl PgStore {
+    /// Connects to the database `url` names and brings its schema up to
+    /// date.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(url).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("store: not a PostgreSQL URL: {}", redact(&e.to_string())),
+            )
+        })?;
+        let connect = connect.disable_statement_logging();
+        let shown = shown(&connect);
+        let open_error = |e| unavailable(&format!("cannot connect to {shown}"), e);
+        let readers = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(1))
+            .acquire_timeout(options.write_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_error)?;
+        MIGRATIONS
+            .run(&readers)
+            .await
+            .map_err(|e| unavailable(&format!("cannot migrate {shown}"), e))?;
+        let conn = PgConnection::connect_with(&connect)
+            .await
+            .map_err(open_error)?;
+        let sink = Sink {
+            conn: Some(conn),
+            connect,
+        };
+        Ok(Self {
+            writer: Writer::spawn(sink, options.max_batch, options.write_timeout),
+            shown,
+            readers,
+        })
+    }
+}
+
+/// Error text from URL parsing may quote the URL: drop anything that looks
+/// like `user:password@`.
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &text[..s], &text[at..]),
+        _ => text.to_owned(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn record(&self, cert: &IssuedCert) -> Result<Recorded> {
+        let cert = cert.clone();
+        self.writer.submit(|tx| Job::Cert(cert, tx)).await
+    }
+
+    async fn audit(&self, event: &AuditEvent) -> Result<()> {
+        let event = event.clone();
+        self.writer.submit(|tx| Job::Audit(event, tx)).await
+    }
+
+    async fn certs(&self, q: &CertQuery) -> Result<Vec<IssuedCert>> {
+        sql::query_certs(&self.readers, q).await
+    }
+
+    async fn certs_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, IssuedCert)>> {
+        sql::page_certs(&self.readers, after, limit).await
+    }
+
+    async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
+        let rows = sql::query_audit(&self.readers, None, limit.min(CertQuery::MAX_LIMIT)).await?;
+        Ok(rows.into_iter().map(|(_, e)| e).collect())
+    }
+
+    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, AuditEvent)>> {
+        sql::query_audit(&self.readers, Some(after), limit).await
+    }
+
+    async fn import(
+        &self,
+        certs: &[IssuedCert],
+        events: &[AuditEvent],
+    ) -> Result<(Vec<Recorded>, usize)> {
+        self.writer.submit_all(certs, events).await
+    }
+
+    async fn health(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable("the database does not answer", e))
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::cert;
+    use sshca_testkit::pg::PgCluster;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("bad url postgres://u:secret@h/db"),
+            "bad url postgres://***@h/db"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn conformance_and_a_database_that_goes_away() {
+        let pg = PgCluster::start();
+        let url = pg.database("conformance");
+        crate::conformance::run_all(|| async {
+            std::sync::Arc::new(PgStore::open(&url, &StoreOptions::default()).await.unwrap())
+                as std::sync::Arc<dyn Store>
+        })
+        .await;
+
+        // Replicas starting together migrate once (advisory lock).
+        let fresh = pg.database("fresh");
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let url = fresh.clone();
+                tokio::spawn(async move { PgStore::open(&url, &StoreOptions::default()).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for h in handles {
+            stores.push(h.await.unwrap().unwrap());
+        }
+        assert_eq!(
+            stores[0].record(&cert(1, "a")).await.unwrap(),
+            Recorded::Stored
+        );
+        assert_eq!(
+            stores[3].record(&cert(1, "b")).await.unwrap(),
+            Recorded::SerialTaken
+        );
+
+        // The database stopped: unavailable; started again: back, by itself.
+        let options = StoreOptions {
+            write_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        let store = PgStore::open(&fresh, &options).await.unwrap();
+        pg.stop();
+        let e = store.record(&cert(2, "a")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        assert!(store.health().await.is_err());
+        pg.restart();
+        let mut back = false;
+        for _ in 0..50 {
+            if store.record(&cert(2, "a")).await.is_ok() {
+                back = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(back, "the store did not reconnect");
+        store.health().await.unwrap();
+        assert!(store.describe().starts_with("postgres://sshca@127.0.0.1:"));
+    }
+}
