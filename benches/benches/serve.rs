@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshca_benches::cpu_time_of;
+use sshca_benches::{cpu_time_of, cpu_time_of_tree};
 use sshca_signer::SignerExt;
 
 const CONCURRENCY: usize = 32;
@@ -120,31 +120,134 @@ fn main() {
         .await
     });
 
-    // Over HTTPS.
-    let ready = dir.join("ready.json");
-    let mut child = Command::new(&bin)
-        .arg("--config")
-        .arg(dir.join("sshca.toml"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
-        .arg(&ready)
-        .env("SSHCA_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "sshca serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
+    // Over HTTPS: one replica on SQLite, then one and three on PostgreSQL.
+    let config = dir.join("sshca.toml");
+    let sqlite = https_run(&rt, &bin, dir, &config, 1, &token, &subject_line, None);
+    let pg = sshca_testkit::pg::PgCluster::start_durable();
+    let url = pg.database("bench");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "data_dir = \".\"",
+        &format!("data_dir = \".\"\nstore = \"{url}\""),
+    );
+    let pg_config = dir.join("sshca-pg.toml");
+    std::fs::write(&pg_config, text).unwrap();
+    let pg_pid = pg.postmaster_pid();
+    let one = https_run(
+        &rt,
+        &bin,
+        dir,
+        &pg_config,
+        1,
+        &token,
+        &subject_line,
+        Some(&pg_pid),
+    );
+    let three = https_run(
+        &rt,
+        &bin,
+        dir,
+        &pg_config,
+        3,
+        &token,
+        &subject_line,
+        Some(&pg_pid),
+    );
+    let (pg_one, pg_three) = (one.db_cpu, three.db_cpu);
+    let https = sqlite.rate;
+    println!(
+        "serve: {https:.0} certificates/s over HTTPS (C={CONCURRENCY}, keep-alive, durable SQLite); \
+         in process {inprocess:.0}/s; {:.0}%; CPU per certificate: server {:.0} µs, load generator {:.0} µs",
+        100.0 * https / inprocess,
+        sqlite.server_cpu,
+        sqlite.client_cpu
+    );
+    for (n, r, db) in [(1, &one, pg_one), (3, &three, pg_three)] {
+        println!(
+            "serve on PostgreSQL, {n} replica(s): {:.0} certificates/s; CPU per certificate: \
+             servers {:.0} µs, PostgreSQL {db:.0} µs, load generator {:.0} µs",
+            r.rate, r.server_cpu, r.client_cpu
+        );
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    let url = format!("{}/v1/sign/p", v["url"].as_str().unwrap());
+    if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .unwrap();
+        let line = serde_json::json!({
+            "bench": "serve", "concurrency": CONCURRENCY, "https_rate": https, "inprocess_rate": inprocess,
+            "server_cpu_us": sqlite.server_cpu, "client_cpu_us": sqlite.client_cpu,
+        });
+        writeln!(f, "{line}").unwrap();
+        for (n, r, db) in [(1, &one, pg_one), (3, &three, pg_three)] {
+            let line = serde_json::json!({
+                "bench": "serve_pg", "replicas": n, "concurrency": CONCURRENCY, "rate": r.rate,
+                "server_cpu_us": r.server_cpu, "db_cpu_us": db, "client_cpu_us": r.client_cpu,
+            });
+            writeln!(f, "{line}").unwrap();
+        }
+    }
+}
+
+fn per_cert(d: Duration, rate: f64) -> f64 {
+    d.as_secs_f64() * 1e6 / (rate * (WARMUP + MEASURE).as_secs_f64())
+}
+
+struct Run {
+    rate: f64,
+    server_cpu: f64,
+    client_cpu: f64,
+    /// CPU of the database's processes per certificate.
+    db_cpu: f64,
+}
+
+/// Starts `replicas` servers on `config`, loads them round-robin with C
+/// clients, stops them; every request must succeed. `db_pid`: the
+/// database's main process, whose process tree's CPU is measured too.
+#[allow(clippy::too_many_arguments)]
+fn https_run(
+    rt: &tokio::runtime::Runtime,
+    bin: &str,
+    dir: &Path,
+    config: &Path,
+    replicas: usize,
+    token: &str,
+    subject_line: &str,
+    db_pid: Option<&str>,
+) -> Run {
+    let mut children = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..replicas {
+        let ready = dir.join(format!(
+            "ready-{}-{i}.json",
+            config.display().to_string().len()
+        ));
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .env("SSHCA_LOG", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "sshca serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+        urls.push(format!("{}/v1/sign/p", v["url"].as_str().unwrap()));
+        children.push(child);
+    }
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(dir.join("tls-ca.pem")).unwrap();
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -152,21 +255,26 @@ fn main() {
     .with_root_certificates(roots)
     .with_no_client_auth();
     let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
+        .tls_backend_preconfigured(tls)
         .pool_max_idle_per_host(CONCURRENCY)
         .build()
         .unwrap();
     let body = serde_json::json!({"public_key": subject_line, "principals": ["alice"]}).to_string();
     let errors = Arc::new(AtomicU64::new(0));
-    let server_pid = child.id().to_string();
-    let (server_cpu0, client_cpu0) = (cpu_time_of(&server_pid), cpu_time_of("self"));
-    let https = rt.block_on({
+    let next = Arc::new(AtomicU64::new(0));
+    let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let servers_cpu = || pids.iter().map(|p| cpu_time_of(p)).sum::<Duration>();
+    let db_cpu = || db_pid.map(cpu_time_of_tree).unwrap_or_default();
+    let (server_cpu0, client_cpu0, db_cpu0) = (servers_cpu(), cpu_time_of("self"), db_cpu());
+    let token = token.to_owned();
+    let rate = rt.block_on({
         let errors = errors.clone();
         async move {
             rate(move || {
+                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let (client, url, body, token, errors) = (
                     client.clone(),
-                    url.clone(),
+                    urls[n % urls.len()].clone(),
                     body.clone(),
                     token.clone(),
                     errors.clone(),
@@ -192,31 +300,21 @@ fn main() {
             .await
         }
     });
-    // CPU per certificate over the whole run (warm-up included).
-    let served = https * (WARMUP + MEASURE).as_secs_f64();
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / served;
-    let server_cpu = per(cpu_time_of(&server_pid) - server_cpu0);
-    let client_cpu = per(cpu_time_of("self") - client_cpu0);
-    let _ = Command::new("kill").args(["-TERM", &server_pid]).status();
-    let _ = child.wait();
+    let server_cpu = per_cert(servers_cpu().saturating_sub(server_cpu0), rate);
+    let client_cpu = per_cert(cpu_time_of("self").saturating_sub(client_cpu0), rate);
+    let db_cpu = per_cert(db_cpu().saturating_sub(db_cpu0), rate);
+    for mut c in children {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
     let errors = errors.load(Ordering::Relaxed);
     assert_eq!(errors, 0, "{errors} requests failed");
-    println!(
-        "serve: {https:.0} certificates/s over HTTPS (C={CONCURRENCY}, keep-alive, durable SQLite); \
-         in process {inprocess:.0}/s; {:.0}%; CPU per certificate: server {server_cpu:.0} µs, \
-         load generator {client_cpu:.0} µs",
-        100.0 * https / inprocess
-    );
-    if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
-        let line = serde_json::json!({
-            "bench": "serve", "concurrency": CONCURRENCY, "https_rate": https, "inprocess_rate": inprocess,
-            "server_cpu_us": server_cpu, "client_cpu_us": client_cpu,
-        });
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .unwrap();
-        writeln!(f, "{line}").unwrap();
+    Run {
+        rate,
+        server_cpu,
+        client_cpu,
+        db_cpu,
     }
 }

@@ -224,6 +224,24 @@ pub fn bench() -> Result<()> {
             );
             continue;
         }
+        if v["bench"] == "serve_pg" {
+            row(
+                &format!(
+                    "sshca serve on PostgreSQL (fsync on), {} replica(s), C={}",
+                    f("replicas"),
+                    f("concurrency")
+                ),
+                format!("{:.0} certificates/s", f("rate")),
+                format!(
+                    "CPU per certificate: servers {:.0} µs, PostgreSQL {:.0} µs, load generator {:.0} µs",
+                    f("server_cpu_us"),
+                    f("db_cpu_us"),
+                    f("client_cpu_us")
+                ),
+                String::new(),
+            );
+            continue;
+        }
         row(
             &format!(
                 "KMS pipeline, AWS {} via emulator, C={} L={} ms",

@@ -144,3 +144,24 @@ pub fn human(secs: u64) -> String {
     }
     out
 }
+
+/// What `sshca sign` and `sshca request` report of a certificate after
+/// "Signed user key PATH: ": id, serial, principals and validity, like
+/// ssh-keygen (the key id escaped).
+pub fn issued_summary(cert: &Certificate) -> String {
+    let info = CertInfo::new(cert);
+    format!(
+        "id \"{}\" serial {}{} valid {}",
+        sshca::core::text::escape(&info.key_id),
+        info.serial,
+        if info.principals.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " for {}",
+                sshca::core::text::escape(&info.principals.join(","))
+            )
+        },
+        sshca::core::validity::describe(info.valid_after, info.valid_before)
+    )
+}

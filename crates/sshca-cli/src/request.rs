@@ -309,19 +309,11 @@ pub async fn run(a: RequestArgs) -> Result<()> {
                     c.as_str().unwrap_or_default()
                 );
             }
-            let info = sshca::CertInfo::new(&parsed);
             eprintln!(
-                "Signed {} key {}: id \"{}\" serial {}{} valid {}",
-                info.cert_type,
+                "Signed {} key {}: {}",
+                parsed.cert_type(),
                 out.display(),
-                sshca::core::text::escape(&info.key_id),
-                info.serial,
-                if info.principals.is_empty() {
-                    String::new()
-                } else {
-                    format!(" for {}", info.principals.join(","))
-                },
-                sshca::core::validity::describe(info.valid_after, info.valid_before)
+                crate::output::issued_summary(&parsed)
             );
         }
     }

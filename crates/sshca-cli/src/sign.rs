@@ -256,18 +256,7 @@ async fn issue_one(
     if let Some(dir) = issued_dir {
         crate::files::save_issued_copy(dir, &cert, &text)?;
     }
-    let info = sshca::CertInfo::new(&cert);
-    let what = format!(
-        "id \"{}\" serial {}{} valid {}",
-        info.key_id,
-        info.serial,
-        if info.principals.is_empty() {
-            String::new()
-        } else {
-            format!(" for {}", info.principals.join(","))
-        },
-        sshca::core::validity::describe(info.valid_after, info.valid_before)
-    );
+    let what = crate::output::issued_summary(&cert);
     match path {
         None => {
             std::io::stdout()

@@ -248,3 +248,63 @@ macro_rules! sql_for {
 }
 
 pub(crate) use sql_for;
+
+/// The [`crate::Store`] methods of a store struct with `writer: Writer`,
+/// `readers: Pool` and `shown: String`, over its module `sql` (expanded by
+/// [`sql_for`]).
+macro_rules! impl_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $store {
+            async fn record(&self, cert: &IssuedCert) -> Result<Recorded> {
+                let cert = cert.clone();
+                self.writer.submit(|tx| Job::Cert(cert, tx)).await
+            }
+
+            async fn audit(&self, event: &AuditEvent) -> Result<()> {
+                let event = event.clone();
+                self.writer.submit(|tx| Job::Audit(event, tx)).await
+            }
+
+            async fn certs(&self, q: &CertQuery) -> Result<Vec<IssuedCert>> {
+                sql::query_certs(&self.readers, q).await
+            }
+
+            async fn certs_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, IssuedCert)>> {
+                sql::page_certs(&self.readers, after, limit).await
+            }
+
+            async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
+                let rows =
+                    sql::query_audit(&self.readers, None, limit.min(CertQuery::MAX_LIMIT)).await?;
+                Ok(rows.into_iter().map(|(_, e)| e).collect())
+            }
+
+            async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, AuditEvent)>> {
+                sql::query_audit(&self.readers, Some(after), limit).await
+            }
+
+            async fn import(
+                &self,
+                certs: &[IssuedCert],
+                events: &[AuditEvent],
+            ) -> Result<(Vec<Recorded>, usize)> {
+                self.writer.submit_all(certs, events).await
+            }
+
+            async fn health(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.readers)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| unavailable("the database does not answer", e))
+            }
+
+            fn describe(&self) -> String {
+                self.shown.clone()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -2,7 +2,7 @@
 //! rows of concurrent requests together (group commit: one sync for many
 //! certificates), readers on a small pool.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use sqlx::sqlite::{
@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 use sqlx::Connection;
 
 use crate::writer::{BatchSink, Writer};
-use crate::{Store, StoreOptions};
+use crate::StoreOptions;
 
 mod sql {
     crate::sql::sql_for!(
@@ -32,7 +32,7 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite
 /// A store in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    path: PathBuf,
+    shown: String,
     readers: SqlitePool,
     writer: Writer,
 }
@@ -113,7 +113,7 @@ impl SqliteStore {
             connect,
         };
         Ok(Self {
-            path: path.to_owned(),
+            shown: format!("sqlite:{shown}"),
             readers,
             // SQLite's busy_timeout bounds the wait for a lock; the writer's
             // own deadline is a little longer.
@@ -122,60 +122,13 @@ impl SqliteStore {
     }
 }
 
-#[async_trait::async_trait]
-impl Store for SqliteStore {
-    async fn record(&self, cert: &IssuedCert) -> Result<Recorded> {
-        let cert = cert.clone();
-        self.writer.submit(|tx| Job::Cert(cert, tx)).await
-    }
-
-    async fn audit(&self, event: &AuditEvent) -> Result<()> {
-        let event = event.clone();
-        self.writer.submit(|tx| Job::Audit(event, tx)).await
-    }
-
-    async fn certs(&self, q: &CertQuery) -> Result<Vec<IssuedCert>> {
-        sql::query_certs(&self.readers, q).await
-    }
-
-    async fn certs_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, IssuedCert)>> {
-        sql::page_certs(&self.readers, after, limit).await
-    }
-
-    async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
-        let rows = sql::query_audit(&self.readers, None, limit.min(CertQuery::MAX_LIMIT)).await?;
-        Ok(rows.into_iter().map(|(_, e)| e).collect())
-    }
-
-    async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, AuditEvent)>> {
-        sql::query_audit(&self.readers, Some(after), limit).await
-    }
-
-    async fn import(
-        &self,
-        certs: &[IssuedCert],
-        events: &[AuditEvent],
-    ) -> Result<(Vec<Recorded>, usize)> {
-        self.writer.submit_all(certs, events).await
-    }
-
-    async fn health(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map(|_| ())
-            .map_err(|e| unavailable("the database does not answer", e))
-    }
-
-    fn describe(&self) -> String {
-        format!("sqlite:{}", self.path.display())
-    }
-}
+crate::sql::impl_store!(SqliteStore);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conformance::{cert, event};
+    use crate::Store;
 
     #[tokio::test(flavor = "multi_thread")]
     async fn conformance() {

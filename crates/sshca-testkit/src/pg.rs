@@ -14,6 +14,7 @@ pub struct PgCluster {
     pub port: u16,
     /// The OS user that owns and runs it (`None` when the tests are not root).
     run_as: Option<String>,
+    durable: bool,
 }
 
 /// The directory holding initdb and pg_ctl: on PATH, else Debian's
@@ -88,8 +89,19 @@ impl PgCluster {
         );
     }
 
-    /// initdb, then start.
+    /// initdb, then start, with `fsync=off` (tests: durability against a
+    /// crash of the machine is not what they check).
     pub fn start() -> PgCluster {
+        Self::start_inner(false)
+    }
+
+    /// Like [`PgCluster::start`], with PostgreSQL's default durability
+    /// (`fsync=on`, `synchronous_commit=on`), for benchmarks.
+    pub fn start_durable() -> PgCluster {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(durable: bool) -> PgCluster {
         let bin = pg_bin();
         let run_as = is_root().then(|| "postgres".to_string());
         let dir = tempfile::Builder::new()
@@ -110,6 +122,7 @@ impl PgCluster {
             bin,
             port: 0,
             run_as,
+            durable,
         };
         let out = pg
             .cmd("initdb")
@@ -138,9 +151,10 @@ impl PgCluster {
 
     fn try_start(&self) -> bool {
         let opts = format!(
-            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             self.socket_dir().display(),
-            self.port
+            self.port,
+            if self.durable { "on" } else { "off" }
         );
         self.cmd("pg_ctl")
             .arg("-D")
@@ -215,6 +229,17 @@ impl PgCluster {
             "PostgreSQL did not restart: {}",
             self.log()
         );
+    }
+
+    /// The postmaster's process id.
+    pub fn postmaster_pid(&self) -> String {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 
     /// The data directory (for tests that look inside).
