@@ -17,6 +17,9 @@ use common::*;
 use serde_json::{json, Value};
 use serve_support::*;
 
+/// A DSA public key: no certificate may hold one.
+const DSA_KEY: &str = "ssh-dss AAAAB3NzaC1kc3MAAACBANP0yHTZmWsnW2PnWXHb3qVdA23w9eJOu0amZFx1gQH8fEkoA+5dFOC0RsX5x5W+qL6T6g7/JqH1J9LgIZoLjFYl5wFWoqXt5+jMoYkhv41Lv4E2rrcLpd6S8DYDBY0YjxbuKcREeaOH+DsjDCuzG+HtUf50VHn0eRAFnGZEqSJNAAAAFQCEGO7Mi0xY2FA7kFEkUr6avcZ1TQAAAIBNfMxzCWve6izydpPfK4aXi69oDRUv9vAuq57kR0n3uv1rWe2AmTB0fItx2b1TB62g34yWSi624VPmgF1P69aKrlCdd1g2itk2kgdGL3tWwu4h4+1u7RaUC4/vHeRG0dn7iZSyalK17FX2j2U1lJIdAeMtSuGZ16J/GNeHVlMY2AAAAIEAx+guqarfSBGj6Bq5F/ThKzSU4gMxyDOoqre8/9A1994icC86pz832YXUb+5+dUsHt38QsSM3jSZQ4RVlo2sCzrryh60anMyfBbIzaQCmNviCg/I+pKyGh3SS1IB8HFjf8HMLD+1I1i56dn6b3+MvFo6bGsgDeGgpx6Dj8OTm36k=";
+
 #[test]
 fn identities_and_every_status_code() {
     let s = setup("", None);
@@ -133,6 +136,7 @@ fn identities_and_every_status_code() {
                 "cert_type",
             ),
             (json!({"public_key": key, "shoe_size": 42}), "shoe_size"),
+            (json!({"public_key": DSA_KEY}), "ssh-dss"),
         ] {
             let (st, v, _) = sign(&c, &svc, "ci", Some(&s.ci), &body).await;
             assert_eq!((st, code(&v)), (400, "bad_request"), "{body}: {v}");

@@ -197,6 +197,10 @@ fn parse_sign_body(bytes: &[u8], now: u64) -> Result<(sshca::core::KeyData, Requ
     })?;
     let key = sshca::parse_public_key(&b.public_key, "field `public_key`")
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // A key type no certificate can hold is the request's fault, found
+    // before anything is signed.
+    sshca::core::cert::cert_key_type(key.key_data())
+        .map_err(|e| ApiError::bad_request(format!("field `public_key`: {e}")))?;
     let validity = b
         .validity
         .as_deref()
