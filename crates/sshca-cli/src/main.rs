@@ -18,6 +18,7 @@ mod request;
 #[cfg(feature = "server")]
 mod serve;
 mod sign;
+mod sshsig;
 #[cfg(feature = "server")]
 mod store;
 mod verify;
@@ -67,6 +68,9 @@ enum Cmd {
     Ekm(ekm::EkmCmd),
     /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
     Pubkey(pubkey::PubkeyArgs),
+    /// File signatures (SSHSIG, as `ssh-keygen -Y`) with a key in any backend.
+    #[command(subcommand)]
+    Sshsig(sshsig::SshsigCmd),
     /// Run the signing service (HTTPS API, authenticated requesters,
     /// policies, a durable record of every certificate).
     #[cfg(feature = "server")]
@@ -105,6 +109,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(any(feature = "ekm", feature = "gcp"))]
         Cmd::Ekm(e) => ekm::run(e, &cli.config).await,
         Cmd::Pubkey(a) => pubkey::run(a).await,
+        Cmd::Sshsig(c) => sshsig::run(c).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Cmd::Serve(a) => serve::serve(a, &cli.config)
             .await

@@ -65,3 +65,21 @@ pub fn syntax(data: &[u8]) {
     }
     let _ = b.build();
 }
+
+/// SSHSIG signatures and allowed-signers files: decoding and checking never
+/// panic; a signature that checks out re-encodes to one that checks out.
+pub fn sshsig(data: &[u8]) {
+    if let Ok(sig) = crate::sshsig::decode(data) {
+        if crate::sshsig::verify(&sig, sig.namespace(), b"").is_ok() {
+            if let Ok(pem) = sig.to_pem(ssh_key::LineEnding::LF) {
+                let again = crate::sshsig::decode(pem.as_bytes());
+                if !again.is_ok_and(|s| crate::sshsig::verify(&s, s.namespace(), b"").is_ok()) {
+                    panic!("a verified signature did not survive re-encoding");
+                }
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::sshsig::parse_allowed_signers(text);
+    }
+}

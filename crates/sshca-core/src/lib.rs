@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod options;
 pub mod policy;
 pub mod spki;
+pub mod sshsig;
 pub mod text;
 pub mod validate;
 pub mod validity;

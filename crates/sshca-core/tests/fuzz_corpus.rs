@@ -26,6 +26,7 @@ fn corpora_replay() {
     assert!(decoded >= 4);
     replay("convert", sshca_core::fuzzing::convert);
     replay("syntax", sshca_core::fuzzing::syntax);
+    replay("sshsig", sshca_core::fuzzing::sshsig);
 }
 
 #[test]

@@ -180,6 +180,34 @@ pub trait SignerExt: KeySigner {
         }
     }
 
+    /// Signs `msg` as `ssh-keygen -Y sign` does (an SSHSIG over its hash in
+    /// `namespace`); RSA keys sign with rsa-sha2-512 as ssh-keygen does. The
+    /// signature is verified before it is returned.
+    async fn sign_sshsig(
+        &self,
+        namespace: &str,
+        hash_alg: sshca_core::HashAlg,
+        msg: &[u8],
+    ) -> Result<sshca_core::ssh_key::SshSig> {
+        let invalid = |e: sshca_core::ssh_key::Error| {
+            Error::new(ErrorKind::InvalidInput, format!("SSHSIG: {e}"))
+        };
+        let data =
+            sshca_core::ssh_key::SshSig::signed_data(namespace, hash_alg, msg).map_err(invalid)?;
+        let algs = self.algorithms().await?;
+        let alg = if algs.contains(&SigAlg::RsaSha512) {
+            SigAlg::RsaSha512
+        } else {
+            self.choose_algorithm(None).await?
+        };
+        let sig = self.sign(alg, &data).await?;
+        let public = self.public_key().await?;
+        if !self.verifies_signatures() {
+            verify_signature(&public, &data, &sig)?;
+        }
+        sshca_core::ssh_key::SshSig::new(public, namespace, hash_alg, sig).map_err(invalid)
+    }
+
     /// Issues a certificate for `subject`: encodes the to-be-signed bytes,
     /// signs them once, and assembles the certificate, which is verified under
     /// the CA public key; a signature that does not verify is an error and no
