@@ -1,6 +1,8 @@
 //! The `sshca` command line: parses the arguments and hands each subcommand
 //! to its module.
 
+#[cfg(feature = "agent")]
+mod agent;
 #[cfg(any(feature = "ekm", feature = "gcp"))]
 mod ekm;
 mod expires;
@@ -68,6 +70,9 @@ enum Cmd {
     Ekm(ekm::EkmCmd),
     /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
     Pubkey(pubkey::PubkeyArgs),
+    /// Serve keys of any backend over the ssh-agent protocol.
+    #[cfg(feature = "agent")]
+    Agent(agent::AgentArgs),
     /// File signatures (SSHSIG, as `ssh-keygen -Y`) with a key in any backend.
     #[command(subcommand)]
     Sshsig(sshsig::SshsigCmd),
@@ -109,6 +114,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(any(feature = "ekm", feature = "gcp"))]
         Cmd::Ekm(e) => ekm::run(e, &cli.config).await,
         Cmd::Pubkey(a) => pubkey::run(a).await,
+        #[cfg(feature = "agent")]
+        Cmd::Agent(a) => agent::run(a).await.map(|()| ExitCode::SUCCESS),
         Cmd::Sshsig(c) => sshsig::run(c).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Cmd::Serve(a) => serve::serve(a, &cli.config)

@@ -155,6 +155,12 @@ impl KeyUri {
         }
     }
 
+    /// Removes an option, returning its value.
+    pub fn remove_option(&mut self, name: &str) -> Option<String> {
+        let i = self.options.iter().position(|(k, _)| k == name)?;
+        Some(self.options.remove(i).1)
+    }
+
     /// Rejects options other than `allowed` (and the common `pin`), naming
     /// the first unknown one.
     pub fn check_options(&self, allowed: &[&str]) -> Result<()> {
