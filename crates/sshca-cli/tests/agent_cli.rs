@@ -30,7 +30,10 @@ fn aws_env<'a>(c: &'a mut Command, dir: &Path) -> &'a mut Command {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", dir.join("none"))
         .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
+        .env("SSHCA_AZURE_ACCESS_TOKEN", AZURE_TOKEN)
 }
+
+const AZURE_TOKEN: &str = "agent-test-token";
 
 fn start_agent(dir: &Path, args: &[String]) -> Agent {
     let mut c = sshca();
@@ -118,6 +121,22 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
     let user_uri = aws("ECC_NIST_EDWARDS25519");
     let rsa_uri = aws("RSA_3072");
     let file_key = keygen(dir, "file_key", "ed25519", None);
+    let gcp_uri = {
+        let v = emu
+            .create_gcp_key(
+                "projects/p/locations/global/keyRings/r/cryptoKeys/agent",
+                "EC_SIGN_P384_SHA384",
+            )
+            .unwrap();
+        format!("gcpkms:{v}?endpoint={}", emu.endpoints().gcp)
+    };
+    let azure_uri = {
+        let kid = emu.create_azure_key("agent", "RSA", "2048").unwrap();
+        format!(
+            "azurekv:{kid}?ca-cert={}",
+            emu.endpoints().azure_ca_cert.display()
+        )
+    };
 
     // The user keys' certificates, from a CA that sshd trusts.
     let user_ca = keygen(dir, "user_ca", "ed25519", None);
@@ -132,7 +151,7 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
         certs.push(cert_of(&p));
     }
     let mut args: Vec<String> = Vec::new();
-    for uri in [&ca_uri, &user_uri, &rsa_uri] {
+    for uri in [&ca_uri, &user_uri, &rsa_uri, &gcp_uri, &azure_uri] {
         args.extend(["--key".into(), uri.clone()]);
     }
     args.extend([
@@ -152,7 +171,7 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
     // ssh-add lists every key (and the certificates), with comments.
     let out = with_agent(Command::new("ssh-add").arg("-L"), &agent);
     let listed = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(listed.lines().count(), 6, "{listed}");
+    assert_eq!(listed.lines().count(), 8, "{listed}");
     assert!(listed.contains("the-file-key") && listed.contains(&ca_uri));
     assert!(listed.contains(
         &pubkey_of(dir, &user_uri)
@@ -172,7 +191,7 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
     // ssh-keygen -Y sign through the agent, for each key.
     let msg = dir.join("msg");
     std::fs::write(&msg, "signed through the agent\n").unwrap();
-    for uri in [&ca_uri, &user_uri, &rsa_uri] {
+    for uri in [&ca_uri, &user_uri, &rsa_uri, &gcp_uri, &azure_uri] {
         let pub_line = pubkey_of(dir, uri);
         let p = dir.join("signer.pub");
         std::fs::write(&p, format!("{pub_line}\n")).unwrap();
@@ -354,7 +373,7 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
             .unwrap()
             .lines()
             .count(),
-        6
+        8
     );
 
     // Lock and unlock (the passphrase from an askpass program).
@@ -391,7 +410,7 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
             .unwrap()
             .lines()
             .count(),
-        6
+        8
     );
 
     // SIGTERM: the agent exits and removes its socket.
