@@ -24,20 +24,9 @@ impl Drop for Agent {
     }
 }
 
-fn aws_env<'a>(c: &'a mut Command, dir: &Path) -> &'a mut Command {
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("none"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"))
-        .env("SSHCA_AZURE_ACCESS_TOKEN", AZURE_TOKEN)
-}
-
-const AZURE_TOKEN: &str = "agent-test-token";
-
 fn start_agent(dir: &Path, args: &[String]) -> Agent {
     let mut c = sshca();
-    aws_env(&mut c, dir).arg("agent").args(args);
+    kms_env(&mut c, dir).arg("agent").args(args);
     let out = run(&mut c);
     let text = String::from_utf8(out.stdout).unwrap();
     let var = |name: &str| {
@@ -62,7 +51,7 @@ fn with_agent(cmd: &mut Command, agent: &Agent) -> Output {
 
 fn pubkey_of(dir: &Path, uri: &str) -> String {
     let mut c = sshca();
-    aws_env(&mut c, dir);
+    kms_env(&mut c, dir);
     String::from_utf8(run(c.arg("pubkey").arg(uri)).stdout)
         .unwrap()
         .trim()
@@ -240,24 +229,7 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
         ),
     )
     .unwrap();
-    let host_ca = keygen(dir, "host_ca", "ed25519", None);
-    let host_key = keygen(dir, "host_key", "ed25519", None);
-    run(sshca()
-        .args(["sign", "-h", "-I", "host", "-n", "127.0.0.1", "--ca"])
-        .arg(format!("file:{}", host_ca.display()))
-        .arg(host_key.with_extension("pub")));
-    let kh = run(sshca()
-        .args(["pubkey", "--known-hosts", "127.0.0.1"])
-        .arg(format!("file:{}", host_ca.display())))
-    .stdout;
-    let known_hosts = dir.join("known_hosts");
-    std::fs::write(&known_hosts, kh).unwrap();
-    let sshd = start_sshd(
-        dir,
-        &trusted,
-        &host_key,
-        &cert_of(&host_key.with_extension("pub")),
-    );
+    let (sshd, known_hosts) = sshd_trusting(dir, &trusted);
     let login_key = keygen(dir, "id_login", "ed25519", None);
     let out = with_agent(
         Command::new("ssh-keygen")

@@ -12,20 +12,10 @@ use std::process::Command;
 use common::*;
 use kms_emulator::{Config, Emulator};
 
-const AZURE_TOKEN: &str = "e2e-token";
-
 /// The `sshca` command with the credentials the emulator accepts.
 fn cli(dir: &Path) -> Command {
     let mut c = sshca();
-    c.env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.join("no-aws-credentials"),
-        )
-        .env("SSHCA_AZURE_ACCESS_TOKEN", AZURE_TOKEN);
+    kms_env(&mut c, dir);
     c
 }
 
@@ -46,24 +36,7 @@ fn login_through(make_uri: impl FnOnce(&Emulator) -> String) {
     let user_ca_pub = dir.join("trusted_user_ca.pub");
     std::fs::write(&user_ca_pub, &ca_line).unwrap();
 
-    let host_ca = keygen(dir, "host_ca", "ed25519", None);
-    let host_key = keygen(dir, "host_key", "ed25519", None);
-    run(sshca()
-        .args(["sign", "-h", "-I", "host", "-n", "127.0.0.1", "--ca"])
-        .arg(format!("file:{}", host_ca.display()))
-        .arg(host_key.with_extension("pub")));
-    let kh = run(sshca()
-        .args(["pubkey", "--known-hosts", "127.0.0.1"])
-        .arg(format!("file:{}", host_ca.display())))
-    .stdout;
-    let known_hosts = dir.join("known_hosts");
-    std::fs::write(&known_hosts, kh).unwrap();
-    let sshd = start_sshd(
-        dir,
-        &user_ca_pub,
-        &host_key,
-        &cert_of(&host_key.with_extension("pub")),
-    );
+    let (sshd, known_hosts) = sshd_trusting(dir, &user_ca_pub);
 
     let key = keygen(dir, "id_user", "ed25519", None);
     run(cli(dir)

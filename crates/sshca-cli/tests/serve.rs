@@ -437,24 +437,7 @@ fn sshd_accepts_certificates_from_the_service() {
     .stdout;
     let user_ca_pub = dir.join("trusted_user_ca.pub");
     std::fs::write(&user_ca_pub, &ca_line).unwrap();
-    let host_ca = keygen(dir, "host_ca", "ed25519", None);
-    let host_key = keygen(dir, "host_key", "ed25519", None);
-    run(sshca()
-        .args(["sign", "-h", "-I", "host", "-n", "127.0.0.1", "--ca"])
-        .arg(format!("file:{}", host_ca.display()))
-        .arg(host_key.with_extension("pub")));
-    let kh = run(sshca()
-        .args(["pubkey", "--known-hosts", "127.0.0.1"])
-        .arg(format!("file:{}", host_ca.display())))
-    .stdout;
-    let known_hosts = dir.join("known_hosts");
-    std::fs::write(&known_hosts, kh).unwrap();
-    let sshd = start_sshd(
-        dir,
-        &user_ca_pub,
-        &host_key,
-        &cert_of(&host_key.with_extension("pub")),
-    );
+    let (sshd, known_hosts) = sshd_trusting(dir, &user_ca_pub);
 
     // With a token file, through `sshca request`, failing over from a dead server.
     let key = keygen(dir, "id_user", "ed25519", None);
@@ -658,17 +641,9 @@ fn slow_or_failing_kms_and_sigterm_with_requests_in_flight() {
     let id = emu.create_aws_key("ECC_NIST_P256", "SIGN_VERIFY").unwrap();
     let uri = format!("awskms:{id}?endpoint={}", emu.endpoints().aws);
     let s = setup("request_timeout = \"20s\"", Some(uri));
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test".to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ("AWS_CONFIG_FILE", s.dir.join("none").display().to_string()),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            s.dir.join("none").display().to_string(),
-        ),
-    ];
-    let svc = Service::start_with(&s.dir, &s.config, &env);
+    let svc = Service::start_with(&s.dir, &s.config, |c| {
+        kms_env(c, &s.dir);
+    });
     let c = client(&s.pki, None);
     let key = pubkey(&s.dir, "id_a");
 

@@ -213,19 +213,12 @@ fn kms_keys_sign_files() {
     for spec in ["ECC_NIST_EDWARDS25519", "ECC_NIST_P256"] {
         let id = emu.create_aws_key(spec, "SIGN_VERIFY").unwrap();
         let uri = format!("awskms:{id}?endpoint={}", emu.endpoints().aws);
-        let env = |c: &mut Command| {
-            c.env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_CONFIG_FILE", dir.join("none"))
-                .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("none"));
-        };
         let mut c = sshca();
-        env(&mut c);
+        kms_env(&mut c, dir);
         let pub_line = String::from_utf8(run(c.arg("pubkey").arg(&uri)).stdout).unwrap();
         let allowed = allowed_signers(dir, "release@example.com", pub_line.trim());
         let mut c = sshca();
-        env(&mut c);
+        kms_env(&mut c, dir);
         run(c
             .args(["sshsig", "sign", "-n", "file", "--key", &uri])
             .arg(&file));

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use sshca_testkit::cli::*;
@@ -54,4 +54,47 @@ pub fn sshca_view(cert: &Path) -> KeygenView {
         critical_options: opts("critical_options"),
         extensions: opts("extensions"),
     }
+}
+
+/// The bearer token the tests' emulated Key Vault accepts.
+pub const AZURE_TOKEN: &str = "e2e-token";
+
+/// Sets the credentials the emulated AWS KMS and Key Vault accept (and
+/// keeps the user's own AWS configuration out).
+pub fn kms_env<'a>(c: &'a mut Command, dir: &Path) -> &'a mut Command {
+    c.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env("SSHCA_AZURE_ACCESS_TOKEN", AZURE_TOKEN)
+}
+
+/// A test sshd trusting the user CA keys in `trusted_user_cas`, with a host
+/// certificate that `sshca sign -h` made with a fresh host CA, and a
+/// known_hosts file holding that CA's `@cert-authority` line from `sshca
+/// pubkey --known-hosts`.
+pub fn sshd_trusting(dir: &Path, trusted_user_cas: &Path) -> (Sshd, PathBuf) {
+    let host_ca = keygen(dir, "host_ca", "ed25519", None);
+    let host_key = keygen(dir, "host_key", "ed25519", None);
+    run(sshca()
+        .args(["sign", "-h", "-I", "host", "-n", "127.0.0.1", "--ca"])
+        .arg(format!("file:{}", host_ca.display()))
+        .arg(host_key.with_extension("pub")));
+    let kh = run(sshca()
+        .args(["pubkey", "--known-hosts", "127.0.0.1"])
+        .arg(format!("file:{}", host_ca.display())))
+    .stdout;
+    let known_hosts = dir.join("known_hosts");
+    std::fs::write(&known_hosts, kh).unwrap();
+    let sshd = start_sshd(
+        dir,
+        trusted_user_cas,
+        &host_key,
+        &cert_of(&host_key.with_extension("pub")),
+    );
+    (sshd, known_hosts)
 }

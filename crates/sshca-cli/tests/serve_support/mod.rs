@@ -111,10 +111,10 @@ impl Drop for Service {
 
 impl Service {
     pub fn start(dir: &Path, config: &Path) -> Service {
-        Self::start_with(dir, config, &[])
+        Self::start_with(dir, config, |_| {})
     }
 
-    pub fn start_with(dir: &Path, config: &Path, env: &[(&str, String)]) -> Service {
+    pub fn start_with(dir: &Path, config: &Path, configure: impl FnOnce(&mut Command)) -> Service {
         let ready = dir.join(format!("ready-{}.json", rand_suffix()));
         let log = dir.join(format!("serve-{}.log", rand_suffix()));
         let mut cmd = sshca();
@@ -125,9 +125,7 @@ impl Service {
             .arg(&ready)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        configure(&mut cmd);
         let mut child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
