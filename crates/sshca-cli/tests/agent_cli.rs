@@ -229,7 +229,14 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
         ),
     )
     .unwrap();
-    let (sshd, known_hosts) = sshd_trusting(dir, &trusted);
+    // Plain keys log in through authorized_keys: the KMS-held P-384 key.
+    let authorized = dir.join("authorized_keys");
+    std::fs::write(&authorized, format!("{}\n", pubkey_of(dir, &gcp_uri))).unwrap();
+    let (sshd, known_hosts) = sshd_trusting_with(
+        dir,
+        &trusted,
+        &format!("AuthorizedKeysFile {}\n", authorized.display()),
+    );
     let login_key = keygen(dir, "id_login", "ed25519", None);
     let out = with_agent(
         Command::new("ssh-keygen")
@@ -281,6 +288,24 @@ fn openssh_and_git_use_kms_keys_through_the_agent() {
     let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
     assert!(
         log.contains("RSA-CERT") || log.contains("rsa-sha2"),
+        "{log}"
+    );
+    // A plain KMS-held key (no certificate) through authorized_keys.
+    let out = ssh_agent_login(
+        &sshd,
+        dir,
+        &agent,
+        &known_hosts,
+        Some("ecdsa-sha2-nistp384"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default();
+    assert!(
+        log.contains("Accepted publickey") && log.contains("ECDSA "),
         "{log}"
     );
 
@@ -429,4 +454,46 @@ fn bad_keys_and_certificates_are_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(!dir.join("s").exists());
+}
+
+#[test]
+fn confirm_decides_each_signature() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let key = keygen(dir, "k", "ed25519", None);
+    let msg = dir.join("msg");
+    std::fs::write(&msg, "x").unwrap();
+    let gate = dir.join("allow");
+    // The command sees the key's comment and allows while the file exists.
+    let cmd = format!(
+        "test \"$SSHCA_AGENT_KEY\" = gated && test -e {}",
+        gate.display()
+    );
+    let agent = start_agent(
+        dir,
+        &[
+            "--key".into(),
+            format!("file:{}?comment=gated", key.display()),
+            "--confirm".into(),
+            cmd,
+        ],
+    );
+    let sign = || {
+        let _ = std::fs::remove_file(dir.join("msg.sig"));
+        with_agent(
+            Command::new("ssh-keygen")
+                .args(["-Y", "sign", "-n", "file", "-f"])
+                .arg(key.with_extension("pub"))
+                .arg(&msg),
+            &agent,
+        )
+    };
+    assert!(!sign().status.success(), "signed without confirmation");
+    std::fs::write(&gate, "").unwrap();
+    let out = sign();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -173,6 +173,19 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_sshd(dir: &Path, user_ca_pub: &Path, host_key: &Path, host_cert: &Path) -> Sshd {
+    start_sshd_with(dir, user_ca_pub, host_key, host_cert, "")
+}
+
+/// Like [`start_sshd`], with `extra` sshd_config lines first (sshd keeps the
+/// first value of a keyword, so they override the defaults here, e.g.
+/// `AuthorizedKeysFile /path`).
+pub fn start_sshd_with(
+    dir: &Path,
+    user_ca_pub: &Path,
+    host_key: &Path,
+    host_cert: &Path,
+    extra: &str,
+) -> Sshd {
     assert!(
         Path::new(SSHD).exists(),
         "{SSHD} is missing: install openssh-server (.ci/run does)"
@@ -184,7 +197,7 @@ pub fn start_sshd(dir: &Path, user_ca_pub: &Path, host_key: &Path, host_cert: &P
         std::fs::write(
             &config,
             format!(
-                "ListenAddress 127.0.0.1:{port}\n\
+                "{extra}ListenAddress 127.0.0.1:{port}\n\
                  HostKey {hk}\n\
                  HostCertificate {hc}\n\
                  TrustedUserCAKeys {ca}\n\

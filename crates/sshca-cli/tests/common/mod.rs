@@ -78,6 +78,12 @@ pub fn kms_env<'a>(c: &'a mut Command, dir: &Path) -> &'a mut Command {
 /// known_hosts file holding that CA's `@cert-authority` line from `sshca
 /// pubkey --known-hosts`.
 pub fn sshd_trusting(dir: &Path, trusted_user_cas: &Path) -> (Sshd, PathBuf) {
+    sshd_trusting_with(dir, trusted_user_cas, "")
+}
+
+/// Like [`sshd_trusting`], with `extra` sshd_config lines (see
+/// `start_sshd_with`).
+pub fn sshd_trusting_with(dir: &Path, trusted_user_cas: &Path, extra: &str) -> (Sshd, PathBuf) {
     let host_ca = keygen(dir, "host_ca", "ed25519", None);
     let host_key = keygen(dir, "host_key", "ed25519", None);
     run(sshca()
@@ -90,11 +96,12 @@ pub fn sshd_trusting(dir: &Path, trusted_user_cas: &Path) -> (Sshd, PathBuf) {
     .stdout;
     let known_hosts = dir.join("known_hosts");
     std::fs::write(&known_hosts, kh).unwrap();
-    let sshd = start_sshd(
+    let sshd = start_sshd_with(
         dir,
         trusted_user_cas,
         &host_key,
         &cert_of(&host_key.with_extension("pub")),
+        extra,
     );
     (sshd, known_hosts)
 }
