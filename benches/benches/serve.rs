@@ -218,10 +218,8 @@ fn https_run(
     let mut children = Vec::new();
     let mut urls = Vec::new();
     for i in 0..replicas {
-        let ready = dir.join(format!(
-            "ready-{}-{i}.json",
-            config.display().to_string().len()
-        ));
+        let stem = config.file_stem().unwrap_or_default().to_string_lossy();
+        let ready = dir.join(format!("ready-{stem}-{i}.json"));
         let _ = std::fs::remove_file(&ready);
         let child = Command::new(bin)
             .arg("--config")

@@ -230,7 +230,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
         })?;
     for key_path in &a.keys {
         let (key, comment) = sshca::read_subject_key(key_path)?;
-        let line = sshca::core::PublicKey::new(key, comment)
+        let line = sshca::core::PublicKey::new(key.clone(), comment)
             .to_openssh()
             .map_err(|e| invalid(format!("{}: {e}", key_path.display())))?;
         let mut body = json!({ "public_key": line });
@@ -292,7 +292,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
                 format!("the service sent an unreadable certificate: {e}"),
             )
         })?;
-        if *parsed.public_key() != sshca::read_subject_key(key_path)?.0 {
+        if *parsed.public_key() != key {
             return Err(Error::new(
                 ErrorKind::BadResponse,
                 "the service certified another key",

@@ -19,10 +19,7 @@ use serve_support::*;
 use sshca_testkit::pg::PgCluster;
 
 fn rows_in(config: &std::path::Path, store: &str) -> Vec<Value> {
-    let out = run(sshca().arg("--config").arg(config).args([
-        "certs", "list", "--json", "--limit", "10000", "--store", store,
-    ]));
-    serde_json::from_slice(&out.stdout).unwrap()
+    store_rows(config, &["--store", store])
 }
 
 /// Sends one request to the servers in turn from `start`, moving on after a

@@ -162,7 +162,6 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<bytes::
     })?;
     read.map_err(|e| {
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit")
         {
             too_large()
         } else {
