@@ -332,7 +332,7 @@ struct Body {
     signature_key: KeyData,
 }
 
-fn encode_key_blob(key: &KeyData) -> Result<Vec<u8>> {
+pub(crate) fn encode_key_blob(key: &KeyData) -> Result<Vec<u8>> {
     use ssh_encoding::Encode;
     let mut out = Vec::with_capacity(128);
     key.encode(&mut out)
@@ -673,7 +673,7 @@ impl Certificate {
     }
 }
 
-fn decode_key(blob: &[u8], what: &str) -> Result<KeyData> {
+pub(crate) fn decode_key(blob: &[u8], what: &str) -> Result<KeyData> {
     use ssh_encoding::Decode;
     let mut r = blob;
     let key = KeyData::decode(&mut r).map_err(|e| Error::decode(format_args!("{what}: {e}")))?;

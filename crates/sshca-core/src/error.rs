@@ -38,6 +38,9 @@ pub enum Error {
     /// A certificate failed verification.
     #[error("certificate not valid: {0}")]
     Invalid(String),
+    /// A key revocation list is malformed or cannot be written.
+    #[error("bad KRL: {0}")]
+    Krl(String),
 }
 
 impl Error {

@@ -83,3 +83,33 @@ pub fn sshsig(data: &[u8]) {
         let _ = crate::sshsig::parse_allowed_signers(text);
     }
 }
+
+/// KRL decoding: never panics; whatever decodes (without embedded
+/// signatures) re-encodes to a KRL that decodes to the same contents, and
+/// every revoked serial stays revoked.
+pub fn krl(data: &[u8]) {
+    let Ok(k) = crate::krl::Krl::decode(data) else {
+        return;
+    };
+    for section in &k.certs {
+        for &(lo, hi) in section.serials.ranges() {
+            if !section.serials.contains(lo) || !section.serials.contains(hi) {
+                panic!("a decoded serial range is not reported revoked");
+            }
+        }
+    }
+    if !k.signatures.is_empty() {
+        return;
+    }
+    let Ok(bytes) = k.encode() else {
+        panic!("a decoded KRL cannot be encoded");
+    };
+    let mut expected = k;
+    expected
+        .certs
+        .retain(|s| !s.serials.is_empty() || !s.key_ids.is_empty());
+    match crate::krl::Krl::decode(&bytes) {
+        Ok(again) if again == expected => {}
+        _ => panic!("decode -> encode -> decode changed the KRL"),
+    }
+}

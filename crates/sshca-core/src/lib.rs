@@ -8,6 +8,8 @@
 //!   and verification ([`Certificate::validate`]);
 //! - conversion of native signature formats (DER ECDSA, raw `r||s`, RSA PKCS#1
 //!   v1.5, Ed25519) into SSH signatures ([`convert`]);
+//! - OpenSSH key revocation lists, encoded compactly and decoded strictly
+//!   ([`krl`]);
 //! - ssh-keygen compatible syntax for validity intervals ([`validity`]) and
 //!   certificate options ([`options`]).
 
@@ -15,6 +17,7 @@ pub mod cert;
 pub mod convert;
 mod error;
 pub mod fuzzing;
+pub mod krl;
 pub mod options;
 pub mod policy;
 pub mod spki;

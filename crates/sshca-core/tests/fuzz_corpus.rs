@@ -27,6 +27,7 @@ fn corpora_replay() {
     replay("convert", sshca_core::fuzzing::convert);
     replay("syntax", sshca_core::fuzzing::syntax);
     replay("sshsig", sshca_core::fuzzing::sshsig);
+    replay("krl", sshca_core::fuzzing::krl);
 }
 
 #[test]
