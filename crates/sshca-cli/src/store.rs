@@ -18,8 +18,8 @@ pub enum StoreCmd {
         #[arg(long)]
         store: Option<String>,
     },
-    /// Copy every certificate and audit row of one store into another,
-    /// empty, store, in their order.
+    /// Copy every certificate, audit row and revocation of one store into
+    /// another, empty, store, in their order (KRL versions too).
     Copy {
         /// The store to read.
         #[arg(long)]
@@ -48,7 +48,9 @@ pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
         StoreCmd::Copy { from, to } => {
             let src = sshca_store::open(&from, &StoreOptions::default()).await?;
             let dst = sshca_store::open(&to, &StoreOptions::default()).await?;
-            if !dst.certs_after(0, 1).await?.is_empty() || !dst.audit_after(0, 1).await?.is_empty()
+            if !dst.certs_after(0, 1).await?.is_empty()
+                || !dst.audit_after(0, 1).await?.is_empty()
+                || !dst.revocations(None).await?.is_empty()
             {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
@@ -87,8 +89,17 @@ pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
                 let rows: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
                 events += dst.import(&[], &rows).await?.1;
             }
+            let revocations = src.revocations(None).await?;
+            for r in &revocations {
+                dst.revoke(r).await?;
+            }
+            // KRLs built from the copy keep counting up from the source's.
+            for (ca, version) in src.krl_versions().await? {
+                dst.next_krl_version(&ca, version).await?;
+            }
             println!(
-                "copied {certs} certificates and {events} audit rows from {} to {}",
+                "copied {certs} certificates, {events} audit rows and {} revocations from {} to {}",
+                revocations.len(),
                 src.describe(),
                 dst.describe()
             );

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::{AuditEvent, CertQuery, IssuedCert, Recorded, Store};
+use crate::{AuditEvent, CertQuery, IssuedCert, Recorded, Revocation, RevocationTarget, Store};
 
 /// A certificate row for tests.
 pub fn cert(serial: u64, requester: &str) -> IssuedCert {
@@ -52,6 +52,7 @@ where
     concurrent_writes_are_all_committed(store.clone()).await;
     audit_rows(&*store).await;
     paging(&*store).await;
+    revocations_and_krl_versions(store.clone()).await;
     store.health().await.unwrap();
     assert!(!store.describe().is_empty());
     // Everything is there after reopening.
@@ -203,4 +204,153 @@ async fn paging(store: &dyn Store) {
         events.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
         (1..=5).map(event).collect::<Vec<_>>()
     );
+}
+
+fn revocation(ca: &str, target: RevocationTarget) -> Revocation {
+    Revocation {
+        ca: ca.into(),
+        target,
+        reason: "key lost".into(),
+        revoked_by: "admin".into(),
+        revoked_at: 77,
+    }
+}
+
+async fn revocations_and_krl_versions(store: Arc<dyn Store>) {
+    let targets = [
+        RevocationTarget::Serials {
+            from: 9_001,
+            to: 9_001,
+        },
+        RevocationTarget::Serials {
+            from: 5,
+            to: u64::MAX,
+        },
+        RevocationTarget::KeyId {
+            key_id: "id-9002".into(),
+        },
+        RevocationTarget::Key {
+            fingerprint: "SHA256:abc".into(),
+        },
+        RevocationTarget::CaKey {
+            public_key: "ssh-ed25519 AAAA".into(),
+        },
+    ];
+    assert_eq!(store.revocation_mark("main").await.unwrap(), (0, 0));
+    for t in &targets {
+        store.revoke(&revocation("main", t.clone())).await.unwrap();
+    }
+    store
+        .revoke(&revocation(
+            "other",
+            RevocationTarget::Serials {
+                from: 9_002,
+                to: 9_002,
+            },
+        ))
+        .await
+        .unwrap();
+    let got = store.revocations(Some("main")).await.unwrap();
+    assert_eq!(
+        got.iter().map(|r| r.target.clone()).collect::<Vec<_>>(),
+        targets
+    );
+    assert_eq!(got[0], revocation("main", targets[0].clone()));
+    assert_eq!(store.revocations(None).await.unwrap().len(), 6);
+    let (n, last) = store.revocation_mark("main").await.unwrap();
+    assert_eq!(n, 5);
+    store
+        .revoke(&revocation(
+            "main",
+            RevocationTarget::Serials {
+                from: 9_003,
+                to: 9_003,
+            },
+        ))
+        .await
+        .unwrap();
+    let (n2, last2) = store.revocation_mark("main").await.unwrap();
+    assert_eq!(n2, 6);
+    assert!(last2 > last);
+
+    // Serial 9001: its only certificate expired at 100; 9003: one expired,
+    // one valid; 9004 revoked but unknown to the store.
+    let ca = "SHA256:krl-ca".to_string();
+    let mut c = cert(9_001, "x");
+    c.ca_fingerprint = ca.clone();
+    c.valid_before = 100;
+    assert_eq!(store.record(&c).await.unwrap(), Recorded::Stored);
+    let mut c = cert(9_003, "x");
+    c.ca_fingerprint = ca.clone();
+    c.valid_before = 100;
+    store.record(&c).await.unwrap();
+    let mut c = cert(9_003, "x");
+    c.ca_fingerprint = "SHA256:krl-ca-next".into();
+    c.valid_before = u64::MAX;
+    store.record(&c).await.unwrap();
+    store
+        .revoke(&revocation(
+            "main",
+            RevocationTarget::Serials {
+                from: 9_004,
+                to: 9_004,
+            },
+        ))
+        .await
+        .unwrap();
+    let keys = [ca.clone(), "SHA256:krl-ca-next".into()];
+    assert_eq!(
+        store
+            .expired_revoked_serials("main", &keys, 200)
+            .await
+            .unwrap(),
+        [9_001]
+    );
+    assert!(store
+        .expired_revoked_serials("main", &keys, 50)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .expired_revoked_serials("main", &[], 200)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.has_unexpired(&ca, 50).await.unwrap());
+    assert!(!store.has_unexpired(&ca, 100).await.unwrap());
+    assert!(store
+        .has_unexpired("SHA256:krl-ca-next", u64::MAX - 1)
+        .await
+        .unwrap());
+    assert!(!store.has_unexpired("SHA256:none", 0).await.unwrap());
+
+    // KRL versions: strictly increasing under concurrent builders, never
+    // below the floor asked for.
+    let first = store.next_krl_version("main", 0).await.unwrap();
+    assert!(first >= 1);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.next_krl_version("main", 0).await.unwrap()
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tasks {
+        assert!(
+            seen.insert(t.await.unwrap()),
+            "a KRL version handed out twice"
+        );
+    }
+    assert!(*seen.iter().next().unwrap() > first);
+    let floor = store.next_krl_version("main", 1_800_000_000).await.unwrap();
+    assert_eq!(floor, 1_800_000_000);
+    assert_eq!(
+        store.next_krl_version("main", 5).await.unwrap(),
+        1_800_000_001
+    );
+    assert_eq!(store.next_krl_version("other", 0).await.unwrap(), 1);
+    let versions = store.krl_versions().await.unwrap();
+    assert!(versions.contains(&("main".to_string(), 1_800_000_001)));
+    assert!(versions.contains(&("other".to_string(), 1)));
 }

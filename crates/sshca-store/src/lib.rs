@@ -79,6 +79,50 @@ pub struct AuditEvent {
     pub reason: String,
 }
 
+/// What a revocation revokes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RevocationTarget {
+    /// Certificates with serials `from..=to` signed by any key of the CA.
+    Serials {
+        /// First serial.
+        from: u64,
+        /// Last serial.
+        to: u64,
+    },
+    /// Certificates with this key id signed by any key of the CA.
+    KeyId {
+        /// The key id.
+        key_id: String,
+    },
+    /// A key (and so every certificate of it), by its SHA256 fingerprint.
+    Key {
+        /// `SHA256:...`.
+        fingerprint: String,
+    },
+    /// A key of the CA itself: every certificate it signed.
+    CaKey {
+        /// The CA key's public line (`TYPE BASE64`).
+        public_key: String,
+    },
+}
+
+/// One revocation, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// The CA (its name in the configuration) whose KRL carries it.
+    pub ca: String,
+    /// What is revoked.
+    #[serde(flatten)]
+    pub target: RevocationTarget,
+    /// Why.
+    pub reason: String,
+    /// Who revoked it.
+    pub revoked_by: String,
+    /// When (unix seconds).
+    pub revoked_at: u64,
+}
+
 /// What [`Store::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -170,6 +214,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         certs: &[IssuedCert],
         events: &[AuditEvent],
     ) -> Result<(Vec<Recorded>, usize)>;
+    /// Records a revocation (durable when it returns).
+    async fn revoke(&self, revocation: &Revocation) -> Result<()>;
+    /// The revocations of one CA (every CA when `None`), oldest first.
+    async fn revocations(&self, ca: Option<&str>) -> Result<Vec<Revocation>>;
+    /// How many revocations a CA has and the newest one's row id: changes
+    /// whenever a revocation is added.
+    async fn revocation_mark(&self, ca: &str) -> Result<(u64, i64)>;
+    /// Serials revoked one by one for `ca` whose certificates, all known to
+    /// this store and signed by one of `ca_keys` (SHA256 fingerprints),
+    /// expired before `now`: a KRL may leave them out.
+    async fn expired_revoked_serials(
+        &self,
+        ca: &str,
+        ca_keys: &[String],
+        now: u64,
+    ) -> Result<Vec<u64>>;
+    /// Whether a certificate signed by this CA key (SHA256 fingerprint) is
+    /// still valid after `now`.
+    async fn has_unexpired(&self, ca_key: &str, now: u64) -> Result<bool>;
+    /// The next KRL version of a CA: greater than every version handed out
+    /// before (by any replica), and at least `at_least`.
+    async fn next_krl_version(&self, ca: &str, at_least: u64) -> Result<u64>;
+    /// The last KRL version handed out per CA.
+    async fn krl_versions(&self) -> Result<Vec<(String, u64)>>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.

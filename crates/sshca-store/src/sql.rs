@@ -15,7 +15,10 @@ macro_rules! sql_for {
 
         use sshca_signer::{Error, ErrorKind, Result};
         use $crate::writer::Job;
-        use $crate::{from_db, to_db, unavailable, AuditEvent, CertQuery, IssuedCert, Recorded};
+        use $crate::{
+            from_db, to_db, unavailable, AuditEvent, CertQuery, IssuedCert, Recorded, Revocation,
+            RevocationTarget,
+        };
 
         /// One transaction for the whole batch: one multi-row INSERT for
         /// the certificates (RETURNING tells which rows went in), one for
@@ -244,6 +247,211 @@ macro_rules! sql_for {
                 .map(|r| audit_row(r).map_err(|e| unavailable("cannot read an audit row", e)))
                 .collect()
         }
+
+        /// Inserts one revocation.
+        pub(crate) async fn insert_revocation(
+            pool: &sqlx::Pool<$db>,
+            r: &Revocation,
+        ) -> Result<()> {
+            let (kind, lo, hi, value) = match &r.target {
+                RevocationTarget::Serials { from, to } => {
+                    ("serial", Some(to_db(*from)), Some(to_db(*to)), None)
+                }
+                RevocationTarget::KeyId { key_id } => ("key_id", None, None, Some(key_id.clone())),
+                RevocationTarget::Key { fingerprint } => {
+                    ("key", None, None, Some(fingerprint.clone()))
+                }
+                RevocationTarget::CaKey { public_key } => {
+                    ("ca_key", None, None, Some(public_key.clone()))
+                }
+            };
+            sqlx::query(
+                "INSERT INTO revocations (ca, kind, serial_lo, serial_hi, value, reason, \
+                 revoked_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(r.ca.clone())
+            .bind(kind)
+            .bind(lo)
+            .bind(hi)
+            .bind(value)
+            .bind(r.reason.clone())
+            .bind(r.revoked_by.clone())
+            .bind(to_db(r.revoked_at))
+            .execute(pool)
+            .await
+            .map_err(|e| unavailable("cannot record the revocation", e))?;
+            Ok(())
+        }
+
+        fn revocation_row(r: &$row) -> std::result::Result<Revocation, sqlx::Error> {
+            let kind: String = r.try_get("kind")?;
+            let value: Option<String> = r.try_get("value")?;
+            let value = || value.clone().unwrap_or_default();
+            let target = match kind.as_str() {
+                "serial" => RevocationTarget::Serials {
+                    from: from_db(r.try_get::<Option<i64>, _>("serial_lo")?.unwrap_or(0)),
+                    to: from_db(r.try_get::<Option<i64>, _>("serial_hi")?.unwrap_or(0)),
+                },
+                "key_id" => RevocationTarget::KeyId { key_id: value() },
+                "key" => RevocationTarget::Key { fingerprint: value() },
+                "ca_key" => RevocationTarget::CaKey { public_key: value() },
+                other => {
+                    return Err(sqlx::Error::Decode(
+                        format!("unknown revocation kind `{other}`").into(),
+                    ))
+                }
+            };
+            Ok(Revocation {
+                ca: r.try_get("ca")?,
+                target,
+                reason: r.try_get("reason")?,
+                revoked_by: r.try_get("revoked_by")?,
+                revoked_at: from_db(r.try_get("revoked_at")?),
+            })
+        }
+
+        /// Revocations of `ca` (all when `None`), oldest first.
+        pub(crate) async fn query_revocations(
+            pool: &sqlx::Pool<$db>,
+            ca: Option<&str>,
+        ) -> Result<Vec<Revocation>> {
+            let mut b: QueryBuilder<$db> = QueryBuilder::new("SELECT * FROM revocations");
+            if let Some(ca) = ca {
+                b.push(" WHERE ca = ").push_bind(ca.to_owned());
+            }
+            b.push(" ORDER BY id");
+            let rows = b
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(|e| unavailable("cannot read revocations", e))?;
+            rows.iter()
+                .map(|r| revocation_row(r).map_err(|e| unavailable("cannot read a revocation", e)))
+                .collect()
+        }
+
+        pub(crate) async fn revocation_mark(pool: &sqlx::Pool<$db>, ca: &str) -> Result<(u64, i64)> {
+            let r = sqlx::query(
+                "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS last FROM revocations WHERE ca = $1",
+            )
+            .bind(ca.to_owned())
+            .fetch_one(pool)
+            .await
+            .map_err(|e| unavailable("cannot read revocations", e))?;
+            let n: i64 = r.try_get("n").map_err(|e| unavailable("cannot read revocations", e))?;
+            let last: i64 = r
+                .try_get("last")
+                .map_err(|e| unavailable("cannot read revocations", e))?;
+            Ok((u64::try_from(n).unwrap_or(0), last))
+        }
+
+        /// Pushes ` IN ($a, $b, ...)` (or a clause that is never true).
+        fn push_in<'a>(b: &mut QueryBuilder<'a, $db>, column: &str, values: &[String]) {
+            if values.is_empty() {
+                b.push(" AND 1=0");
+                return;
+            }
+            b.push(format!(" AND {column} IN ("));
+            let mut sep = b.separated(", ");
+            for v in values {
+                sep.push_bind(v.clone());
+            }
+            sep.push_unseparated(")");
+        }
+
+        pub(crate) async fn expired_revoked_serials(
+            pool: &sqlx::Pool<$db>,
+            ca: &str,
+            ca_keys: &[String],
+            now: u64,
+        ) -> Result<Vec<u64>> {
+            // Times are stored bit for bit: a negative valid_before is past
+            // 2^63, i.e. forever.
+            let mut b: QueryBuilder<$db> = QueryBuilder::new(
+                "SELECT r.serial_lo AS serial FROM revocations r WHERE r.kind = 'serial' \
+                 AND r.serial_lo = r.serial_hi AND r.ca = ",
+            );
+            b.push_bind(ca.to_owned());
+            b.push(" AND EXISTS (SELECT 1 FROM certs c WHERE c.serial = r.serial_lo");
+            push_in(&mut b, "c.ca_fingerprint", ca_keys);
+            b.push(") AND NOT EXISTS (SELECT 1 FROM certs c WHERE c.serial = r.serial_lo");
+            push_in(&mut b, "c.ca_fingerprint", ca_keys);
+            b.push(" AND (c.valid_before < 0 OR c.valid_before >= ")
+                .push_bind(to_db(now.min(i64::MAX as u64)))
+                .push("))");
+            let rows = b
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(|e| unavailable("cannot read revocations", e))?;
+            rows.iter()
+                .map(|r| {
+                    r.try_get::<i64, _>("serial")
+                        .map(from_db)
+                        .map_err(|e| unavailable("cannot read revocations", e))
+                })
+                .collect()
+        }
+
+        pub(crate) async fn has_unexpired(
+            pool: &sqlx::Pool<$db>,
+            ca_key: &str,
+            now: u64,
+        ) -> Result<bool> {
+            let row = sqlx::query(
+                "SELECT 1 AS one FROM certs WHERE ca_fingerprint = $1 \
+                 AND (valid_before < 0 OR valid_before > $2) LIMIT 1",
+            )
+            .bind(ca_key.to_owned())
+            .bind(to_db(now.min(i64::MAX as u64)))
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| unavailable("cannot read certificates", e))?;
+            Ok(row.is_some())
+        }
+
+        pub(crate) async fn next_krl_version(
+            pool: &sqlx::Pool<$db>,
+            ca: &str,
+            at_least: u64,
+        ) -> Result<u64> {
+            // One statement: the database serialises concurrent builders,
+            // so no two get the same version.
+            let floor = to_db(at_least.clamp(1, i64::MAX as u64));
+            let r = sqlx::query(
+                "INSERT INTO krl_versions (ca, version) VALUES ($1, $2) \
+                 ON CONFLICT (ca) DO UPDATE SET version = CASE \
+                 WHEN krl_versions.version + 1 > excluded.version THEN krl_versions.version + 1 \
+                 ELSE excluded.version END RETURNING version",
+            )
+            .bind(ca.to_owned())
+            .bind(floor)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| unavailable("cannot update the KRL version", e))?;
+            let v: i64 = r
+                .try_get("version")
+                .map_err(|e| unavailable("cannot read the KRL version", e))?;
+            Ok(from_db(v))
+        }
+
+        pub(crate) async fn krl_versions(pool: &sqlx::Pool<$db>) -> Result<Vec<(String, u64)>> {
+            let rows = sqlx::query("SELECT ca, version FROM krl_versions ORDER BY ca")
+                .fetch_all(pool)
+                .await
+                .map_err(|e| unavailable("cannot read KRL versions", e))?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("ca").map_err(|e| unavailable("cannot read KRL versions", e))?,
+                        from_db(
+                            r.try_get("version")
+                                .map_err(|e| unavailable("cannot read KRL versions", e))?,
+                        ),
+                    ))
+                })
+                .collect()
+        }
     };
 }
 
@@ -290,6 +498,39 @@ macro_rules! impl_store {
                 events: &[AuditEvent],
             ) -> Result<(Vec<Recorded>, usize)> {
                 self.writer.submit_all(certs, events).await
+            }
+
+            async fn revoke(&self, revocation: &$crate::Revocation) -> Result<()> {
+                sql::insert_revocation(&self.readers, revocation).await
+            }
+
+            async fn revocations(&self, ca: Option<&str>) -> Result<Vec<$crate::Revocation>> {
+                sql::query_revocations(&self.readers, ca).await
+            }
+
+            async fn revocation_mark(&self, ca: &str) -> Result<(u64, i64)> {
+                sql::revocation_mark(&self.readers, ca).await
+            }
+
+            async fn expired_revoked_serials(
+                &self,
+                ca: &str,
+                ca_keys: &[String],
+                now: u64,
+            ) -> Result<Vec<u64>> {
+                sql::expired_revoked_serials(&self.readers, ca, ca_keys, now).await
+            }
+
+            async fn has_unexpired(&self, ca_key: &str, now: u64) -> Result<bool> {
+                sql::has_unexpired(&self.readers, ca_key, now).await
+            }
+
+            async fn next_krl_version(&self, ca: &str, at_least: u64) -> Result<u64> {
+                sql::next_krl_version(&self.readers, ca, at_least).await
+            }
+
+            async fn krl_versions(&self) -> Result<Vec<(String, u64)>> {
+                sql::krl_versions(&self.readers).await
             }
 
             async fn health(&self) -> Result<()> {
