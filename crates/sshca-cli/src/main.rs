@@ -3,6 +3,8 @@
 
 #[cfg(feature = "agent")]
 mod agent;
+#[cfg(feature = "server")]
+mod ca;
 #[cfg(any(feature = "ekm", feature = "gcp"))]
 mod ekm;
 mod expires;
@@ -12,6 +14,7 @@ mod inspect;
 mod key;
 #[cfg(feature = "local")]
 mod keygen;
+mod krl;
 mod output;
 mod policy;
 mod pubkey;
@@ -98,6 +101,17 @@ enum Cmd {
     /// Ask a signing service for certificates (written as `sshca sign` does).
     #[cfg(feature = "client")]
     Request(request::RequestArgs),
+    /// Revoke certificates (by serial or key id), keys, or a CA key: a row
+    /// in the store that every KRL of the CA carries from then on.
+    #[cfg(feature = "server")]
+    Revoke(krl::RevokeArgs),
+    /// Key revocation lists: build from the store, inspect, check, fetch.
+    #[command(subcommand)]
+    Krl(krl::KrlCmd),
+    /// CA key rotation.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Ca(ca::CaCmd),
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -113,7 +127,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Policy(p) => policy::run(p, &cli.config),
         #[cfg(any(feature = "ekm", feature = "gcp"))]
         Cmd::Ekm(e) => ekm::run(e, &cli.config).await,
-        Cmd::Pubkey(a) => pubkey::run(a).await,
+        Cmd::Pubkey(a) => pubkey::run(a, &cli.config).await,
         #[cfg(feature = "agent")]
         Cmd::Agent(a) => agent::run(a).await.map(|()| ExitCode::SUCCESS),
         Cmd::Sshsig(c) => sshsig::run(c).await.map(|()| ExitCode::SUCCESS),
@@ -135,6 +149,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "client")]
         Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "server")]
+        Cmd::Revoke(a) => krl::revoke(a, &cli.config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Cmd::Krl(k) => krl::run(k, &cli.config).await,
+        #[cfg(feature = "server")]
+        Cmd::Ca(c) => ca::run(c, &cli.config).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

@@ -67,10 +67,10 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(&format!("cannot read the {what}"), path, &e))
 }
 
-fn tls_config(a: &RequestArgs) -> Result<rustls::ClientConfig> {
+fn tls_config(server_ca: Option<&Path>, identity: Option<&Path>) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    match &a.server_ca {
+    match server_ca {
         Some(path) => {
             let bytes = read(path, "server CA (--server-ca)")?;
             let mut n = 0;
@@ -93,7 +93,7 @@ fn tls_config(a: &RequestArgs) -> Result<rustls::ClientConfig> {
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::new(ErrorKind::Internal, "TLS setup").with_source(e))?
         .with_root_certificates(roots);
-    let config = match &a.identity {
+    let config = match identity {
         None => builder.with_no_client_auth(),
         Some(path) => {
             let bytes = read(path, "client identity (--identity)")?;
@@ -112,6 +112,24 @@ fn tls_config(a: &RequestArgs) -> Result<rustls::ClientConfig> {
         }
     };
     Ok(config)
+}
+
+/// The HTTPS client of the commands that talk to `sshca serve`: TLS 1.2+,
+/// the given trust roots (else the system's), an optional client
+/// certificate, no redirects.
+pub(crate) fn https_client(
+    server_ca: Option<&Path>,
+    identity: Option<&Path>,
+) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config(server_ca, identity)?)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot set up the HTTPS client").with_source(e)
+        })
 }
 
 fn token(a: &RequestArgs) -> Result<Option<Secret>> {
@@ -219,15 +237,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
     opts.apply_all(a.options.iter().map(String::as_str))?;
     let (crit, ext) = opts.build()?;
     let cleared = a.options.iter().any(|o| o.eq_ignore_ascii_case("clear"));
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config(&a)?)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            Error::new(ErrorKind::Internal, "cannot set up the HTTPS client").with_source(e)
-        })?;
+    let client = https_client(a.server_ca.as_deref(), a.identity.as_deref())?;
     for key_path in &a.keys {
         let (key, comment) = sshca::read_subject_key(key_path)?;
         let line = sshca::core::PublicKey::new(key.clone(), comment)

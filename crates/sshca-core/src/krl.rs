@@ -47,6 +47,9 @@ const CERT_SERIAL_BITMAP: u8 = 0x22;
 const CERT_KEY_ID: u8 = 0x23;
 const CERT_EXTENSION: u8 = 0x39;
 
+/// The SSHSIG namespace of sshca's detached KRL signatures (`FILE.sig`).
+pub const SSHSIG_NAMESPACE: &str = "sshca-krl";
+
 /// The largest bitmap OpenSSH reads: an mpint of at most 2048 bytes.
 pub const MAX_BITMAP_BITS: u64 = 16384;
 
@@ -345,6 +348,11 @@ fn sha256(blob: &[u8]) -> [u8; 32] {
     let mut h = [0u8; 32];
     h.copy_from_slice(d.as_ref());
     h
+}
+
+/// The key a blob of the explicit key or signature sections holds.
+pub fn key_from_blob(blob: &[u8]) -> Result<KeyData> {
+    decode_key(blob, "key").map_err(krl_err)
 }
 
 /// The SHA256 fingerprint (`SHA256:...`) form of a hash from a KRL.

@@ -14,16 +14,31 @@ use crate::auth::{bearer, Identity, Tokens};
 use crate::error::ApiError;
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
+use crate::revocation::{BuiltKrl, OpenedCa};
 use crate::settings::Settings;
 
 /// An opened CA.
 pub(crate) struct Ca {
     pub signer: Arc<dyn KeySigner>,
-    /// SHA256 fingerprint of its public key.
+    /// SHA256 fingerprint of its current public key.
     pub fingerprint: String,
-    /// Its public key line.
-    pub public_line: String,
+    /// Every key (current, next, retired), for trust bundles and KRLs.
+    pub opened: OpenedCa,
 }
+
+/// A KRL built by this replica, served until a revocation is added or it
+/// is [`KRL_MAX_AGE`] old.
+pub(crate) struct CachedKrl {
+    /// The revocation mark it was built at.
+    pub mark: (u64, i64),
+    /// When it was built (unix seconds).
+    pub built_at: u64,
+    pub krl: Arc<BuiltKrl>,
+}
+
+/// How long a KRL is served before it is rebuilt (with a fresh
+/// `generated_date` and version) even when nothing was revoked.
+pub(crate) const KRL_MAX_AGE: u64 = 3600;
 
 /// The service's shared state.
 pub(crate) struct App {
@@ -35,6 +50,8 @@ pub(crate) struct App {
     pub metrics: Metrics,
     pub limiter: Option<RateLimiter>,
     pub signing: Semaphore,
+    /// The newest KRL per CA.
+    pub krls: tokio::sync::Mutex<BTreeMap<String, CachedKrl>>,
 }
 
 /// What the TLS layer learnt about a connection.
@@ -45,33 +62,26 @@ pub(crate) struct Peer {
 }
 
 impl App {
-    /// Opens every CA a policy uses (each key URI through the registry, so
-    /// pins are checked and signatures verified).
+    /// Opens every CA a policy uses, with its next and retired keys (each
+    /// key URI through the registry, so pins are checked and signatures
+    /// verified).
     pub async fn open_cas(config: &Config) -> Result<BTreeMap<String, Ca>> {
-        let registry = sshca::default_registry();
         let mut cas = BTreeMap::new();
         for entry in config.policies.values() {
-            if cas.contains_key(&entry.ca) {
+            if cas.contains_key(&entry.ca) || !config.cas.contains_key(&entry.ca) {
                 continue;
             }
-            let Some(ca) = config.cas.get(&entry.ca) else {
-                continue;
-            };
-            let signer = registry
-                .open(&ca.uri()?)
-                .await
-                .map_err(|e| e.context(format!("CA `{}`", entry.ca)))?;
-            let key = signer
-                .public_key()
-                .await
-                .map_err(|e| e.context(format!("CA `{}`", entry.ca)))?;
-            let public_line = ssh_key_line(&key, &entry.ca)?;
+            let opened = OpenedCa::open(config, &entry.ca).await?;
             cas.insert(
                 entry.ca.clone(),
                 Ca {
-                    signer,
-                    fingerprint: sshca::fingerprint(&key),
-                    public_line,
+                    signer: opened.signer.clone(),
+                    fingerprint: opened
+                        .keys
+                        .first()
+                        .map(|k| k.fingerprint.clone())
+                        .unwrap_or_default(),
+                    opened,
                 },
             );
         }
@@ -101,16 +111,4 @@ impl App {
             "no credential: send `Authorization: Bearer TOKEN` or a client certificate",
         ))
     }
-}
-
-fn ssh_key_line(key: &sshca::core::KeyData, ca: &str) -> Result<String> {
-    sshca::core::PublicKey::new(key.clone(), format!("sshca CA {ca}"))
-        .to_openssh()
-        .map_err(|e| {
-            sshca::signer::Error::new(
-                sshca::signer::ErrorKind::Internal,
-                format!("CA `{ca}`: cannot encode its public key"),
-            )
-            .with_source(e)
-        })
 }

@@ -25,6 +25,7 @@ pub mod dev;
 mod error;
 mod limit;
 mod metrics;
+pub mod revocation;
 mod routes;
 mod settings;
 mod tls;
@@ -103,6 +104,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         store,
         settings,
         config,
+        krls: Default::default(),
     });
     let url = format!("https://{addr}");
     tracing::info!(%url, store = %app.store.describe(), policies = app.config.policies.len(), "listening");

@@ -29,6 +29,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/sign/{policy}", post(sign))
         .route("/v1/ca/{name}", get(ca_key))
+        .route("/v1/revoke", post(revoke))
+        .route("/v1/krl", get(krl))
+        .route("/v1/krl.sig", get(krl_sig))
         .route("/v1/policies", get(policies))
         .route("/v1/certs", get(certs))
         .route("/v1/certs/{serial}", get(cert))
@@ -402,16 +405,265 @@ async fn sign_bounded(
     }
 }
 
-async fn ca_key(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+/// The query parameters of a request, each at most once, only the known
+/// ones.
+fn simple_query(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut out = BTreeMap::new();
+    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if !known.contains(&k) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{}` (known: {})",
+                k.escape_debug(),
+                known.join(", ")
+            )));
+        }
+        let v = percent_decode(v)
+            .ok_or_else(|| ApiError::bad_request(format!("query `{k}`: not UTF-8 text")))?;
+        if out.insert(k.to_owned(), v).is_some() {
+            return Err(ApiError::bad_request(format!("query `{k}` given twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn store_unavailable(e: &sshca::signer::Error) -> ApiError {
+    tracing::warn!(error = %e.report(), "store failed");
+    ApiError::unavailable("store_unavailable", "the store cannot be read or written").retry(5)
+}
+
+/// The CA's trust bundle: its current and next keys, and retired keys whose
+/// certificates are not all expired (`?format=trusted-user-ca-keys`
+/// (default), `authorized-keys` or `known-hosts&pattern=*.example.com`).
+async fn ca_key(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let ctx = Ctx::new("ca");
-    let r = match app.cas.get(&name) {
-        Some(ca) => Ok((
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            format!("{}\n", ca.public_line),
+    let r = async {
+        let q = simple_query(raw.as_deref(), &["format", "pattern"])?;
+        let format = crate::revocation::BundleFormat::parse(
+            q.get("format")
+                .map_or("trusted-user-ca-keys", String::as_str),
+            q.get("pattern").map(String::as_str),
         )
-            .into_response()),
-        None => Err(ApiError::not_found(format!("no CA named `{name}`"))),
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let ca = app
+            .cas
+            .get(&name)
+            .ok_or_else(|| ApiError::not_found(format!("no CA named `{name}`")))?;
+        let keys = ca
+            .opened
+            .trusted_keys(Some(&*app.store), unix_now())
+            .await
+            .map_err(|e| store_unavailable(&e))?;
+        let text = crate::revocation::bundle_text(&name, &keys, &format).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    }
+    .await;
+    ctx.finish(&app, r)
+}
+
+/// `POST /v1/revoke` (admins): `{"ca", one of "serial" ("N" or "N-M", or a
+/// number), "key_id", "key" (a public key or certificate line), "ca_key"
+/// (a public key line of one of the CA's keys), and "reason"}`.
+async fn revoke(
+    State(app): State<Arc<App>>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut ctx = Ctx::new("revoke");
+    let r = async {
+        let identity = app.authenticate(&headers, &peer)?;
+        ctx.identity = Some(identity.clone());
+        if !app.settings.is_admin(&identity.name) {
+            return Err(ApiError::forbidden(format!(
+                "`{}` may not revoke (only admins may)",
+                identity.name
+            )));
+        }
+        let body = read_body(&app, &headers, body).await?;
+        let (ca_name, target, reason) = parse_revoke_body(&body)?;
+        let ca = app
+            .cas
+            .get(&ca_name)
+            .ok_or_else(|| ApiError::not_found(format!("no CA named `{ca_name}`")))?;
+        if let sshca_store::RevocationTarget::CaKey { public_key } = &target {
+            let known = ca
+                .opened
+                .keys
+                .iter()
+                .any(|k| crate::revocation::ca_key_target(&k.key).ok().as_ref() == Some(&target));
+            if !known {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "not_a_ca_key",
+                    format!(
+                        "`{}` is not a key of CA `{ca_name}`",
+                        crate::revocation::describe(&sshca_store::RevocationTarget::CaKey {
+                            public_key: public_key.clone()
+                        })
+                    ),
+                ));
+            }
+        }
+        let by = crate::revocation::Revoker {
+            identity: identity.name.clone(),
+            source: identity.source.to_owned(),
+            request_id: ctx.id.clone(),
+        };
+        let rec = crate::revocation::revoke(&*app.store, &ca_name, target, &reason, &by, unix_now())
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidInput => ApiError::bad_request(e.to_string()),
+                _ => store_unavailable(&e),
+            })?;
+        tracing::info!(target: "sshca::revoke", request_id = %ctx.id, ca = %ca_name, what = %crate::revocation::describe(&rec.target), by = %identity.name, "revoked");
+        Ok(Json(json!({ "revoked": rec })).into_response())
+    }
+    .await;
+    ctx.finish(&app, r)
+}
+
+fn parse_revoke_body(
+    body: &[u8],
+) -> Result<(String, sshca_store::RevocationTarget, String), ApiError> {
+    use crate::revocation as rv;
+    let v: serde_json::Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("not a revoke request (a JSON object): {e}")))?;
+    let known = ["ca", "serial", "key_id", "key", "ca_key", "reason"];
+    if let Some(k) = v.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown field `{}` (known: {})",
+            k.escape_debug(),
+            known.join(", ")
+        )));
+    }
+    let text = |k: &str| -> Result<Option<String>, ApiError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) if k == "serial" => Ok(Some(n.to_string())),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field `{k}`: must be a string"
+            ))),
+        }
     };
+    let ca = text("ca")?.ok_or_else(|| ApiError::bad_request("field `ca`: missing"))?;
+    let bad = |k: &str, e: sshca::signer::Error| ApiError::bad_request(format!("field `{k}`: {e}"));
+    let mut targets = Vec::new();
+    if let Some(s) = text("serial")? {
+        let (from, to) = rv::parse_serials(&s).map_err(|e| bad("serial", e))?;
+        targets.push(sshca_store::RevocationTarget::Serials { from, to });
+    }
+    if let Some(s) = text("key_id")? {
+        targets.push(rv::key_id_target(&s).map_err(|e| bad("key_id", e))?);
+    }
+    if let Some(s) = text("key")? {
+        targets.push(rv::key_target(&s).map_err(|e| bad("key", e))?);
+    }
+    if let Some(s) = text("ca_key")? {
+        let key = rv::parse_key_line(&s).map_err(|e| bad("ca_key", e))?;
+        targets.push(rv::ca_key_target(&key).map_err(|e| bad("ca_key", e))?);
+    }
+    let reason = text("reason")?.unwrap_or_default();
+    sshca::core::text::check_printable("reason", &reason)
+        .map_err(|e| ApiError::bad_request(format!("field `reason`: {e}")))?;
+    match targets.len() {
+        1 => Ok((ca, targets.remove(0), reason)),
+        0 => Err(ApiError::bad_request(
+            "nothing to revoke: give one of `serial`, `key_id`, `key`, `ca_key`",
+        )),
+        _ => Err(ApiError::bad_request(
+            "give only one of `serial`, `key_id`, `key`, `ca_key` per request",
+        )),
+    }
+}
+
+/// The newest KRL of the CA named by `?ca=` (optional when there is one
+/// CA), rebuilt when a revocation was added or it is an hour old.
+async fn current_krl(
+    app: &Arc<App>,
+    raw: Option<&str>,
+) -> Result<Arc<crate::revocation::BuiltKrl>, ApiError> {
+    let q = simple_query(raw, &["ca"])?;
+    let name = match q.get("ca") {
+        Some(n) => n.clone(),
+        None if app.cas.len() == 1 => app.cas.keys().next().cloned().unwrap_or_default(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "name the CA: ?ca=NAME (CAs: {})",
+                app.cas.keys().cloned().collect::<Vec<_>>().join(", ")
+            )))
+        }
+    };
+    let ca = app
+        .cas
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no CA named `{name}`")))?;
+    let mark = app
+        .store
+        .revocation_mark(&name)
+        .await
+        .map_err(|e| store_unavailable(&e))?;
+    let now = unix_now();
+    let mut cache = app.krls.lock().await;
+    if let Some(c) = cache.get(&name) {
+        if c.mark == mark && now.saturating_sub(c.built_at) < crate::app::KRL_MAX_AGE {
+            return Ok(c.krl.clone());
+        }
+    }
+    let built = crate::revocation::build_krl(&*app.store, &ca.opened, false, now)
+        .await
+        .map_err(|e| {
+            tracing::warn!(ca = %name, error = %e.report(), "cannot build the KRL");
+            ApiError::unavailable(
+                "krl_unavailable",
+                format!("the KRL of CA `{name}` cannot be built now"),
+            )
+            .retry(5)
+        })?;
+    let built = Arc::new(built);
+    cache.insert(
+        name,
+        crate::app::CachedKrl {
+            mark,
+            built_at: now,
+            krl: built.clone(),
+        },
+    );
+    Ok(built)
+}
+
+fn krl_response(content_type: &'static str, version: u64, body: Vec<u8>) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Ok(v) = version.to_string().parse() {
+        r.headers_mut().insert("x-krl-version", v);
+    }
+    r
+}
+
+async fn krl(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Response {
+    let ctx = Ctx::new("krl");
+    let r = current_krl(&app, raw.as_deref())
+        .await
+        .map(|k| krl_response("application/octet-stream", k.version, k.krl.clone()));
+    ctx.finish(&app, r)
+}
+
+async fn krl_sig(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Response {
+    let ctx = Ctx::new("krl.sig");
+    let r = current_krl(&app, raw.as_deref()).await.map(|k| {
+        krl_response(
+            "text/plain; charset=utf-8",
+            k.version,
+            k.signature.clone().into_bytes(),
+        )
+    });
     ctx.finish(&app, r)
 }
 

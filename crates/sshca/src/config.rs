@@ -4,6 +4,8 @@
 //! [ca.users]
 //! key = "file:/etc/sshca/user_ca"
 //! pin = "SHA256:..."            # optional
+//! next = ["file:/etc/sshca/user_ca.next"]      # optional: rotation
+//! retired = ["file:/etc/sshca/user_ca.old"]    # optional: still trusted
 //!
 //! [policy.dev]
 //! ca = "users"
@@ -62,6 +64,14 @@ pub struct CaConfig {
     /// Fingerprint pin (`SHA256:...`), checked when the CA is opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
+    /// Keys that will sign next (CA rotation): published in the trust
+    /// bundle before `sshca ca rotate` makes the first one current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<String>,
+    /// Keys that signed before: published while certificates they signed
+    /// are unexpired, and covered by the CA's KRLs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<String>,
 }
 
 impl CaConfig {
@@ -424,6 +434,16 @@ impl Config {
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: field `key`: {e}")))?;
             ca.uri()
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: field `key`: {e}")))?;
+            for (field, list) in [("next", &mut ca.next), ("retired", &mut ca.retired)] {
+                for key in list.iter_mut() {
+                    *key = cfg.connection_reference(key).map_err(|e| {
+                        cfg_err(path, format_args!("ca `{name}`: field `{field}`: {e}"))
+                    })?;
+                    KeyUri::parse(key).map_err(|e| {
+                        cfg_err(path, format_args!("ca `{name}`: field `{field}`: {e}"))
+                    })?;
+                }
+            }
             cfg.cas.insert(name, ca);
         }
         for (name, v) in shape.policy {
