@@ -224,6 +224,26 @@ pub fn bench() -> Result<()> {
             );
             continue;
         }
+        if v["bench"] == "krl" {
+            row(
+                &format!(
+                    "KRL of {} revoked serials (random, runs, clusters), build + encode (goal < 1 s, no larger than ssh-keygen's)",
+                    f("serials")
+                ),
+                format!(
+                    "{} in {}",
+                    format_args!("{:.0} bytes", f("ours_bytes")),
+                    us("krl/build_1m_serials")
+                ),
+                format!(
+                    "ssh-keygen -k: {:.0} bytes in {:.2} s",
+                    f("ssh_keygen_bytes"),
+                    f("ssh_keygen_secs")
+                ),
+                format!("{:.3}x ssh-keygen's size", f("ours_bytes") / f("ssh_keygen_bytes")),
+            );
+            continue;
+        }
         if v["bench"] == "serve_pg" {
             row(
                 &format!(

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use serde_json::{json, Value};
-use sshca::core::krl::{sha256_fingerprint, Krl, SSHSIG_NAMESPACE};
+use sshca::core::krl::{sha256_fingerprint, Krl};
 use sshca::core::text::escape;
-use sshca::signer::{Error, ErrorKind, Result};
+use sshca::signer::{Error, Result};
 
 use crate::output::invalid;
 
@@ -23,7 +23,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Krl> {
 
 /// Arguments of `sshca revoke`.
 #[cfg(feature = "server")]
-#[derive(Args, Debug)]
+#[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["serial", "key_id", "key", "ca_key"])))]
 pub struct RevokeArgs {
     /// Store URL (default: the config's `[server] store`).
@@ -58,7 +58,7 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
     let cfg = sshca::config::Config::load(config)?;
     if !cfg.cas.contains_key(&a.ca) {
         return Err(Error::new(
-            ErrorKind::NotFound,
+            sshca::signer::ErrorKind::NotFound,
             format!(
                 "no CA named `{}` in {} (CAs: {})",
                 a.ca,
@@ -106,6 +106,7 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "server")]
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -206,6 +207,7 @@ pub async fn run(cmd: KrlCmd, #[allow(unused)] config: &Path) -> Result<ExitCode
     }
 }
 
+#[cfg(any(feature = "server", feature = "client"))]
 fn sig_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".sig");
@@ -421,15 +423,13 @@ async fn fetch(
 
 #[cfg(feature = "client")]
 async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
-    let r = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Unavailable, format!("GET {url}")).with_source(e))?;
+    let r = client.get(url).send().await.map_err(|e| {
+        Error::new(sshca::signer::ErrorKind::Unavailable, format!("GET {url}")).with_source(e)
+    })?;
     let status = r.status();
     let body = r.bytes().await.map_err(|e| {
         Error::new(
-            ErrorKind::Unavailable,
+            sshca::signer::ErrorKind::Unavailable,
             format!("GET {url}: reading the body"),
         )
         .with_source(e)
@@ -440,9 +440,9 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
             .and_then(|v| v["message"].as_str().map(str::to_owned))
             .unwrap_or_default();
         let kind = if status.is_server_error() {
-            ErrorKind::Unavailable
+            sshca::signer::ErrorKind::Unavailable
         } else {
-            ErrorKind::InvalidInput
+            sshca::signer::ErrorKind::InvalidInput
         };
         return Err(Error::new(kind, format!("GET {url}: {status} {msg}")));
     }
@@ -485,7 +485,7 @@ fn read_trusted(path: &Path) -> Result<Vec<sshca::core::KeyData>> {
 fn verify(krl: &[u8], sig: &[u8], keys: &[sshca::core::KeyData]) -> Result<()> {
     let sig =
         sshca::core::sshsig::decode(sig).map_err(|e| invalid(format!("the KRL signature: {e}")))?;
-    let signer = sshca::core::sshsig::verify(&sig, SSHSIG_NAMESPACE, krl)
+    let signer = sshca::core::sshsig::verify(&sig, sshca::core::krl::SSHSIG_NAMESPACE, krl)
         .map_err(|e| invalid(format!("the KRL signature does not verify: {e}")))?;
     if !keys.contains(signer) {
         return Err(invalid(format!(
