@@ -33,41 +33,33 @@ fn sign_cert(ca: &Path, key: &Path, serial: u64, key_id: &str) -> PathBuf {
     cert_of(&key.with_extension("pub"))
 }
 
-/// `ssh-keygen -Q -f KRL FILE`: true when revoked.
-fn keygen_says_revoked(krl: &Path, file: &Path) -> bool {
-    let out = Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(krl)
-        .arg(file)
-        .output()
-        .unwrap();
+/// Runs a revocation check (exit 0: not revoked, 1: revoked).
+fn says_revoked(cmd: &mut Command) -> bool {
+    let out = cmd.output().unwrap();
     match out.status.code() {
         Some(0) => false,
         Some(1) => true,
         other => panic!(
-            "ssh-keygen -Q {}: {other:?} {}",
-            file.display(),
+            "{cmd:?}: {other:?} {}",
             String::from_utf8_lossy(&out.stderr)
         ),
     }
 }
 
+/// `ssh-keygen -Q -f KRL FILE`: true when revoked.
+fn keygen_says_revoked(krl: &Path, file: &Path) -> bool {
+    says_revoked(
+        Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(krl)
+            .arg(file),
+    )
+}
+
+/// `sshca krl check KRL FILE`: true when revoked.
 fn sshca_says_revoked(krl: &Path, file: &Path) -> bool {
-    let out = sshca()
-        .args(["krl", "check"])
-        .arg(krl)
-        .arg(file)
-        .output()
-        .unwrap();
-    match out.status.code() {
-        Some(0) => false,
-        Some(1) => true,
-        other => panic!(
-            "sshca krl check: {other:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
+    says_revoked(sshca().args(["krl", "check"]).arg(krl).arg(file))
 }
 
 fn login(sshd: &Sshd, dir: &Path, key: &Path, cert: &Path, known_hosts: &Path) -> Output {
