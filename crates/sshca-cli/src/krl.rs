@@ -86,17 +86,14 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
             "nothing to revoke: give --serial, --key-id, --key or --ca-key",
         ));
     };
-    let url = match &a.store {
-        Some(u) => u.clone(),
-        None => sshca_server::store_url(&cfg)?,
-    };
-    let store = sshca_store::open(&url, &Default::default()).await?;
+    let store = crate::store::open_configured(a.store.as_deref(), &cfg).await?;
+    let now = crate::output::now();
     let by = rv::Revoker {
         identity: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
         source: "cli".into(),
-        request_id: format!("cli-{}-{}", std::process::id(), now()),
+        request_id: format!("cli-{}-{now}", std::process::id()),
     };
-    let r = rv::revoke(&*store, &a.ca, target, &a.reason, &by, now()).await?;
+    let r = rv::revoke(&*store, &a.ca, target, &a.reason, &by, now).await?;
     println!(
         "revoked {} of CA `{}` in {}",
         rv::describe(&r.target),
@@ -104,14 +101,6 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
         store.describe()
     );
     Ok(())
-}
-
-#[cfg(feature = "server")]
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `sshca krl`.
@@ -225,12 +214,8 @@ async fn build(
     use sshca_server::revocation as rv;
     let cfg = sshca::config::Config::load(config)?;
     let opened = rv::OpenedCa::open(&cfg, ca).await?;
-    let url = match store {
-        Some(u) => u,
-        None => sshca_server::store_url(&cfg)?,
-    };
-    let store = sshca_store::open(&url, &Default::default()).await?;
-    let built = rv::build_krl(&*store, &opened, prune_expired, now()).await?;
+    let store = crate::store::open_configured(store.as_deref(), &cfg).await?;
+    let built = rv::build_krl(&*store, &opened, prune_expired, crate::output::now()).await?;
     // The signature first: a reader that sees the new KRL finds its
     // signature already there.
     crate::files::write_atomic(&sig_path(output), built.signature.as_bytes())?;
@@ -404,8 +389,9 @@ async fn fetch(
         None => String::new(),
     };
     let base = server.trim_end_matches('/');
-    // A revocation between the two requests gives a KRL and a signature of
-    // different builds: try again once.
+    // A revocation between the two requests (or two replicas behind a load
+    // balancer) gives a KRL and a signature of different builds: fetch the
+    // pair again, three times at most.
     let mut last_err = None;
     for _ in 0..3 {
         let krl = get(&client, &format!("{base}/v1/krl{query}")).await?;

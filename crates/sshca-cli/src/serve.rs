@@ -162,11 +162,10 @@ async fn open_store(
     arg: &StoreArg,
     config: &Path,
 ) -> Result<std::sync::Arc<dyn sshca_store::Store>> {
-    let url = match &arg.store {
-        Some(u) => u.clone(),
-        None => sshca_server::store_url(&Config::load(config)?)?,
-    };
-    sshca_store::open(&url, &Default::default()).await
+    match &arg.store {
+        Some(u) => sshca_store::open(u, &Default::default()).await,
+        None => crate::store::open_configured(None, &Config::load(config)?).await,
+    }
 }
 
 fn print_rows(rows: &[IssuedCert]) {

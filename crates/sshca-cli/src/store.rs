@@ -30,6 +30,19 @@ pub enum StoreCmd {
     },
 }
 
+/// Opens the store a command names with `--store URL`, else the config's
+/// (`[server] store`, or `sqlite:<data_dir>/sshca.db`).
+pub async fn open_configured(
+    store: Option<&str>,
+    cfg: &Config,
+) -> Result<std::sync::Arc<dyn sshca_store::Store>> {
+    let url = match store {
+        Some(u) => u.to_owned(),
+        None => sshca_server::store_url(cfg)?,
+    };
+    sshca_store::open(&url, &StoreOptions::default()).await
+}
+
 /// Rows read and written per round.
 const PAGE: u32 = 1000;
 
@@ -37,11 +50,10 @@ const PAGE: u32 = 1000;
 pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
     match cmd {
         StoreCmd::Migrate { store } => {
-            let url = match store {
-                Some(u) => u,
-                None => sshca_server::store_url(&Config::load(config)?)?,
+            let s = match store {
+                Some(u) => sshca_store::open(&u, &StoreOptions::default()).await?,
+                None => open_configured(None, &Config::load(config)?).await?,
             };
-            let s = sshca_store::open(&url, &StoreOptions::default()).await?;
             println!("{}: schema up to date", s.describe());
             Ok(())
         }
