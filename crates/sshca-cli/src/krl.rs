@@ -74,10 +74,7 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
     } else if let Some(id) = &a.key_id {
         rv::key_id_target(id)?
     } else if let Some(k) = &a.key {
-        let key = sshca::load_ref(&registry, k, None).await?.public_key();
-        sshca_store::RevocationTarget::Key {
-            fingerprint: sshca::fingerprint(&key),
-        }
+        rv::key_target(&sshca::load_ref(&registry, k, None).await?.public_key())
     } else if let Some(k) = &a.ca_key {
         let key = sshca::load_ref(&registry, k, None).await?.public_key();
         rv::ca_key_target(&key)?
@@ -230,7 +227,7 @@ async fn build(
         } else {
             String::new()
         },
-        opened.keys.len(),
+        opened.keys().count(),
         built.krl.len(),
         sig_path(output).display()
     );

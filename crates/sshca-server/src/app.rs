@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use sshca::config::Config;
-use sshca::signer::{KeySigner, Result};
+use sshca::signer::Result;
 use sshca_store::Store;
 use tokio::sync::Semaphore;
 
@@ -16,15 +16,6 @@ use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::revocation::{BuiltKrl, OpenedCa};
 use crate::settings::Settings;
-
-/// An opened CA.
-pub(crate) struct Ca {
-    pub signer: Arc<dyn KeySigner>,
-    /// SHA256 fingerprint of its current public key.
-    pub fingerprint: String,
-    /// Every key (current, next, retired), for trust bundles and KRLs.
-    pub opened: OpenedCa,
-}
 
 /// A KRL built by this replica, served until a revocation is added or it
 /// is [`KRL_MAX_AGE`] old.
@@ -44,7 +35,7 @@ pub(crate) const KRL_MAX_AGE: u64 = 3600;
 pub(crate) struct App {
     pub config: Config,
     pub settings: Settings,
-    pub cas: BTreeMap<String, Ca>,
+    pub cas: BTreeMap<String, OpenedCa>,
     pub tokens: Tokens,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
@@ -65,25 +56,13 @@ impl App {
     /// Opens every CA a policy uses, with its next and retired keys (each
     /// key URI through the registry, so pins are checked and signatures
     /// verified).
-    pub async fn open_cas(config: &Config) -> Result<BTreeMap<String, Ca>> {
+    pub async fn open_cas(config: &Config) -> Result<BTreeMap<String, OpenedCa>> {
         let mut cas = BTreeMap::new();
         for entry in config.policies.values() {
             if cas.contains_key(&entry.ca) || !config.cas.contains_key(&entry.ca) {
                 continue;
             }
-            let opened = OpenedCa::open(config, &entry.ca).await?;
-            cas.insert(
-                entry.ca.clone(),
-                Ca {
-                    signer: opened.signer.clone(),
-                    fingerprint: opened
-                        .keys
-                        .first()
-                        .map(|k| k.fingerprint.clone())
-                        .unwrap_or_default(),
-                    opened,
-                },
-            );
+            cas.insert(entry.ca.clone(), OpenedCa::open(config, &entry.ca).await?);
         }
         Ok(cas)
     }

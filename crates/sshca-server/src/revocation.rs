@@ -61,8 +61,10 @@ pub struct OpenedCa {
     pub name: String,
     /// The current key's signer.
     pub signer: Arc<dyn KeySigner>,
-    /// Every key, the current one first.
-    pub keys: Vec<CaKey>,
+    /// The current key.
+    pub current: CaKey,
+    /// The next keys, then the retired ones.
+    pub others: Vec<CaKey>,
 }
 
 impl OpenedCa {
@@ -88,11 +90,12 @@ impl OpenedCa {
             .public_key()
             .await
             .map_err(|e| e.context(ctx("current")))?;
-        let mut keys = vec![CaKey {
+        let current = CaKey {
             role: KeyRole::Current,
             fingerprint: sshca::fingerprint(&key),
             key,
-        }];
+        };
+        let mut others = Vec::new();
         for (role, list) in [(KeyRole::Next, &ca.next), (KeyRole::Retired, &ca.retired)] {
             for uri in list {
                 let s = registry
@@ -103,7 +106,7 @@ impl OpenedCa {
                     .public_key()
                     .await
                     .map_err(|e| e.context(ctx(role.as_str())))?;
-                keys.push(CaKey {
+                others.push(CaKey {
                     role,
                     fingerprint: sshca::fingerprint(&key),
                     key,
@@ -113,13 +116,19 @@ impl OpenedCa {
         Ok(Self {
             name: name.to_owned(),
             signer,
-            keys,
+            current,
+            others,
         })
+    }
+
+    /// Every key, the current one first.
+    pub fn keys(&self) -> impl Iterator<Item = &CaKey> {
+        std::iter::once(&self.current).chain(&self.others)
     }
 
     /// The SHA256 fingerprints of every key.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.keys.iter().map(|k| k.fingerprint.clone()).collect()
+        self.keys().map(|k| k.fingerprint.clone()).collect()
     }
 
     /// The keys a host or user must trust now: the current and next keys,
@@ -129,7 +138,7 @@ impl OpenedCa {
     /// when no store is given).
     pub async fn trusted_keys(&self, store: Option<&dyn Store>, now: u64) -> Result<Vec<&CaKey>> {
         let mut out = Vec::new();
-        for k in &self.keys {
+        for k in self.keys() {
             let keep = match (k.role, store) {
                 (KeyRole::Retired, Some(s)) => {
                     let known = s
@@ -274,11 +283,11 @@ pub fn parse_key_line(text: &str) -> Result<KeyData> {
         })
 }
 
-/// A key revocation target from a public key or certificate line.
-pub fn key_target(text: &str) -> Result<RevocationTarget> {
-    Ok(RevocationTarget::Key {
-        fingerprint: sshca::fingerprint(&parse_key_line(text)?),
-    })
+/// A key revocation target: the key by its SHA256 fingerprint.
+pub fn key_target(key: &KeyData) -> RevocationTarget {
+    RevocationTarget::Key {
+        fingerprint: sshca::fingerprint(key),
+    }
 }
 
 /// A CA key revocation target: the key's public line.
@@ -442,7 +451,7 @@ pub async fn build_krl(
     }
     let serials = Serials::from_ranges(ranges).map_err(|e| stored("serial", &e))?;
     if !serials.is_empty() || !key_ids.is_empty() {
-        for k in &ca.keys {
+        for k in ca.keys() {
             let section = krl.section_mut(Some(&k.key));
             section.serials = serials.clone();
             section.key_ids = key_ids.clone();

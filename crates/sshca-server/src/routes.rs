@@ -319,7 +319,7 @@ async fn sign_inner(
             )
         })?;
         let row = IssuedCert {
-            ca_fingerprint: ca.fingerprint.clone(),
+            ca_fingerprint: ca.current.fingerprint.clone(),
             serial: cert.serial(),
             key_id: cert.key_id().to_owned(),
             cert_type: cert.cert_type().to_string(),
@@ -373,7 +373,7 @@ async fn sign_inner(
 async fn sign_bounded(
     app: &App,
     ca_name: &str,
-    ca: &crate::app::Ca,
+    ca: &crate::revocation::OpenedCa,
     template: &sshca::core::CertTemplate,
     subject: &sshca::core::KeyData,
 ) -> Result<sshca::core::Certificate, ApiError> {
@@ -409,8 +409,7 @@ async fn sign_bounded(
 /// ones.
 fn simple_query(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out = BTreeMap::new();
-    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+    for (k, v) in query_pairs(raw)? {
         if !known.contains(&k) {
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter `{}` (known: {})",
@@ -418,8 +417,6 @@ fn simple_query(raw: Option<&str>, known: &[&str]) -> Result<BTreeMap<String, St
                 known.join(", ")
             )));
         }
-        let v = percent_decode(v)
-            .ok_or_else(|| ApiError::bad_request(format!("query `{k}`: not UTF-8 text")))?;
         if out.insert(k.to_owned(), v).is_some() {
             return Err(ApiError::bad_request(format!("query `{k}` given twice")));
         }
@@ -454,7 +451,6 @@ async fn ca_key(
             .get(&name)
             .ok_or_else(|| ApiError::not_found(format!("no CA named `{name}`")))?;
         let keys = ca
-            .opened
             .trusted_keys(Some(&*app.store), unix_now())
             .await
             .map_err(|e| store_unavailable(&e))?;
@@ -492,11 +488,9 @@ async fn revoke(
             .cas
             .get(&ca_name)
             .ok_or_else(|| ApiError::not_found(format!("no CA named `{ca_name}`")))?;
-        if let sshca_store::RevocationTarget::CaKey { public_key } = &target {
+        if matches!(target, sshca_store::RevocationTarget::CaKey { .. }) {
             let known = ca
-                .opened
-                .keys
-                .iter()
+                .keys()
                 .any(|k| crate::revocation::ca_key_target(&k.key).ok().as_ref() == Some(&target));
             if !known {
                 return Err(ApiError::new(
@@ -504,9 +498,7 @@ async fn revoke(
                     "not_a_ca_key",
                     format!(
                         "`{}` is not a key of CA `{ca_name}`",
-                        crate::revocation::describe(&sshca_store::RevocationTarget::CaKey {
-                            public_key: public_key.clone()
-                        })
+                        crate::revocation::describe(&target)
                     ),
                 ));
             }
@@ -564,7 +556,8 @@ fn parse_revoke_body(
         targets.push(rv::key_id_target(&s).map_err(|e| bad("key_id", e))?);
     }
     if let Some(s) = text("key")? {
-        targets.push(rv::key_target(&s).map_err(|e| bad("key", e))?);
+        let key = rv::parse_key_line(&s).map_err(|e| bad("key", e))?;
+        targets.push(rv::key_target(&key));
     }
     if let Some(s) = text("ca_key")? {
         let key = rv::parse_key_line(&s).map_err(|e| bad("ca_key", e))?;
@@ -617,7 +610,7 @@ async fn current_krl(
             return Ok(c.krl.clone());
         }
     }
-    let built = crate::revocation::build_krl(&*app.store, &ca.opened, false, now)
+    let built = crate::revocation::build_krl(&*app.store, ca, false, now)
         .await
         .map_err(|e| {
             tracing::warn!(ca = %name, error = %e.report(), "cannot build the KRL");
@@ -698,12 +691,23 @@ async fn policies(
     ctx.finish(&app, r)
 }
 
+/// The `key=value` pairs of a query string, percent-decoded.
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(&str, String)>, ApiError> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v)
+                .ok_or_else(|| ApiError::bad_request(format!("query `{k}`: not UTF-8 text")))?;
+            Ok((k, v))
+        })
+        .collect()
+}
+
 fn query_params(raw: Option<&str>) -> Result<CertQuery, ApiError> {
     let mut q = CertQuery::default();
-    for pair in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v)
-            .ok_or_else(|| ApiError::bad_request(format!("query `{k}`: not UTF-8 text")))?;
+    for (k, v) in query_pairs(raw)? {
         let number = |what: &str| {
             v.parse::<u64>()
                 .map_err(|_| ApiError::bad_request(format!("query `{k}`: `{v}` is not {what}")))
