@@ -77,23 +77,19 @@ impl Serials {
     /// The set of the given inclusive ranges (in any order, overlapping or
     /// not). Errors on a range starting at 0 or ending before it starts.
     pub fn from_ranges(ranges: impl IntoIterator<Item = (u64, u64)>) -> Result<Self> {
-        let mut v: Vec<(u64, u64)> = ranges.into_iter().collect();
+        let v: Vec<(u64, u64)> = ranges.into_iter().collect();
         for &(lo, hi) in &v {
-            if lo == 0 {
-                return Err(krl_error(
-                    "serial 0 cannot be revoked (OpenSSH reads 0 as \"no serial\")",
-                ));
-            }
-            if lo > hi {
-                return Err(krl_error(format_args!(
-                    "serial range {lo}-{hi} ends before it starts"
-                )));
-            }
+            check_range(lo, hi)?;
         }
+        Ok(Self::normalized(v))
+    }
+
+    /// The set of checked ranges, in any order.
+    fn normalized(mut v: Vec<(u64, u64)>) -> Self {
         v.sort_unstable();
-        Ok(Self {
+        Self {
             ranges: merge_sorted(v),
-        })
+        }
     }
 
     /// The set of the given serials.
@@ -129,9 +125,24 @@ impl Serials {
     pub fn extend(&mut self, other: &Serials) {
         let mut v = std::mem::take(&mut self.ranges);
         v.extend_from_slice(&other.ranges);
-        v.sort_unstable();
-        self.ranges = merge_sorted(v);
+        *self = Self::normalized(v);
     }
+}
+
+/// A range OpenSSH accepts: not starting at 0, not reversed.
+fn check_range(lo: u64, hi: u64) -> Result<()> {
+    if lo == 0 {
+        return Err(krl_error(
+            "serial 0 cannot be revoked (OpenSSH reads 0 as \"no serial\" and refuses a KRL \
+             that lists it)",
+        ));
+    }
+    if lo > hi {
+        return Err(krl_error(format_args!(
+            "serial range {lo}-{hi} ends before it starts"
+        )));
+    }
+    Ok(())
 }
 
 fn merge_sorted(v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -606,13 +617,7 @@ fn decode(bytes: &[u8]) -> Result<Krl> {
     for p in pending {
         krl.certs.push(CertSection {
             ca_key: p.ca_key,
-            serials: Serials {
-                ranges: {
-                    let mut r = p.ranges;
-                    r.sort_unstable();
-                    merge_sorted(r)
-                },
-            },
+            serials: Serials::normalized(p.ranges),
             key_ids: p.key_ids,
         });
     }
@@ -721,14 +726,7 @@ fn decode_cert_section(data: &[u8], pending: &mut Vec<PendingSection>) -> Result
 }
 
 fn push_range(ranges: &mut Vec<(u64, u64)>, lo: u64, hi: u64) -> Result<()> {
-    if lo == 0 {
-        return Err(krl_error("revokes serial 0 (OpenSSH refuses such a KRL)"));
-    }
-    if lo > hi {
-        return Err(krl_error(format_args!(
-            "serial range {lo}-{hi} ends before it starts"
-        )));
-    }
+    check_range(lo, hi)?;
     ranges.push((lo, hi));
     Ok(())
 }
