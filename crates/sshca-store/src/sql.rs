@@ -164,6 +164,25 @@ macro_rules! sql_for {
             ))
         }
 
+        /// Runs a built query and maps its rows; the database failing, or a
+        /// row that does not decode, is unavailable (naming `what`).
+        async fn fetch_rows<T>(
+            pool: &sqlx::Pool<$db>,
+            b: &mut QueryBuilder<'_, $db>,
+            what: &str,
+            map: impl Fn(&$row) -> std::result::Result<T, sqlx::Error>,
+        ) -> Result<Vec<T>> {
+            let what = format!("cannot read {what}");
+            let rows = b
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(|e| unavailable(&what, e))?;
+            rows.iter()
+                .map(|r| map(r).map_err(|e| unavailable(&what, e)))
+                .collect()
+        }
+
         /// Certificates matching `q`, newest first.
         pub(crate) async fn query_certs(
             pool: &sqlx::Pool<$db>,
@@ -187,18 +206,7 @@ macro_rules! sql_for {
             }
             b.push(" ORDER BY id DESC LIMIT ")
                 .push_bind(i64::from(q.effective_limit()));
-            let rows = b
-                .build()
-                .fetch_all(pool)
-                .await
-                .map_err(|e| unavailable("cannot read certificates", e))?;
-            rows.iter()
-                .map(|r| {
-                    cert_row(r)
-                        .map(|(_, c)| c)
-                        .map_err(|e| unavailable("cannot read a certificate row", e))
-                })
-                .collect()
+            fetch_rows(pool, &mut b, "certificates", |r| cert_row(r).map(|(_, c)| c)).await
         }
 
         /// Certificates with ids after `after`, oldest first.
@@ -211,14 +219,7 @@ macro_rules! sql_for {
             b.push_bind(after)
                 .push(" ORDER BY id LIMIT ")
                 .push_bind(i64::from(limit));
-            let rows = b
-                .build()
-                .fetch_all(pool)
-                .await
-                .map_err(|e| unavailable("cannot read certificates", e))?;
-            rows.iter()
-                .map(|r| cert_row(r).map_err(|e| unavailable("cannot read a certificate row", e)))
-                .collect()
+            fetch_rows(pool, &mut b, "certificates", cert_row).await
         }
 
         /// Audit events with ids after `after` (oldest first), or the
@@ -238,14 +239,7 @@ macro_rules! sql_for {
                 }
             }
             b.push(" LIMIT ").push_bind(i64::from(limit.max(1)));
-            let rows = b
-                .build()
-                .fetch_all(pool)
-                .await
-                .map_err(|e| unavailable("cannot read the audit table", e))?;
-            rows.iter()
-                .map(|r| audit_row(r).map_err(|e| unavailable("cannot read an audit row", e)))
-                .collect()
+            fetch_rows(pool, &mut b, "the audit table", audit_row).await
         }
 
         /// Inserts one revocation.
@@ -320,14 +314,7 @@ macro_rules! sql_for {
                 b.push(" WHERE ca = ").push_bind(ca.to_owned());
             }
             b.push(" ORDER BY id");
-            let rows = b
-                .build()
-                .fetch_all(pool)
-                .await
-                .map_err(|e| unavailable("cannot read revocations", e))?;
-            rows.iter()
-                .map(|r| revocation_row(r).map_err(|e| unavailable("cannot read a revocation", e)))
-                .collect()
+            fetch_rows(pool, &mut b, "revocations", revocation_row).await
         }
 
         pub(crate) async fn revocation_mark(pool: &sqlx::Pool<$db>, ca: &str) -> Result<(u64, i64)> {
@@ -379,18 +366,10 @@ macro_rules! sql_for {
             b.push(" AND (c.valid_before < 0 OR c.valid_before >= ")
                 .push_bind(to_db(now.min(i64::MAX as u64)))
                 .push("))");
-            let rows = b
-                .build()
-                .fetch_all(pool)
-                .await
-                .map_err(|e| unavailable("cannot read revocations", e))?;
-            rows.iter()
-                .map(|r| {
-                    r.try_get::<i64, _>("serial")
-                        .map(from_db)
-                        .map_err(|e| unavailable("cannot read revocations", e))
-                })
-                .collect()
+            fetch_rows(pool, &mut b, "revocations", |r| {
+                r.try_get::<i64, _>("serial").map(from_db)
+            })
+            .await
         }
 
         pub(crate) async fn has_unexpired(
@@ -436,21 +415,12 @@ macro_rules! sql_for {
         }
 
         pub(crate) async fn krl_versions(pool: &sqlx::Pool<$db>) -> Result<Vec<(String, u64)>> {
-            let rows = sqlx::query("SELECT ca, version FROM krl_versions ORDER BY ca")
-                .fetch_all(pool)
-                .await
-                .map_err(|e| unavailable("cannot read KRL versions", e))?;
-            rows.iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get("ca").map_err(|e| unavailable("cannot read KRL versions", e))?,
-                        from_db(
-                            r.try_get("version")
-                                .map_err(|e| unavailable("cannot read KRL versions", e))?,
-                        ),
-                    ))
-                })
-                .collect()
+            let mut b: QueryBuilder<$db> =
+                QueryBuilder::new("SELECT ca, version FROM krl_versions ORDER BY ca");
+            fetch_rows(pool, &mut b, "KRL versions", |r| {
+                Ok((r.try_get("ca")?, from_db(r.try_get("version")?)))
+            })
+            .await
         }
     };
 }
