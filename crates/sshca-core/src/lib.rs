@@ -22,6 +22,7 @@ pub mod options;
 pub mod policy;
 pub mod spki;
 pub mod sshsig;
+pub mod template;
 pub mod text;
 pub mod validate;
 pub mod validity;

@@ -18,6 +18,12 @@
 //! or key id with a control character; a requested serial unless
 //! `allow_serial` is set; serial 0 (a KRL cannot revoke it).
 //!
+//! `valid_principals`, `default_valid_principals`, `allowed_valid_principals`
+//! and `key_id` may use the requester's identity and credential claims
+//! (`{identity}`, `{claims.NAME}`; see [`crate::template`]); they are filled
+//! before the rules above apply, and a filled value goes through the same
+//! checks as a requested principal.
+//!
 //! [`Policy::merge`] returns the certificate template plus a list of what it
 //! changed relative to the request.
 
@@ -26,6 +32,7 @@ use std::fmt;
 use ssh_key::public::KeyData;
 
 use crate::cert::{CertOptions, CertTemplate, CertType, OptionValue};
+use crate::template::{self, Claims, Use};
 use crate::validity::Validity;
 use crate::{Error, Result};
 
@@ -46,12 +53,15 @@ pub struct Glob(String);
 
 impl Glob {
     /// Checks the pattern: not empty; `[`, `]`, `{`, `}` and `,` are not part
-    /// of the syntax and are refused.
+    /// of the syntax and are refused, except the braces of an identity
+    /// template (`{identity}`, `{claims.NAME}`), which a policy fills before
+    /// matching.
     pub fn new(p: &str) -> Result<Self> {
         if p.is_empty() {
             return Err(Error::Template("empty glob".into()));
         }
-        if let Some(c) = p.chars().find(|c| "[]{},".contains(*c)) {
+        let refused = if template::is_template(p) { "[]," } else { "[]{}," };
+        if let Some(c) = p.chars().find(|c| refused.contains(*c)) {
             return Err(Error::Template(format!(
                 "glob `{p}` uses `{c}`, which is not supported (only * and ?)"
             )));
@@ -149,7 +159,8 @@ pub struct Policy {
     /// How far before now a certificate may start (and default start slack).
     pub backdate: u64,
     /// Key-id template (forced): `{requester}`, `{policy}`, `{principals}`,
-    /// `{serial}`, `{fingerprint}`, `{time}`.
+    /// `{serial}`, `{fingerprint}`, `{time}`, `{identity}` (the requester)
+    /// and `{claims.NAME}` (a list claim joined with `,`).
     pub key_id: Option<String>,
     /// Patterns a requester identity must match (`None`: anyone).
     pub requesters: Option<Vec<Glob>>,
@@ -221,9 +232,26 @@ impl Policy {
             for p in list {
                 crate::text::check_printable("principal", p)
                     .map_err(|e| bad(field, e.to_string()))?;
+                if p.contains(['{', '}']) {
+                    template::check(p).map_err(|m| bad(field, m))?;
+                }
             }
         }
-        if let Some(allowed) = &self.allowed_valid_principals {
+        for g in self.allowed_valid_principals.iter().flatten() {
+            if g.as_str().contains(['{', '}']) {
+                template::check(g.as_str()).map_err(|m| bad("allowed_valid_principals", m))?;
+            }
+        }
+        if let Some(k) = &self.key_id {
+            template::check_key_id(k).map_err(|m| bad("key_id", m))?;
+        }
+        // With templates, defaults are checked against the allowed list
+        // once both are filled, at merge time.
+        if let Some(allowed) = self
+            .allowed_valid_principals
+            .as_ref()
+            .filter(|_| !self.has_principal_templates())
+        {
             for p in &self.default_valid_principals {
                 if !allowed.iter().any(|g| g.matches(p)) {
                     return Err(bad(
@@ -272,9 +300,93 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether a principal field uses `{identity}` or `{claims.NAME}`.
+    pub fn has_principal_templates(&self) -> bool {
+        self.valid_principals
+            .iter()
+            .flatten()
+            .chain(&self.default_valid_principals)
+            .any(|p| template::is_template(p))
+            || self
+                .allowed_valid_principals
+                .iter()
+                .flatten()
+                .any(|g| template::is_template(g.as_str()))
+    }
+
+    /// This policy with its principal templates filled from the request's
+    /// identity and claims.
+    fn filled(&self, req: &Request) -> Result<Policy> {
+        let refuse = |e: Error| match e {
+            Error::Template(m) => Error::Template(format!("policy `{}`: {m}", self.name)),
+            other => other,
+        };
+        let fill = |list: &[String], field: &str| -> Result<Vec<String>> {
+            let mut out = Vec::new();
+            for entry in list {
+                for v in template::expand(
+                    entry,
+                    field,
+                    Use::Principal,
+                    req.requester.as_deref(),
+                    &req.claims,
+                    &[],
+                )
+                .map_err(refuse)?
+                {
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+            }
+            Ok(out)
+        };
+        let mut p = self.clone();
+        if let Some(v) = &self.valid_principals {
+            p.valid_principals = Some(fill(v, "valid_principals")?);
+        }
+        p.default_valid_principals =
+            fill(&self.default_valid_principals, "default_valid_principals")?;
+        if let Some(globs) = &self.allowed_valid_principals {
+            let texts: Vec<String> = globs.iter().map(|g| g.as_str().to_owned()).collect();
+            p.allowed_valid_principals = Some(
+                fill(&texts, "allowed_valid_principals")?
+                    .iter()
+                    .map(|g| Glob::new(g).map_err(refuse))
+                    .collect::<Result<_>>()?,
+            );
+        }
+        if let Some(allowed) = &p.allowed_valid_principals {
+            if let Some(d) = p
+                .default_valid_principals
+                .iter()
+                .find(|d| !allowed.iter().any(|g| g.matches(d)))
+            {
+                return Err(Error::Template(format!(
+                    "policy `{}`: default principal `{d}` is not in allowed_valid_principals",
+                    self.name
+                )));
+            }
+        }
+        Ok(p)
+    }
+
     /// Merges a request into a certificate template for `subject`, at time
     /// `now`, with serial `serial` (used when the request names none).
     pub fn merge(
+        &self,
+        req: &Request,
+        subject: &KeyData,
+        now: u64,
+        serial: u64,
+    ) -> Result<(CertTemplate, Vec<Change>)> {
+        if self.has_principal_templates() {
+            return self.filled(req)?.merge_filled(req, subject, now, serial);
+        }
+        self.merge_filled(req, subject, now, serial)
+    }
+
+    fn merge_filled(
         &self,
         req: &Request,
         subject: &KeyData,
@@ -478,7 +590,7 @@ impl Policy {
         // Key id.
         let key_id = match &self.key_id {
             Some(tpl) => {
-                let id = render_key_id(tpl, self, req, &principals, serial, subject, now);
+                let id = render_key_id(tpl, self, req, &principals, serial, subject, now)?;
                 if req.key_id.as_deref().is_some_and(|k| k != id) {
                     changes.push(Change::new("key_id", "set by the policy template"));
                 }
@@ -589,16 +701,32 @@ fn render_key_id(
     serial: u64,
     subject: &KeyData,
     now: u64,
-) -> String {
-    tpl.replace("{requester}", req.requester.as_deref().unwrap_or(""))
-        .replace("{policy}", &p.name)
-        .replace("{principals}", &principals.join(","))
-        .replace("{serial}", &serial.to_string())
-        .replace(
-            "{fingerprint}",
-            &subject.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
-        )
-        .replace("{time}", &now.to_string())
+) -> Result<String> {
+    let principals = principals.join(",");
+    let serial = serial.to_string();
+    let fingerprint = subject.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+    let time = now.to_string();
+    let vars = [
+        ("requester", req.requester.as_deref().unwrap_or("")),
+        ("policy", p.name.as_str()),
+        ("principals", principals.as_str()),
+        ("serial", serial.as_str()),
+        ("fingerprint", fingerprint.as_str()),
+        ("time", time.as_str()),
+    ];
+    let filled = template::expand(
+        tpl,
+        "key_id",
+        Use::KeyId,
+        req.requester.as_deref(),
+        &req.claims,
+        &vars,
+    )
+    .map_err(|e| match e {
+        Error::Template(m) => Error::Template(format!("policy `{}`: {m}", p.name)),
+        other => other,
+    })?;
+    Ok(filled.concat())
 }
 
 /// A certificate request: what a caller asks for. `None` means "not asked".
@@ -620,6 +748,9 @@ pub struct Request {
     pub key_id: Option<String>,
     /// Serial asked for.
     pub serial: Option<u64>,
+    /// The claims of the requester's credential (an OIDC token's), for
+    /// `{claims.NAME}` templates; empty for other credentials.
+    pub claims: Claims,
 }
 
 /// One thing the merge changed relative to the request.
@@ -661,5 +792,77 @@ mod tests {
             .matches("a.b.example.com"));
         assert!(!Glob::new("*.example.com").unwrap().matches("example.com"));
         assert!(Glob::new("").is_err() && Glob::new("a[b]").is_err() && Glob::new("a,b").is_err());
+    }
+}
+
+#[cfg(test)]
+mod template_tests {
+    use super::*;
+    use crate::template::Claim;
+
+    fn key() -> KeyData {
+        KeyData::Ed25519(ssh_key::public::Ed25519PublicKey([7; 32]))
+    }
+
+    fn req(claims: &[(&str, Claim)]) -> Request {
+        Request {
+            requester: Some("alice@example.com".into()),
+            claims: claims
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn principals_and_key_id_from_claims() {
+        let mut p = Policy::new("ci", CertType::User);
+        p.valid_principals = Some(vec!["deploy".into(), "g-{claims.groups}".into()]);
+        p.key_id = Some("{identity} {claims.repo} {policy} {claims.groups}".into());
+        p.check().unwrap();
+        let r = req(&[
+            ("groups", Claim::List(vec!["ops".into(), "web".into()])),
+            ("repo", Claim::Text("acme/site".into())),
+        ]);
+        let (t, _) = p.merge(&r, &key(), 1_000_000, 5).unwrap();
+        assert_eq!(t.principals, ["deploy", "g-ops", "g-web"]);
+        assert_eq!(t.key_id, "alice@example.com acme/site ci ops,web");
+
+        // Missing and mistyped claims are named; pattern characters refused.
+        let e = |r: &Request| p.merge(r, &key(), 1_000_000, 5).unwrap_err().to_string();
+        assert!(e(&req(&[])).contains("no claim `groups`"));
+        let r = req(&[("groups", Claim::Other("a number")), ("repo", Claim::Text("x".into()))]);
+        assert!(e(&r).contains("claim `groups` is a number"));
+        let r = req(&[
+            ("groups", Claim::List(vec!["*".into()])),
+            ("repo", Claim::Text("x".into())),
+        ]);
+        assert!(e(&r).contains("holds `*`"));
+    }
+
+    #[test]
+    fn allowed_and_default_templates() {
+        let mut p = Policy::new("people", CertType::User);
+        p.allowed_valid_principals = Some(vec![
+            Glob::new("{identity}").unwrap(),
+            Glob::new("{claims.groups}-*").unwrap(),
+        ]);
+        p.default_valid_principals = vec!["{identity}".into()];
+        p.check().unwrap();
+        let mut r = req(&[("groups", Claim::List(vec!["ops".into()]))]);
+        r.requester = Some("bob".into());
+        let (t, _) = p.merge(&r, &key(), 1_000_000, 5).unwrap();
+        assert_eq!(t.principals, ["bob"]);
+        r.principals = Some(vec!["ops-admin".into(), "bob".into()]);
+        let (t, _) = p.merge(&r, &key(), 1_000_000, 5).unwrap();
+        assert_eq!(t.principals, ["ops-admin", "bob"]);
+        r.principals = Some(vec!["dev-admin".into()]);
+        let e = p.merge(&r, &key(), 1_000_000, 5).unwrap_err().to_string();
+        assert!(e.contains("`dev-admin` is not allowed"), "{e}");
+        // Unknown placeholders are refused when the policy loads.
+        let mut bad = Policy::new("bad", CertType::User);
+        bad.valid_principals = Some(vec!["{user}".into()]);
+        assert!(bad.check().unwrap_err().to_string().contains("valid_principals"));
     }
 }
