@@ -40,8 +40,12 @@ pub struct RequestArgs {
     #[arg(short = 'h')]
     host: bool,
     /// File holding the bearer token (default: $SSHCA_TOKEN).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "id_token_file")]
     token_file: Option<PathBuf>,
+    /// File holding an OIDC ID token (a JWT, e.g. a CI job's), sent as the
+    /// bearer token (default: $SSHCA_ID_TOKEN).
+    #[arg(long)]
+    id_token_file: Option<PathBuf>,
     /// PEM file with a client certificate and its private key.
     #[arg(long)]
     identity: Option<PathBuf>,
@@ -132,13 +136,19 @@ pub(crate) fn https_client(
         })
 }
 
+/// The bearer credential: `--token-file`, `--id-token-file`, else
+/// `$SSHCA_TOKEN`, else `$SSHCA_ID_TOKEN`.
 fn token(a: &RequestArgs) -> Result<Option<Secret>> {
-    let text = match &a.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|e| Error::io("cannot read the token file", path, &e))?,
-        ),
-        None => std::env::var("SSHCA_TOKEN").ok(),
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read_to_string(path).map_err(|e| Error::io(what, path, &e))
+    };
+    let text = match (&a.token_file, &a.id_token_file) {
+        (Some(path), _) => Some(read(path, "cannot read the token file")?),
+        (None, Some(path)) => Some(read(path, "cannot read the ID token file")?),
+        (None, None) => std::env::var("SSHCA_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| std::env::var("SSHCA_ID_TOKEN").ok()),
     };
     Ok(text
         .map(|t| t.trim().to_owned())
@@ -230,7 +240,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
     let token = token(&a)?;
     if token.is_none() && a.identity.is_none() {
         return Err(invalid(
-            "no credential: give --token-file, set SSHCA_TOKEN, or give --identity (a client certificate)",
+            "no credential: give --token-file or --id-token-file, set SSHCA_TOKEN or SSHCA_ID_TOKEN, or give --identity (a client certificate)",
         ));
     }
     let mut opts = OptionsBuilder::empty();

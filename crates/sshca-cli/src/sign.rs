@@ -107,6 +107,9 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
             validity,
             key_id: a.key_id.clone(),
             serial: a.serial,
+            // Local signing has no verified credential: a policy using
+            // `{claims.NAME}` refuses, naming the claim.
+            claims: Default::default(),
         };
         return Ok(Plan {
             ca_uri: ca.uri()?,

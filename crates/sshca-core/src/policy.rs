@@ -60,7 +60,11 @@ impl Glob {
         if p.is_empty() {
             return Err(Error::Template("empty glob".into()));
         }
-        let refused = if template::is_template(p) { "[]," } else { "[]{}," };
+        let refused = if template::is_template(p) {
+            "[],"
+        } else {
+            "[]{},"
+        };
         if let Some(c) = p.chars().find(|c| refused.contains(*c)) {
             return Err(Error::Template(format!(
                 "glob `{p}` uses `{c}`, which is not supported (only * and ?)"
@@ -832,7 +836,10 @@ mod template_tests {
         // Missing and mistyped claims are named; pattern characters refused.
         let e = |r: &Request| p.merge(r, &key(), 1_000_000, 5).unwrap_err().to_string();
         assert!(e(&req(&[])).contains("no claim `groups`"));
-        let r = req(&[("groups", Claim::Other("a number")), ("repo", Claim::Text("x".into()))]);
+        let r = req(&[
+            ("groups", Claim::Other("a number")),
+            ("repo", Claim::Text("x".into())),
+        ]);
         assert!(e(&r).contains("claim `groups` is a number"));
         let r = req(&[
             ("groups", Claim::List(vec!["*".into()])),
@@ -863,6 +870,10 @@ mod template_tests {
         // Unknown placeholders are refused when the policy loads.
         let mut bad = Policy::new("bad", CertType::User);
         bad.valid_principals = Some(vec!["{user}".into()]);
-        assert!(bad.check().unwrap_err().to_string().contains("valid_principals"));
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("valid_principals"));
     }
 }

@@ -92,7 +92,11 @@ fn parse(text: &str, strict: bool) -> std::result::Result<Vec<Part<'_>>, String>
     if !rest.is_empty() {
         parts.push(Part::Literal(rest));
     }
-    if strict && parts.iter().any(|p| matches!(p, Part::Literal(l) if l.contains('}'))) {
+    if strict
+        && parts
+            .iter()
+            .any(|p| matches!(p, Part::Literal(l) if l.contains('}')))
+    {
         return Err(format!("`{text}`: `}}` closes nothing"));
     }
     Ok(parts)
@@ -238,12 +242,26 @@ mod tests {
             4,
             "every combination"
         );
-        let k = expand("{identity}:{claims.groups}", "key_id", Use::KeyId, Some("a"), &c, &[]);
+        let k = expand(
+            "{identity}:{claims.groups}",
+            "key_id",
+            Use::KeyId,
+            Some("a"),
+            &c,
+            &[],
+        );
         assert_eq!(k.unwrap(), ["a:ops,dev"]);
         // Other braces are literal in key ids, errors in principals.
         let k = expand("{requester}-{x", "key_id", Use::KeyId, None, &c, &[]).unwrap();
         assert_eq!(k, ["{requester}-{x"]);
-        let k = expand("{policy}/{claims.repo}", "key_id", Use::KeyId, None, &c, &[("policy", "p")]);
+        let k = expand(
+            "{policy}/{claims.repo}",
+            "key_id",
+            Use::KeyId,
+            None,
+            &c,
+            &[("policy", "p")],
+        );
         assert_eq!(k.unwrap(), ["p/acme/web"]);
         assert!(check("{requester}").is_err() && check("a}").is_err());
         assert!(check("{claims.}").is_err() && check("x-{claims.sub}").is_ok());
@@ -266,7 +284,14 @@ mod tests {
             "l".into(),
             Claim::List((0..20).map(|i| i.to_string()).collect()),
         );
-        let e = expand("{claims.l}{claims.l}", "f", Use::Principal, None, &many, &[]);
+        let e = expand(
+            "{claims.l}{claims.l}",
+            "f",
+            Use::Principal,
+            None,
+            &many,
+            &[],
+        );
         assert!(e.unwrap_err().to_string().contains("more than 256"));
         let mut ctl = Claims::new();
         ctl.insert("c".into(), Claim::Text("a\nb".into()));

@@ -91,6 +91,7 @@ prop_compose! {
             }),
             key_id: None,
             serial: None,
+            claims: Default::default(),
         }
     }
 }

@@ -37,6 +37,7 @@ pub(crate) struct App {
     pub settings: Settings,
     pub cas: BTreeMap<String, OpenedCa>,
     pub tokens: Tokens,
+    pub oidc: crate::oidc::Issuers,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub limiter: Option<RateLimiter>,
@@ -67,23 +68,40 @@ impl App {
         Ok(cas)
     }
 
-    /// The requester: a bearer token when the request carries one (a wrong
-    /// token is refused even over a client-certificate connection), else
-    /// the connection's client certificate.
-    pub fn authenticate(&self, headers: &HeaderMap, peer: &Peer) -> Result<Identity, ApiError> {
-        if let Some(token) = bearer(headers)? {
+    /// The requester: a bearer token when the request carries one (a JWT
+    /// checked against the OIDC issuers, else an sshca token; a wrong one
+    /// is refused even over a client-certificate connection), else the
+    /// connection's client certificate. `vault`: `X-Vault-Token` counts as a
+    /// bearer token.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        peer: &Peer,
+        vault: bool,
+    ) -> Result<Identity, ApiError> {
+        if let Some(token) = bearer(headers, vault)? {
+            if crate::oidc::is_jwt(token) {
+                if self.oidc.is_empty() {
+                    return Err(ApiError::unauthenticated(
+                        "the bearer token is a JWT but no OIDC issuer is configured",
+                    ));
+                }
+                return self.oidc.verify(token).await;
+            }
             return match self.tokens.check(token) {
                 Some(name) => Ok(Identity {
-                    source: "token",
+                    source: "token".into(),
                     name: name.to_owned(),
+                    claims: Default::default(),
                 }),
                 None => Err(ApiError::unauthenticated("the bearer token is not valid")),
             };
         }
         if let Some(name) = &peer.client_cert {
             return Ok(Identity {
-                source: "client-cert",
+                source: "client-cert".into(),
                 name: name.clone(),
+                claims: Default::default(),
             });
         }
         Err(ApiError::unauthenticated(

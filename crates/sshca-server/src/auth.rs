@@ -1,5 +1,6 @@
 //! Who is asking: bearer tokens (kept as SHA-256 hashes, compared in
-//! constant time) and client certificates (first SAN, else subject CN).
+//! constant time), OIDC JWTs (see [`crate::oidc`]) and client certificates
+//! (first SAN, else subject CN).
 
 use std::collections::BTreeMap;
 
@@ -14,10 +15,14 @@ use sshca::config::TokenConfig;
 /// An authenticated requester.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// Where the identity comes from: `token` or `client-cert`.
-    pub source: &'static str,
+    /// Where the identity comes from: `token`, `client-cert` or
+    /// `oidc:NAME` (what a policy's `auth` lists).
+    pub source: String,
     /// The name policies' `requesters` globs match.
     pub name: String,
+    /// The verified claims of an OIDC token (empty for other sources), for
+    /// policies' `{claims.NAME}` templates.
+    pub claims: sshca::core::template::Claims,
 }
 
 /// The configured bearer tokens.
@@ -76,10 +81,23 @@ pub fn new_token() -> String {
     )
 }
 
-/// The bearer token of a request, if it carries one.
-pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+/// The bearer token of a request, if it carries one: `Authorization:
+/// Bearer`, or (`vault`: on the Vault-compatible paths) `X-Vault-Token`.
+pub(crate) fn bearer(headers: &HeaderMap, vault: bool) -> Result<Option<&str>, ApiError> {
     let Some(v) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
+        let Some(v) = headers.get("x-vault-token").filter(|_| vault) else {
+            return Ok(None);
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::unauthenticated("the X-Vault-Token header is not text"))?
+            .trim();
+        if v.is_empty() {
+            return Err(ApiError::unauthenticated(
+                "the X-Vault-Token header is empty",
+            ));
+        }
+        return Ok(Some(v));
     };
     let v = v
         .to_str()

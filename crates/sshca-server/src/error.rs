@@ -1,4 +1,5 @@
-//! The JSON error answer: `{"error":{"code":"...","message":"..."}}`.
+//! The JSON error answer: `{"error":{"code":"...","message":"..."}}`, or
+//! Vault's `{"errors":["..."]}` on the Vault-compatible paths.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,8 @@ pub(crate) struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// Answer in Vault's error shape.
+    pub vault: bool,
 }
 
 impl ApiError {
@@ -19,7 +22,14 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            vault: false,
         }
+    }
+
+    /// The same error in Vault's shape.
+    pub fn in_vault_shape(mut self) -> Self {
+        self.vault = true;
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -51,7 +61,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = if self.vault {
+            serde_json::json!({ "errors": [self.message] })
+        } else {
+            serde_json::json!({"error": {"code": self.code, "message": self.message}})
+        };
         let mut r = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut()

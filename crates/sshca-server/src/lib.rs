@@ -25,6 +25,7 @@ pub mod dev;
 mod error;
 mod limit;
 mod metrics;
+mod oidc;
 pub mod revocation;
 mod routes;
 mod settings;
@@ -80,6 +81,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
     )
     .await?;
     let cas = App::open_cas(&config).await?;
+    let oidc = oidc::Issuers::new(&config).await?;
     if cas.is_empty() {
         tracing::warn!("no policy is configured: every sign request will get 404");
     }
@@ -95,6 +97,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
     })?;
     let app = Arc::new(App {
         tokens: auth::Tokens::new(&config.tokens),
+        oidc,
         limiter: settings
             .rate_limit
             .map(|(n, secs)| limit::RateLimiter::new(n, secs)),

@@ -15,7 +15,7 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sshca::core::policy::Request;
-use sshca::core::validity::parse_validity;
+use sshca::core::validity::{parse_ttl, parse_validity};
 use sshca::core::{random_serial, CertType};
 use sshca::signer::{ErrorKind, SignerExt};
 use sshca_store::{AuditEvent, CertQuery, IssuedCert, Recorded};
@@ -24,9 +24,22 @@ use crate::app::{App, Peer};
 use crate::auth::Identity;
 use crate::error::ApiError;
 
-/// The service's routes.
+/// The service's routes (plus Vault's SSH engine paths under
+/// `/v1/<vault_mount>/` when configured).
 pub(crate) fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if let Some(mount) = app
+        .config
+        .server
+        .as_ref()
+        .and_then(|s| s.vault_mount.as_deref())
+    {
+        router = router
+            .route(&format!("/v1/{mount}/sign/{{policy}}"), post(vault_sign))
+            .route(&format!("/v1/{mount}/public_key"), get(vault_public_key))
+            .route(&format!("/v1/{mount}/config/ca"), get(vault_config_ca));
+    }
+    router
         .route("/v1/sign/{policy}", post(sign))
         .route("/v1/ca/{name}", get(ca_key))
         .route("/v1/revoke", post(revoke))
@@ -92,7 +105,7 @@ impl Ctx {
         let (identity, source) = self
             .identity
             .as_ref()
-            .map(|i| (i.name.as_str(), i.source))
+            .map(|i| (i.name.as_str(), i.source.as_str()))
             .unwrap_or(("-", "-"));
         tracing::info!(
             target: "sshca::request",
@@ -197,35 +210,17 @@ fn parse_sign_body(bytes: &[u8], now: u64) -> Result<(sshca::core::KeyData, Requ
             ApiError::bad_request(format!("field `{path}`: {inner}"))
         }
     })?;
-    let key = sshca::parse_public_key(&b.public_key, "field `public_key`")
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    // A key type no certificate can hold is the request's fault, found
-    // before anything is signed.
-    sshca::core::cert::cert_key_type(key.key_data())
-        .map_err(|e| ApiError::bad_request(format!("field `public_key`: {e}")))?;
+    let key = parse_subject(&b.public_key)?;
     let validity = b
         .validity
         .as_deref()
         .map(|v| parse_validity(v, now))
         .transpose()
         .map_err(|e| ApiError::bad_request(format!("field `validity`: {e}")))?;
-    let cert_type = match b.cert_type.as_deref() {
-        None => None,
-        Some("user") => Some(CertType::User),
-        Some("host") => Some(CertType::Host),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "field `cert_type`: `{other}` is not `user` or `host`"
-            )))
-        }
-    };
-    let opts = |m: Option<&BTreeMap<String, String>>, field: &str| {
-        m.map(|m| sshca::config::cert_options(Some(m), field))
-            .transpose()
-            .map_err(ApiError::bad_request)
-    };
+    let cert_type = parse_cert_type(b.cert_type.as_deref())?;
+    let opts = request_options;
     Ok((
-        key.key_data().clone(),
+        key,
         Request {
             requester: None,
             cert_type,
@@ -235,8 +230,68 @@ fn parse_sign_body(bytes: &[u8], now: u64) -> Result<(sshca::core::KeyData, Requ
             validity,
             key_id: b.key_id,
             serial: None,
+            claims: Default::default(),
         },
     ))
+}
+
+/// The subject key of a sign request: a public key line whose type a
+/// certificate can hold (else 400, before anything is signed).
+fn parse_subject(text: &str) -> Result<sshca::core::KeyData, ApiError> {
+    let key = sshca::parse_public_key(text, "field `public_key`")
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    sshca::core::cert::cert_key_type(key.key_data())
+        .map_err(|e| ApiError::bad_request(format!("field `public_key`: {e}")))?;
+    Ok(key.key_data().clone())
+}
+
+fn parse_cert_type(text: Option<&str>) -> Result<Option<CertType>, ApiError> {
+    match text {
+        None => Ok(None),
+        Some("user") => Ok(Some(CertType::User)),
+        Some("host") => Ok(Some(CertType::Host)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "field `cert_type`: `{}` is not `user` or `host`",
+            other.escape_debug()
+        ))),
+    }
+}
+
+/// Requested critical options or extensions (an empty value is a flag).
+fn request_options(
+    m: Option<&BTreeMap<String, String>>,
+    field: &str,
+) -> Result<Option<sshca::core::CertOptions>, ApiError> {
+    m.map(|m| sshca::config::cert_options(Some(m), field))
+        .transpose()
+        .map_err(ApiError::bad_request)
+}
+
+/// Whether `identity` may use the policy: its `requesters` globs and its
+/// `auth` sources.
+fn may_use(
+    entry: &sshca::config::PolicyEntry,
+    name: &str,
+    identity: &Identity,
+) -> Result<(), ApiError> {
+    if let Some(globs) = &entry.policy.requesters {
+        if !globs.iter().any(|g| g.matches(&identity.name)) {
+            return Err(ApiError::forbidden(format!(
+                "identity `{}` may not use policy `{name}`",
+                identity.name
+            )));
+        }
+    }
+    if let Some(sources) = &entry.auth {
+        if !sources.contains(&identity.source) {
+            return Err(ApiError::forbidden(format!(
+                "policy `{name}` accepts credentials from {}; this request's is from {}",
+                sources.join(", "),
+                identity.source
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn sign(
@@ -247,19 +302,59 @@ async fn sign(
     body: Body,
 ) -> Response {
     let mut ctx = Ctx::new("sign");
-    let r = sign_inner(&app, &mut ctx, &policy, &peer, &headers, body).await;
+    let r = issue(
+        &app,
+        &mut ctx,
+        &policy,
+        &peer,
+        &headers,
+        body,
+        false,
+        |b, now, _| parse_sign_body(b, now).map(|(k, r)| (k, r, Vec::new())),
+    )
+    .await
+    .map(|(issued, _)| {
+        let row = &issued.row;
+        Json(json!({
+            "certificate": issued.line,
+            "serial": row.serial.to_string(),
+            "key_id": row.key_id,
+            "principals": row.principals,
+            "valid_after": row.valid_after,
+            "valid_before": row.valid_before,
+            "changes": issued.changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }))
+        .into_response()
+    });
     ctx.finish(&app, r)
 }
 
-async fn sign_inner(
+/// A certificate signed and recorded.
+struct Issued {
+    line: String,
+    row: IssuedCert,
+    changes: Vec<sshca::core::policy::Change>,
+}
+
+/// What a sign request's body says: the subject key, the request, and
+/// warnings for the answer.
+type Parsed = (sshca::core::KeyData, Request, Vec<String>);
+
+/// Authenticates, checks the policy admits the requester, parses the body
+/// with `parse`, merges, signs and records: the path every sign request
+/// takes, whatever its wire format. `vault`: `X-Vault-Token` authenticates.
+#[allow(clippy::too_many_arguments)]
+async fn issue(
     app: &Arc<App>,
     ctx: &mut Ctx,
     policy_name: &str,
     peer: &Peer,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let identity = app.authenticate(headers, peer)?;
+    vault: bool,
+    parse: impl FnOnce(&[u8], u64, &sshca::config::PolicyEntry) -> Result<Parsed, ApiError>,
+) -> Result<(Issued, Vec<String>), ApiError> {
+    let identity = app.authenticate(headers, peer, vault).await?;
     ctx.identity = Some(identity.clone());
     let bytes = read_body(app, headers, body).await?;
     let (entry, _) = app
@@ -267,14 +362,7 @@ async fn sign_inner(
         .policy(policy_name)
         .map_err(|_| ApiError::not_found(format!("no policy named `{policy_name}`")))?;
     ctx.policy = Some(policy_name.to_owned());
-    if let Some(globs) = &entry.policy.requesters {
-        if !globs.iter().any(|g| g.matches(&identity.name)) {
-            return Err(ApiError::forbidden(format!(
-                "identity `{}` may not use policy `{policy_name}`",
-                identity.name
-            )));
-        }
-    }
+    may_use(entry, policy_name, &identity)?;
     if let Some(limiter) = &app.limiter {
         limiter.check(&identity.name).map_err(|wait| {
             ApiError::new(
@@ -286,8 +374,9 @@ async fn sign_inner(
         })?;
     }
     let now = unix_now();
-    let (subject, mut req) = parse_sign_body(&bytes, now)?;
+    let (subject, mut req, warnings) = parse(&bytes, now, entry)?;
     req.requester = Some(identity.name.clone());
+    req.claims = identity.claims.clone();
     let ca = app.cas.get(&entry.ca).ok_or_else(|| {
         ApiError::unavailable(
             "backend_unavailable",
@@ -351,21 +440,225 @@ async fn sign_inner(
         }
         app.metrics.signed(started.elapsed().as_secs_f64());
         ctx.serial = Some(row.serial);
-        let body = json!({
-            "certificate": line,
-            "serial": row.serial.to_string(),
-            "key_id": row.key_id,
-            "principals": row.principals,
-            "valid_after": row.valid_after,
-            "valid_before": row.valid_before,
-            "changes": changes.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        });
-        return Ok(Json(body).into_response());
+        return Ok((Issued { line, row, changes }, warnings));
     }
     Err(ApiError::unavailable(
         "store_unavailable",
         "no unused serial found after 4 draws",
     ))
+}
+
+/// `POST /v1/<vault_mount>/sign/{policy}`: Vault's SSH engine request
+/// (`public_key`, `valid_principals` comma-separated, `ttl`, `cert_type`,
+/// `key_id`, `critical_options`, `extensions`) and answer shape; the named
+/// policy decides as on `/v1/sign/{policy}`.
+async fn vault_sign(
+    State(app): State<Arc<App>>,
+    Path(policy): Path<String>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut ctx = Ctx::new("sign");
+    let r = issue(
+        &app,
+        &mut ctx,
+        &policy,
+        &peer,
+        &headers,
+        body,
+        true,
+        parse_vault_body,
+    )
+    .await
+    .map(|(issued, warnings)| {
+        vault_answer(
+            &ctx.id,
+            json!({
+                "serial_number": format!("{:016x}", issued.row.serial),
+                "signed_key": format!("{}\n", issued.line),
+            }),
+            warnings,
+        )
+    })
+    .map_err(ApiError::in_vault_shape);
+    ctx.finish(&app, r)
+}
+
+/// Vault's answer envelope around `data`.
+fn vault_answer(request_id: &str, data: Value, warnings: Vec<String>) -> Response {
+    Json(json!({
+        "request_id": request_id,
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": data,
+        "wrap_info": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+        "auth": null,
+        "mount_type": "ssh",
+    }))
+    .into_response()
+}
+
+/// The fields Vault's sign endpoint reads.
+const VAULT_FIELDS: [&str; 7] = [
+    "public_key",
+    "valid_principals",
+    "ttl",
+    "cert_type",
+    "key_id",
+    "critical_options",
+    "extensions",
+];
+
+fn parse_vault_body(
+    bytes: &[u8],
+    now: u64,
+    entry: &sshca::config::PolicyEntry,
+) -> Result<Parsed, ApiError> {
+    let v: serde_json::Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not a JSON object: {e}"))
+    })?;
+    let text = |k: &str| -> Result<Option<&str>, ApiError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field `{k}`: must be a string"
+            ))),
+        }
+    };
+    let map = |k: &str| -> Result<Option<BTreeMap<String, String>>, ApiError> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(name, val)| match val {
+                    Value::String(s) => Ok((name.clone(), s.clone())),
+                    _ => Err(ApiError::bad_request(format!(
+                        "field `{k}`: the value of `{}` must be a string",
+                        name.escape_debug()
+                    ))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(ApiError::bad_request(format!(
+                "field `{k}`: must be an object of strings"
+            ))),
+        }
+    };
+    let key = parse_subject(
+        text("public_key")?.ok_or_else(|| ApiError::bad_request("missing public_key"))?,
+    )?;
+    let principals: Option<Vec<String>> = text("valid_principals")?
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|p| !p.is_empty());
+    let ttl = match v.get("ttl") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
+            ApiError::bad_request("field `ttl`: must be a whole number of seconds")
+        })?),
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => Some(
+            parse_ttl(s.trim()).map_err(|e| ApiError::bad_request(format!("field `ttl`: {e}")))?,
+        ),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "field `ttl`: must be a duration such as \"1h\" or seconds",
+            ))
+        }
+    }
+    .filter(|t| *t > 0);
+    // Vault's certificates start now minus a little slack; the policy's
+    // backdate plays that part.
+    let validity = ttl.map(|t| sshca::core::validity::Validity {
+        valid_after: now.saturating_sub(entry.policy.backdate),
+        valid_before: now.saturating_add(t),
+    });
+    let mut ignored: Vec<&str> = v
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !VAULT_FIELDS.contains(k))
+        .collect();
+    ignored.sort_unstable();
+    let warnings = if ignored.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "Endpoint ignored these unrecognized parameters: [{}]",
+            ignored
+                .iter()
+                .map(|k| k.escape_debug().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )]
+    };
+    let req = Request {
+        requester: None,
+        cert_type: parse_cert_type(text("cert_type")?)?,
+        principals,
+        critical_options: request_options(map("critical_options")?.as_ref(), "critical_options")?,
+        extensions: request_options(map("extensions")?.as_ref(), "extensions")?,
+        validity,
+        key_id: text("key_id")?.filter(|k| !k.is_empty()).map(str::to_owned),
+        serial: None,
+        claims: Default::default(),
+    };
+    Ok((key, req, warnings))
+}
+
+/// The public key line `/v1/<vault_mount>/public_key` serves.
+fn vault_ca_line(app: &App) -> Result<String, ApiError> {
+    let name = app
+        .config
+        .vault_ca()
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::not_found("no CA is configured for the Vault API"))?;
+    let ca = app.cas.get(name).ok_or_else(|| {
+        ApiError::unavailable("backend_unavailable", format!("CA `{name}` is not open"))
+    })?;
+    sshca::core::PublicKey::new(ca.current.key.clone(), "")
+        .to_openssh()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot encode the CA key: {e}"),
+            )
+        })
+}
+
+/// `GET /v1/<vault_mount>/public_key` (unauthenticated, like Vault's):
+/// the CA's public key line, `text/plain`.
+async fn vault_public_key(State(app): State<Arc<App>>) -> Response {
+    let ctx = Ctx::new("vault_public_key");
+    let r = vault_ca_line(&app)
+        .map(|line| {
+            (
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{line}\n"),
+            )
+                .into_response()
+        })
+        .map_err(ApiError::in_vault_shape);
+    ctx.finish(&app, r)
+}
+
+/// `GET /v1/<vault_mount>/config/ca`: `{"data": {"public_key": LINE}}`.
+async fn vault_config_ca(State(app): State<Arc<App>>) -> Response {
+    let ctx = Ctx::new("vault_config_ca");
+    let r = vault_ca_line(&app)
+        .map(|line| vault_answer(&ctx.id, json!({ "public_key": line }), Vec::new()))
+        .map_err(ApiError::in_vault_shape);
+    ctx.finish(&app, r)
 }
 
 /// Signs with at most `max_concurrent_signs` signatures in flight and the
@@ -474,7 +767,7 @@ async fn revoke(
 ) -> Response {
     let mut ctx = Ctx::new("revoke");
     let r = async {
-        let identity = app.authenticate(&headers, &peer)?;
+        let identity = app.authenticate(&headers, &peer, false).await?;
         ctx.identity = Some(identity.clone());
         if !app.settings.is_admin(&identity.name) {
             return Err(ApiError::forbidden(format!(
@@ -666,28 +959,25 @@ async fn policies(
     headers: HeaderMap,
 ) -> Response {
     let mut ctx = Ctx::new("policies");
-    let r = (|| {
-        let identity = app.authenticate(&headers, &peer)?;
+    let r = async {
+        let identity = app.authenticate(&headers, &peer, false).await?;
         ctx.identity = Some(identity.clone());
         let mut out = Vec::new();
         for (name, entry) in &app.config.policies {
-            let allowed = entry
-                .policy
-                .requesters
-                .as_ref()
-                .is_none_or(|globs| globs.iter().any(|g| g.matches(&identity.name)));
-            if !allowed {
+            if may_use(entry, name, &identity).is_err() {
                 continue;
             }
             let mut v = serde_json::to_value(&entry.policy).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
                 m.insert("ca".into(), json!(entry.ca));
                 m.insert("name".into(), json!(name));
+                m.insert("auth".into(), json!(entry.auth));
             }
             out.push(v);
         }
         Ok(Json(json!({ "policies": out })).into_response())
-    })();
+    }
+    .await;
     ctx.finish(&app, r)
 }
 
@@ -747,7 +1037,7 @@ async fn list(
     headers: &HeaderMap,
     mut q: CertQuery,
 ) -> Result<Vec<IssuedCert>, ApiError> {
-    let identity = app.authenticate(headers, peer)?;
+    let identity = app.authenticate(headers, peer, false).await?;
     ctx.identity = Some(identity.clone());
     if !app.settings.is_admin(&identity.name) {
         match &q.requester {

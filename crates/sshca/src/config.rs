@@ -33,8 +33,21 @@
 //! admins = ["ops-*"]
 //! rate_limit = "600/min"
 //!
+//! vault_mount = "ssh"                    # optional: Vault-compatible API
+//!
 //! [token.ci-deploy]                      # `sshca token new ci-deploy`
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//!
+//! [oidc.github]                          # JWT bearer tokens (OIDC)
+//! issuer = "https://token.actions.githubusercontent.com"
+//! audience = "sshca"
+//! jwks = "https://token.actions.githubusercontent.com/.well-known/jwks"
+//! identity_claim = "repository"          # default `sub`
+//!
+//! [policy.ci]
+//! ca = "users"
+//! auth = ["oidc:github"]                 # default: every source
+//! valid_principals = ["deploy-{claims.repository_owner}"]
 //!
 //! [ekm_connection.hsm]                   # see sshca_ekm::ConnectionFile
 //! crypto_space_path = "v0/spaces/ssh-ca"
@@ -117,7 +130,46 @@ pub struct ServerConfig {
     pub store_timeout: Option<String>,
     /// Most database connections for reads (default 8).
     pub store_pool: Option<u32>,
+    /// Serve Vault's SSH secrets engine API under `/v1/<vault_mount>/`
+    /// (off when unset).
+    pub vault_mount: Option<String>,
+    /// The CA whose key `/v1/<vault_mount>/public_key` returns (default:
+    /// the only CA the policies use).
+    pub vault_ca: Option<String>,
 }
+
+/// An `[oidc.NAME]` table: JWTs from an OpenID Connect issuer accepted as
+/// bearer tokens; the requester's identity is `identity_claim` and its
+/// source `oidc:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` tokens must carry (one of, when a list).
+    pub audience: String,
+    /// The issuer's keys: a JWKS file (relative to the config file) or an
+    /// `https://` URL, fetched, cached and fetched again on an unknown
+    /// `kid`.
+    pub jwks: String,
+    /// CA certificates (PEM) that the JWKS URL's server must chain to
+    /// (default: the system's roots).
+    pub jwks_ca: Option<PathBuf>,
+    /// The claim holding the identity policies' `requesters` match
+    /// (default `sub`).
+    pub identity_claim: Option<String>,
+    /// Signature algorithms accepted (default: every asymmetric one).
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (default `60s`).
+    pub leeway: Option<String>,
+}
+
+/// The JWT algorithms an `[oidc.NAME]` table may list: asymmetric only,
+/// never `none` or HMAC (a shared secret would let anyone holding the
+/// issuer's public key mint tokens).
+pub const OIDC_ALGORITHMS: [&str; 7] = [
+    "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
+];
 
 /// A `[token.NAME]` table: a bearer token whose identity is `NAME`, kept
 /// only as a hash.
@@ -156,6 +208,9 @@ pub struct PolicyConfig {
     pub min_rsa_bits: Option<u32>,
     pub on_disallowed: Option<String>,
     pub issued_dir: Option<PathBuf>,
+    /// Credential sources the policy accepts: `token`, `client-cert`,
+    /// `oidc:NAME` (default: all).
+    pub auth: Option<Vec<String>>,
 }
 
 /// A policy ready to use: the merge rules, its CA, and where copies go.
@@ -167,6 +222,8 @@ pub struct PolicyEntry {
     pub ca: String,
     /// Where a copy of every issued certificate is written.
     pub issued_dir: Option<PathBuf>,
+    /// Credential sources accepted (`None`: all).
+    pub auth: Option<Vec<String>>,
     /// The policy as written (for `policy show`).
     pub raw: PolicyConfig,
 }
@@ -187,6 +244,8 @@ pub struct Config {
     pub server: Option<ServerConfig>,
     /// Bearer tokens by identity (`[token.NAME]`).
     pub tokens: BTreeMap<String, TokenConfig>,
+    /// OIDC issuers by name (`[oidc.NAME]`).
+    pub oidc: BTreeMap<String, OidcConfig>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +260,8 @@ struct FileShape {
     server: Option<toml::Value>,
     #[serde(default)]
     token: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    oidc: BTreeMap<String, toml::Value>,
 }
 
 fn cfg_err(path: &Path, what: impl std::fmt::Display) -> Error {
@@ -208,6 +269,57 @@ fn cfg_err(path: &Path, what: impl std::fmt::Display) -> Error {
         ErrorKind::InvalidInput,
         format!("{}: {what}", path.display()),
     )
+}
+
+fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Result<(), String> {
+    sshca_core::text::check_printable("oidc name", name).map_err(|e| e.to_string())?;
+    if o.issuer.is_empty() {
+        return Err("field `issuer`: empty".into());
+    }
+    if o.audience.is_empty() {
+        return Err("field `audience`: empty".into());
+    }
+    if o.jwks.starts_with("http://") {
+        return Err(format!(
+            "field `jwks`: `{}` is plain HTTP; keys must come over https:// or from a file",
+            o.jwks
+        ));
+    }
+    if !o.jwks.starts_with("https://") {
+        let p = Path::new(&o.jwks);
+        if p.is_relative() {
+            let base = path.parent().unwrap_or(Path::new(""));
+            o.jwks = base.join(p).display().to_string();
+        }
+    }
+    if let Some(ca) = &mut o.jwks_ca {
+        if ca.is_relative() {
+            *ca = path.parent().unwrap_or(Path::new("")).join(&*ca);
+        }
+    }
+    if o.identity_claim.as_deref() == Some("") {
+        return Err("field `identity_claim`: empty".into());
+    }
+    for alg in o.algorithms.iter().flatten() {
+        if !OIDC_ALGORITHMS.contains(&alg.as_str()) {
+            let why = if alg.eq_ignore_ascii_case("none") {
+                " (unsigned tokens are never accepted)"
+            } else if alg.to_ascii_uppercase().starts_with("HS") {
+                " (HMAC needs a shared secret; only asymmetric algorithms are accepted)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "field `algorithms`: `{alg}` is not accepted{why} (accepted: {})",
+                OIDC_ALGORITHMS.join(", ")
+            ));
+        }
+    }
+    if o.algorithms.as_ref().is_some_and(Vec::is_empty) {
+        return Err("field `algorithms`: empty list".into());
+    }
+    duration(o.leeway.as_ref(), "leeway")?;
+    Ok(())
 }
 
 /// Certificate options from a name → value map as the config and the
@@ -426,6 +538,13 @@ impl Config {
             }
             cfg.tokens.insert(name, token);
         }
+        for (name, v) in shape.oidc {
+            let mut o = OidcConfig::deserialize(v)
+                .map_err(|e| cfg_err(path, format_args!("oidc `{name}`: {}", e.message())))?;
+            check_oidc(&name, &mut o, path)
+                .map_err(|m| cfg_err(path, format_args!("oidc `{name}`: {m}")))?;
+            cfg.oidc.insert(name, o);
+        }
         for (name, v) in shape.ca {
             let mut ca = CaConfig::deserialize(v)
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: {}", e.message())))?;
@@ -462,17 +581,92 @@ impl Config {
             let policy = raw
                 .build(&name)
                 .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
+            for source in raw.auth.iter().flatten() {
+                let known = match source.strip_prefix("oidc:") {
+                    Some(issuer) => cfg.oidc.contains_key(issuer),
+                    None => source == "token" || source == "client-cert",
+                };
+                if !known {
+                    return Err(cfg_err(
+                        path,
+                        format_args!(
+                            "policy `{name}`: field `auth`: unknown source `{source}` \
+                             (known: token, client-cert{})",
+                            cfg.oidc
+                                .keys()
+                                .map(|k| format!(", oidc:{k}"))
+                                .collect::<String>()
+                        ),
+                    ));
+                }
+            }
             cfg.policies.insert(
                 name,
                 PolicyEntry {
                     policy,
                     ca: raw.ca.clone(),
                     issued_dir: raw.issued_dir.clone(),
+                    auth: raw.auth.clone(),
                     raw,
                 },
             );
         }
+        if let Some(server) = &cfg.server {
+            cfg.check_vault(server)
+                .map_err(|m| cfg_err(path, format_args!("[server]: {m}")))?;
+        }
         Ok(cfg)
+    }
+
+    /// The CA `/v1/<vault_mount>/public_key` serves: `[server] vault_ca`,
+    /// else the only CA the policies use.
+    pub fn vault_ca(&self) -> std::result::Result<Option<&str>, String> {
+        let Some(server) = self.server.as_ref().filter(|s| s.vault_mount.is_some()) else {
+            return Ok(None);
+        };
+        if let Some(ca) = &server.vault_ca {
+            return Ok(Some(ca.as_str()));
+        }
+        let used: std::collections::BTreeSet<&str> =
+            self.policies.values().map(|p| p.ca.as_str()).collect();
+        match used.len() {
+            1 => Ok(used.into_iter().next()),
+            0 => Err("field `vault_mount`: no policy uses a CA; set `vault_ca`".into()),
+            _ => Err(format!(
+                "field `vault_mount`: the policies use several CAs ({}); set `vault_ca` to \
+                 the one `public_key` serves",
+                used.into_iter().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    fn check_vault(&self, server: &ServerConfig) -> std::result::Result<(), String> {
+        if let Some(mount) = &server.vault_mount {
+            const TAKEN: [&str; 7] = [
+                "sign", "ca", "revoke", "krl", "krl.sig", "policies", "certs",
+            ];
+            if mount.is_empty()
+                || !mount
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "field `vault_mount`: `{mount}` must be one path segment of letters, digits, `-`, `_` or `.`"
+                ));
+            }
+            if TAKEN.contains(&mount.as_str()) {
+                return Err(format!(
+                    "field `vault_mount`: `{mount}` is one of the service's own paths ({})",
+                    TAKEN.join(", ")
+                ));
+            }
+        }
+        if let Some(ca) = &server.vault_ca {
+            if !self.cas.contains_key(ca) {
+                return Err(format!("field `vault_ca`: no CA named `{ca}`"));
+            }
+        }
+        self.vault_ca().map(|_| ())
     }
 
     /// `FILE#NAME` (this file's absolute path) when `name` is one of its
@@ -602,6 +796,28 @@ mod tests {
                 "token `ci`: field `sha256`",
             ),
             ("[token.ci]\nsecret = \"abc\"\n", "token `ci`"),
+            (
+                "[oidc.gh]\nissuer = \"i\"\naudience = \"a\"\njwks = \"http://x\"\n",
+                "plain HTTP",
+            ),
+            (
+                "[oidc.gh]\nissuer = \"i\"\naudience = \"a\"\njwks = \"k.json\"\nalgorithms = [\"HS256\"]\n",
+                "HMAC",
+            ),
+            (
+                "[oidc.gh]\nissuer = \"i\"\naudience = \"a\"\njwks = \"k.json\"\nalgorithms = [\"none\"]\n",
+                "unsigned",
+            ),
+            (
+                "[ca.u]\nkey = \"file:/k\"\n[policy.p]\nca = \"u\"\nauth = [\"oidc:nope\"]\n",
+                "unknown source `oidc:nope`",
+            ),
+            ("[server]\nvault_mount = \"ca\"\n", "own paths"),
+            ("[server]\nvault_mount = \"a/b\"\n", "one path segment"),
+            (
+                "[ca.a]\nkey = \"file:/a\"\n[ca.b]\nkey = \"file:/b\"\n[policy.p]\nca = \"a\"\n[policy.q]\nca = \"b\"\n[server]\nvault_mount = \"ssh\"\n",
+                "set `vault_ca`",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
