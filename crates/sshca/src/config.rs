@@ -745,6 +745,8 @@ pub struct EffectivePolicy<'a> {
     pub ca_key: String,
     /// Where copies of issued certificates go.
     pub issued_dir: Option<&'a Path>,
+    /// Credential sources the service accepts for it (`None`: all).
+    pub auth: Option<&'a [String]>,
 }
 
 impl<'a> EffectivePolicy<'a> {
@@ -755,6 +757,7 @@ impl<'a> EffectivePolicy<'a> {
             ca: &entry.ca,
             ca_key: ca.uri().unwrap_or_else(|_| ca.key.clone()),
             issued_dir: entry.issued_dir.as_deref(),
+            auth: entry.auth.as_deref(),
         }
     }
 }
