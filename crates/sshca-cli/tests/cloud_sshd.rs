@@ -45,14 +45,7 @@ fn login_through(make_uri: impl FnOnce(&Emulator) -> String) {
         ])
         .arg(key.with_extension("pub")));
     let cert = cert_of(&key.with_extension("pub"));
-    let out = ssh(&sshd, dir, &key, &cert, &known_hosts, "echo kms-login-ok");
-    assert!(
-        out.status.success(),
-        "{uri}: certificate refused: {}\nsshd log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kms-login-ok");
+    assert_login_works(&sshd, dir, &key, &cert, &known_hosts, "kms-login-ok");
 
     // The same login with a certificate from another CA is refused.
     let other = keygen(dir, "other_ca", "ed25519", None);

@@ -504,21 +504,14 @@ valid_principals = ["deploy"]
     std::fs::write(&trusted, ca_line).unwrap();
     let (sshd, known_hosts) = sshd_trusting(dir, &trusted);
     let key_path = dir.join("id_ci");
-    let out = ssh(
+    assert_login_works(
         &sshd,
         dir,
         &key_path,
         &dir.join("id_ci-cert.pub"),
         &known_hosts,
-        "echo oidc-login-ok",
+        "oidc-login-ok",
     );
-    assert!(
-        out.status.success(),
-        "certificate refused: {}\nsshd log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "oidc-login-ok");
 
     // Exactly the certificates answered 200 are in the store; each refusal
     // is audited with its reason code; no token reached the log.
@@ -712,23 +705,13 @@ fn vault_clients_get_certificates() {
     let trusted = dir.join("trusted_user_ca.pub");
     std::fs::write(&trusted, &ca_line).unwrap();
     let (sshd, known_hosts) = sshd_trusting(dir, &trusted);
-    let out = ssh(
+    assert_login_works(
         &sshd,
         dir,
         &dir.join("id_vault"),
         &cert,
         &known_hosts,
-        "echo vault-login-ok",
-    );
-    assert!(
-        out.status.success(),
-        "certificate refused: {}\nsshd log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "vault-login-ok"
+        "vault-login-ok",
     );
 }
 

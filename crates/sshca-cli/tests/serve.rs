@@ -455,24 +455,7 @@ fn sshd_accepts_certificates_from_the_service() {
         .arg(key.with_extension("pub")));
     assert!(String::from_utf8_lossy(&out.stderr).contains("trying the next server"));
     let cert = cert_of(&key.with_extension("pub"));
-    let out = ssh(
-        &sshd,
-        dir,
-        &key,
-        &cert,
-        &known_hosts,
-        "echo served-login-ok",
-    );
-    assert!(
-        out.status.success(),
-        "certificate refused: {}\nsshd log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "served-login-ok"
-    );
+    assert_login_works(&sshd, dir, &key, &cert, &known_hosts, "served-login-ok");
 
     // With a client certificate; the CLI exits non-zero with the server's message.
     let key2 = keygen(dir, "id_user2", "ed25519", None);

@@ -105,3 +105,25 @@ pub fn sshd_trusting_with(dir: &Path, trusted_user_cas: &Path, extra: &str) -> (
     );
     (sshd, known_hosts)
 }
+
+/// Logs in to `sshd` with `key` and its certificate `cert`, runs `echo
+/// WORD`, and asserts the login worked and printed `word` (the failure
+/// message carries ssh's stderr and the sshd log).
+pub fn assert_login_works(
+    sshd: &Sshd,
+    dir: &Path,
+    key: &Path,
+    cert: &Path,
+    known_hosts: &Path,
+    word: &str,
+) {
+    let out = ssh(sshd, dir, key, cert, known_hosts, &format!("echo {word}"));
+    assert!(
+        out.status.success(),
+        "{}: certificate refused: {}\nsshd log:\n{}",
+        cert.display(),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), word);
+}
