@@ -1,4 +1,5 @@
-//! `sshca keygen`: a local CA key, as ssh-keygen writes it.
+//! `sshca keygen`: a local CA key, as ssh-keygen writes it, or a key pair
+//! created on a PKCS#11 token (`--pkcs11 URI`).
 
 use std::path::PathBuf;
 
@@ -28,12 +29,34 @@ pub struct KeygenArgs {
     /// Overwrite PATH and PATH.pub if they exist.
     #[arg(long)]
     pub force: bool,
+    /// Create the key pair on a PKCS#11 token instead (sensitive,
+    /// non-extractable): the URI names the token, the new key's `object=`
+    /// (and `id=`, else a random one), the module and `pin-source`; prints
+    /// the new key's URI.
+    #[cfg(feature = "pkcs11")]
+    #[arg(long, value_name = "URI", conflicts_with_all = ["encrypt_from_env", "passphrase_file", "force"])]
+    pub pkcs11: Option<String>,
     /// Where to write the private key.
-    pub path: PathBuf,
+    pub path: Option<PathBuf>,
 }
 
 /// `sshca keygen`.
 pub fn run(a: KeygenArgs) -> Result<()> {
+    #[cfg(feature = "pkcs11")]
+    if let Some(uri) = &a.pkcs11 {
+        if let Some(p) = &a.path {
+            return Err(invalid(format!(
+                "--pkcs11 creates the key on the token; PATH ({}) is not used",
+                p.display()
+            )));
+        }
+        let spec = sshca::signer::KeySpec::parse(&a.key_type, a.bits)?;
+        let uri = sshca::signer::KeyUri::parse(uri)?;
+        let created = sshca::pkcs11::generate(&uri, spec)?;
+        eprintln!("Created a {} key pair on the token", a.key_type);
+        println!("{created}");
+        return Ok(());
+    }
     let KeygenArgs {
         key_type,
         bits,
@@ -42,7 +65,11 @@ pub fn run(a: KeygenArgs) -> Result<()> {
         comment,
         force,
         path,
+        ..
     } = a;
+    let Some(path) = path else {
+        return Err(invalid("give PATH, where the private key is written"));
+    };
     let (key_type, passphrase_file, comment, path) = (
         key_type.as_str(),
         passphrase_file.as_deref(),

@@ -41,6 +41,10 @@ struct Cli {
     /// Config file with CAs and signing policies.
     #[arg(long, global = true, default_value = "sshca.toml")]
     config: PathBuf,
+    /// Accept `pin-value=` (the PIN itself) in `pkcs11:` URIs.
+    #[cfg(feature = "pkcs11")]
+    #[arg(long, global = true)]
+    allow_pin_value: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -54,7 +58,8 @@ enum Cmd {
     /// Check a certificate as sshd (user) or ssh (host) would: CA signature,
     /// validity, principal, type, critical options.
     Verify(verify::VerifyArgs),
-    /// Create a local private key (OpenSSH format, 0600) and PATH.pub.
+    /// Create a local private key (OpenSSH format, 0600) and PATH.pub, or a
+    /// key pair on a PKCS#11 token (--pkcs11 URI).
     #[cfg(feature = "local")]
     Keygen(keygen::KeygenArgs),
     /// Key utilities: public, info, match, passphrase.
@@ -115,6 +120,8 @@ enum Cmd {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    #[cfg(feature = "pkcs11")]
+    sshca::pkcs11::allow_pin_value(cli.allow_pin_value);
     match cli.cmd {
         Cmd::Sign(a) => sign::run(a, &cli.config).await.map(|()| ExitCode::SUCCESS),
         Cmd::Inspect(a) => inspect::run(a),

@@ -91,6 +91,42 @@ macro_rules! forward_signer {
 
 forward_signer!(Arc, Box);
 
+/// Type and size of a key to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    /// Ed25519.
+    Ed25519,
+    /// ECDSA on P-256, P-384 or P-521 (the bit size).
+    Ecdsa(u32),
+    /// RSA of 2048, 3072 or 4096 bits.
+    Rsa(u32),
+}
+
+impl KeySpec {
+    /// From `-t TYPE [-b BITS]`: `ed25519`, `ecdsa` (256 default, 384, 521),
+    /// `rsa` (3072 default, 2048, 4096).
+    pub fn parse(key_type: &str, bits: Option<u32>) -> Result<Self> {
+        let bad = |m: String| Error::new(ErrorKind::InvalidInput, m);
+        match (key_type, bits) {
+            ("ed25519", None | Some(256)) => Ok(KeySpec::Ed25519),
+            ("ed25519", Some(b)) => Err(bad(format!("ed25519 keys have 256 bits, not {b}"))),
+            ("ecdsa" | "ec", None) => Ok(KeySpec::Ecdsa(256)),
+            ("ecdsa" | "ec", Some(b @ (256 | 384 | 521))) => Ok(KeySpec::Ecdsa(b)),
+            ("ecdsa" | "ec", Some(b)) => Err(bad(format!(
+                "ecdsa keys have 256, 384 or 521 bits, not {b}"
+            ))),
+            ("rsa", None) => Ok(KeySpec::Rsa(3072)),
+            ("rsa", Some(b @ (2048 | 3072 | 4096))) => Ok(KeySpec::Rsa(b)),
+            ("rsa", Some(b)) => Err(bad(format!(
+                "rsa keys have 2048, 3072 or 4096 bits, not {b}"
+            ))),
+            (t, _) => Err(bad(format!(
+                "unknown key type `{t}` (expected ed25519, ecdsa or rsa)"
+            ))),
+        }
+    }
+}
+
 /// Checks, at the top of a backend's `sign`, that `alg` is one of the
 /// algorithms the key offers; otherwise an [`ErrorKind::Unsupported`] error
 /// naming the key, what it offers and what was asked.

@@ -15,12 +15,14 @@ type Constructor = Arc<dyn Fn(KeyUri) -> SignerFuture + Send + Sync>;
 
 /// Every backend scheme sshca knows and the cargo feature (of the `sshca`
 /// facade and CLI) that compiles it in.
-pub const BACKEND_FEATURES: [(&str, &str); 5] = [
+pub const BACKEND_FEATURES: [(&str, &str); 7] = [
     ("file", "local"),
     ("awskms", "aws"),
     ("gcpkms", "gcp"),
     ("azurekv", "azure"),
     ("ekm", "ekm"),
+    ("pkcs11", "pkcs11"),
+    ("ssh-agent", "ssh-agent"),
 ];
 
 /// Maps URI schemes to backend constructors; filled by the enabled features.

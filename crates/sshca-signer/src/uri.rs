@@ -6,6 +6,10 @@
 //!   `%XX` escapes are decoded, and `?`, `&`, `%` and spaces must be escaped;
 //! - options: percent-encoded names and values; each name at most once.
 //!
+//! Schemes whose location has an escaping of its own keep it as written
+//! (`pkcs11:`, RFC 7512: `;`-separated attributes whose values are
+//! %-escaped bytes, decoded by the backend).
+//!
 //! Parsing and display round-trip: `KeyUri::parse(&u.to_string()) == Ok(u)`.
 
 use std::fmt;
@@ -26,6 +30,9 @@ const QUERY: &AsciiSet = &CONTROLS
     .add(b'#')
     .add(b'+')
     .add(b'?');
+
+/// Schemes whose location is kept as written (see the module docs).
+const RAW_LOCATION: [&str; 1] = ["pkcs11"];
 
 /// A parsed key URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -117,7 +124,17 @@ impl KeyUri {
         }
         let u = Self {
             scheme: scheme.to_owned(),
-            location: decode(uri, loc, "the location")?,
+            location: if RAW_LOCATION.contains(&scheme) {
+                if let Some(c) = loc.chars().find(|c| c.is_control() || *c == ' ') {
+                    return Err(bad(
+                        uri,
+                        format_args!("the location holds {c:?}; escape it as %XX"),
+                    ));
+                }
+                loc.to_owned()
+            } else {
+                decode(uri, loc, "the location")?
+            },
             options,
         };
         u.check(uri)?;
@@ -129,7 +146,8 @@ impl KeyUri {
         &self.scheme
     }
 
-    /// The backend-specific location.
+    /// The backend-specific location (%-decoded, except for schemes that
+    /// keep it as written, see the module docs).
     pub fn location(&self) -> &str {
         &self.location
     }
@@ -184,12 +202,16 @@ impl KeyUri {
 
 impl fmt::Display for KeyUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            self.scheme,
-            utf8_percent_encode(&self.location, LOCATION)
-        )?;
+        if RAW_LOCATION.contains(&self.scheme.as_str()) {
+            write!(f, "{}:{}", self.scheme, self.location)?;
+        } else {
+            write!(
+                f,
+                "{}:{}",
+                self.scheme,
+                utf8_percent_encode(&self.location, LOCATION)
+            )?;
+        }
         for (i, (n, v)) in self.options.iter().enumerate() {
             write!(
                 f,
@@ -225,6 +247,13 @@ mod tests {
         let u = KeyUri::parse("awskms:arn:aws:kms:eu-west-1:111:alias/ssh-ca?region=eu-west-1")
             .unwrap();
         assert_eq!(u.location(), "arn:aws:kms:eu-west-1:111:alias/ssh-ca");
+        // pkcs11: the RFC 7512 path stays escaped for the backend.
+        let text = "pkcs11:token=CA%20one;id=%ff%01?module-path=/usr/lib/x.so&pin-source=/run/pin";
+        let u = KeyUri::parse(text).unwrap();
+        assert_eq!(u.location(), "token=CA%20one;id=%ff%01");
+        assert_eq!(u.option("module-path"), Some("/usr/lib/x.so"));
+        assert_eq!(u.to_string(), text);
+        assert!(KeyUri::parse("pkcs11:token=a b").is_err());
     }
 
     #[test]

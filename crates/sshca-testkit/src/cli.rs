@@ -281,3 +281,49 @@ pub fn ssh(
         .output()
         .unwrap()
 }
+
+/// OpenSSH's `ssh-agent`, in the foreground on a socket in a test
+/// directory; killed when dropped.
+pub struct SshAgent {
+    child: std::process::Child,
+    /// Its socket (`SSH_AUTH_SOCK`).
+    pub socket: PathBuf,
+}
+
+impl SshAgent {
+    /// Starts `ssh-agent -D -a DIR/NAME`.
+    pub fn start(dir: &Path, name: &str) -> Self {
+        let socket = dir.join(name);
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client) must be installed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ssh-agent did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Self { child, socket }
+    }
+
+    /// `ssh-add KEY`.
+    pub fn add(&self, key: &Path) {
+        run(Command::new("ssh-add")
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .arg(key));
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -29,12 +29,15 @@ pub mod config;
 pub mod fuzzing;
 pub use sshca_core as core;
 use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
+/// The PKCS#11 backend (key creation on a token, `pin-value` permission).
+#[cfg(feature = "pkcs11")]
+pub use sshca_pkcs11 as pkcs11;
 pub use sshca_signer as signer;
 use sshca_signer::{Error, ErrorKind, Registry, Result};
 
 /// A registry with every backend this build enables (features `local`:
 /// `file:`, `aws`: `awskms:`, `gcp`: `gcpkms:`, `azure`: `azurekv:`, `ekm`:
-/// `ekm:`).
+/// `ekm:`, `pkcs11`: `pkcs11:`, `ssh-agent`: `ssh-agent:`).
 pub fn default_registry() -> Registry {
     #[allow(unused_mut)]
     let mut r = Registry::new();
@@ -48,6 +51,10 @@ pub fn default_registry() -> Registry {
     sshca_azure::register(&mut r);
     #[cfg(feature = "ekm")]
     sshca_ekm::register(&mut r);
+    #[cfg(feature = "pkcs11")]
+    sshca_pkcs11::register(&mut r);
+    #[cfg(feature = "ssh-agent")]
+    sshca_sshagent::register(&mut r);
     r
 }
 
