@@ -200,6 +200,27 @@ pub fn bench() -> Result<()> {
             );
         }
     }
+    for (name, label) in [("ed25519", "Ed25519"), ("p256", "P-256")] {
+        let token = per_s(&format!("pkcs11_sign_certificate/{name}_softhsm"));
+        let file = per_s(&format!("pkcs11_sign_certificate/{name}_file"));
+        let c8 = per_s(&format!(
+            "pkcs11_sign_certificate/{name}_softhsm_c8_batch64"
+        ))
+        .map(|r| r * 64.0);
+        row(
+            &format!("PKCS#11 (SoftHSM2) {label} certificates/s, sequential; C=8 on one token"),
+            format!(
+                "{}; C=8: {}",
+                token.map_or("?".into(), |r| format!("{r:.0}/s")),
+                c8.map_or("?".into(), |r| format!("{r:.0}/s"))
+            ),
+            file.map_or("?".into(), |r| format!("same key type in a file: {r:.0}/s")),
+            match (token, file) {
+                (Some(a), Some(b)) => format!("{:.0}% of the file's rate", 100.0 * a / b),
+                _ => "?".into(),
+            },
+        );
+    }
     row(
         "AWS KMS Sign over HTTP to the emulator (sequential)",
         per_s("emulator/aws_p256_sign_http").map_or("?".into(), |r| format!("{r:.0}/s")),

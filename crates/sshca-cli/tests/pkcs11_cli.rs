@@ -106,6 +106,17 @@ fn token_and_agent_ca_keys_sign_certificates_sshd_accepts() {
     );
     run(cmd().args(["pubkey", "--allow-pin-value"]).arg(&value_uri));
 
+    // The module from PKCS11_MODULE when the URI names none.
+    let no_module = format!(
+        "pkcs11:token=ssh-ca;object=user-ca?pin-source={}",
+        hsm.pin_file.display()
+    );
+    let out = run(cmd()
+        .arg("pubkey")
+        .arg(&no_module)
+        .env("PKCS11_MODULE", MODULE));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ecdsa-sha2-nistp384 "));
+
     // No module at all.
     let out = Command::new(env!("CARGO_BIN_EXE_sshca"))
         .args(["pubkey", "pkcs11:token=ssh-ca;object=user-ca"])
