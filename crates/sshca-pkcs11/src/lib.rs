@@ -601,33 +601,43 @@ fn read_public_key(token: &Token, s: &Session, private: ObjectHandle) -> Result<
     };
     // EC points live on the public key object.
     let public = token.find(s, ObjectClass::PUBLIC_KEY)?;
-    let read = |obj: ObjectHandle, types: &[AttributeType]| {
-        s.get_attributes(obj, types).map_err(|e| {
-            ck_err(
-                &format!("`{}`: cannot read the public key", redacted(&token.uri)),
-                e,
-            )
-        })
-    };
-    match key_type {
-        Some(KeyType::RSA) => {
-            let attrs = read(
-                public.unwrap_or(private),
-                &[AttributeType::Modulus, AttributeType::PublicExponent],
-            )?;
-            let (mut n, mut e) = (None, None);
+    // Two byte-string attributes of an object, in the order asked.
+    let read_pair =
+        |obj: ObjectHandle, types: [AttributeType; 2]| -> Result<Option<[Vec<u8>; 2]>> {
+            let attrs = s.get_attributes(obj, &types).map_err(|e| {
+                ck_err(
+                    &format!("`{}`: cannot read the public key", redacted(&token.uri)),
+                    e,
+                )
+            })?;
+            let mut out: [Option<Vec<u8>>; 2] = [None, None];
             for a in attrs {
-                match a {
-                    Attribute::Modulus(v) => n = Some(v),
-                    Attribute::PublicExponent(v) => e = Some(v),
-                    _ => {}
+                let t = a.attribute_type();
+                let (Attribute::Modulus(v)
+                | Attribute::PublicExponent(v)
+                | Attribute::EcParams(v)
+                | Attribute::EcPoint(v)) = a
+                else {
+                    continue;
+                };
+                if let Some(i) = types.iter().position(|x| *x == t) {
+                    out[i] = Some(v);
                 }
             }
-            let (Some(n), Some(e)) = (n, e) else {
-                return Err(unsupported(
-                    "the token does not show the RSA modulus and exponent".into(),
-                ));
-            };
+            Ok(match out {
+                [Some(a), Some(b)] => Some([a, b]),
+                _ => None,
+            })
+        };
+    match key_type {
+        Some(KeyType::RSA) => {
+            let [n, e] = read_pair(
+                public.unwrap_or(private),
+                [AttributeType::Modulus, AttributeType::PublicExponent],
+            )?
+            .ok_or_else(|| {
+                unsupported("the token does not show the RSA modulus and exponent".into())
+            })?;
             let key = RsaPublicKey {
                 e: ssh_key::Mpint::from_positive_bytes(&e)
                     .map_err(|err| unsupported(format!("bad RSA exponent: {err}")))?,
@@ -647,20 +657,10 @@ fn read_public_key(token: &Token, s: &Session, private: ObjectHandle) -> Result<
                     ),
                 )
             })?;
-            let attrs = read(public, &[AttributeType::EcParams, AttributeType::EcPoint])?;
-            let (mut params, mut point) = (None, None);
-            for a in attrs {
-                match a {
-                    Attribute::EcParams(v) => params = Some(v),
-                    Attribute::EcPoint(v) => point = Some(v),
-                    _ => {}
-                }
-            }
-            let (Some(params), Some(point)) = (params, point) else {
-                return Err(unsupported(
-                    "the token does not show the EC parameters and point".into(),
-                ));
-            };
+            let [params, point] =
+                read_pair(public, [AttributeType::EcParams, AttributeType::EcPoint])?.ok_or_else(
+                    || unsupported("the token does not show the EC parameters and point".into()),
+                )?;
             let bad_point = || unsupported("the EC point does not fit its curve".into());
             let ecdsa = |curve: EcdsaCurve, len: usize| -> Result<KeyData> {
                 let raw = ec_point(&point, len).ok_or_else(bad_point)?;
