@@ -221,6 +221,24 @@ pub fn bench() -> Result<()> {
             },
         );
     }
+    for (name, label) in [("ed25519", "Ed25519"), ("p256", "P-256")] {
+        let wrapped = per_s(&format!("wrapped_sign_certificate/{name}_wrapped"));
+        let file = per_s(&format!("wrapped_sign_certificate/{name}_file"));
+        let remote = per_s(&format!("wrapped_sign_certificate/{name}_awskms"));
+        row(
+            &format!("wrapped: {label} certificates/s, one core (KEK in AWS KMS via the emulator; one Decrypt per signer)"),
+            wrapped.map_or("?".into(), |r| format!("{r:.0}/s")),
+            format!(
+                "file {}{}",
+                file.map_or("?".into(), |r| format!("{r:.0}/s")),
+                remote.map_or(String::new(), |r| format!("; remote AWS KMS Sign, sequential {r:.0}/s"))
+            ),
+            match (wrapped, file) {
+                (Some(a), Some(b)) => format!("{:.0}% of the file's rate", 100.0 * a / b),
+                _ => "?".into(),
+            },
+        );
+    }
     row(
         "AWS KMS Sign over HTTP to the emulator (sequential)",
         per_s("emulator/aws_p256_sign_http").map_or("?".into(), |r| format!("{r:.0}/s")),

@@ -25,8 +25,10 @@ use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpe
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, RetryConfig,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Registry, Result,
+    RetryConfig, WrapContext,
 };
+use zeroize::Zeroizing;
 
 pub use aws_sdk_kms::config::Credentials;
 
@@ -46,9 +48,89 @@ pub struct AwsSigner {
     client: aws_sdk_kms::Client,
 }
 
-/// Registers the `awskms:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
+/// Registers the `awskms:` scheme (signers wrapped in [`sshca_signer::RetrySigner`])
+/// and its key-encryption keys ([`AwsWrapper`]).
 pub fn register(registry: &mut Registry) {
     registry.register_remote(SCHEME, |uri| AwsSigner::open(uri, None));
+    registry.register_wrapper(SCHEME, |uri| {
+        Box::pin(async move {
+            let w: std::sync::Arc<dyn KeyWrapper> =
+                std::sync::Arc::new(AwsWrapper::open(uri).await?);
+            Ok(w)
+        })
+    });
+}
+
+/// An AWS KMS SYMMETRIC_DEFAULT key (ENCRYPT_DECRYPT) as a key-encryption
+/// key: `Encrypt`/`Decrypt` with the [`WrapContext`] as encryption context
+/// (`sshca-purpose`, `sshca-key-id`), which CloudTrail records with each
+/// call. Permissions: `kms:Encrypt` to wrap, `kms:Decrypt` to unwrap.
+#[derive(Debug)]
+pub struct AwsWrapper {
+    uri: KeyUri,
+    key_id: String,
+    client: aws_sdk_kms::Client,
+}
+
+impl AwsWrapper {
+    /// Builds the client; the key itself is checked by the first call.
+    pub async fn open(uri: KeyUri) -> Result<Self> {
+        let client = client_for(&uri, None).await?;
+        Ok(Self {
+            key_id: uri.location().to_owned(),
+            uri,
+            client,
+        })
+    }
+}
+
+#[async_trait]
+impl KeyWrapper for AwsWrapper {
+    fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    async fn wrap(&self, plaintext: &[u8], ctx: &WrapContext) -> Result<Vec<u8>> {
+        let out = self
+            .client
+            .encrypt()
+            .key_id(&self.key_id)
+            .plaintext(Blob::new(plaintext))
+            .encryption_context("sshca-purpose", &ctx.purpose)
+            .encryption_context("sshca-key-id", &ctx.key_id)
+            .send()
+            .await
+            .map_err(|e| map_err(&self.uri, "Encrypt", e))?;
+        out.ciphertext_blob()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadResponse,
+                    format!("AWS KMS Encrypt for `{}` returned no ciphertext", self.uri),
+                )
+            })
+    }
+
+    async fn unwrap(&self, blob: &[u8], ctx: &WrapContext) -> Result<Zeroizing<Vec<u8>>> {
+        let out = self
+            .client
+            .decrypt()
+            .key_id(&self.key_id)
+            .ciphertext_blob(Blob::new(blob))
+            .encryption_context("sshca-purpose", &ctx.purpose)
+            .encryption_context("sshca-key-id", &ctx.key_id)
+            .send()
+            .await
+            .map_err(|e| map_err(&self.uri, "Decrypt", e))?;
+        out.plaintext()
+            .map(|b| Zeroizing::new(b.as_ref().to_vec()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadResponse,
+                    format!("AWS KMS Decrypt for `{}` returned no plaintext", self.uri),
+                )
+            })
+    }
 }
 
 fn region_from_arn(key: &str) -> Option<&str> {

@@ -24,16 +24,18 @@ use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport};
 use azure_security_keyvault_keys::models::{
-    CurveName, KeyClientGetKeyOptions, KeyClientSignOptions, KeyType, SignParameters,
-    SignatureAlgorithm,
+    CurveName, EncryptionAlgorithm, KeyClientGetKeyOptions, KeyClientSignOptions,
+    KeyClientWrapKeyOptions, KeyOperationParameters, KeyType, SignParameters, SignatureAlgorithm,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::ssh_key::EcdsaCurve;
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, RetryConfig,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Registry, Result,
+    RetryConfig, WrapContext,
 };
+use zeroize::Zeroizing;
 
 /// The URI scheme.
 pub const SCHEME: &str = "azurekv";
@@ -70,6 +72,171 @@ impl std::fmt::Debug for AzureSigner {
 /// Registers the `azurekv:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
 pub fn register(registry: &mut Registry) {
     registry.register_remote(SCHEME, |uri| AzureSigner::open(uri, None));
+    registry.register_wrapper(SCHEME, |uri| {
+        Box::pin(async move {
+            let w: Arc<dyn KeyWrapper> = Arc::new(AzureWrapper::open(uri, None).await?);
+            Ok(w)
+        })
+    });
+}
+
+/// A Key Vault RSA key as a key-encryption key: `wrapKey`/`unwrapKey` with
+/// RSA-OAEP-256. Key Vault takes no additional authenticated data for RSA,
+/// so the binding to purpose and key id is the caller's (the data key's own
+/// AES-GCM layer). The blob records the key version that wrapped it, so
+/// blobs stay readable after the KEK gets a new version. Permissions:
+/// `wrapKey`, `unwrapKey` (Key Vault Crypto User).
+pub struct AzureWrapper {
+    uri: KeyUri,
+    name: String,
+    version: String,
+    client: KeyClient,
+}
+
+impl std::fmt::Debug for AzureWrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureWrapper")
+            .field("uri", &self.uri.to_string())
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AzureWrapper {
+    /// Opens the key (one get-key call): it must be enabled, RSA, and allow
+    /// wrapKey and unwrapKey.
+    pub async fn open(uri: KeyUri, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self> {
+        let id = parse_uri(&uri)?;
+        let credential = match credential {
+            Some(c) => c,
+            None => default_credential()?,
+        };
+        let client = client_for(&uri, credential)?;
+        let opts = KeyClientGetKeyOptions {
+            key_version: id.version.clone(),
+            ..Default::default()
+        };
+        let key = client
+            .get_key(&id.name, Some(opts))
+            .await
+            .map_err(|e| map_err(&uri, "get key", e))?
+            .into_model()
+            .map_err(|e| map_err(&uri, "get key", e))?;
+        let bad_key = |msg: String| Error::new(ErrorKind::InvalidKey, format!("`{uri}`: {msg}"));
+        if key.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+            return Err(bad_key("the key is disabled".into()));
+        }
+        let jwk = key
+            .key
+            .ok_or_else(|| bad_key("no key in the answer".into()))?;
+        if !matches!(jwk.kty, Some(KeyType::Rsa | KeyType::RsaHsm)) {
+            return Err(bad_key(
+                "a key-encryption key must be RSA (RSA-OAEP-256)".into(),
+            ));
+        }
+        let ops = jwk.key_ops.clone().unwrap_or_default();
+        for op in ["wrapKey", "unwrapKey"] {
+            if !ops.iter().any(|o| o == op) {
+                return Err(bad_key(format!(
+                    "key_ops [{}] do not include {op}",
+                    ops.join(", ")
+                )));
+            }
+        }
+        let version = jwk
+            .kid
+            .as_deref()
+            .and_then(|k| k.rsplit('/').next())
+            .map(str::to_owned)
+            .ok_or_else(|| bad_key("the key has no kid".into()))?;
+        Ok(Self {
+            name: id.name,
+            version,
+            uri,
+            client,
+        })
+    }
+
+    fn params(&self, value: &[u8]) -> Result<RequestContent<KeyOperationParameters>> {
+        let p = KeyOperationParameters {
+            algorithm: Some(EncryptionAlgorithm::RsaOaep256),
+            value: Some(value.to_vec()),
+            ..Default::default()
+        };
+        p.try_into().map_err(|e: azure_core::Error| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("`{}`: key operation request: {e}", self.uri),
+            )
+        })
+    }
+}
+
+#[async_trait]
+impl KeyWrapper for AzureWrapper {
+    fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    async fn wrap(&self, plaintext: &[u8], _ctx: &WrapContext) -> Result<Vec<u8>> {
+        let opts = KeyClientWrapKeyOptions {
+            key_version: Some(self.version.clone()),
+            ..Default::default()
+        };
+        let out = self
+            .client
+            .wrap_key(&self.name, self.params(plaintext)?, Some(opts))
+            .await
+            .map_err(|e| map_err(&self.uri, "wrapKey", e))?
+            .into_model()
+            .map_err(|e| map_err(&self.uri, "wrapKey", e))?;
+        let ct = out.result.ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("`{}`: wrapKey returned no value", self.uri),
+            )
+        })?;
+        let v = self.version.as_bytes();
+        let len = u8::try_from(v.len()).map_err(|_| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("`{}`: key version too long", self.uri),
+            )
+        })?;
+        let mut blob = vec![len];
+        blob.extend_from_slice(v);
+        blob.extend_from_slice(&ct);
+        Ok(blob)
+    }
+
+    async fn unwrap(&self, blob: &[u8], _ctx: &WrapContext) -> Result<Zeroizing<Vec<u8>>> {
+        let bad = || {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("`{}`: the wrapped data key is malformed", self.uri),
+            )
+        };
+        let (&len, rest) = blob.split_first().ok_or_else(bad)?;
+        let len = usize::from(len);
+        if rest.len() <= len {
+            return Err(bad());
+        }
+        let (version, ct) = rest.split_at(len);
+        let version = std::str::from_utf8(version).map_err(|_| bad())?;
+        let out = self
+            .client
+            .unwrap_key(&self.name, version, self.params(ct)?, None)
+            .await
+            .map_err(|e| map_err(&self.uri, "unwrapKey", e))?
+            .into_model()
+            .map_err(|e| map_err(&self.uri, "unwrapKey", e))?;
+        out.result.map(Zeroizing::new).ok_or_else(|| {
+            Error::new(
+                ErrorKind::BadResponse,
+                format!("`{}`: unwrapKey returned no value", self.uri),
+            )
+        })
+    }
 }
 
 /// The parts of an `azurekv:` URI.

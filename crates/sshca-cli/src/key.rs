@@ -57,6 +57,67 @@ pub enum KeyCmd {
         /// The private key file.
         private: PathBuf,
     },
+    /// Seal a private key under a KMS key-encryption key: DEST becomes a
+    /// `wrapped:` key (and DEST.pub its public key); SRC is left as it is.
+    #[cfg(feature = "wrapped")]
+    Wrap {
+        /// The key-encryption key's URI (awskms:, gcpkms:, azurekv:, ekm:).
+        #[arg(long = "with", value_name = "KEK_URI")]
+        with: String,
+        /// Passphrase file of an encrypted SRC (else SSHCA_PASSPHRASE).
+        #[arg(long = "passphrase-file")]
+        passphrase_file: Option<PathBuf>,
+        /// The private key file to seal.
+        src: PathBuf,
+        /// Where the wrapped key is written (must not exist).
+        dest: PathBuf,
+    },
+    /// Move a wrapped key to another key-encryption key (KEK rotation): one
+    /// unwrap with the old KEK, one wrap with the new one; same public key.
+    #[cfg(feature = "wrapped")]
+    Rewrap {
+        /// The new key-encryption key's URI.
+        #[arg(long = "with", value_name = "KEK_URI")]
+        with: String,
+        /// The wrapped key file.
+        src: PathBuf,
+        /// Where the re-wrapped key is written (may be SRC: replaced atomically).
+        dest: PathBuf,
+    },
+}
+
+/// Writes a wrapped key (0600) and its public key beside it (DEST.pub).
+#[cfg(feature = "wrapped")]
+pub(crate) fn write_wrapped(
+    dest: &std::path::Path,
+    file: &sshca::wrapped::WrappedFile,
+    replace: bool,
+) -> Result<()> {
+    let mut pub_path = dest.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = PathBuf::from(pub_path);
+    if !replace {
+        for p in [dest, pub_path.as_path()] {
+            if p.exists() {
+                return Err(invalid(format!("{} already exists", p.display())));
+            }
+        }
+    }
+    crate::files::write_atomic_with(dest, file.to_text()?.as_bytes(), 0o600, replace)?;
+    crate::files::write_atomic_with(
+        &pub_path,
+        format!("{}\n", file.public_key).as_bytes(),
+        0o644,
+        true,
+    )?;
+    eprintln!(
+        "Wrote {} (sealed under {}) and {}",
+        dest.display(),
+        file.kek,
+        pub_path.display()
+    );
+    println!("{}", file.key_id);
+    Ok(())
 }
 
 /// `sshca key`.
@@ -122,6 +183,38 @@ pub async fn run(cmd: KeyCmd) -> Result<ExitCode> {
                 );
                 Ok(ExitCode::from(1))
             }
+        }
+        #[cfg(feature = "wrapped")]
+        KeyCmd::Wrap {
+            with,
+            passphrase_file,
+            src,
+            dest,
+        } => {
+            let mut uri = sshca::signer::KeyUri::new("file", &src.to_string_lossy())?;
+            if let Some(f) = &passphrase_file {
+                uri.set_option("passphrase-file", &f.to_string_lossy());
+            }
+            let local = sshca_local::LocalSigner::open(&uri)?;
+            let key = local.to_private_key()?;
+            let text = sshca_local::keys::to_openssh(&key, None)?;
+            let sealed =
+                sshca::wrapped::WrappedFile::seal(&registry, &with, &text, key.public_key())
+                    .await?;
+            write_wrapped(&dest, &sealed, false)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "wrapped")]
+        KeyCmd::Rewrap { with, src, dest } => {
+            let old = sshca::wrapped::WrappedFile::load(&src)?;
+            let text = old.open_private(&registry, &src).await?;
+            let key = sshca::core::ssh_key::PrivateKey::from_openssh(text.as_bytes())
+                .map_err(|e| invalid(format!("{}: the unwrapped key: {e}", src.display())))?;
+            let sealed =
+                sshca::wrapped::WrappedFile::seal(&registry, &with, &text, key.public_key())
+                    .await?;
+            write_wrapped(&dest, &sealed, dest == src)?;
+            Ok(ExitCode::SUCCESS)
         }
         KeyCmd::Passphrase {
             old_passphrase_file,

@@ -36,12 +36,17 @@ pub struct KeygenArgs {
     #[cfg(feature = "pkcs11")]
     #[arg(long, value_name = "URI", conflicts_with_all = ["encrypt_from_env", "passphrase_file", "force"])]
     pub pkcs11: Option<String>,
+    /// Seal the new key under this KMS key-encryption key instead of
+    /// writing it in the clear: PATH becomes a `wrapped:` key.
+    #[cfg(feature = "wrapped")]
+    #[arg(long, value_name = "KEK_URI", conflicts_with_all = ["encrypt_from_env", "passphrase_file"])]
+    pub wrap_with: Option<String>,
     /// Where to write the private key.
     pub path: Option<PathBuf>,
 }
 
 /// `sshca keygen`.
-pub fn run(a: KeygenArgs) -> Result<()> {
+pub async fn run(a: KeygenArgs) -> Result<()> {
     #[cfg(feature = "pkcs11")]
     if let Some(uri) = &a.pkcs11 {
         if let Some(p) = &a.path {
@@ -56,6 +61,19 @@ pub fn run(a: KeygenArgs) -> Result<()> {
         eprintln!("Created a {} key pair on the token", a.key_type);
         println!("{created}");
         return Ok(());
+    }
+    #[cfg(feature = "wrapped")]
+    if let Some(kek) = &a.wrap_with {
+        let Some(path) = &a.path else {
+            return Err(invalid("give PATH, where the wrapped key is written"));
+        };
+        let spec = sshca::signer::KeySpec::parse(&a.key_type, a.bits)?;
+        let key = sshca_local::keys::generate(spec, &a.comment)?;
+        let text = sshca_local::keys::to_openssh(&key, None)?;
+        let registry = sshca::default_registry();
+        let sealed =
+            sshca::wrapped::WrappedFile::seal(&registry, kek, &text, key.public_key()).await?;
+        return crate::key::write_wrapped(path, &sealed, a.force);
     }
     let KeygenArgs {
         key_type,

@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Verify(a) => verify::run(a).await,
         #[cfg(feature = "local")]
-        Cmd::Keygen(a) => keygen::run(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Keygen(a) => keygen::run(a).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "local")]
         Cmd::Key(k) => key::run(k).await,
         Cmd::Expires(a) => expires::run(a),

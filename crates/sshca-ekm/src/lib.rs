@@ -37,7 +37,7 @@ pub use connection::{
 };
 pub use diagnostics::{verify_connectivity, ResolverReport, Step};
 pub use filter::EndpointFilter;
-pub use signer::{check_uri, connection_and_key, EkmSigner};
+pub use signer::{check_uri, connection_and_key, EkmSigner, EkmWrapper};
 
 use connection::host_and_port;
 use signer::fetch_key;
@@ -63,7 +63,15 @@ pub(crate) fn bad_input(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidInput, msg.into())
 }
 
-/// Registers the `ekm:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
+/// Registers the `ekm:` scheme (signers wrapped in [`sshca_signer::RetrySigner`])
+/// and its key-encryption keys ([`EkmWrapper`]).
 pub fn register(registry: &mut Registry) {
     registry.register_remote(SCHEME, EkmSigner::open);
+    registry.register_wrapper(SCHEME, |uri| {
+        Box::pin(async move {
+            let w: std::sync::Arc<dyn sshca_signer::KeyWrapper> =
+                std::sync::Arc::new(EkmWrapper::open(uri).await?);
+            Ok(w)
+        })
+    });
 }

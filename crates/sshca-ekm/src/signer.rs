@@ -6,8 +6,10 @@ use base64::Engine;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Result, RetryConfig,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Result, RetryConfig,
+    WrapContext,
 };
+use zeroize::Zeroizing;
 
 use crate::*;
 
@@ -186,5 +188,74 @@ impl KeySigner for EkmSigner {
                 self.key.uri()
             ))
         })
+    }
+}
+
+/// An external key manager `GOOGLE_SYMMETRIC_ENCRYPTION` key as a
+/// key-encryption key (`:wrap`/`:unwrap` of the EKM protocol, with the
+/// [`WrapContext`] as additional authenticated data), over the same
+/// connection, failover and retries as signing keys.
+#[derive(Debug)]
+pub struct EkmWrapper {
+    uri: KeyUri,
+    path: String,
+    client: EkmClient,
+}
+
+impl EkmWrapper {
+    /// Opens the connection the URI describes (no network access yet).
+    pub async fn open(uri: KeyUri) -> Result<Self> {
+        let (conn, path) = connection_and_key(&uri)?;
+        Ok(Self {
+            client: EkmClient::new(conn)?,
+            path,
+            uri,
+        })
+    }
+
+    async fn op(&self, op: &str, body: serde_json::Value, field: &str) -> Result<Vec<u8>> {
+        let v = self
+            .client
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/{}:{op}", self.path),
+                Some(&body),
+            )
+            .await
+            .map_err(|e| e.context(format!("`{}`: {op}", self.uri)))?;
+        v[field]
+            .as_str()
+            .and_then(|s| STANDARD.decode(s).ok())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::BadResponse,
+                    format!("`{}`: the {op} answer has no base64 {field}", self.uri),
+                )
+            })
+    }
+}
+
+#[async_trait]
+impl KeyWrapper for EkmWrapper {
+    fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    async fn wrap(&self, plaintext: &[u8], ctx: &WrapContext) -> Result<Vec<u8>> {
+        let body = serde_json::json!({
+            "plaintext": STANDARD.encode(plaintext),
+            "additionalAuthenticatedData": STANDARD.encode(ctx.aad()),
+        });
+        self.op("wrap", body, "ciphertext").await
+    }
+
+    async fn unwrap(&self, blob: &[u8], ctx: &WrapContext) -> Result<Zeroizing<Vec<u8>>> {
+        let body = serde_json::json!({
+            "ciphertext": STANDARD.encode(blob),
+            "additionalAuthenticatedData": STANDARD.encode(ctx.aad()),
+        });
+        self.op("unwrap", body, "plaintext")
+            .await
+            .map(Zeroizing::new)
     }
 }

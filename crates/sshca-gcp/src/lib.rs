@@ -26,8 +26,10 @@ use google_cloud_kms_v1::model::{digest, Digest as KmsDigest};
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{DigestAlg, KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, RetryConfig,
+    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Registry, Result,
+    RetryConfig, WrapContext,
 };
+use zeroize::Zeroizing;
 
 /// The URI scheme.
 pub const SCHEME: &str = "gcpkms";
@@ -40,13 +42,113 @@ pub struct GcpSigner {
     client: KeyManagementService,
 }
 
-/// Registers the `gcpkms:` scheme (signers wrapped in [`sshca_signer::RetrySigner`]).
+/// Registers the `gcpkms:` scheme (signers wrapped in [`sshca_signer::RetrySigner`])
+/// and its key-encryption keys ([`GcpWrapper`]).
 pub fn register(registry: &mut Registry) {
     registry.register_remote(SCHEME, GcpSigner::open);
+    registry.register_wrapper(SCHEME, |uri| {
+        Box::pin(async move {
+            let w: std::sync::Arc<dyn KeyWrapper> =
+                std::sync::Arc::new(GcpWrapper::open(uri).await?);
+            Ok(w)
+        })
+    });
+}
+
+/// A Cloud KMS ENCRYPT_DECRYPT CryptoKey as a key-encryption key:
+/// `encrypt`/`decrypt` with the [`WrapContext`] as additional authenticated
+/// data, every payload checked with CRC32C both ways. Permissions:
+/// `cloudkms.cryptoKeyVersions.useToEncrypt` / `useToDecrypt`.
+#[derive(Debug)]
+pub struct GcpWrapper {
+    uri: KeyUri,
+    name: String,
+    client: KeyManagementService,
+}
+
+impl GcpWrapper {
+    /// Builds the client for the CryptoKey the URI names.
+    pub async fn open(uri: KeyUri) -> Result<Self> {
+        check_kek_uri(&uri)?;
+        let client = client_unchecked(&uri).await?;
+        Ok(Self {
+            name: uri.location().to_owned(),
+            uri,
+            client,
+        })
+    }
+
+    fn corrupted(&self, what: &str) -> Error {
+        Error::new(
+            ErrorKind::BadResponse,
+            format!("`{}`: {what} (corrupted in transit)", self.uri),
+        )
+        .set_temporary(true)
+    }
+}
+
+#[async_trait]
+impl KeyWrapper for GcpWrapper {
+    fn uri(&self) -> &KeyUri {
+        &self.uri
+    }
+
+    async fn wrap(&self, plaintext: &[u8], ctx: &WrapContext) -> Result<Vec<u8>> {
+        let aad = ctx.aad();
+        let out = self
+            .client
+            .encrypt()
+            .set_name(&self.name)
+            .set_plaintext(plaintext.to_vec())
+            .set_plaintext_crc32c(crc(plaintext))
+            .set_additional_authenticated_data(aad.clone())
+            .set_additional_authenticated_data_crc32c(crc(&aad))
+            .send()
+            .await
+            .map_err(|e| map_err(&self.uri, "encrypt", e))?;
+        if !out.verified_plaintext_crc32c || !out.verified_additional_authenticated_data_crc32c {
+            return Err(self.corrupted("Cloud KMS did not confirm the request's checksums"));
+        }
+        if out.ciphertext_crc32c != Some(crc(&out.ciphertext)) {
+            return Err(self.corrupted("the ciphertext's CRC32C does not match"));
+        }
+        Ok(out.ciphertext.to_vec())
+    }
+
+    async fn unwrap(&self, blob: &[u8], ctx: &WrapContext) -> Result<Zeroizing<Vec<u8>>> {
+        let aad = ctx.aad();
+        let out = self
+            .client
+            .decrypt()
+            .set_name(&self.name)
+            .set_ciphertext(blob.to_vec())
+            .set_ciphertext_crc32c(crc(blob))
+            .set_additional_authenticated_data(aad.clone())
+            .set_additional_authenticated_data_crc32c(crc(&aad))
+            .send()
+            .await
+            .map_err(|e| map_err(&self.uri, "decrypt", e))?;
+        let plaintext = Zeroizing::new(out.plaintext.to_vec());
+        if out.plaintext_crc32c != Some(crc(&plaintext)) {
+            return Err(self.corrupted("the plaintext's CRC32C does not match"));
+        }
+        Ok(plaintext)
+    }
 }
 
 /// Checks a key URI (resource name shape, options) without network access.
 pub fn check_uri(uri: &KeyUri) -> Result<()> {
+    check_resource(uri, true)
+}
+
+/// Checks a key-encryption-key URI: a CryptoKey
+/// (`projects/P/locations/L/keyRings/R/cryptoKeys/K`), which Cloud KMS
+/// encrypts with its primary version.
+pub fn check_kek_uri(uri: &KeyUri) -> Result<()> {
+    check_resource(uri, false)
+}
+
+fn check_resource(uri: &KeyUri, versioned: bool) -> Result<()> {
     if uri.scheme() != SCHEME {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -64,14 +166,21 @@ pub fn check_uri(uri: &KeyUri) -> Result<()> {
         "cryptoKeys",
         "cryptoKeyVersions",
     ];
-    let shape = "projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N";
-    if segs.len() != 10 {
+    let (shape, len) = if versioned {
+        (
+            "projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N",
+            10,
+        )
+    } else {
+        ("projects/P/locations/L/keyRings/R/cryptoKeys/K", 8)
+    };
+    if segs.len() != len {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!("key URI `{uri}`: expected {shape}"),
         ));
     }
-    for (i, want) in names.iter().enumerate() {
+    for (i, want) in names.iter().take(len / 2).enumerate() {
         let (label, value) = (segs[2 * i], segs[2 * i + 1]);
         if label != *want {
             return Err(Error::new(
@@ -93,7 +202,7 @@ pub fn check_uri(uri: &KeyUri) -> Result<()> {
             ));
         }
     }
-    if segs[9].parse::<u32>().is_err() {
+    if versioned && segs[9].parse::<u32>().is_err() {
         return Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
@@ -142,6 +251,10 @@ where
 /// signer's retry policy applies).
 pub async fn client_for(uri: &KeyUri) -> Result<KeyManagementService> {
     check_uri(uri)?;
+    client_unchecked(uri).await
+}
+
+async fn client_unchecked(uri: &KeyUri) -> Result<KeyManagementService> {
     let b = configure(KeyManagementService::builder(), uri.option("endpoint"));
     b.build().await.map_err(|e| {
         Error::new(

@@ -143,6 +143,29 @@ impl LocalSigner {
         keys::to_private_key(&self.key, &self.comment)
     }
 
+    /// A signer for private key text held in memory (unencrypted; any
+    /// format a key file may have), answering to `uri`: for keys that were
+    /// decrypted by the caller (`wrapped:` keys).
+    pub fn from_private_key_text(uri: KeyUri, text: &str) -> Result<Self> {
+        let path = PathBuf::from(uri.to_string());
+        let (key, comment) = load_private_key(&path, text, || {
+            Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the key text is passphrase-encrypted; only plain keys are accepted here",
+            ))
+        })?;
+        let public = public_of(&path, &key)?;
+        let fast = fast_ecdsa(&key);
+        Ok(Self {
+            uri,
+            key,
+            public,
+            comment,
+            fast,
+            rng: ring::rand::SystemRandom::new(),
+        })
+    }
+
     /// Opens a key file by path (no options).
     pub fn open_path(path: &Path) -> Result<Self> {
         Self::open(&KeyUri::new(SCHEME, &path.to_string_lossy())?)

@@ -9,6 +9,8 @@
 //!   [`CachedSigner`] (public key fetched once, fingerprint pin),
 //!   [`VerifyingSigner`] (a signature that does not verify is an error),
 //!   [`LimitSigner`] (concurrency limit), [`RetrySigner`] (jittered backoff).
+//! - [`KeyWrapper`]: a KMS key-encryption key (`wrapped:` CA keys), opened
+//!   through the same [`Registry`].
 //! - `conformance` (feature): the suite every backend's tests run.
 
 use std::fmt;
@@ -23,12 +25,14 @@ mod error;
 mod registry;
 mod secret;
 mod uri;
+mod wrap;
 mod wrappers;
 
 pub use error::{Error, ErrorKind, Result};
 pub use registry::{Registry, SignerFuture, BACKEND_FEATURES};
 pub use secret::Secret;
 pub use uri::KeyUri;
+pub use wrap::{KeyWrapper, WrapContext, WrapperFuture};
 pub use wrappers::{
     with_retries, CachedSigner, LimitSigner, RetryConfig, RetrySigner, VerifyingSigner,
 };

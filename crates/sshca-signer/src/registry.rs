@@ -12,10 +12,11 @@ use crate::{
 pub type SignerFuture = Pin<Box<dyn Future<Output = Result<Arc<dyn KeySigner>>> + Send>>;
 
 type Constructor = Arc<dyn Fn(KeyUri) -> SignerFuture + Send + Sync>;
+type WrapperConstructor = Arc<dyn Fn(KeyUri) -> crate::WrapperFuture + Send + Sync>;
 
 /// Every backend scheme sshca knows and the cargo feature (of the `sshca`
 /// facade and CLI) that compiles it in.
-pub const BACKEND_FEATURES: [(&str, &str); 7] = [
+pub const BACKEND_FEATURES: [(&str, &str); 8] = [
     ("file", "local"),
     ("awskms", "aws"),
     ("gcpkms", "gcp"),
@@ -23,12 +24,14 @@ pub const BACKEND_FEATURES: [(&str, &str); 7] = [
     ("ekm", "ekm"),
     ("pkcs11", "pkcs11"),
     ("ssh-agent", "ssh-agent"),
+    ("wrapped", "wrapped"),
 ];
 
 /// Maps URI schemes to backend constructors; filled by the enabled features.
 #[derive(Clone, Default)]
 pub struct Registry {
     schemes: BTreeMap<String, Constructor>,
+    wrappers: BTreeMap<String, WrapperConstructor>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -71,6 +74,30 @@ impl Registry {
                 Ok(Arc::new(RetrySigner::new(signer, retry)) as Arc<dyn KeySigner>)
             })
         });
+    }
+
+    /// Registers the key-encryption-key constructor of a scheme.
+    pub fn register_wrapper<F>(&mut self, scheme: &str, ctor: F)
+    where
+        F: Fn(KeyUri) -> crate::WrapperFuture + Send + Sync + 'static,
+    {
+        self.wrappers.insert(scheme.to_owned(), Arc::new(ctor));
+    }
+
+    /// Opens a key-encryption key (a KMS key that wraps data keys).
+    pub async fn open_wrapper(&self, uri: &str) -> Result<Arc<dyn crate::KeyWrapper>> {
+        let parsed = KeyUri::parse(uri)?;
+        let ctor = self.wrappers.get(parsed.scheme()).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "key URI `{uri}`: scheme `{}` cannot wrap keys in this build (key-encryption keys: {})",
+                    parsed.scheme(),
+                    self.wrappers.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        ctor(parsed).await
     }
 
     /// The registered schemes.

@@ -34,10 +34,14 @@ use sshca_core::{Certificate, HashAlg, KeyData, PublicKey};
 pub use sshca_pkcs11 as pkcs11;
 pub use sshca_signer as signer;
 use sshca_signer::{Error, ErrorKind, Registry, Result};
+/// The `wrapped:` backend (sealing a key under a KMS key-encryption key).
+#[cfg(feature = "wrapped")]
+pub use sshca_wrapped as wrapped;
 
 /// A registry with every backend this build enables (features `local`:
 /// `file:`, `aws`: `awskms:`, `gcp`: `gcpkms:`, `azure`: `azurekv:`, `ekm`:
-/// `ekm:`, `pkcs11`: `pkcs11:`, `ssh-agent`: `ssh-agent:`).
+/// `ekm:`, `pkcs11`: `pkcs11:`, `ssh-agent`: `ssh-agent:`, `wrapped`:
+/// `wrapped:`).
 pub fn default_registry() -> Registry {
     #[allow(unused_mut)]
     let mut r = Registry::new();
@@ -55,6 +59,9 @@ pub fn default_registry() -> Registry {
     sshca_pkcs11::register(&mut r);
     #[cfg(feature = "ssh-agent")]
     sshca_sshagent::register(&mut r);
+    // Last: its key-encryption keys come from the backends above.
+    #[cfg(feature = "wrapped")]
+    sshca_wrapped::register(&mut r);
     r
 }
 

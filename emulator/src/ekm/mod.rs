@@ -64,8 +64,13 @@ fn insert_key(
             "key id {key_id:?} must match [A-Za-z0-9_-]{{1,63}}"
         ));
     }
-    let (kind, _) = crate::gcp::model::signing_algorithm(algorithm)
-        .ok_or_else(|| format!("unknown or unsupported algorithm {algorithm:?}"))?;
+    let kind = if algorithm == SYMMETRIC {
+        crypto::KeyKind::Aes256
+    } else {
+        crate::gcp::model::signing_algorithm(algorithm)
+            .ok_or_else(|| format!("unknown or unsupported algorithm {algorithm:?}"))?
+            .0
+    };
     let name = format!("{space}/keys/{key_id}");
     if read(&state.ekm).keys.contains_key(&name) {
         return Err(format!("key {name} already exists"));
@@ -91,7 +96,17 @@ fn insert_key(
     Ok(key)
 }
 
+/// The algorithm of keys that wrap and unwrap (AES-256-GCM).
+const SYMMETRIC: &str = "GOOGLE_SYMMETRIC_ENCRYPTION";
+
 fn key_json(k: &EkmKey) -> Result<Value, GcpError> {
+    if k.algorithm == SYMMETRIC {
+        return Ok(json!({
+            "name": k.name,
+            "algorithm": k.algorithm,
+            "state": if k.enabled { "ENABLED" } else { "DISABLED" },
+        }));
+    }
     let pem = k
         .material
         .public_pem()
@@ -186,14 +201,67 @@ fn sign(
     Ok(json!({"signature": b64(&sig), "name": name}))
 }
 
+/// `:wrap` and `:unwrap`: AES-256-GCM under a GOOGLE_SYMMETRIC_ENCRYPTION
+/// key, with the request's additional authenticated data.
+fn wrap_or_unwrap(
+    state: &State,
+    name: &str,
+    b: &Map<String, Value>,
+    wrap: bool,
+) -> Result<Value, GcpError> {
+    let k = find(state, name)?;
+    if !k.enabled {
+        return Err(gerr(
+            StatusCode::PRECONDITION_FAILED,
+            "FAILED_PRECONDITION",
+            format!("key {name} is disabled"),
+        ));
+    }
+    if k.algorithm != SYMMETRIC {
+        return Err(invalid(format!(
+            "key {name} is {}; wrapping needs a {SYMMETRIC} key",
+            k.algorithm
+        )));
+    }
+    let field = |f: &str| -> Result<Option<Vec<u8>>, GcpError> {
+        match b.get(f) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => unb64(f, s).map(Some).map_err(invalid),
+            Some(_) => Err(invalid(format!("{f} must be a base64 string"))),
+        }
+    };
+    let aad = field("additionalAuthenticatedData")?.unwrap_or_default();
+    if wrap {
+        let pt = field("plaintext")?.ok_or_else(|| invalid("plaintext is required"))?;
+        if pt.is_empty() || pt.len() > 8192 {
+            return Err(invalid("plaintext must hold 1 to 8192 bytes"));
+        }
+        let ct = k
+            .material
+            .seal(&pt, &aad)
+            .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string()))?;
+        Ok(json!({"ciphertext": b64(&ct), "name": name}))
+    } else {
+        let ct = field("ciphertext")?.ok_or_else(|| invalid("ciphertext is required"))?;
+        let pt = k.material.open(&ct, &aad).map_err(|_| {
+            invalid(
+                "the ciphertext does not decrypt under this key and additional authenticated data",
+            )
+        })?;
+        Ok(json!({"plaintext": b64(&pt), "name": name}))
+    }
+}
+
 /// What a request asks for: (operation, key name or crypto space).
 fn classify(method: &Method, path: &str) -> Option<(&'static str, String)> {
     let rest = path.strip_prefix("/v1/")?;
     if rest == "health" && method == Method::GET {
         return Some(("health", String::new()));
     }
-    if let Some(name) = rest.strip_suffix(":sign") {
-        return (method == Method::POST).then(|| ("sign", name.to_string()));
+    for (suffix, op) in [(":sign", "sign"), (":wrap", "wrap"), (":unwrap", "unwrap")] {
+        if let Some(name) = rest.strip_suffix(suffix) {
+            return (method == Method::POST).then(|| (op, name.to_string()));
+        }
     }
     if let Some(space) = rest.strip_suffix("/keys") {
         return (method == Method::POST).then(|| ("createKey", space.to_string()));
@@ -247,6 +315,8 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request, replica: usize) -> 
         "health" => Ok(json!({"status": "SERVING", "replica": format!("replica-{replica}")})),
         "getKey" => find(state, &target).and_then(|k| key_json(&k)),
         "sign" => sign(state, &target, &body, corrupt),
+        "wrap" => wrap_or_unwrap(state, &target, &body, true),
+        "unwrap" => wrap_or_unwrap(state, &target, &body, false),
         _ => {
             let Some(id) = req.query("keyId") else {
                 return reply(Err(invalid("keyId query parameter is required")));
