@@ -259,10 +259,9 @@ fn wrapped_keys_under_every_kms() {
         std::fs::copy(ca, &tampered).unwrap();
         edit(&tampered, |v| {
             let ct = v["ciphertext"].as_str().unwrap().to_owned();
-            let flipped = if ct.starts_with('A') {
-                format!("B{}", &ct[1..])
-            } else {
-                format!("A{}", &ct[1..])
+            let flipped = match ct.strip_prefix('A') {
+                Some(rest) => format!("B{rest}"),
+                None => format!("A{}", &ct[1..]),
             };
             v["ciphertext"] = Value::String(flipped);
         });

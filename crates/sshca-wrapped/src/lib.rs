@@ -304,3 +304,117 @@ impl KeySigner for WrappedSigner {
         self.local().await?.sign(alg, message).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A KEK in memory: XOR with a fixed pad, refusing another context.
+    #[derive(Debug)]
+    struct MemoryKek {
+        uri: KeyUri,
+        unwraps: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl sshca_signer::KeyWrapper for MemoryKek {
+        fn uri(&self) -> &KeyUri {
+            &self.uri
+        }
+        async fn wrap(&self, plaintext: &[u8], ctx: &WrapContext) -> Result<Vec<u8>> {
+            let mut out = ctx.aad();
+            out.push(0xff);
+            out.extend(plaintext.iter().map(|b| b ^ 0x5a));
+            Ok(out)
+        }
+        async fn unwrap(&self, blob: &[u8], ctx: &WrapContext) -> Result<Zeroizing<Vec<u8>>> {
+            self.unwraps.fetch_add(1, Ordering::SeqCst);
+            let aad = ctx.aad();
+            let rest = blob
+                .strip_prefix(aad.as_slice())
+                .and_then(|r| r.strip_prefix(&[0xff]))
+                .ok_or_else(|| Error::new(ErrorKind::InvalidKey, "context mismatch"))?;
+            Ok(Zeroizing::new(rest.iter().map(|b| b ^ 0x5a).collect()))
+        }
+    }
+
+    fn registry(unwraps: Arc<AtomicUsize>) -> Registry {
+        let mut r = Registry::new();
+        r.register_wrapper("mem", move |uri| {
+            let unwraps = unwraps.clone();
+            Box::pin(async move {
+                let w: Arc<dyn sshca_signer::KeyWrapper> = Arc::new(MemoryKek { uri, unwraps });
+                Ok(w)
+            })
+        });
+        register(&mut r);
+        r
+    }
+
+    #[tokio::test]
+    async fn seal_open_sign_once() {
+        use sshca_signer::SignerExt;
+        let unwraps = Arc::new(AtomicUsize::new(0));
+        let r = registry(unwraps.clone());
+        let key = sshca_local::keys::generate(sshca_signer::KeySpec::Ed25519, "c").unwrap();
+        let text = sshca_local::keys::to_openssh(&key, None).unwrap();
+        let sealed = WrappedFile::seal(&r, "mem:kek", &text, key.public_key())
+            .await
+            .unwrap();
+        let out = sealed.to_text().unwrap();
+        assert!(!out.contains("PRIVATE KEY") && !out.contains(text.as_str()));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca");
+        std::fs::write(&path, &out).unwrap();
+
+        let signer = r
+            .open(&format!("wrapped:{}", path.display()))
+            .await
+            .unwrap();
+        assert_eq!(
+            signer.public_key().await.unwrap(),
+            *key.public_key().key_data()
+        );
+        assert_eq!(unwraps.load(Ordering::SeqCst), 0, "opening unwrapped");
+        let mut t = sshca_core::CertTemplate::new(sshca_core::CertType::User, "k");
+        t.principals = vec!["a".into()];
+        t.valid_before = u64::MAX;
+        for serial in 1..=20 {
+            t.serial = serial;
+            signer
+                .sign_certificate(&t, key.public_key().key_data(), None)
+                .await
+                .unwrap();
+        }
+        assert_eq!(unwraps.load(Ordering::SeqCst), 1);
+        assert!(!format!("{signer:?}").contains("PRIVATE"));
+
+        // A key id that is not the public key's, an unknown format: named.
+        let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["key_id"] = "SHA256:AAAA".into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = r
+            .open(&format!("wrapped:{}", path.display()))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is not the public key's fingerprint"),
+            "{e}"
+        );
+        v["format"] = "other".into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let e = r
+            .open(&format!("wrapped:{}", path.display()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("is not sshca-wrapped-key-v1"), "{e}");
+        let e = r.open("wrapped:/nonexistent/ca").await.unwrap_err();
+        assert!(e.to_string().contains("cannot read the wrapped key"), "{e}");
+        let e = WrappedFile::seal(&r, "nokek:x", &text, key.public_key())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot wrap keys"), "{e}");
+    }
+}
