@@ -129,12 +129,8 @@ fn find(state: &State, name: &str) -> Result<EkmKey, GcpError> {
     })
 }
 
-fn sign(
-    state: &State,
-    name: &str,
-    b: &Map<String, Value>,
-    corrupt: bool,
-) -> Result<Value, GcpError> {
+/// A key that may be used: 404 when there is none, 412 when disabled.
+fn find_enabled(state: &State, name: &str) -> Result<EkmKey, GcpError> {
     let k = find(state, name)?;
     if !k.enabled {
         return Err(gerr(
@@ -143,6 +139,25 @@ fn sign(
             format!("key {name} is disabled"),
         ));
     }
+    Ok(k)
+}
+
+/// An optional base64 field of a request body.
+fn b64_field(b: &Map<String, Value>, f: &str) -> Result<Option<Vec<u8>>, GcpError> {
+    match b.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => unb64(f, s).map(Some).map_err(invalid),
+        Some(_) => Err(invalid(format!("{f} must be a base64 string"))),
+    }
+}
+
+fn sign(
+    state: &State,
+    name: &str,
+    b: &Map<String, Value>,
+    corrupt: bool,
+) -> Result<Value, GcpError> {
+    let k = find_enabled(state, name)?;
     let alg = match b.get("algorithm") {
         Some(Value::String(a)) => a.as_str(),
         _ => return Err(invalid("algorithm is required (a string)")),
@@ -160,13 +175,7 @@ fn sign(
             "unknown algorithm",
         )
     })?;
-    let field = |f: &str| -> Result<Option<Vec<u8>>, GcpError> {
-        match b.get(f) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => unb64(f, s).map(Some).map_err(invalid),
-            Some(_) => Err(invalid(format!("{f} must be a base64 string"))),
-        }
-    };
+    let field = |f: &str| b64_field(b, f);
     let sig = match (field("digest")?, field("data")?) {
         (Some(_), Some(_)) => return Err(invalid("give one of digest and data, not both")),
         (None, None) => return Err(invalid("one of digest and data is required")),
@@ -209,27 +218,14 @@ fn wrap_or_unwrap(
     b: &Map<String, Value>,
     wrap: bool,
 ) -> Result<Value, GcpError> {
-    let k = find(state, name)?;
-    if !k.enabled {
-        return Err(gerr(
-            StatusCode::PRECONDITION_FAILED,
-            "FAILED_PRECONDITION",
-            format!("key {name} is disabled"),
-        ));
-    }
+    let k = find_enabled(state, name)?;
     if k.algorithm != SYMMETRIC {
         return Err(invalid(format!(
             "key {name} is {}; wrapping needs a {SYMMETRIC} key",
             k.algorithm
         )));
     }
-    let field = |f: &str| -> Result<Option<Vec<u8>>, GcpError> {
-        match b.get(f) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => unb64(f, s).map(Some).map_err(invalid),
-            Some(_) => Err(invalid(format!("{f} must be a base64 string"))),
-        }
-    };
+    let field = |f: &str| b64_field(b, f);
     let aad = field("additionalAuthenticatedData")?.unwrap_or_default();
     if wrap {
         let pt = field("plaintext")?.ok_or_else(|| invalid("plaintext is required"))?;
