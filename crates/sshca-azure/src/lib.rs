@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, RequestContent, RetryOptions, Transport};
 use azure_security_keyvault_keys::models::{
-    CurveName, EncryptionAlgorithm, KeyClientGetKeyOptions, KeyClientSignOptions,
+    CurveName, EncryptionAlgorithm, JsonWebKey, KeyClientGetKeyOptions, KeyClientSignOptions,
     KeyClientWrapKeyOptions, KeyOperationParameters, KeyType, SignParameters, SignatureAlgorithm,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
@@ -112,43 +112,13 @@ impl AzureWrapper {
             None => default_credential()?,
         };
         let client = client_for(&uri, credential)?;
-        let opts = KeyClientGetKeyOptions {
-            key_version: id.version.clone(),
-            ..Default::default()
-        };
-        let key = client
-            .get_key(&id.name, Some(opts))
-            .await
-            .map_err(|e| map_err(&uri, "get key", e))?
-            .into_model()
-            .map_err(|e| map_err(&uri, "get key", e))?;
-        let bad_key = |msg: String| Error::new(ErrorKind::InvalidKey, format!("`{uri}`: {msg}"));
-        if key.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
-            return Err(bad_key("the key is disabled".into()));
-        }
-        let jwk = key
-            .key
-            .ok_or_else(|| bad_key("no key in the answer".into()))?;
+        let (jwk, version) = usable_key(&client, &uri, &id, &["wrapKey", "unwrapKey"]).await?;
         if !matches!(jwk.kty, Some(KeyType::Rsa | KeyType::RsaHsm)) {
-            return Err(bad_key(
-                "a key-encryption key must be RSA (RSA-OAEP-256)".into(),
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!("`{uri}`: a key-encryption key must be RSA (RSA-OAEP-256)"),
             ));
         }
-        let ops = jwk.key_ops.clone().unwrap_or_default();
-        for op in ["wrapKey", "unwrapKey"] {
-            if !ops.iter().any(|o| o == op) {
-                return Err(bad_key(format!(
-                    "key_ops [{}] do not include {op}",
-                    ops.join(", ")
-                )));
-            }
-        }
-        let version = jwk
-            .kid
-            .as_deref()
-            .and_then(|k| k.rsplit('/').next())
-            .map(str::to_owned)
-            .ok_or_else(|| bad_key("the key has no kid".into()))?;
         Ok(Self {
             name: id.name,
             version,
@@ -479,6 +449,53 @@ fn map_err(uri: &KeyUri, what: &str, e: azure_core::Error) -> Error {
     Error::new(kind, format!("{ctx}: {e}"))
 }
 
+/// Fetches the key (one get-key call, retried under the URI's retry
+/// settings) and checks it is enabled and allows every operation in `ops`;
+/// returns its JSON Web Key and version.
+async fn usable_key(
+    client: &KeyClient,
+    uri: &KeyUri,
+    id: &KeyId,
+    ops: &[&str],
+) -> Result<(JsonWebKey, String)> {
+    let retry = RetryConfig::from_uri(uri)?;
+    let key = with_retries(&retry, "fetching the key", || async {
+        let opts = KeyClientGetKeyOptions {
+            key_version: id.version.clone(),
+            ..Default::default()
+        };
+        client
+            .get_key(&id.name, Some(opts))
+            .await
+            .map_err(|e| map_err(uri, "get key", e))?
+            .into_model()
+            .map_err(|e| map_err(uri, "get key", e))
+    })
+    .await?;
+    let bad_key = |msg: String| Error::new(ErrorKind::InvalidKey, format!("`{uri}`: {msg}"));
+    if key.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
+        return Err(bad_key("the key is disabled".into()));
+    }
+    let bad_answer = |what: &str| Error::new(ErrorKind::BadResponse, format!("`{uri}`: {what}"));
+    let jwk = key.key.ok_or_else(|| bad_answer("no key in the answer"))?;
+    let have = jwk.key_ops.clone().unwrap_or_default();
+    for op in ops {
+        if !have.iter().any(|o| o == op) {
+            return Err(bad_key(format!(
+                "key_ops [{}] do not include {op}",
+                have.join(", ")
+            )));
+        }
+    }
+    let version = jwk
+        .kid
+        .as_deref()
+        .and_then(|k| k.rsplit('/').next())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_answer("the key has no kid"))?;
+    Ok((jwk, version))
+}
+
 impl AzureSigner {
     /// Opens the key named by `uri`: one get-key call (retried under the
     /// URI's retry settings) that also checks type, curve, `enabled` and
@@ -491,48 +508,7 @@ impl AzureSigner {
             None => default_credential()?,
         };
         let client = client_for(&uri, credential)?;
-        let retry = RetryConfig::from_uri(&uri)?;
-        let key = with_retries(&retry, "fetching the public key", || async {
-            let opts = KeyClientGetKeyOptions {
-                key_version: id.version.clone(),
-                ..Default::default()
-            };
-            client
-                .get_key(&id.name, Some(opts))
-                .await
-                .map_err(|e| map_err(&uri, "get key", e))?
-                .into_model()
-                .map_err(|e| map_err(&uri, "get key", e))
-        })
-        .await?;
-        let bad_key = |msg: String| Error::new(ErrorKind::InvalidKey, format!("`{uri}`: {msg}"));
-        if key.attributes.as_ref().and_then(|a| a.enabled) == Some(false) {
-            return Err(bad_key("the key is disabled".into()));
-        }
-        let jwk = key.key.ok_or_else(|| {
-            Error::new(
-                ErrorKind::BadResponse,
-                format!("`{uri}`: no key in the answer"),
-            )
-        })?;
-        let ops = jwk.key_ops.clone().unwrap_or_default();
-        if !ops.iter().any(|o| o == "sign") {
-            return Err(bad_key(format!(
-                "key_ops [{}] do not include sign",
-                ops.join(", ")
-            )));
-        }
-        let version = jwk
-            .kid
-            .as_deref()
-            .and_then(|k| k.rsplit('/').next())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::BadResponse,
-                    format!("`{uri}`: the key has no kid"),
-                )
-            })?;
+        let (jwk, version) = usable_key(&client, &uri, &id, &["sign"]).await?;
         let missing = |f: &str| {
             Error::new(
                 ErrorKind::BadResponse,
