@@ -98,17 +98,6 @@ fn external_key_manager_ca_logs_in() {
     login_through(|emu| {
         emu.create_ekm_key("v0/spaces/ssh", "ca", "EC_SIGN_P384_SHA384")
             .unwrap();
-        let ep = emu.endpoints();
-        let hosts: Vec<&str> = ep
-            .ekm
-            .iter()
-            .map(|u| u.trim_start_matches("https://"))
-            .collect();
-        format!(
-            "ekm:v0/spaces/ssh/keys/ca?resolver={}&server-cert={}&client-identity={}",
-            hosts.join(","),
-            ep.ekm_ca_cert.display(),
-            ep.ekm_client_identity.display()
-        )
+        ekm_uri(emu, "v0/spaces/ssh/keys/ca")
     });
 }

@@ -58,17 +58,7 @@ fn keks(emu: &Emulator) -> Vec<Kek> {
     let ekm = |id: &str| {
         emu.create_ekm_key("v0/spaces/wrap", id, "GOOGLE_SYMMETRIC_ENCRYPTION")
             .unwrap();
-        let hosts: Vec<&str> = ep
-            .ekm
-            .iter()
-            .map(|u| u.trim_start_matches("https://"))
-            .collect();
-        format!(
-            "ekm:v0/spaces/wrap/keys/{id}?resolver={}&server-cert={}&client-identity={}",
-            hosts.join(","),
-            ep.ekm_ca_cert.display(),
-            ep.ekm_client_identity.display()
-        )
+        ekm_uri(emu, &format!("v0/spaces/wrap/keys/{id}"))
     };
     vec![
         Kek {

@@ -127,3 +127,21 @@ pub fn assert_login_works(
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), word);
 }
+
+/// The `ekm:` URI of key `path` (`SPACE/keys/ID`) on the emulator's
+/// external key manager: every replica as a resolver, its server
+/// certificate and the client identity.
+pub fn ekm_uri(emu: &kms_emulator::Emulator, path: &str) -> String {
+    let ep = emu.endpoints();
+    let hosts: Vec<&str> = ep
+        .ekm
+        .iter()
+        .map(|u| u.trim_start_matches("https://"))
+        .collect();
+    format!(
+        "ekm:{path}?resolver={}&server-cert={}&client-identity={}",
+        hosts.join(","),
+        ep.ekm_ca_cert.display(),
+        ep.ekm_client_identity.display()
+    )
+}
