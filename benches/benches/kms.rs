@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshca_benches::cpu_time_of;
+use sshca_benches::{cpu_time_of, emulator_in_process};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sshca_core::{CertTemplate, CertType, KeyData, SigAlg};
@@ -27,21 +27,6 @@ use sshca_signer::{
 
 fn creds() -> sshca_aws::Credentials {
     sshca_aws::Credentials::new("test", "test", None, None, "bench")
-}
-
-/// A two-thread runtime and an emulator started on it.
-fn emulator_in_process() -> (tokio::runtime::Runtime, kms_emulator::Emulator) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(kms_emulator::Emulator::start(
-            kms_emulator::Config::default(),
-        ))
-        .unwrap();
-    (rt, emu)
 }
 
 fn sign_http(c: &mut Criterion) {

@@ -4,19 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sshca_core::ssh_key::public::Ed25519PublicKey;
-use sshca_core::{CertTemplate, CertType, KeyData};
 use sshca_signer::{KeySigner, KeySpec, KeyUri, Registry, SignerExt};
 use sshca_testkit::softhsm::SoftHsm;
-
-fn template() -> (CertTemplate, KeyData) {
-    let mut t = CertTemplate::new(CertType::User, "alice@example.com");
-    t.principals = vec!["alice".into(), "deploy".into()];
-    t.valid_after = 1_795_000_000;
-    t.valid_before = 1_795_086_400;
-    t.serial = 42;
-    (t, KeyData::Ed25519(Ed25519PublicKey([5u8; 32])))
-}
 
 fn pkcs11(c: &mut Criterion) {
     let hsm = SoftHsm::new(&["bench"]);
@@ -29,7 +18,7 @@ fn pkcs11(c: &mut Criterion) {
     let mut registry = Registry::new();
     sshca_pkcs11::register(&mut registry);
     sshca_local::register(&mut registry);
-    let (t, subject) = template();
+    let (t, subject) = sshca_benches::user_certificate();
     let mut g = c.benchmark_group("pkcs11_sign_certificate");
     g.throughput(Throughput::Elements(1));
     for (name, spec, keygen_args) in [

@@ -5,33 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use sshca_core::ssh_key::public::Ed25519PublicKey;
-use sshca_core::{CertTemplate, CertType, KeyData};
 use sshca_signer::{KeySpec, SignerExt};
-
-fn template() -> (CertTemplate, KeyData) {
-    let mut t = CertTemplate::new(CertType::User, "alice@example.com");
-    t.principals = vec!["alice".into(), "deploy".into()];
-    t.valid_after = 1_795_000_000;
-    t.valid_before = 1_795_086_400;
-    t.serial = 42;
-    (t, KeyData::Ed25519(Ed25519PublicKey([5u8; 32])))
-}
 
 fn wrapped(c: &mut Criterion) {
     std::env::set_var("AWS_ACCESS_KEY_ID", "test");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(kms_emulator::Emulator::start(
-            kms_emulator::Config::default(),
-        ))
-        .unwrap();
+    let (rt, emu) = sshca_benches::emulator_in_process();
     let aws = emu.endpoints().aws.clone();
     let kek_id = emu
         .create_aws_key("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
@@ -39,7 +19,7 @@ fn wrapped(c: &mut Criterion) {
     let kek = format!("awskms:{kek_id}?endpoint={aws}");
     let registry = sshca::default_registry();
     let dir = tempfile::tempdir().unwrap();
-    let (t, subject) = template();
+    let (t, subject) = sshca_benches::user_certificate();
     let mut g = c.benchmark_group("wrapped_sign_certificate");
     g.throughput(Throughput::Elements(1));
     for (name, spec) in [("ed25519", KeySpec::Ed25519), ("p256", KeySpec::Ecdsa(256))] {

@@ -3,6 +3,40 @@
 
 use std::time::Duration;
 
+use sshca_core::ssh_key::public::Ed25519PublicKey;
+use sshca_core::{CertTemplate, CertType, KeyData};
+
+/// A small user certificate (two principals, one day, serial 42) and an
+/// Ed25519 subject key: what the per-backend throughput benchmarks sign.
+pub fn user_certificate() -> (CertTemplate, KeyData) {
+    let mut t = CertTemplate::new(CertType::User, "alice@example.com");
+    t.principals = vec!["alice".into(), "deploy".into()];
+    t.valid_after = 1_795_000_000;
+    t.valid_before = 1_795_086_400;
+    t.serial = 42;
+    (t, KeyData::Ed25519(Ed25519PublicKey([5u8; 32])))
+}
+
+/// A two-thread runtime and the KMS emulator started on it (default
+/// config).
+///
+/// # Panics
+/// When the emulator cannot start (the benchmark cannot run).
+#[allow(clippy::expect_used)]
+pub fn emulator_in_process() -> (tokio::runtime::Runtime, kms_emulator::Emulator) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let emu = rt
+        .block_on(kms_emulator::Emulator::start(
+            kms_emulator::Config::default(),
+        ))
+        .expect("the KMS emulator starts");
+    (rt, emu)
+}
+
 /// CPU time (user + system) a process has used so far; `pid` is a process
 /// id or `self`. Zero when /proc cannot be read.
 pub fn cpu_time_of(pid: &str) -> Duration {
