@@ -77,3 +77,24 @@ pub fn save_issued_copy(dir: &Path, cert: &Certificate, text: &str) -> Result<Pa
     write_atomic_with(&path, text.as_bytes(), 0o644, false)?;
     Ok(path)
 }
+
+/// `PATH.pub`, the public half written beside a private key; unless
+/// `replace`, neither PATH nor PATH.pub may exist (`hint` ends the error,
+/// e.g. how to overwrite).
+#[cfg(feature = "local")]
+pub fn key_pair_paths(path: &Path, replace: bool, hint: &str) -> Result<std::path::PathBuf> {
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    let pub_path = std::path::PathBuf::from(pub_path);
+    if !replace {
+        for p in [path, pub_path.as_path()] {
+            if p.exists() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{} already exists{hint}", p.display()),
+                ));
+            }
+        }
+    }
+    Ok(pub_path)
+}

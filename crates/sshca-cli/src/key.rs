@@ -93,16 +93,7 @@ pub(crate) fn write_wrapped(
     file: &sshca::wrapped::WrappedFile,
     replace: bool,
 ) -> Result<()> {
-    let mut pub_path = dest.as_os_str().to_owned();
-    pub_path.push(".pub");
-    let pub_path = PathBuf::from(pub_path);
-    if !replace {
-        for p in [dest, pub_path.as_path()] {
-            if p.exists() {
-                return Err(invalid(format!("{} already exists", p.display())));
-            }
-        }
-    }
+    let pub_path = crate::files::key_pair_paths(dest, replace, "")?;
     crate::files::write_atomic_with(dest, file.to_text()?.as_bytes(), 0o600, replace)?;
     crate::files::write_atomic_with(
         &pub_path,

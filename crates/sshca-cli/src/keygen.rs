@@ -113,19 +113,7 @@ pub async fn run(a: KeygenArgs) -> Result<()> {
     if passphrase.as_ref().is_some_and(|p| p.is_empty()) {
         return Err(invalid("the passphrase is empty"));
     }
-    let mut pub_path = path.as_os_str().to_owned();
-    pub_path.push(".pub");
-    let pub_path = PathBuf::from(pub_path);
-    if !force {
-        for p in [path, pub_path.as_path()] {
-            if p.exists() {
-                return Err(invalid(format!(
-                    "{} already exists (use --force to overwrite)",
-                    p.display()
-                )));
-            }
-        }
-    }
+    let pub_path = crate::files::key_pair_paths(path, force, " (use --force to overwrite)")?;
     let key = keys::generate(spec, comment)?;
     let private = keys::to_openssh(&key, passphrase.as_ref().map(|p| p.expose().as_bytes()))?;
     let public = key
