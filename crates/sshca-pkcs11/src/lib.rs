@@ -708,18 +708,21 @@ impl std::fmt::Debug for Pkcs11Signer {
     }
 }
 
+/// Runs a blocking PKCS#11 call off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("the PKCS#11 thread failed: {e}"),
+        )
+    })?
+}
+
 impl Pkcs11Signer {
     /// Opens the key: loads the module, finds the token, logs in, finds
     /// the private key and reads its public key.
     pub async fn open(uri: KeyUri) -> Result<Self> {
-        tokio::task::spawn_blocking(move || Self::open_blocking(uri))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("the PKCS#11 thread failed: {e}"),
-                )
-            })?
+        blocking(move || Self::open_blocking(uri)).await
     }
 
     fn open_blocking(uri: KeyUri) -> Result<Self> {
@@ -838,14 +841,7 @@ impl KeySigner for Pkcs11Signer {
         self.inner.key.check(alg)?;
         let inner = self.inner.clone();
         let message = message.to_vec();
-        tokio::task::spawn_blocking(move || inner.sign_blocking(alg, &message))
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("the PKCS#11 thread failed: {e}"),
-                )
-            })?
+        blocking(move || inner.sign_blocking(alg, &message)).await
     }
 }
 
