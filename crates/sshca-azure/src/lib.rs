@@ -106,12 +106,7 @@ impl AzureWrapper {
     /// Opens the key (one get-key call): it must be enabled, RSA, and allow
     /// wrapKey and unwrapKey.
     pub async fn open(uri: KeyUri, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self> {
-        let id = parse_uri(&uri)?;
-        let credential = match credential {
-            Some(c) => c,
-            None => default_credential()?,
-        };
-        let client = client_for(&uri, credential)?;
+        let (id, client) = open_client(&uri, credential)?;
         let (jwk, version) = usable_key(&client, &uri, &id, &["wrapKey", "unwrapKey"]).await?;
         if !matches!(jwk.kty, Some(KeyType::Rsa | KeyType::RsaHsm)) {
             return Err(Error::new(
@@ -449,6 +444,20 @@ fn map_err(uri: &KeyUri, what: &str, e: azure_core::Error) -> Error {
     Error::new(kind, format!("{ctx}: {e}"))
 }
 
+/// The key id a URI names and a client for its vault (`credential`, else
+/// [`default_credential`]).
+fn open_client(
+    uri: &KeyUri,
+    credential: Option<Arc<dyn TokenCredential>>,
+) -> Result<(KeyId, KeyClient)> {
+    let id = parse_uri(uri)?;
+    let credential = match credential {
+        Some(c) => c,
+        None => default_credential()?,
+    };
+    Ok((id, client_for(uri, credential)?))
+}
+
 /// Fetches the key (one get-key call, retried under the URI's retry
 /// settings) and checks it is enabled and allows every operation in `ops`;
 /// returns its JSON Web Key and version.
@@ -502,12 +511,7 @@ impl AzureSigner {
     /// `key_ops`, so a key that cannot sign is an error now.
     /// `credential` overrides [`default_credential`].
     pub async fn open(uri: KeyUri, credential: Option<Arc<dyn TokenCredential>>) -> Result<Self> {
-        let id = parse_uri(&uri)?;
-        let credential = match credential {
-            Some(c) => c,
-            None => default_credential()?,
-        };
-        let client = client_for(&uri, credential)?;
+        let (id, client) = open_client(&uri, credential)?;
         let (jwk, version) = usable_key(&client, &uri, &id, &["sign"]).await?;
         let missing = |f: &str| {
             Error::new(
