@@ -80,13 +80,13 @@ impl App {
         vault: bool,
     ) -> Result<Identity, ApiError> {
         if let Some(token) = bearer(headers, vault)? {
-            if crate::oidc::is_jwt(token) {
+            if let Some(jwt) = crate::oidc::peek(token) {
                 if self.oidc.is_empty() {
                     return Err(ApiError::unauthenticated(
                         "the bearer token is a JWT but no OIDC issuer is configured",
                     ));
                 }
-                return self.oidc.verify(token).await;
+                return self.oidc.verify(token, jwt).await;
             }
             return match self.tokens.check(token) {
                 Some(name) => Ok(Identity {
