@@ -20,6 +20,7 @@ use rand_core::{OsRng, RngCore};
 use ssh_key::{public::KeyData, Algorithm, EcdsaCurve, Fingerprint, HashAlg, Signature};
 
 use crate::convert::SigAlg;
+use crate::verify::PreparedCa;
 use crate::wire::{put_nested, put_string, put_u32, put_u64, Cursor};
 use crate::{Error, Result};
 
@@ -198,11 +199,8 @@ impl CertTemplate {
         if self.principals.iter().any(String::is_empty) {
             return Err(Error::Template("a principal is empty".into()));
         }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.principals {
-            if !seen.insert(p.as_str()) {
-                return Err(Error::Template(format!("principal `{p}` is listed twice")));
-            }
+        if let Some(p) = first_duplicate(&self.principals) {
+            return Err(Error::Template(format!("principal `{p}` is listed twice")));
         }
         for (kind, map) in [
             ("critical option", &self.critical_options),
@@ -214,6 +212,23 @@ impl CertTemplate {
         }
         Ok(())
     }
+}
+
+/// The first name listed twice: pairwise for the usual handful (no
+/// allocation), through a set for long lists.
+fn first_duplicate(names: &[String]) -> Option<&str> {
+    if names.len() <= 32 {
+        return names
+            .iter()
+            .enumerate()
+            .find(|(i, p)| names[..*i].contains(p))
+            .map(|(_, p)| p.as_str());
+    }
+    let mut seen = std::collections::HashSet::new();
+    names
+        .iter()
+        .find(|p| !seen.insert(p.as_str()))
+        .map(String::as_str)
 }
 
 /// Draws a random non-zero 64-bit serial number.
@@ -350,81 +365,187 @@ fn encode_options(out: &mut Vec<u8>, map: &CertOptions) -> Result<()> {
     })
 }
 
-impl Body {
-    fn encode_tbs(&self, out: &mut Vec<u8>) -> Result<()> {
+/// Appends `key`'s wire fields without its algorithm name (the subject key
+/// inside a certificate), with no intermediate buffer.
+fn put_key_fields(out: &mut Vec<u8>, key: &KeyData) -> Result<()> {
+    use ssh_encoding::Encode;
+    let at = out.len();
+    key.encode(out)
+        .map_err(|e| Error::Key(format!("cannot encode {} key: {e}", key.algorithm())))?;
+    // The blob starts with the algorithm name as an SSH string: drop it.
+    let name_len = out
+        .get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_be_bytes(b) as usize)
+        .ok_or_else(|| Error::Key("empty key encoding".into()))?;
+    out.drain(at..at + 4 + name_len);
+    Ok(())
+}
+
+/// The to-be-signed fields, borrowed: what both the encoder and the decoded
+/// [`Body`] write.
+struct TbsFields<'a> {
+    key_type: &'static str,
+    nonce: &'a [u8],
+    public_key: &'a KeyData,
+    serial: u64,
+    cert_type: CertType,
+    key_id: &'a str,
+    principals: &'a [String],
+    valid_after: u64,
+    valid_before: u64,
+    critical_options: &'a CertOptions,
+    extensions: &'a CertOptions,
+    reserved: &'a [u8],
+    /// The CA key's wire blob.
+    signature_key: &'a [u8],
+}
+
+impl TbsFields<'_> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
         put_string(out, self.key_type.as_bytes())?;
-        put_string(out, &self.nonce)?;
-        // The subject key's fields without its algorithm name.
-        let blob = encode_key_blob(&self.public_key)?;
-        let mut c = Cursor::new(&blob, "subject key");
-        c.string("algorithm")?;
-        out.extend_from_slice(c.remaining());
+        put_string(out, self.nonce)?;
+        put_key_fields(out, self.public_key)?;
         put_u64(out, self.serial);
         put_u32(out, self.cert_type.code());
         put_string(out, self.key_id.as_bytes())?;
         put_nested(out, |o| {
-            for p in &self.principals {
+            for p in self.principals {
                 put_string(o, p.as_bytes())?;
             }
             Ok(())
         })?;
         put_u64(out, self.valid_after);
         put_u64(out, self.valid_before);
-        encode_options(out, &self.critical_options)?;
-        encode_options(out, &self.extensions)?;
-        put_string(out, &self.reserved)?;
-        put_string(out, &encode_key_blob(&self.signature_key)?)?;
-        Ok(())
+        encode_options(out, self.critical_options)?;
+        encode_options(out, self.extensions)?;
+        put_string(out, self.reserved)?;
+        put_string(out, self.signature_key)
+    }
+}
+
+/// The nonce of a certificate being encoded: the template's, or 32 bytes
+/// drawn for it.
+#[derive(Debug, Clone, Copy)]
+enum Nonce<'a> {
+    Given(&'a [u8]),
+    Drawn([u8; 32]),
+}
+
+impl Nonce<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Nonce::Given(n) => n,
+            Nonce::Drawn(n) => n,
+        }
+    }
+}
+
+/// The CA key a certificate is encoded for.
+#[derive(Debug, Clone)]
+enum CaKey<'a> {
+    Prepared(&'a PreparedCa),
+    Plain(&'a KeyData, Vec<u8>),
+}
+
+impl CaKey<'_> {
+    fn key(&self) -> &KeyData {
+        match self {
+            CaKey::Prepared(p) => p.key(),
+            CaKey::Plain(k, _) => k,
+        }
+    }
+    fn blob(&self) -> &[u8] {
+        match self {
+            CaKey::Prepared(p) => p.blob(),
+            CaKey::Plain(_, b) => b,
+        }
+    }
+    fn verifies(&self, message: &[u8], sig: &Signature) -> bool {
+        match self {
+            CaKey::Prepared(p) => p.verifies(message, sig),
+            CaKey::Plain(k, _) => crate::verify::verifies(k, message, sig),
+        }
     }
 }
 
 /// The to-be-signed part of a certificate: phase one of two-phase signing.
+///
+/// It borrows the template, the subject key and the CA key it was encoded
+/// from; [`TbsCertificate::assemble`] makes the owned [`Certificate`].
 #[derive(Debug, Clone)]
-pub struct TbsCertificate {
-    body: Body,
+pub struct TbsCertificate<'a> {
+    template: &'a CertTemplate,
+    subject: &'a KeyData,
+    ca: CaKey<'a>,
+    key_type: &'static str,
+    nonce: Nonce<'a>,
     bytes: Vec<u8>,
-    comment: String,
 }
 
-impl TbsCertificate {
+impl<'a> TbsCertificate<'a> {
     /// Encodes the to-be-signed bytes of a certificate for `subject`, to be
-    /// signed by the CA key whose public part is `ca_key`.
-    pub fn encode(template: &CertTemplate, subject: &KeyData, ca_key: &KeyData) -> Result<Self> {
-        template.check()?;
+    /// signed by the CA key whose public part is `ca_key`. To issue many
+    /// certificates under one CA key, prepare it once and use
+    /// [`TbsCertificate::encode_prepared`].
+    pub fn encode(
+        template: &'a CertTemplate,
+        subject: &'a KeyData,
+        ca_key: &'a KeyData,
+    ) -> Result<Self> {
         SigAlg::for_key(ca_key)?;
+        Self::encode_for(template, subject, CaKey::Plain(ca_key, encode_key_blob(ca_key)?))
+    }
+
+    /// [`TbsCertificate::encode`] for a CA key prepared once
+    /// ([`PreparedCa`]): nothing of the CA key is re-encoded, and the
+    /// template is written without being copied.
+    pub fn encode_prepared(
+        template: &'a CertTemplate,
+        subject: &'a KeyData,
+        ca: &'a PreparedCa,
+    ) -> Result<Self> {
+        Self::encode_for(template, subject, CaKey::Prepared(ca))
+    }
+
+    fn encode_for(template: &'a CertTemplate, subject: &'a KeyData, ca: CaKey<'a>) -> Result<Self> {
+        template.check()?;
         let key_type = cert_key_type(subject)?;
         let nonce = match &template.nonce {
             Some(n) if n.is_empty() => {
                 return Err(Error::Template("the nonce must not be empty".into()))
             }
-            Some(n) => n.clone(),
+            Some(n) => Nonce::Given(n),
             None => {
-                let mut n = vec![0u8; 32];
+                let mut n = [0u8; 32];
                 OsRng.fill_bytes(&mut n);
-                n
+                Nonce::Drawn(n)
             }
         };
-        let body = Body {
+        let mut bytes = Vec::with_capacity(512);
+        TbsFields {
             key_type,
-            nonce,
-            public_key: subject.clone(),
+            nonce: nonce.as_bytes(),
+            public_key: subject,
             serial: template.serial,
             cert_type: template.cert_type,
-            key_id: template.key_id.clone(),
-            principals: template.principals.clone(),
+            key_id: &template.key_id,
+            principals: &template.principals,
             valid_after: template.valid_after,
             valid_before: template.valid_before,
-            critical_options: template.critical_options.clone(),
-            extensions: template.extensions.clone(),
-            reserved: Vec::new(),
-            signature_key: ca_key.clone(),
-        };
-        let mut bytes = Vec::with_capacity(512);
-        body.encode_tbs(&mut bytes)?;
+            critical_options: &template.critical_options,
+            extensions: &template.extensions,
+            reserved: &[],
+            signature_key: ca.blob(),
+        }
+        .encode(&mut bytes)?;
         Ok(Self {
-            body,
+            template,
+            subject,
+            ca,
+            key_type,
+            nonce,
             bytes,
-            comment: template.comment.clone(),
         })
     }
 
@@ -435,26 +556,57 @@ impl TbsCertificate {
 
     /// The CA public key this certificate names as its signer.
     pub fn ca_key(&self) -> &KeyData {
-        &self.body.signature_key
+        self.ca.key()
     }
 
     /// Phase two: joins the signature and checks it verifies under the CA key.
     /// A signature that does not verify is an error; no certificate is made.
     pub fn assemble(self, signature: Signature) -> Result<Certificate> {
-        let cert = self.assemble_unverified(signature)?;
-        cert.verify_signature()?;
-        Ok(cert)
+        check_sig_fits(self.ca.key(), &signature)?;
+        if !self.ca.verifies(&self.bytes, &signature) {
+            return Err(Error::Invalid(format!(
+                "the {} signature does not verify under the CA key {}",
+                signature.algorithm().as_str(),
+                self.ca.key().fingerprint(HashAlg::Sha256)
+            )));
+        }
+        self.assemble_unverified(signature)
     }
 
     /// Phase two without the cryptographic check: only for callers that have
     /// verified `signature` over [`TbsCertificate::as_bytes`] themselves.
     /// The signature algorithm is still checked against the CA key.
     pub fn assemble_unverified(self, signature: Signature) -> Result<Certificate> {
-        check_sig_fits(&self.body.signature_key, &signature)?;
+        use ssh_encoding::Encode;
+        check_sig_fits(self.ca.key(), &signature)?;
+        let t = self.template;
+        let tbs_len = self.bytes.len();
+        let mut blob = self.bytes;
+        put_nested(&mut blob, |o| {
+            signature
+                .encode(o)
+                .map_err(|e| Error::signature(format_args!("cannot encode signature: {e}")))
+        })?;
         Ok(Certificate {
-            body: self.body,
+            body: Body {
+                key_type: self.key_type,
+                nonce: self.nonce.as_bytes().to_vec(),
+                public_key: self.subject.clone(),
+                serial: t.serial,
+                cert_type: t.cert_type,
+                key_id: t.key_id.clone(),
+                principals: t.principals.clone(),
+                valid_after: t.valid_after,
+                valid_before: t.valid_before,
+                critical_options: t.critical_options.clone(),
+                extensions: t.extensions.clone(),
+                reserved: Vec::new(),
+                signature_key: self.ca.key().clone(),
+            },
             signature,
-            comment: self.comment,
+            comment: t.comment.clone(),
+            blob,
+            tbs_len,
         })
     }
 }
@@ -476,6 +628,10 @@ pub struct Certificate {
     body: Body,
     signature: Signature,
     comment: String,
+    /// The certificate blob exactly as signed and decoded (or assembled).
+    blob: Vec<u8>,
+    /// Where the signature field starts in `blob`.
+    tbs_len: usize,
 }
 
 impl Certificate {
@@ -513,6 +669,7 @@ impl Certificate {
         let extensions = decode_options(c.string("extensions")?, "extensions")?;
         let reserved = c.string("reserved")?.to_vec();
         let signature_key = decode_key(c.string("signature key")?, "CA public key")?;
+        let tbs_len = bytes.len() - c.remaining().len();
         let sig_blob = c.string("signature")?;
         c.finish()?;
         let signature = decode_signature(sig_blob)?;
@@ -535,6 +692,8 @@ impl Certificate {
             },
             signature,
             comment: String::new(),
+            blob: bytes.to_vec(),
+            tbs_len,
         })
     }
 
@@ -560,40 +719,46 @@ impl Certificate {
         Ok(cert)
     }
 
-    /// Encodes the certificate blob from its fields.
+    /// The certificate blob (as signed; nothing is re-encoded).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        use ssh_encoding::Encode;
-        let mut out = self.tbs_bytes()?;
-        let mut sig = Vec::with_capacity(160);
-        self.signature
-            .encode(&mut sig)
-            .map_err(|e| Error::signature(format_args!("cannot encode signature: {e}")))?;
-        put_string(&mut out, &sig)?;
-        Ok(out)
+        Ok(self.blob.clone())
+    }
+
+    /// The certificate blob, borrowed.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.blob
     }
 
     /// The OpenSSH text form, as written to `*-cert.pub` files.
     pub fn to_openssh(&self) -> Result<String> {
-        let b64 = Base64::encode_string(&self.to_bytes()?);
-        Ok(if self.comment.is_empty() {
-            format!("{} {b64}", self.body.key_type)
-        } else {
-            format!("{} {b64} {}", self.body.key_type, self.comment)
-        })
+        let b64 = Base64::encode_string(&self.blob);
+        let mut out = String::with_capacity(
+            self.body.key_type.len() + b64.len() + self.comment.len() + 2,
+        );
+        out.push_str(self.body.key_type);
+        out.push(' ');
+        out.push_str(&b64);
+        if !self.comment.is_empty() {
+            out.push(' ');
+            out.push_str(&self.comment);
+        }
+        Ok(out)
     }
 
-    /// The to-be-signed bytes, re-encoded from the fields.
+    /// The to-be-signed bytes (the blob without its signature).
     pub fn tbs_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(512);
-        self.body.encode_tbs(&mut out)?;
-        Ok(out)
+        Ok(self.tbs().to_vec())
+    }
+
+    /// The to-be-signed bytes, borrowed.
+    pub fn tbs(&self) -> &[u8] {
+        &self.blob[..self.tbs_len]
     }
 
     /// Checks the CA signature against the CA key named in the certificate.
     /// This alone says nothing about trust: see [`Certificate::validate`].
     pub fn verify_signature(&self) -> Result<()> {
-        let tbs = self.tbs_bytes()?;
-        if crate::verify::verifies(&self.body.signature_key, &tbs, &self.signature) {
+        if crate::verify::verifies(&self.body.signature_key, self.tbs(), &self.signature) {
             return Ok(());
         }
         Err(Error::Invalid(format!(

@@ -135,7 +135,12 @@ impl SigAlg {
 
     /// Whether a key can make signatures of this algorithm.
     pub fn fits_key(self, key: &KeyData) -> bool {
-        SigAlg::for_key(key).is_ok_and(|v| v.contains(&self))
+        match (self, key) {
+            (SigAlg::Ed25519, KeyData::Ed25519(_)) => true,
+            (SigAlg::RsaSha256 | SigAlg::RsaSha512, KeyData::Rsa(_)) => true,
+            (_, KeyData::Ecdsa(k)) => self == SigAlg::for_curve(k.curve()),
+            _ => false,
+        }
     }
 }
 
@@ -192,21 +197,44 @@ impl FromStr for SigAlg {
     }
 }
 
+/// Appends a positive integer given as big-endian bytes as an SSH `mpint`
+/// (leading zeros dropped, a zero byte added when the top bit is set).
+fn put_positive_mpint(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    let digits = &bytes[start..];
+    let pad = usize::from(digits.first().is_some_and(|b| b & 0x80 != 0));
+    // A scalar is at most 66 bytes: the length always fits a u32.
+    let len = (digits.len() + pad) as u32;
+    out.extend_from_slice(&len.to_be_bytes());
+    if pad == 1 {
+        out.push(0);
+    }
+    out.extend_from_slice(digits);
+}
+
+/// The SSH signature blob of ECDSA scalars `r` and `s` (fixed-width
+/// big-endian, already checked to be in range): one allocation.
+fn ecdsa_scalars_to_ssh(curve: EcdsaCurve, r: &[u8], s: &[u8]) -> Result<Signature> {
+    let mut data = Vec::with_capacity(2 * (4 + 1 + r.len()));
+    put_positive_mpint(&mut data, r);
+    put_positive_mpint(&mut data, s);
+    Signature::new(Algorithm::Ecdsa { curve }, data).map_err(Error::signature)
+}
+
 macro_rules! ecdsa_sig {
-    ($krate:ident, $der:expr, $raw:expr) => {{
-        match ($der, $raw) {
+    ($krate:ident, $curve:expr, $der:expr, $raw:expr) => {{
+        let parsed = match ($der, $raw) {
             (Some(der), _) => $krate::ecdsa::Signature::from_der(der)
-                .map_err(|e| Error::signature(format_args!("invalid DER ECDSA signature: {e}")))
-                .and_then(|s| Signature::try_from(s).map_err(|e| Error::signature(e))),
-            (None, Some(raw)) => $krate::ecdsa::Signature::from_slice(raw)
-                .map_err(|_| {
-                    Error::signature(
-                        "raw ECDSA signature has r or s equal to zero or not below the group order",
-                    )
-                })
-                .and_then(|s| Signature::try_from(s).map_err(|e| Error::signature(e))),
+                .map_err(|e| Error::signature(format_args!("invalid DER ECDSA signature: {e}"))),
+            (None, Some(raw)) => $krate::ecdsa::Signature::from_slice(raw).map_err(|_| {
+                Error::signature(
+                    "raw ECDSA signature has r or s equal to zero or not below the group order",
+                )
+            }),
             (None, None) => Err(Error::signature("no signature bytes")),
-        }
+        }?;
+        let (r, s) = parsed.split_bytes();
+        ecdsa_scalars_to_ssh($curve, &r, &s)
     }};
 }
 
@@ -223,9 +251,9 @@ pub fn curve_scalar_len(curve: EcdsaCurve) -> usize {
 /// SSH `ecdsa-sha2-nistpXXX` signature.
 pub fn ecdsa_der_to_ssh(curve: EcdsaCurve, der: &[u8]) -> Result<Signature> {
     match curve {
-        EcdsaCurve::NistP256 => ecdsa_sig!(p256, Some(der), None::<&[u8]>),
-        EcdsaCurve::NistP384 => ecdsa_sig!(p384, Some(der), None::<&[u8]>),
-        EcdsaCurve::NistP521 => ecdsa_sig!(p521, Some(der), None::<&[u8]>),
+        EcdsaCurve::NistP256 => ecdsa_sig!(p256, curve, Some(der), None::<&[u8]>),
+        EcdsaCurve::NistP384 => ecdsa_sig!(p384, curve, Some(der), None::<&[u8]>),
+        EcdsaCurve::NistP521 => ecdsa_sig!(p521, curve, Some(der), None::<&[u8]>),
     }
 }
 
@@ -241,9 +269,9 @@ pub fn ecdsa_raw_to_ssh(curve: EcdsaCurve, raw: &[u8]) -> Result<Signature> {
         )));
     }
     match curve {
-        EcdsaCurve::NistP256 => ecdsa_sig!(p256, None::<&[u8]>, Some(raw)),
-        EcdsaCurve::NistP384 => ecdsa_sig!(p384, None::<&[u8]>, Some(raw)),
-        EcdsaCurve::NistP521 => ecdsa_sig!(p521, None::<&[u8]>, Some(raw)),
+        EcdsaCurve::NistP256 => ecdsa_sig!(p256, curve, None::<&[u8]>, Some(raw)),
+        EcdsaCurve::NistP384 => ecdsa_sig!(p384, curve, None::<&[u8]>, Some(raw)),
+        EcdsaCurve::NistP521 => ecdsa_sig!(p521, curve, None::<&[u8]>, Some(raw)),
     }
 }
 
@@ -319,27 +347,54 @@ pub fn native_to_ssh(
     }
 }
 
+/// Reads one SSH `mpint` holding a positive integer of at most `out.len()`
+/// bytes, right-aligned into `out`; `None` if it is negative, zero, too long
+/// or not in canonical form.
+fn read_positive_mpint(c: &mut &[u8], out: &mut [u8]) -> Option<()> {
+    let (len, rest) = c.split_first_chunk::<4>()?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return None;
+    }
+    let (mut digits, rest) = rest.split_at(len);
+    *c = rest;
+    match digits {
+        [0, next, ..] if next & 0x80 != 0 => digits = &digits[1..],
+        [first, ..] if *first != 0 && first & 0x80 == 0 => {}
+        _ => return None,
+    }
+    if digits.len() > out.len() {
+        return None;
+    }
+    let pad = out.len() - digits.len();
+    out[..pad].fill(0);
+    out[pad..].copy_from_slice(digits);
+    Some(())
+}
+
+/// Writes an SSH ECDSA signature as fixed-width raw `r||s` into `out`
+/// (large enough for P-521) without allocating; the length written, or
+/// `None` when the blob is malformed or not an ECDSA signature.
+pub fn ecdsa_ssh_to_raw_into(sig: &Signature, out: &mut [u8; 132]) -> Option<usize> {
+    let Algorithm::Ecdsa { curve } = sig.algorithm() else {
+        return None;
+    };
+    let n = curve_scalar_len(curve);
+    let mut c = sig.as_bytes();
+    let (r, s) = out.split_at_mut(n);
+    read_positive_mpint(&mut c, r)?;
+    read_positive_mpint(&mut c, &mut s[..n])?;
+    c.is_empty().then_some(2 * n)
+}
+
 /// Converts an SSH ECDSA signature back into fixed-width raw `r||s`.
 pub fn ecdsa_ssh_to_raw(sig: &Signature) -> Result<Vec<u8>> {
-    match sig.algorithm() {
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP256,
-        } => p256::ecdsa::Signature::try_from(sig)
-            .map(|s| s.to_vec())
-            .map_err(Error::signature),
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP384,
-        } => p384::ecdsa::Signature::try_from(sig)
-            .map(|s| s.to_vec())
-            .map_err(Error::signature),
-        Algorithm::Ecdsa {
-            curve: EcdsaCurve::NistP521,
-        } => p521::ecdsa::Signature::try_from(sig)
-            .map(|s| s.to_vec())
-            .map_err(Error::signature),
-        other => Err(Error::signature(format_args!(
-            "{} is not an ECDSA signature",
-            other.as_str()
+    let mut buf = [0u8; 132];
+    match ecdsa_ssh_to_raw_into(sig, &mut buf) {
+        Some(n) => Ok(buf[..n].to_vec()),
+        None => Err(Error::signature(format_args!(
+            "{} is not a well-formed ECDSA signature",
+            sig.algorithm().as_str()
         ))),
     }
 }

@@ -33,6 +33,7 @@ pub use cert::{
     random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,
 };
 pub use convert::{DigestAlg, SigAlg};
+pub use verify::PreparedCa;
 pub use error::{Error, Result};
 pub use ssh_key;
 pub use ssh_key::{public::KeyData, Algorithm, HashAlg, PublicKey, Signature};

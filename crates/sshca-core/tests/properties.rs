@@ -67,7 +67,7 @@ proptest! {
         let bytes = cert.to_bytes().unwrap();
         let back = Certificate::from_bytes(&bytes).unwrap();
         prop_assert_eq!(&back, &cert);
-        prop_assert_eq!(back.to_bytes().unwrap(), bytes);
+        prop_assert_eq!(back.to_bytes().unwrap(), bytes.clone());
         prop_assert_eq!(back.key_id(), t.key_id.as_str());
         prop_assert_eq!(back.principals(), t.principals.as_slice());
         prop_assert_eq!(back.serial(), t.serial);
@@ -75,6 +75,15 @@ proptest! {
         prop_assert_eq!(back.extensions(), &t.extensions);
         prop_assert_eq!(back.public_key(), &subject);
         back.verify_signature().unwrap();
+        prop_assert_eq!(back.tbs(), &bytes[..back.tbs().len()]);
+        // A prepared CA key encodes exactly what the plain key encodes.
+        let (_, pk) = ca();
+        let prepared = sshca_core::PreparedCa::new(&pk).unwrap();
+        let mut fixed = t.clone();
+        fixed.nonce = Some(vec![1; 32]);
+        let plain = TbsCertificate::encode(&fixed, &subject, &pk).unwrap();
+        let fast = TbsCertificate::encode_prepared(&fixed, &subject, &prepared).unwrap();
+        prop_assert_eq!(plain.as_bytes(), fast.as_bytes());
         let text = cert.to_openssh().unwrap();
         prop_assert_eq!(Certificate::from_openssh(&text).unwrap().to_openssh().unwrap(), text);
     }

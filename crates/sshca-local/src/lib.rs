@@ -19,7 +19,7 @@ use signature::{SignatureEncoding, Signer};
 use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData, RsaPublicKey};
 use ssh_key::EcdsaCurve;
 use sshca_core::convert::{ecdsa_raw_to_ssh, ed25519_to_ssh, rsa_pkcs1_to_ssh};
-use sshca_core::{SigAlg, Signature};
+use sshca_core::{PreparedCa, SigAlg, Signature};
 use sshca_signer::{Error, ErrorKind, KeySigner, KeyUri, Registry, Result, Secret};
 use zeroize::Zeroizing;
 
@@ -70,6 +70,8 @@ pub struct LocalSigner {
     /// faster than the portable implementation.
     fast: Option<(ring::signature::EcdsaKeyPair, EcdsaCurve)>,
     rng: ring::rand::SystemRandom,
+    /// The public key prepared once for issuing and verifying.
+    prepared: Arc<PreparedCa>,
 }
 
 impl std::fmt::Debug for LocalSigner {
@@ -115,16 +117,7 @@ impl LocalSigner {
                 .map_err(|e| Error::io("cannot read key file", &path, &e))?,
         );
         let (key, comment) = load_private_key(&path, &text, passphrase)?;
-        let public = public_of(&path, &key)?;
-        let fast = fast_ecdsa(&key);
-        Ok(Self {
-            uri: uri.clone(),
-            key,
-            public,
-            comment,
-            fast,
-            rng: ring::rand::SystemRandom::new(),
-        })
+        Self::from_native(uri.clone(), &path, key, comment)
     }
 
     /// The comment stored with the key (OpenSSH format; empty for PEM).
@@ -154,15 +147,20 @@ impl LocalSigner {
                 "the key text is passphrase-encrypted; only plain keys are accepted here",
             ))
         })?;
-        let public = public_of(&path, &key)?;
-        let fast = fast_ecdsa(&key);
+        Self::from_native(uri, &path, key, comment)
+    }
+
+    fn from_native(uri: KeyUri, path: &Path, key: Native, comment: String) -> Result<Self> {
+        let public = public_of(path, &key)?;
+        let prepared = PreparedCa::new(&public).map_err(|e| invalid(path, e))?;
         Ok(Self {
             uri,
+            fast: fast_ecdsa(&key),
             key,
             public,
             comment,
-            fast,
             rng: ring::rand::SystemRandom::new(),
+            prepared: Arc::new(prepared),
         })
     }
 
@@ -364,6 +362,10 @@ impl KeySigner for LocalSigner {
 
     async fn public_key(&self) -> Result<KeyData> {
         Ok(self.public.clone())
+    }
+
+    async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+        Ok(self.prepared.clone())
     }
 
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {

@@ -17,7 +17,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sshca_core::{CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCertificate};
+pub use sshca_core::PreparedCa;
+use sshca_core::{
+    CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCertificate,
+};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -60,6 +63,18 @@ pub trait KeySigner: Send + Sync + fmt::Debug {
     /// Signs `message` with `alg`, returning an SSH signature.
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature>;
 
+    /// The public key prepared for issuing ([`PreparedCa`]: its blob, its
+    /// algorithms from [`KeySigner::algorithms`], its verifier). Signers
+    /// whose key is fixed when opened ([`CachedSigner`], local keys) prepare
+    /// it once and return it; the default prepares it on every call.
+    async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+        let key = self.public_key().await?;
+        Ok(Arc::new(PreparedCa::with_algorithms(
+            &key,
+            self.algorithms().await?,
+        )?))
+    }
+
     /// Whether every signature this signer returns has already been verified
     /// under its public key ([`VerifyingSigner`] says so; wrappers that do not
     /// alter signatures forward it; everything else keeps the default
@@ -85,6 +100,9 @@ macro_rules! forward_signer {
             }
             async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
                 (**self).sign(alg, message).await
+            }
+            async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+                (**self).prepared_ca().await
             }
             fn verifies_signatures(&self) -> bool {
                 (**self).verifies_signatures()
@@ -200,24 +218,7 @@ pub trait SignerExt: KeySigner {
     /// Picks the signature algorithm: `wanted` if the key supports it, else
     /// an error naming what it supports; the key's preferred one when `None`.
     async fn choose_algorithm(&self, wanted: Option<SigAlg>) -> Result<SigAlg> {
-        let algs = self.algorithms().await?;
-        match wanted {
-            Some(a) if algs.contains(&a) => Ok(a),
-            Some(a) => Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "key {} cannot sign with {a} (it supports: {})",
-                    self.uri(),
-                    algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-                ),
-            )),
-            None => algs.first().copied().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidKey,
-                    format!("key {} supports no algorithm", self.uri()),
-                )
-            }),
-        }
+        pick_algorithm(self.uri(), &self.algorithms().await?, wanted)
     }
 
     /// Signs `msg` as `ssh-keygen -Y sign` does (an SSHSIG over its hash in
@@ -258,9 +259,9 @@ pub trait SignerExt: KeySigner {
         subject: &KeyData,
         alg: Option<SigAlg>,
     ) -> Result<Certificate> {
-        let ca = self.public_key().await?;
-        let alg = self.choose_algorithm(alg).await?;
-        let tbs = TbsCertificate::encode(template, subject, &ca)?;
+        let ca = self.prepared_ca().await?;
+        let alg = pick_algorithm(self.uri(), ca.algorithms(), alg)?;
+        let tbs = TbsCertificate::encode_prepared(template, subject, &ca)?;
         let sig = self.sign(alg, tbs.as_bytes()).await?;
         if sig.algorithm() != alg.algorithm() {
             return Err(Error::new(
@@ -286,18 +287,56 @@ pub trait SignerExt: KeySigner {
 
 impl<T: KeySigner + ?Sized> SignerExt for T {}
 
-/// Checks `sig` over `message` under `key`; an error of kind
-/// [`ErrorKind::BadResponse`] when it does not verify.
-pub fn verify_signature(key: &KeyData, message: &[u8], sig: &Signature) -> Result<()> {
-    if sshca_core::verify::verifies(key, message, sig) {
+/// `wanted` if `offered` holds it, else an error naming what is offered;
+/// the first offered when `None`.
+fn pick_algorithm(uri: &KeyUri, offered: &[SigAlg], wanted: Option<SigAlg>) -> Result<SigAlg> {
+    match wanted {
+        Some(a) if offered.contains(&a) => Ok(a),
+        Some(a) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "key {uri} cannot sign with {a} (it supports: {})",
+                offered
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+        None => offered.first().copied().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidKey,
+                format!("key {uri} supports no algorithm"),
+            )
+        }),
+    }
+}
+
+/// [`verify_signature`] under a prepared key (nothing of the key is parsed
+/// again).
+pub fn verify_prepared(key: &PreparedCa, message: &[u8], sig: &Signature) -> Result<()> {
+    if key.verifies(message, sig) {
         return Ok(());
     }
-    Err(Error::new(
+    Err(bad_signature(key.key(), sig))
+}
+
+fn bad_signature(key: &KeyData, sig: &Signature) -> Error {
+    Error::new(
         ErrorKind::BadResponse,
         format!(
             "the {} signature does not verify under the public key {}",
             sig.algorithm().as_str(),
             key.fingerprint(sshca_core::HashAlg::Sha256)
         ),
-    ))
+    )
+}
+
+/// Checks `sig` over `message` under `key`; an error of kind
+/// [`ErrorKind::BadResponse`] when it does not verify.
+pub fn verify_signature(key: &KeyData, message: &[u8], sig: &Signature) -> Result<()> {
+    if sshca_core::verify::verifies(key, message, sig) {
+        return Ok(());
+    }
+    Err(bad_signature(key, sig))
 }

@@ -1,22 +1,23 @@
 //! Signers that wrap a signer: each implements [`KeySigner`] and forwards
 //! every method to the inner signer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand_core::{OsRng, RngCore};
-use sshca_core::{HashAlg, KeyData, SigAlg, Signature};
+use sshca_core::{HashAlg, KeyData, PreparedCa, SigAlg, Signature};
 use tokio::sync::Semaphore;
 
-use crate::{verify_signature, Error, ErrorKind, KeySigner, KeyUri, Result};
+use crate::{verify_prepared, Error, ErrorKind, KeySigner, KeyUri, Result};
 
-/// Fetches the public key and the algorithm list once, when built, and checks
-/// the URI's `pin=SHA256:...` option against the key's fingerprint.
+/// Fetches the public key and the algorithm list once, when built, prepares
+/// the key for issuing ([`PreparedCa`]), and checks the URI's
+/// `pin=SHA256:...` option against the key's fingerprint.
 #[derive(Debug)]
 pub struct CachedSigner<S> {
     inner: S,
-    public_key: KeyData,
-    algorithms: Vec<SigAlg>,
+    prepared: Arc<PreparedCa>,
 }
 
 impl<S: KeySigner> CachedSigner<S> {
@@ -36,10 +37,13 @@ impl<S: KeySigner> CachedSigner<S> {
                 ));
             }
         }
+        let prepared = PreparedCa::with_algorithms(&public_key, algorithms).map_err(|e| {
+            Error::new(ErrorKind::BadResponse, e.to_string())
+                .context(format!("key {}", inner.uri()))
+        })?;
         Ok(Self {
             inner,
-            public_key,
-            algorithms,
+            prepared: Arc::new(prepared),
         })
     }
 
@@ -55,13 +59,16 @@ impl<S: KeySigner> KeySigner for CachedSigner<S> {
         self.inner.uri()
     }
     async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.public_key.clone())
+        Ok(self.prepared.key().clone())
     }
     async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.algorithms.clone())
+        Ok(self.prepared.algorithms().to_vec())
     }
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         self.inner.sign(alg, message).await
+    }
+    async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+        Ok(self.prepared.clone())
     }
     fn verifies_signatures(&self) -> bool {
         self.inner.verifies_signatures()
@@ -96,10 +103,13 @@ impl<S: KeySigner> KeySigner for VerifyingSigner<S> {
     }
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let sig = self.inner.sign(alg, message).await?;
-        let key = self.inner.public_key().await?;
-        verify_signature(&key, message, &sig)
+        let key = self.inner.prepared_ca().await?;
+        verify_prepared(&key, message, &sig)
             .map_err(|e| e.context(format!("signature from {}", self.uri())))?;
         Ok(sig)
+    }
+    async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+        self.inner.prepared_ca().await
     }
     fn verifies_signatures(&self) -> bool {
         true
@@ -133,6 +143,9 @@ impl<S: KeySigner> KeySigner for LimitSigner<S> {
     }
     async fn algorithms(&self) -> Result<Vec<SigAlg>> {
         self.inner.algorithms().await
+    }
+    async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+        self.inner.prepared_ca().await
     }
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let _permit = self.permits.acquire().await.map_err(|_| {
@@ -297,6 +310,10 @@ impl<S: KeySigner> KeySigner for RetrySigner<S> {
     }
     async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         self.run("signing", || self.inner.sign(alg, message)).await
+    }
+    async fn prepared_ca(&self) -> Result<Arc<PreparedCa>> {
+        self.run("fetching the public key", || self.inner.prepared_ca())
+            .await
     }
     fn verifies_signatures(&self) -> bool {
         self.inner.verifies_signatures()
