@@ -52,8 +52,7 @@ fn encoding(c: &mut Criterion) {
     // was opened.
     g.bench_function("sshca_tbs_encode", |b| {
         b.iter(|| {
-            TbsCertificate::encode_prepared(black_box(&t), black_box(&subject), &prepared)
-                .unwrap()
+            TbsCertificate::encode_prepared(black_box(&t), black_box(&subject), &prepared).unwrap()
         })
     });
     // A one-off certificate: the CA key is encoded too.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::signature::EcdsaKeyPair;
 use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use ed25519_dalek::{Signer as _, Verifier as _};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -112,15 +113,115 @@ pub enum KeyKind {
     Aes256,
 }
 
+/// An ECDSA private key with what signs with it prepared once: its public
+/// point, and aws-lc's key pairs, which sign a digest as given (what a KMS
+/// does with a prehashed message) in constant-time assembly. The RustCrypto
+/// key (reached through `Deref`) is kept for export, verification and
+/// hashes other than the curve's own.
+#[derive(Clone)]
+pub struct EcKey<S> {
+    secret: S,
+    /// The uncompressed SEC1 public point.
+    public: Vec<u8>,
+    /// The hash the fast key pairs sign digests of.
+    hash: Hash,
+    /// Key pairs producing fixed-width `r||s` and DER signatures.
+    fast: Option<Arc<(EcdsaKeyPair, EcdsaKeyPair)>>,
+}
+
+impl<S> std::ops::Deref for EcKey<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.secret
+    }
+}
+
+impl<S> EcKey<S> {
+    /// Signs `digest` through aws-lc; `None` when the hash is not the one
+    /// the key pairs are bound to (the caller then signs portably).
+    fn sign_fast(
+        &self,
+        hash: Hash,
+        digest: &[u8],
+        fmt: EcFormat,
+    ) -> Option<Result<Vec<u8>, CryptoError>> {
+        let (fixed, der) = self.fast.as_deref()?;
+        if hash != self.hash {
+            return None;
+        }
+        let alg = match hash {
+            Hash::Sha256 => &aws_lc_rs::digest::SHA256,
+            Hash::Sha384 => &aws_lc_rs::digest::SHA384,
+            Hash::Sha512 => &aws_lc_rs::digest::SHA512,
+            Hash::Sha1 => return None,
+        };
+        let pair = match fmt {
+            EcFormat::Raw => fixed,
+            EcFormat::Der => der,
+        };
+        Some(
+            aws_lc_rs::digest::Digest::import_less_safe(digest, alg)
+                .and_then(|d| pair.sign_digest(&d))
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| err("ECDSA signing failed")),
+        )
+    }
+}
+
+macro_rules! ec_key {
+    ($krate:ident, $hash:expr, $fixed:expr, $der:expr) => {
+        impl From<$krate::SecretKey> for EcKey<$krate::SecretKey> {
+            fn from(secret: $krate::SecretKey) -> Self {
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let public = secret
+                    .public_key()
+                    .to_encoded_point(false)
+                    .as_bytes()
+                    .to_vec();
+                let pair = |alg| {
+                    EcdsaKeyPair::from_private_key_and_public_key(alg, &secret.to_bytes(), &public)
+                        .ok()
+                };
+                let fast = pair($fixed).zip(pair($der)).map(Arc::new);
+                Self {
+                    secret,
+                    public,
+                    hash: $hash,
+                    fast,
+                }
+            }
+        }
+    };
+}
+
+ec_key!(
+    p256,
+    Hash::Sha256,
+    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
+);
+ec_key!(
+    p384,
+    Hash::Sha384,
+    &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+    &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
+);
+ec_key!(
+    p521,
+    Hash::Sha512,
+    &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING,
+    &aws_lc_rs::signature::ECDSA_P521_SHA512_ASN1_SIGNING
+);
+
 /// Private key material of one key version.
 #[derive(Clone)]
 pub enum Material {
     /// NIST P-256.
-    P256(p256::SecretKey),
+    P256(EcKey<p256::SecretKey>),
     /// NIST P-384.
-    P384(p384::SecretKey),
+    P384(EcKey<p384::SecretKey>),
     /// NIST P-521.
-    P521(p521::SecretKey),
+    P521(EcKey<p521::SecretKey>),
     /// Ed25519.
     Ed25519(ed25519_dalek::SigningKey),
     /// RSA.
@@ -139,9 +240,9 @@ impl Material {
     /// Generates a new key of `kind`.
     pub fn generate(kind: KeyKind) -> Result<Material, CryptoError> {
         Ok(match kind {
-            KeyKind::P256 => Material::P256(p256::SecretKey::random(&mut OsRng)),
-            KeyKind::P384 => Material::P384(p384::SecretKey::random(&mut OsRng)),
-            KeyKind::P521 => Material::P521(p521::SecretKey::random(&mut OsRng)),
+            KeyKind::P256 => Material::P256(p256::SecretKey::random(&mut OsRng).into()),
+            KeyKind::P384 => Material::P384(p384::SecretKey::random(&mut OsRng).into()),
+            KeyKind::P521 => Material::P521(p521::SecretKey::random(&mut OsRng).into()),
             KeyKind::Ed25519 => Material::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng)),
             KeyKind::Rsa(bits) => {
                 if !matches!(bits, 2048 | 3072 | 4096) {
@@ -188,13 +289,13 @@ impl Material {
         }
         if pem.contains("BEGIN EC PRIVATE KEY") {
             if let Ok(k) = p256::SecretKey::from_sec1_pem(pem) {
-                return Ok(Material::P256(k));
+                return Ok(Material::P256(k.into()));
             }
             if let Ok(k) = p384::SecretKey::from_sec1_pem(pem) {
-                return Ok(Material::P384(k));
+                return Ok(Material::P384(k.into()));
             }
             return p521::SecretKey::from_sec1_pem(pem)
-                .map(Material::P521)
+                .map(|k| Material::P521(k.into()))
                 .map_err(|_| err("bad SEC1 private key (P-256, P-384 or P-521 expected)"));
         }
         if !pem.contains("BEGIN PRIVATE KEY") {
@@ -203,13 +304,13 @@ impl Material {
             ));
         }
         if let Ok(k) = p256::SecretKey::from_pkcs8_pem(pem) {
-            return Ok(Material::P256(k));
+            return Ok(Material::P256(k.into()));
         }
         if let Ok(k) = p384::SecretKey::from_pkcs8_pem(pem) {
-            return Ok(Material::P384(k));
+            return Ok(Material::P384(k.into()));
         }
         if let Ok(k) = p521::SecretKey::from_pkcs8_pem(pem) {
-            return Ok(Material::P521(k));
+            return Ok(Material::P521(k.into()));
         }
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
             return Ok(Material::Ed25519(k));
@@ -263,11 +364,10 @@ impl Material {
 
     /// For EC keys, the affine coordinates (x, y) padded to the field size.
     pub fn ec_point(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        use p256::elliptic_curve::sec1::ToEncodedPoint;
         let point = match self {
-            Material::P256(k) => k.public_key().to_encoded_point(false).as_bytes().to_vec(),
-            Material::P384(k) => k.public_key().to_encoded_point(false).as_bytes().to_vec(),
-            Material::P521(k) => k.public_key().to_encoded_point(false).as_bytes().to_vec(),
+            Material::P256(k) => k.public.clone(),
+            Material::P384(k) => k.public.clone(),
+            Material::P521(k) => k.public.clone(),
             _ => return None,
         };
         let n = (point.len() - 1) / 2;
@@ -292,6 +392,7 @@ impl Material {
         let hash = scheme
             .hash()
             .ok_or_else(|| err("Ed25519 signs the message, not a digest"))?;
+        let scheme_hash = hash;
         if digest.len() != hash.output_len() {
             return Err(err(format!(
                 "digest is {} bytes, {:?} needs {}",
@@ -301,8 +402,11 @@ impl Material {
             )));
         }
         macro_rules! ec {
-            ($sk:expr, $curve:ty) => {{
-                let sk = ecdsa::SigningKey::<$curve>::from($sk);
+            ($k:expr, $curve:ty) => {{
+                if let Some(fast) = $k.sign_fast(scheme_hash, digest, fmt) {
+                    return fast;
+                }
+                let sk = ecdsa::SigningKey::<$curve>::from(&**$k);
                 let sig: ecdsa::Signature<$curve> = sk
                     .sign_prehash(digest)
                     .map_err(|e| err(format!("ECDSA signing failed: {e}")))?;
@@ -316,6 +420,9 @@ impl Material {
             (Material::P256(k), Scheme::Ecdsa(_)) => ec!(k, p256::NistP256),
             (Material::P384(k), Scheme::Ecdsa(_)) => ec!(k, p384::NistP384),
             (Material::P521(k), Scheme::Ecdsa(_)) => {
+                if let Some(fast) = k.sign_fast(scheme_hash, digest, fmt) {
+                    return fast;
+                }
                 let sk = p521::ecdsa::SigningKey::from_bytes(&k.to_bytes())
                     .map_err(|e| err(format!("P-521 key: {e}")))?;
                 let sig: p521::ecdsa::Signature = sk
@@ -370,9 +477,10 @@ impl Material {
         fmt: EcFormat,
     ) -> bool {
         macro_rules! ec {
-            ($sk:expr, $curve:ty) => {{
-                let vk =
-                    ecdsa::VerifyingKey::<$curve>::from(&ecdsa::SigningKey::<$curve>::from($sk));
+            ($k:expr, $curve:ty) => {{
+                let Ok(vk) = ecdsa::VerifyingKey::<$curve>::from_sec1_bytes(&$k.public) else {
+                    return false;
+                };
                 let parsed = match fmt {
                     EcFormat::Der => ecdsa::Signature::<$curve>::from_der(sig),
                     EcFormat::Raw => ecdsa::Signature::<$curve>::from_slice(sig),
@@ -586,6 +694,45 @@ pub fn material_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ECDSA digests are signed through aws-lc (the key pairs exist), in
+    /// both formats, and verify under the portable verifier; another hash
+    /// than the curve's own takes the portable signer and verifies too.
+    #[test]
+    fn fast_ecdsa_signatures_verify_portably() {
+        for (kind, hash) in [
+            (KeyKind::P256, Hash::Sha256),
+            (KeyKind::P384, Hash::Sha384),
+            (KeyKind::P521, Hash::Sha512),
+        ] {
+            let m = Material::generate(kind).unwrap();
+            let fast = match &m {
+                Material::P256(k) => k.fast.is_some(),
+                Material::P384(k) => k.fast.is_some(),
+                Material::P521(k) => k.fast.is_some(),
+                _ => false,
+            };
+            assert!(fast, "{kind:?}");
+            // P-384 also signs SHA-256 digests (through the portable signer).
+            let hashes: &[Hash] = match kind {
+                KeyKind::P384 => &[Hash::Sha384, Hash::Sha256],
+                _ => &[hash],
+            };
+            for &other in hashes {
+                let digest = other.digest(b"message");
+                for fmt in [EcFormat::Der, EcFormat::Raw] {
+                    let sig = m.sign_digest(Scheme::Ecdsa(other), &digest, fmt).unwrap();
+                    assert!(
+                        m.verify(Scheme::Ecdsa(other), &digest, &sig, fmt),
+                        "{kind:?} {other:?} {fmt:?}"
+                    );
+                    let mut bad = sig.clone();
+                    corrupt(&mut bad);
+                    assert!(!m.verify(Scheme::Ecdsa(other), &digest, &bad, fmt));
+                }
+            }
+        }
+    }
 
     #[test]
     fn sign_verify_every_kind() {

@@ -9,7 +9,7 @@ use sshca::core::options::OptionsBuilder;
 use sshca::core::policy::Request;
 use sshca::core::validity::parse_validity;
 use sshca::core::{random_serial, CertTemplate, CertType, SigAlg};
-use sshca::signer::{Error, ErrorKind, LimitSigner, Result, SignerExt};
+use sshca::signer::{Error, ErrorKind, KeySigner, LimitSigner, Result, SignerExt};
 
 use crate::output::{internal, invalid, now, read_input};
 
@@ -169,61 +169,56 @@ pub async fn run(a: SignArgs, config: &Path) -> Result<()> {
             ),
         ));
     }
-    // Read and check every subject key (and the policy) before signing anything.
-    let mut subjects = Vec::new();
-    for k in &a.keys {
-        let (path, key, comment) = if k == "-" {
-            let text = read_input("-")?;
-            let pk = sshca::parse_public_key(&text, "stdin")?;
-            (None, pk.key_data().clone(), pk.comment().to_owned())
-        } else {
-            let (key, comment) = sshca::read_subject_key(Path::new(k))?;
-            (Some(PathBuf::from(k)), key, comment)
-        };
-        let origin = path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "stdin".into());
-        let mut t = match &plan.how {
-            Issue::Policy(policy, req, _) => {
-                let (t, changes) = policy
-                    .merge(req, &key, now(), a.serial.unwrap_or_else(random_serial))
-                    .map_err(|e| Error::new(ErrorKind::Policy, e.to_string()).context(&origin))?;
-                for c in changes {
-                    eprintln!("sshca: {origin}: policy `{}`: {c}", policy.name);
-                }
-                t
-            }
-            Issue::Direct(template) => {
-                let mut t = template.clone();
-                t.serial = a.serial.unwrap_or_else(random_serial);
-                t
-            }
-        };
-        t.comment = comment;
-        subjects.push((path, key, t, origin));
-    }
+    // The CA key opens (a KMS round trip, a PIN, an unwrap) while the
+    // subject keys are read; each key is signed as soon as it is read and
+    // the CA is open, while the next ones are read. Certificates are staged
+    // and committed together at the end, so a subject key that fails its
+    // checks stops the run with nothing written, as if every key had been
+    // checked before signing.
     let registry = sshca::default_registry();
-    // Sign concurrently (a KMS round trip per certificate), at most 32 at once.
-    let ca = std::sync::Arc::new(LimitSigner::new(registry.open(&plan.ca_uri).await?, 32));
+    let ca_uri = plan.ca_uri.clone();
+    let mut opening = Some(tokio::spawn(async move { registry.open(&ca_uri).await }));
+    let mut ca: Option<std::sync::Arc<CaSigner>> = None;
     let issued_dir = match &plan.how {
         Issue::Policy(_, _, dir) => dir.clone(),
         Issue::Direct(_) => None,
     };
+    let batch = std::sync::Arc::new(crate::files::Batch::new()?);
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, (path, key, t, origin)) in subjects.into_iter().enumerate() {
-        let ca = ca.clone();
-        let issued_dir = issued_dir.clone();
-        tasks.spawn(async move {
-            let r = issue_one(&*ca, alg, path, key, t, &origin, issued_dir.as_deref()).await;
-            (index, r)
-        });
+    let mut waiting = Vec::new();
+    for (index, k) in a.keys.iter().enumerate() {
+        let subject = match read_subject(&a, &plan, k) {
+            Ok(s) => s,
+            Err(e) => {
+                tasks.shutdown().await;
+                return Err(e);
+            }
+        };
+        waiting.push((index, subject));
+        if ca.is_none() && opening.as_ref().is_some_and(|o| o.is_finished()) {
+            ca = Some(opened(opening.take()).await?);
+        }
+        if let Some(ca) = &ca {
+            for (index, subject) in waiting.drain(..) {
+                spawn_issue(&mut tasks, ca, alg, &issued_dir, &batch, index, subject);
+            }
+        }
+    }
+    let ca = match ca {
+        Some(ca) => ca,
+        None => opened(opening.take()).await?,
+    };
+    for (index, subject) in waiting.drain(..) {
+        spawn_issue(&mut tasks, &ca, alg, &issued_dir, &batch, index, subject);
     }
     let mut results = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         results.push(joined.map_err(|e| internal("a signing task failed").with_source(e))?);
     }
     results.sort_by_key(|(i, _)| *i);
+    let committed = std::sync::Arc::try_unwrap(batch)
+        .map_err(|_| internal("a signing task still holds the file batch"))
+        .and_then(crate::files::Batch::commit);
     let mut first_err = None;
     for (_, r) in results {
         match r {
@@ -234,30 +229,129 @@ pub async fn run(a: SignArgs, config: &Path) -> Result<()> {
             Err(e) => eprintln!("sshca: error: {e}"),
         }
     }
-    match first_err {
-        None => Ok(()),
-        Some(e) => Err(e),
+    match (first_err, committed) {
+        (Some(e), Err(c)) => {
+            eprintln!("sshca: error: {c}");
+            Err(e)
+        }
+        (Some(e), Ok(())) | (None, Err(e)) => Err(e),
+        (None, Ok(())) => Ok(()),
     }
 }
 
-/// Signs one key and writes its certificate; returns the report line.
-async fn issue_one(
-    ca: &dyn sshca::signer::KeySigner,
-    alg: Option<SigAlg>,
+/// The CA key as the tasks share it.
+type CaSigner = LimitSigner<std::sync::Arc<dyn KeySigner>>;
+
+/// A subject key read and checked, with its template: what one task signs.
+struct Subject {
     path: Option<PathBuf>,
     key: sshca::core::KeyData,
-    t: CertTemplate,
-    origin: &str,
-    issued_dir: Option<&Path>,
+    template: CertTemplate,
+    origin: String,
+}
+
+/// Reads subject key `k` (`-` for stdin) and makes its template (the
+/// policy merged, or the direct template with a serial).
+fn read_subject(a: &SignArgs, plan: &Plan, k: &str) -> Result<Subject> {
+    let (path, key, comment) = if k == "-" {
+        let text = read_input("-")?;
+        let pk = sshca::parse_public_key(&text, "stdin")?;
+        (None, pk.key_data().clone(), pk.comment().to_owned())
+    } else {
+        let (key, comment) = sshca::read_subject_key(Path::new(k))?;
+        (Some(PathBuf::from(k)), key, comment)
+    };
+    let origin = path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "stdin".into());
+    let mut t = match &plan.how {
+        Issue::Policy(policy, req, _) => {
+            let (t, changes) = policy
+                .merge(req, &key, now(), a.serial.unwrap_or_else(random_serial))
+                .map_err(|e| Error::new(ErrorKind::Policy, e.to_string()).context(&origin))?;
+            for c in changes {
+                eprintln!("sshca: {origin}: policy `{}`: {c}", policy.name);
+            }
+            t
+        }
+        Issue::Direct(template) => {
+            let mut t = template.clone();
+            t.serial = a.serial.unwrap_or_else(random_serial);
+            t
+        }
+    };
+    t.comment = comment;
+    Ok(Subject {
+        path,
+        key,
+        template: t,
+        origin,
+    })
+}
+
+/// The CA signer once it is open, limited to 32 signatures at once (a KMS
+/// round trip per certificate).
+async fn opened(
+    opening: Option<tokio::task::JoinHandle<Result<std::sync::Arc<dyn KeySigner>>>>,
+) -> Result<std::sync::Arc<CaSigner>> {
+    let opening = opening.ok_or_else(|| internal("the CA key was opened twice"))?;
+    let ca = opening
+        .await
+        .map_err(|e| internal("opening the CA key failed").with_source(e))??;
+    Ok(std::sync::Arc::new(LimitSigner::new(ca, 32)))
+}
+
+/// Starts the task that signs `subject` and stages its certificate.
+fn spawn_issue(
+    tasks: &mut tokio::task::JoinSet<(usize, Result<String>)>,
+    ca: &std::sync::Arc<CaSigner>,
+    alg: Option<SigAlg>,
+    issued_dir: &Option<PathBuf>,
+    batch: &std::sync::Arc<crate::files::Batch>,
+    index: usize,
+    subject: Subject,
+) {
+    let (ca, issued_dir, batch) = (ca.clone(), issued_dir.clone(), batch.clone());
+    tasks.spawn(async move {
+        let out = Output {
+            issued_dir: issued_dir.as_deref(),
+            batch: &batch,
+        };
+        let r = issue_one(&*ca, alg, subject, out).await;
+        (index, r)
+    });
+}
+
+/// Where a signed certificate goes besides its own file.
+struct Output<'a> {
+    /// The policy's directory of issued copies.
+    issued_dir: Option<&'a Path>,
+    /// The files of this run, made durable together.
+    batch: &'a crate::files::Batch,
+}
+
+/// Signs one key and stages its certificate; returns the report line.
+async fn issue_one(
+    ca: &dyn KeySigner,
+    alg: Option<SigAlg>,
+    subject: Subject,
+    out: Output<'_>,
 ) -> Result<String> {
+    let Subject {
+        path,
+        key,
+        template: t,
+        origin,
+    } = subject;
     let cert_type = t.cert_type;
     let cert = ca
         .sign_certificate(&t, &key, alg)
         .await
         .map_err(|e| e.context(format!("signing {origin}")))?;
     let text = cert.to_openssh()? + "\n";
-    if let Some(dir) = issued_dir {
-        crate::files::save_issued_copy(dir, &cert, &text)?;
+    if let Some(dir) = out.issued_dir {
+        crate::files::stage_issued_copy(out.batch, dir, &cert, &text).await?;
     }
     let what = crate::output::issued_summary(&cert);
     match path {
@@ -268,20 +362,13 @@ async fn issue_one(
             Ok(format!("Signed {cert_type} key from stdin: {what}"))
         }
         Some(p) => {
-            let out = crate::files::cert_path_for(&p);
-            // Written (and synced) on the blocking pool, a few at a time, so
-            // the syncs of a bulk run overlap.
-            static WRITERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
-            let _permit = WRITERS
-                .acquire()
-                .await
-                .map_err(|e| internal(format!("cannot write {}", out.display())).with_source(e))?;
-            let out = tokio::task::spawn_blocking(move || {
-                crate::files::write_atomic(&out, text.as_bytes()).map(|()| out)
-            })
-            .await
-            .map_err(|e| internal("a write task failed").with_source(e))??;
-            Ok(format!("Signed {cert_type} key {}: {what}", out.display()))
+            let file = crate::files::cert_path_for(&p);
+            // A small unsynced write: staged in place, flushed with the
+            // batch.
+            out.batch
+                .stage(&file, text.into_bytes(), 0o644, true)
+                .await?;
+            Ok(format!("Signed {cert_type} key {}: {what}", file.display()))
         }
     }
 }

@@ -454,3 +454,85 @@ fn every_path_that_opens_a_key_uri_checks_the_pin() {
         assert!(out.status.success(), "{ok:?}: {}", stderr(&out));
     }
 }
+
+/// A bulk run: every certificate appears complete with mode 0644 and no
+/// temporary file is left; an unreadable subject key anywhere in the list
+/// stops the run with nothing written, even for the keys signed before it
+/// was read.
+#[test]
+fn bulk_runs_are_all_or_nothing_and_leave_no_temporaries() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let ca = keygen(dir, "ca", "ecdsa", None);
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir(&keys_dir).unwrap();
+    let mut keys: Vec<PathBuf> = (0..40)
+        .map(|i| keygen(&keys_dir, &format!("id{i:02}"), "ed25519", None).with_extension("pub"))
+        .collect();
+    let leftovers = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".sshca-")
+            })
+            .count()
+    };
+    let certs = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with("-cert.pub")
+            })
+            .count()
+    };
+    // An unreadable key in the middle: refused by name, and no certificate
+    // at all, though keys before it were already signed.
+    let bad = keys_dir.join("bad.pub");
+    std::fs::write(&bad, "ssh-ed25519 not-base64!\n").unwrap();
+    let mut with_bad = keys.clone();
+    with_bad.insert(30, bad.clone());
+    let out = sshca()
+        .args(["sign", "-q", "--ca"])
+        .arg(&ca)
+        .args(["-I", "bulk", "-n", "alice", "-V", "+1h"])
+        .args(&with_bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.pub"), "{}", stderr(&out));
+    assert_eq!(certs(&keys_dir), 0, "nothing may be written");
+    assert_eq!(leftovers(&keys_dir), 0);
+    // All good: 40 certificates, complete, 0644, verified by ssh-keygen.
+    keys.sort();
+    let out = sshca()
+        .args(["sign", "-q", "--ca"])
+        .arg(&ca)
+        .args(["-I", "bulk", "-n", "alice", "-V", "+1h"])
+        .args(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(certs(&keys_dir), 40);
+    assert_eq!(leftovers(&keys_dir), 0);
+    for k in [&keys[0], &keys[39]] {
+        let cert = PathBuf::from(k.to_string_lossy().replace(".pub", "-cert.pub"));
+        let mode = std::fs::metadata(&cert).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let listed = std::process::Command::new("ssh-keygen")
+            .arg("-Lf")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(listed.status.success());
+        assert!(String::from_utf8_lossy(&listed.stdout).contains("Key ID: \"bulk\""));
+    }
+}

@@ -494,7 +494,11 @@ impl<'a> TbsCertificate<'a> {
         ca_key: &'a KeyData,
     ) -> Result<Self> {
         SigAlg::for_key(ca_key)?;
-        Self::encode_for(template, subject, CaKey::Plain(ca_key, encode_key_blob(ca_key)?))
+        Self::encode_for(
+            template,
+            subject,
+            CaKey::Plain(ca_key, encode_key_blob(ca_key)?),
+        )
     }
 
     /// [`TbsCertificate::encode`] for a CA key prepared once
@@ -732,9 +736,8 @@ impl Certificate {
     /// The OpenSSH text form, as written to `*-cert.pub` files.
     pub fn to_openssh(&self) -> Result<String> {
         let b64 = Base64::encode_string(&self.blob);
-        let mut out = String::with_capacity(
-            self.body.key_type.len() + b64.len() + self.comment.len() + 2,
-        );
+        let mut out =
+            String::with_capacity(self.body.key_type.len() + b64.len() + self.comment.len() + 2);
         out.push_str(self.body.key_type);
         out.push(' ');
         out.push_str(&b64);

@@ -33,11 +33,11 @@ pub use cert::{
     random_serial, CertOptions, CertTemplate, CertType, Certificate, OptionValue, TbsCertificate,
 };
 pub use convert::{DigestAlg, SigAlg};
-pub use verify::PreparedCa;
 pub use error::{Error, Result};
 pub use ssh_key;
 pub use ssh_key::{public::KeyData, Algorithm, HashAlg, PublicKey, Signature};
 pub use validate::{Refused, Rejection, Validation};
+pub use verify::PreparedCa;
 
 /// The `valid_before` value that means "forever" in OpenSSH certificates.
 pub const FOREVER: u64 = u64::MAX;

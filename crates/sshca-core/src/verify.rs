@@ -157,7 +157,10 @@ impl fmt::Debug for PreparedCa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PreparedCa")
             .field("algorithm", &self.key.algorithm().as_str())
-            .field("fingerprint", &self.key.fingerprint(HashAlg::Sha256).to_string())
+            .field(
+                "fingerprint",
+                &self.key.fingerprint(HashAlg::Sha256).to_string(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -260,10 +263,9 @@ mod prepared_tests {
         assert!(!ed_prepared.verifies(b"m", &p_sig));
         assert_eq!(ed_prepared.algorithms(), &[SigAlg::Ed25519]);
         assert!(PreparedCa::with_algorithms(ed.public_key().key_data(), vec![]).is_err());
-        assert!(PreparedCa::with_algorithms(
-            ed.public_key().key_data(),
-            vec![SigAlg::EcdsaP256]
-        )
-        .is_err());
+        assert!(
+            PreparedCa::with_algorithms(ed.public_key().key_data(), vec![SigAlg::EcdsaP256])
+                .is_err()
+        );
     }
 }

@@ -18,9 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 pub use sshca_core::PreparedCa;
-use sshca_core::{
-    CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCertificate,
-};
+use sshca_core::{CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCertificate};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
