@@ -53,6 +53,17 @@ fn sign_http(c: &mut Criterion) {
             .unwrap()
         })
     });
+    // What one Sign costs the emulator in signing alone: the reference for
+    // its CPU per request.
+    use kms_emulator::crypto::{EcFormat, Hash, KeyKind, Material, Scheme};
+    let m = Material::generate(KeyKind::P256).unwrap();
+    let d = Hash::Sha256.digest(b"message");
+    g.bench_function("material_p256_sign_digest", |b| {
+        b.iter(|| {
+            m.sign_digest(Scheme::Ecdsa(Hash::Sha256), &d, EcFormat::Der)
+                .unwrap()
+        })
+    });
     g.finish();
 }
 
@@ -79,6 +90,62 @@ fn admin_post(admin: &str, path: &str, body: &str) {
     assert!(out.starts_with("HTTP/1.1 200"), "admin {path}: {out}");
 }
 
+/// The seed of the pipeline's emulator: one P-256 key in each of Cloud KMS,
+/// Key Vault and the external key manager (AWS keys are made through the
+/// SDK).
+const PIPELINE_SEED: &str = r#"
+[[gcp]]
+key = "projects/b/locations/global/keyRings/r/cryptoKeys/p256"
+algorithm = "EC_SIGN_P256_SHA256"
+
+[[azure]]
+name = "p256"
+kty = "EC"
+crv = "P-256"
+
+[[ekm]]
+name = "v0/bench/keys/p256"
+algorithm = "EC_SIGN_P256_SHA256"
+"#;
+
+/// Certificates per second through `signer` with at most `c` in flight,
+/// after a warm-up; the rate, and the CPU per certificate of this process
+/// and of the emulator (`pid`).
+async fn drive(signer: Arc<dyn KeySigner>, n: u64, pid: &str) -> (f64, f64, f64) {
+    let subject = {
+        use sshca_core::ssh_key::{private::Ed25519Keypair, rand_core::OsRng};
+        KeyData::Ed25519(Ed25519Keypair::random(&mut OsRng).public)
+    };
+    let run = |count: u64| {
+        let signer = signer.clone();
+        let subject = subject.clone();
+        async move {
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..count {
+                let (s, k) = (signer.clone(), subject.clone());
+                set.spawn(async move {
+                    let mut t = CertTemplate::new(CertType::User, format!("bench-{i}"));
+                    t.principals = vec!["alice".into(), "deploy".into(), "ops".into()];
+                    t.serial = i + 1;
+                    t.valid_after = 1_700_000_000;
+                    t.valid_before = 4_000_000_000;
+                    s.sign_certificate(&t, &k, None::<SigAlg>).await.unwrap()
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                r.unwrap();
+            }
+        }
+    };
+    run(300).await; // warm-up: connections, caches
+    let (t0, cpu0, emu0) = (Instant::now(), cpu_time(), cpu_time_of(pid));
+    run(n).await;
+    let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+    let emu_cpu = cpu_time_of(pid) - emu0;
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    (n as f64 / wall.as_secs_f64(), per(cpu), per(emu_cpu))
+}
+
 fn pipeline() {
     let Ok(bin) = std::env::var("KMS_EMULATOR_BIN") else {
         eprintln!("kms pipeline: set KMS_EMULATOR_BIN (cargo xtask bench does) to run it");
@@ -86,11 +153,15 @@ fn pipeline() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready.json");
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, PIPELINE_SEED).unwrap();
     let mut child = std::process::Command::new(bin)
         .arg("--ready-file")
         .arg(&ready)
         .arg("--cert-dir")
         .arg(dir.path())
+        .arg("--seed")
+        .arg(&seed)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -98,27 +169,63 @@ fn pipeline() {
     while !ready.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::thread::sleep(Duration::from_millis(100));
     let ep: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    let (aws, admin) = (
-        ep["aws"].as_str().unwrap().to_owned(),
-        ep["admin"].as_str().unwrap().to_owned(),
-    );
+    let field = |k: &str| ep[k].as_str().unwrap().to_owned();
+    let (aws, admin) = (field("aws"), field("admin"));
+    let hosts: Vec<String> = ep["ekm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            u.as_str()
+                .unwrap()
+                .trim_start_matches("https://")
+                .to_owned()
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (c, l_ms, n) = (64usize, 20u64, 2000u64);
-    admin_post(
-        &admin,
-        "/faults",
-        &format!(r#"{{"service":"aws","operation":"Sign","latency_ms":{l_ms}}}"#),
-    );
-    for (spec, label) in [
-        ("ECC_NIST_P256", "P-256"),
-        ("ECC_NIST_EDWARDS25519", "Ed25519"),
-    ] {
-        rt.block_on(async {
+    let (c, l_ms, n) = (64usize, 20u64, 6000u64);
+    let registry = sshca::default_registry();
+    let others = [
+        (
+            "Cloud KMS",
+            "P-256",
+            format!(
+                "gcpkms:projects/b/locations/global/keyRings/r/cryptoKeys/p256/cryptoKeyVersions/1?endpoint={}",
+                field("gcp")
+            ),
+        ),
+        (
+            "Key Vault",
+            "P-256",
+            format!(
+                "azurekv:{}/keys/p256?ca-cert={}",
+                field("azure"),
+                field("azure_ca_cert")
+            ),
+        ),
+        (
+            "external key manager",
+            "P-256",
+            format!(
+                "ekm:v0/bench/keys/p256?resolver={}&server-cert={}&client-identity={}",
+                hosts.join(","),
+                field("ekm_server_cert"),
+                field("ekm_client_identity")
+            ),
+        ),
+    ];
+    let mut signers: Vec<(&str, &str, Arc<dyn KeySigner>)> = Vec::new();
+    rt.block_on(async {
+        for (spec, label) in [
+            ("ECC_NIST_P256", "P-256"),
+            ("ECC_NIST_EDWARDS25519", "Ed25519"),
+        ] {
             let probe = KeyUri::parse(&format!("awskms:x?endpoint={aws}")).unwrap();
             let client = sshca_aws::client_for(&probe, Some(creds())).await.unwrap();
             let out = client
@@ -130,59 +237,66 @@ fn pipeline() {
                 .unwrap();
             let id = out.key_metadata().unwrap().key_id().to_owned();
             let uri = KeyUri::parse(&format!("awskms:{id}?endpoint={aws}")).unwrap();
-            let raw = sshca_aws::AwsSigner::open(uri, Some(creds())).await.unwrap();
-            let cached = CachedSigner::new(RetrySigner::new(raw, RetryConfig::default())).await.unwrap();
-            let signer: Arc<dyn KeySigner> = Arc::new(LimitSigner::new(VerifyingSigner::new(cached), c));
-            let subject = {
-                use sshca_core::ssh_key::{private::Ed25519Keypair, rand_core::OsRng};
-                KeyData::Ed25519(Ed25519Keypair::random(&mut OsRng).public)
-            };
-            let run = |count: u64| {
-                let signer = signer.clone();
-                let subject = subject.clone();
-                async move {
-                    let mut set = tokio::task::JoinSet::new();
-                    for i in 0..count {
-                        let (s, k) = (signer.clone(), subject.clone());
-                        set.spawn(async move {
-                            let mut t = CertTemplate::new(CertType::User, format!("bench-{i}"));
-                            t.principals = vec!["alice".into(), "deploy".into(), "ops".into()];
-                            t.serial = i + 1;
-                            t.valid_after = 1_700_000_000;
-                            t.valid_before = 4_000_000_000;
-                            s.sign_certificate(&t, &k, None::<SigAlg>).await.unwrap()
-                        });
-                    }
-                    while let Some(r) = set.join_next().await {
-                        r.unwrap();
-                    }
-                }
-            };
-            run(200).await; // warm-up: connections, caches
-            let pid = child.id().to_string();
-            let (t0, cpu0, emu0) = (Instant::now(), cpu_time(), cpu_time_of(&pid));
-            run(n).await;
-            let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
-            let emu_cpu = cpu_time_of(&pid) - emu0;
-            let rate = n as f64 / wall.as_secs_f64();
-            let bound = c as f64 / (l_ms as f64 / 1000.0);
-            let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-            println!(
-                "kms_pipeline {label}: C={c} L={l_ms}ms n={n}: {rate:.0} certificates/s, bound C/L {bound:.0}/s ({:.0}% of bound), client CPU {:.0} us/certificate, emulator CPU {:.0} us/certificate",
-                100.0 * rate / bound,
-                per(cpu),
-                per(emu_cpu)
-            );
-            if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
-                let line = serde_json::json!({
-                    "bench": "kms_pipeline", "key": label, "concurrency": c, "latency_ms": l_ms,
-                    "certificates": n, "rate": rate, "bound": bound,
-                    "client_cpu_us": per(cpu), "emulator_cpu_us": per(emu_cpu),
-                });
-                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap();
-                writeln!(f, "{line}").unwrap();
-            }
-        });
+            let raw = sshca_aws::AwsSigner::open(uri, Some(creds()))
+                .await
+                .unwrap();
+            let cached = CachedSigner::new(RetrySigner::new(raw, RetryConfig::default()))
+                .await
+                .unwrap();
+            signers.push(("AWS KMS", label, Arc::new(VerifyingSigner::new(cached))));
+        }
+        for (backend, label, uri) in &others {
+            let s = registry
+                .open(uri)
+                .await
+                .unwrap_or_else(|e| panic!("{uri}: {e}"));
+            signers.push((backend, label, s));
+        }
+    });
+    // The emulator's own CPU per AWS Sign, without injected latency (whose
+    // precise timer costs a thread handoff per request).
+    let pid = child.id().to_string();
+    let (_, _, emu_alone) = rt.block_on(drive(signers[0].2.clone(), n / 2, &pid));
+    println!("kms_pipeline emulator alone: AWS Sign P-256, CPU {emu_alone:.0} us/request");
+    if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
+        let line = serde_json::json!({"bench": "emulator_cpu", "key": "P-256", "emulator_cpu_us": emu_alone});
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+    admin_post(
+        &admin,
+        "/faults",
+        &format!(
+            r#"[{{"service":"*","operation":"Sign","latency_ms":{l_ms}}},
+                {{"service":"*","operation":"asymmetricSign","latency_ms":{l_ms}}}]"#
+        ),
+    );
+    for (backend, label, signer) in signers {
+        let limited: Arc<dyn KeySigner> = Arc::new(LimitSigner::new(signer, c));
+        let pid = child.id().to_string();
+        let (rate, client_cpu, emu_cpu) = rt.block_on(drive(limited, n, &pid));
+        let bound = c as f64 / (l_ms as f64 / 1000.0);
+        println!(
+            "kms_pipeline {backend} {label}: C={c} L={l_ms}ms n={n}: {rate:.0} certificates/s, bound C/L {bound:.0}/s ({:.0}% of bound), client CPU {client_cpu:.0} us/certificate, emulator CPU {emu_cpu:.0} us/certificate",
+            100.0 * rate / bound,
+        );
+        if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
+            let line = serde_json::json!({
+                "bench": "kms_pipeline", "backend": backend, "key": label, "concurrency": c,
+                "latency_ms": l_ms, "certificates": n, "rate": rate, "bound": bound,
+                "client_cpu_us": client_cpu, "emulator_cpu_us": emu_cpu,
+            });
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(out)
+                .unwrap();
+            writeln!(f, "{line}").unwrap();
+        }
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -423,6 +423,23 @@ pub(crate) enum Reply {
     Drop,
 }
 
+/// Waits `d` to within a fraction of a millisecond, so an injected latency
+/// of 20 ms is 20 ms and not the 21–22 ms of tokio's timer (1 ms ticks,
+/// rounded up): the timer for all but the last 2 ms, then a blocking-pool
+/// thread's sleep (a high-resolution timer) for the rest.
+async fn precise_sleep(d: std::time::Duration) {
+    let deadline = std::time::Instant::now() + d;
+    let fine = std::time::Duration::from_millis(2);
+    if d > fine {
+        tokio::time::sleep(d - fine).await;
+    }
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        // A failed blocking task only shortens the wait.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 /// Applies the fault rules matching a request: waits out any added
 /// latency, then `Err(reply)` when the request is to be dropped or answered
 /// with an injected error (`on_error` puts it in the service's shape); else
@@ -436,7 +453,7 @@ pub(crate) async fn inject_faults(
 ) -> Result<bool, Reply> {
     let effect = state.faults.on_request(service, op, replica);
     if !effect.latency.is_zero() {
-        tokio::time::sleep(effect.latency).await;
+        precise_sleep(effect.latency).await;
     }
     if effect.drop_connection {
         return Err(Reply::Drop);
