@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sshca_benches::{cpu_time_of, emulator_in_process};
+use sshca_benches::{cpu_time_of, emulator_in_process, record};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sshca_core::{CertTemplate, CertType, KeyData, SigAlg};
@@ -258,15 +258,9 @@ fn pipeline() {
     let pid = child.id().to_string();
     let (_, _, emu_alone) = rt.block_on(drive(signers[0].2.clone(), n / 2, &pid));
     println!("kms_pipeline emulator alone: AWS Sign P-256, CPU {emu_alone:.0} us/request");
-    if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
-        let line = serde_json::json!({"bench": "emulator_cpu", "key": "P-256", "emulator_cpu_us": emu_alone});
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .unwrap();
-        writeln!(f, "{line}").unwrap();
-    }
+    record(
+        &serde_json::json!({"bench": "emulator_cpu", "key": "P-256", "emulator_cpu_us": emu_alone}),
+    );
     admin_post(
         &admin,
         "/faults",
@@ -284,19 +278,11 @@ fn pipeline() {
             "kms_pipeline {backend} {label}: C={c} L={l_ms}ms n={n}: {rate:.0} certificates/s, bound C/L {bound:.0}/s ({:.0}% of bound), client CPU {client_cpu:.0} us/certificate, emulator CPU {emu_cpu:.0} us/certificate",
             100.0 * rate / bound,
         );
-        if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
-            let line = serde_json::json!({
-                "bench": "kms_pipeline", "backend": backend, "key": label, "concurrency": c,
-                "latency_ms": l_ms, "certificates": n, "rate": rate, "bound": bound,
-                "client_cpu_us": client_cpu, "emulator_cpu_us": emu_cpu,
-            });
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(out)
-                .unwrap();
-            writeln!(f, "{line}").unwrap();
-        }
+        record(&serde_json::json!({
+            "bench": "kms_pipeline", "backend": backend, "key": label, "concurrency": c,
+            "latency_ms": l_ms, "certificates": n, "rate": rate, "bound": bound,
+            "client_cpu_us": client_cpu, "emulator_cpu_us": emu_cpu,
+        }));
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -83,25 +83,13 @@ fn bench(c: &mut Criterion) {
         ours.len(),
         theirs.map_or("?".into(), |n| n.to_string())
     );
-    if let Ok(path) = std::env::var("SSHCA_BENCH_OUT") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        writeln!(
-            f,
-            "{}",
-            serde_json::json!({
-                "bench": "krl",
-                "serials": serials.len(),
-                "ours_bytes": ours.len(),
-                "ssh_keygen_bytes": theirs,
-                "ssh_keygen_secs": keygen_secs,
-            })
-        )
-        .unwrap();
-    }
+    sshca_benches::record(&serde_json::json!({
+        "bench": "krl",
+        "serials": serials.len(),
+        "ours_bytes": ours.len(),
+        "ssh_keygen_bytes": theirs,
+        "ssh_keygen_secs": keygen_secs,
+    }));
     let mut g = c.benchmark_group("krl");
     g.sample_size(10);
     g.bench_function("build_1m_serials", |b| b.iter(|| build(&ca, &serials)));

@@ -7,7 +7,6 @@
 //! Writes one JSON line to `SSHCA_BENCH_OUT`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -168,24 +167,15 @@ fn main() {
             r.rate, r.server_cpu, r.client_cpu
         );
     }
-    if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out)
-            .unwrap();
-        let line = serde_json::json!({
-            "bench": "serve", "concurrency": CONCURRENCY, "https_rate": https, "inprocess_rate": inprocess,
-            "server_cpu_us": sqlite.server_cpu, "client_cpu_us": sqlite.client_cpu,
-        });
-        writeln!(f, "{line}").unwrap();
-        for (n, r, db) in [(1, &one, pg_one), (3, &three, pg_three)] {
-            let line = serde_json::json!({
-                "bench": "serve_pg", "replicas": n, "concurrency": CONCURRENCY, "rate": r.rate,
-                "server_cpu_us": r.server_cpu, "db_cpu_us": db, "client_cpu_us": r.client_cpu,
-            });
-            writeln!(f, "{line}").unwrap();
-        }
+    sshca_benches::record(&serde_json::json!({
+        "bench": "serve", "concurrency": CONCURRENCY, "https_rate": https, "inprocess_rate": inprocess,
+        "server_cpu_us": sqlite.server_cpu, "client_cpu_us": sqlite.client_cpu,
+    }));
+    for (n, r, db) in [(1, &one, pg_one), (3, &three, pg_three)] {
+        sshca_benches::record(&serde_json::json!({
+            "bench": "serve_pg", "replicas": n, "concurrency": CONCURRENCY, "rate": r.rate,
+            "server_cpu_us": r.server_cpu, "db_cpu_us": db, "client_cpu_us": r.client_cpu,
+        }));
     }
 }
 

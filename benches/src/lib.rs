@@ -17,6 +17,25 @@ pub fn user_certificate() -> (CertTemplate, KeyData) {
     (t, KeyData::Ed25519(Ed25519PublicKey([5u8; 32])))
 }
 
+/// Appends one result line (JSON) to the file `SSHCA_BENCH_OUT` names, where
+/// `cargo xtask bench` collects what criterion does not measure; nothing
+/// when it is unset.
+///
+/// # Panics
+/// When the file cannot be written (the run's results would be lost).
+#[allow(clippy::expect_used)]
+pub fn record(line: &serde_json::Value) {
+    use std::io::Write;
+    if let Ok(out) = std::env::var("SSHCA_BENCH_OUT") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&out)
+            .expect("SSHCA_BENCH_OUT can be opened");
+        writeln!(f, "{line}").expect("SSHCA_BENCH_OUT can be written");
+    }
+}
+
 /// A two-thread runtime and the KMS emulator started on it (default
 /// config).
 ///

@@ -470,30 +470,7 @@ fn bulk_runs_are_all_or_nothing_and_leave_no_temporaries() {
     let mut keys: Vec<PathBuf> = (0..40)
         .map(|i| keygen(&keys_dir, &format!("id{i:02}"), "ed25519", None).with_extension("pub"))
         .collect();
-    let leftovers = |d: &Path| {
-        std::fs::read_dir(d)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".sshca-")
-            })
-            .count()
-    };
-    let certs = |d: &Path| {
-        std::fs::read_dir(d)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with("-cert.pub")
-            })
-            .count()
-    };
+    let certs = |d: &Path| count_entries(d, |n| n.ends_with("-cert.pub"));
     // An unreadable key in the middle: refused by name, and no certificate
     // at all, though keys before it were already signed.
     let bad = keys_dir.join("bad.pub");
@@ -510,7 +487,7 @@ fn bulk_runs_are_all_or_nothing_and_leave_no_temporaries() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bad.pub"), "{}", stderr(&out));
     assert_eq!(certs(&keys_dir), 0, "nothing may be written");
-    assert_eq!(leftovers(&keys_dir), 0);
+    assert_eq!(temp_leftovers(&keys_dir), 0);
     // All good: 40 certificates, complete, 0644, verified by ssh-keygen.
     keys.sort();
     let out = sshca()
@@ -522,7 +499,7 @@ fn bulk_runs_are_all_or_nothing_and_leave_no_temporaries() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(certs(&keys_dir), 40);
-    assert_eq!(leftovers(&keys_dir), 0);
+    assert_eq!(temp_leftovers(&keys_dir), 0);
     for k in [&keys[0], &keys[39]] {
         let cert = PathBuf::from(k.to_string_lossy().replace(".pub", "-cert.pub"));
         let mode = std::fs::metadata(&cert).unwrap().permissions().mode() & 0o777;

@@ -311,17 +311,7 @@ fn key_subcommands_on_ssh_keygen_material() {
         .arg("--no-passphrase")
         .arg(&enc));
     assert_eq!(pubkey_of(&enc, ""), first_two(&enc.with_extension("pub")));
-    let leftovers = std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".sshca-")
-        })
-        .count();
-    assert_eq!(leftovers, 0);
+    assert_eq!(temp_leftovers(dir), 0);
 
     // verify --ca accepts a private key file as the CA reference.
     run(sshca().arg("verify").arg("--ca").arg(&ca).arg(&cert));

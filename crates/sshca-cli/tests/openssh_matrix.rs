@@ -359,12 +359,7 @@ fn cli_paths_stdin_and_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an OpenSSH public key"));
-    let leftovers: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".sshca-"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left behind");
+    assert_eq!(temp_leftovers(dir), 0, "temporary files left behind");
     // verify: wrong principal, expired, wrong CA, wrong type.
     let cert = dir.join("a-cert.pub");
     let other_ca = keygen(dir, "other", "ed25519", None);

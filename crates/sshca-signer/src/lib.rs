@@ -158,13 +158,14 @@ pub fn check_algorithm(uri: &KeyUri, offered: &[SigAlg], alg: SigAlg) -> Result<
         ErrorKind::Unsupported,
         format!(
             "`{uri}` cannot sign with {alg} (it signs with: {})",
-            offered
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(", ")
+            names(offered)
         ),
     ))
+}
+
+/// `a, b, c`: the SSH names of `algs`, for errors.
+fn names(algs: &[SigAlg]) -> String {
+    algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
 }
 
 /// What a remote signer fixes when it is opened: its URI, the public key and
@@ -294,11 +295,7 @@ fn pick_algorithm(uri: &KeyUri, offered: &[SigAlg], wanted: Option<SigAlg>) -> R
             ErrorKind::InvalidInput,
             format!(
                 "key {uri} cannot sign with {a} (it supports: {})",
-                offered
-                    .iter()
-                    .map(|a| a.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names(offered)
             ),
         )),
         None => offered.first().copied().ok_or_else(|| {

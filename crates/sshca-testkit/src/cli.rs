@@ -26,6 +26,23 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// How many entries of `dir` have a name that `pick` accepts.
+///
+/// # Panics
+/// When `dir` cannot be read.
+pub fn count_entries(dir: &Path, pick: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|e| pick(&e.file_name().to_string_lossy()))
+        .count()
+}
+
+/// How many temporary files sshca left in `dir` (names `.sshca-*`).
+pub fn temp_leftovers(dir: &Path) -> usize {
+    count_entries(dir, |n| n.starts_with(".sshca-"))
+}
+
 /// Generates a key with ssh-keygen; returns the private key path.
 pub fn keygen(dir: &Path, name: &str, t: &str, bits: Option<&str>) -> PathBuf {
     let path = dir.join(name);
