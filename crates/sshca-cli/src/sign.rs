@@ -222,8 +222,16 @@ pub async fn run(a: SignArgs, config: &Path) -> Result<()> {
     let mut first_err = None;
     for (_, r) in results {
         match r {
-            Ok(_) if a.quiet => {}
-            Ok(msg) => eprintln!("{msg}"),
+            Ok(issued) => {
+                if let Some(text) = issued.stdout {
+                    std::io::stdout().write_all(text.as_bytes()).map_err(|e| {
+                        Error::new(ErrorKind::Io, "cannot write stdout").with_source(e)
+                    })?;
+                }
+                if !a.quiet {
+                    eprintln!("{}", issued.report);
+                }
+            }
             // The first error is printed by main; later ones here.
             Err(e) if first_err.is_none() => first_err = Some(e),
             Err(e) => eprintln!("sshca: error: {e}"),
@@ -304,7 +312,7 @@ async fn opened(
 
 /// Starts the task that signs `subject` and stages its certificate.
 fn spawn_issue(
-    tasks: &mut tokio::task::JoinSet<(usize, Result<String>)>,
+    tasks: &mut tokio::task::JoinSet<(usize, Result<Issued>)>,
     ca: &std::sync::Arc<CaSigner>,
     alg: Option<SigAlg>,
     issued_dir: &Option<PathBuf>,
@@ -331,13 +339,20 @@ struct Output<'a> {
     batch: &'a crate::files::Batch,
 }
 
+/// What one task issued: its report line, and the certificate text when it
+/// goes to stdout.
+struct Issued {
+    report: String,
+    stdout: Option<String>,
+}
+
 /// Signs one key and stages its certificate; returns the report line.
 async fn issue_one(
     ca: &dyn KeySigner,
     alg: Option<SigAlg>,
     subject: Subject,
     out: Output<'_>,
-) -> Result<String> {
+) -> Result<Issued> {
     let Subject {
         path,
         key,
@@ -355,12 +370,11 @@ async fn issue_one(
     }
     let what = crate::output::issued_summary(&cert);
     match path {
-        None => {
-            std::io::stdout()
-                .write_all(text.as_bytes())
-                .map_err(|e| Error::new(ErrorKind::Io, "cannot write stdout").with_source(e))?;
-            Ok(format!("Signed {cert_type} key from stdin: {what}"))
-        }
+        // Printed once every key has been read, like the files' commit.
+        None => Ok(Issued {
+            report: format!("Signed {cert_type} key from stdin: {what}"),
+            stdout: Some(text),
+        }),
         Some(p) => {
             let file = crate::files::cert_path_for(&p);
             // A small unsynced write: staged in place, flushed with the
@@ -368,7 +382,10 @@ async fn issue_one(
             out.batch
                 .stage(&file, text.into_bytes(), 0o644, true)
                 .await?;
-            Ok(format!("Signed {cert_type} key {}: {what}", file.display()))
+            Ok(Issued {
+                report: format!("Signed {cert_type} key {}: {what}", file.display()),
+                stdout: None,
+            })
         }
     }
 }

@@ -488,6 +488,26 @@ fn bulk_runs_are_all_or_nothing_and_leave_no_temporaries() {
     assert!(stderr(&out).contains("bad.pub"), "{}", stderr(&out));
     assert_eq!(certs(&keys_dir), 0, "nothing may be written");
     assert_eq!(temp_leftovers(&keys_dir), 0);
+    // The same with stdin first: its certificate is not printed either.
+    let mut child = sshca()
+        .args(["sign", "-q", "--ca"])
+        .arg(&ca)
+        .args(["-I", "bulk", "-n", "alice", "-V", "+1h", "-"])
+        .arg(&bad)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&keys[0]).unwrap()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.pub"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "a certificate was printed");
     // All good: 40 certificates, complete, 0644, verified by ssh-keygen.
     keys.sort();
     let out = sshca()
