@@ -271,7 +271,6 @@ fn pipeline() {
     );
     for (backend, label, signer) in signers {
         let limited: Arc<dyn KeySigner> = Arc::new(LimitSigner::new(signer, c));
-        let pid = child.id().to_string();
         let (rate, client_cpu, emu_cpu) = rt.block_on(drive(limited, n, &pid));
         let bound = c as f64 / (l_ms as f64 / 1000.0);
         println!(
