@@ -20,7 +20,7 @@ pub fn ci() -> Result<()> {
     )?;
     // Slim builds of the CLI and the lean library facade compile on their own.
     // (aws and azure only add an SDK; gcp and ekm each gate commands.)
-    for features in ["local", "gcp", "ekm"] {
+    for features in ["local", "local,store", "gcp", "ekm"] {
         run(
             &format!("slim sshca-cli ({features})"),
             cargo().args([
@@ -38,6 +38,7 @@ pub fn ci() -> Result<()> {
         "lean sshca",
         cargo().args(["check", "--quiet", "-p", "sshca"]),
     )?;
+    crate::slim::check()?;
     let (passed, failed, ignored) =
         test_counted(cargo().args(["test", "--workspace", "--all-features"]))?;
     run(

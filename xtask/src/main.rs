@@ -11,6 +11,7 @@ mod bench;
 mod ci;
 mod demo;
 mod fuzz;
+mod slim;
 mod util;
 
 fn main() -> ExitCode {

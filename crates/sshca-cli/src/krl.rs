@@ -22,7 +22,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Krl> {
 }
 
 /// Arguments of `sshca revoke`.
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["serial", "key_id", "key", "ca_key"])))]
 pub struct RevokeArgs {
@@ -52,9 +52,9 @@ pub struct RevokeArgs {
 }
 
 /// `sshca revoke`.
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
-    use sshca_server::revocation as rv;
+    use sshca_authority::revoke as rv;
     let cfg = sshca::config::Config::load(config)?;
     if !cfg.cas.contains_key(&a.ca) {
         return Err(Error::new(
@@ -83,7 +83,7 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
             "nothing to revoke: give --serial, --key-id, --key or --ca-key",
         ));
     };
-    let store = crate::store::open_configured(a.store.as_deref(), &cfg).await?;
+    let store = sshca_authority::open_store(a.store.as_deref(), &cfg).await?;
     let now = crate::output::now();
     let by = rv::Revoker {
         identity: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
@@ -105,7 +105,7 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
 pub enum KrlCmd {
     /// Build the KRL of a CA from the store's revocations: FILE and
     /// FILE.sig (an SSHSIG by the CA's current key, namespace sshca-krl).
-    #[cfg(feature = "server")]
+    #[cfg(feature = "store")]
     Build {
         /// Store URL (default: the config's `[server] store`).
         #[arg(long)]
@@ -165,7 +165,7 @@ pub enum KrlCmd {
 /// `sshca krl`.
 pub async fn run(cmd: KrlCmd, #[allow(unused)] config: &Path) -> Result<ExitCode> {
     match cmd {
-        #[cfg(feature = "server")]
+        #[cfg(feature = "store")]
         KrlCmd::Build {
             store,
             ca,
@@ -193,14 +193,14 @@ pub async fn run(cmd: KrlCmd, #[allow(unused)] config: &Path) -> Result<ExitCode
     }
 }
 
-#[cfg(any(feature = "server", feature = "client"))]
+#[cfg(any(feature = "store", feature = "client"))]
 fn sig_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".sig");
     PathBuf::from(s)
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 async fn build(
     store: Option<String>,
     ca: &str,
@@ -208,11 +208,11 @@ async fn build(
     prune_expired: bool,
     config: &Path,
 ) -> Result<ExitCode> {
-    use sshca_server::revocation as rv;
     let cfg = sshca::config::Config::load(config)?;
-    let opened = rv::OpenedCa::open(&cfg, ca).await?;
-    let store = crate::store::open_configured(store.as_deref(), &cfg).await?;
-    let built = rv::build_krl(&*store, &opened, prune_expired, crate::output::now()).await?;
+    let opened = sshca_authority::OpenedCa::open(&cfg, ca).await?;
+    let store = sshca_authority::open_store(store.as_deref(), &cfg).await?;
+    let built =
+        sshca_authority::build_krl(&*store, &opened, prune_expired, crate::output::now()).await?;
     // The signature first: a reader that sees the new KRL finds its
     // signature already there.
     crate::files::write_atomic(&sig_path(output), built.signature.as_bytes())?;

@@ -3,7 +3,7 @@
 
 #[cfg(feature = "agent")]
 mod agent;
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 mod ca;
 #[cfg(any(feature = "ekm", feature = "gcp"))]
 mod ekm;
@@ -18,13 +18,15 @@ mod krl;
 mod output;
 mod policy;
 mod pubkey;
+#[cfg(feature = "store")]
+mod records;
 #[cfg(feature = "client")]
 mod request;
 #[cfg(feature = "server")]
 mod serve;
 mod sign;
 mod sshsig;
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 mod store;
 mod verify;
 
@@ -93,14 +95,14 @@ enum Cmd {
     #[command(subcommand)]
     Token(serve::TokenCmd),
     /// Certificates recorded by the signing service (read from its store).
-    #[cfg(feature = "server")]
+    #[cfg(feature = "store")]
     #[command(subcommand)]
-    Certs(serve::CertsCmd),
+    Certs(records::CertsCmd),
     /// Refused requests recorded by the signing service (who, why).
-    #[cfg(feature = "server")]
-    Audit(serve::AuditArgs),
+    #[cfg(feature = "store")]
+    Audit(records::AuditArgs),
     /// The signing service's store: migrate, copy (SQLite to PostgreSQL).
-    #[cfg(feature = "server")]
+    #[cfg(feature = "store")]
     #[command(subcommand)]
     Store(store::StoreCmd),
     /// Ask a signing service for certificates (written as `sshca sign` does).
@@ -108,13 +110,13 @@ enum Cmd {
     Request(request::RequestArgs),
     /// Revoke certificates (by serial or key id), keys, or a CA key: a row
     /// in the store that every KRL of the CA carries from then on.
-    #[cfg(feature = "server")]
+    #[cfg(feature = "store")]
     Revoke(krl::RevokeArgs),
     /// Key revocation lists: build from the store, inspect, check, fetch.
     #[command(subcommand)]
     Krl(krl::KrlCmd),
     /// CA key rotation.
-    #[cfg(feature = "server")]
+    #[cfg(feature = "store")]
     #[command(subcommand)]
     Ca(ca::CaCmd),
 }
@@ -144,24 +146,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
         Cmd::Token(t) => serve::token(t).map(|()| ExitCode::SUCCESS),
-        #[cfg(feature = "server")]
-        Cmd::Certs(c) => serve::certs(c, &cli.config)
+        #[cfg(feature = "store")]
+        Cmd::Certs(c) => records::certs(c, &cli.config)
             .await
             .map(|()| ExitCode::SUCCESS),
-        #[cfg(feature = "server")]
+        #[cfg(feature = "store")]
         Cmd::Store(c) => store::run(c, &cli.config).await.map(|()| ExitCode::SUCCESS),
-        #[cfg(feature = "server")]
-        Cmd::Audit(a) => serve::audit(a, &cli.config)
+        #[cfg(feature = "store")]
+        Cmd::Audit(a) => records::audit(a, &cli.config)
             .await
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "client")]
         Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
-        #[cfg(feature = "server")]
+        #[cfg(feature = "store")]
         Cmd::Revoke(a) => krl::revoke(a, &cli.config)
             .await
             .map(|()| ExitCode::SUCCESS),
         Cmd::Krl(k) => krl::run(k, &cli.config).await,
-        #[cfg(feature = "server")]
+        #[cfg(feature = "store")]
         Cmd::Ca(c) => ca::run(c, &cli.config).await.map(|()| ExitCode::SUCCESS),
     }
 }

@@ -58,32 +58,20 @@ pub async fn run(a: PubkeyArgs, #[allow(unused)] config: &Path) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(feature = "server")]
+#[cfg(feature = "store")]
 async fn all(a: PubkeyArgs, config: &Path) -> Result<ExitCode> {
-    use sshca_server::revocation::{bundle_text, BundleFormat, OpenedCa};
+    use sshca_authority::{bundle_text, BundleFormat, OpenedCa};
     let name = a.ca.as_deref().unwrap_or_default();
     let cfg = sshca::config::Config::load(config)?;
     let opened = OpenedCa::open(&cfg, name).await?;
-    let url = match a.store {
-        Some(u) => Some(u),
-        None if cfg
-            .server
-            .as_ref()
-            .is_some_and(|s| s.store.is_some() || s.data_dir.is_some()) =>
-        {
-            Some(sshca_server::store_url(&cfg)?)
-        }
-        None => None,
+    let store = if a.store.is_some() || sshca_authority::has_store(&cfg)? {
+        Some(sshca_authority::open_store(a.store.as_deref(), &cfg).await?)
+    } else {
+        None
     };
-    let store = match url {
-        Some(u) => Some(sshca_store::open(&u, &Default::default()).await?),
-        None => None,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let keys = opened.trusted_keys(store.as_deref(), now).await?;
+    let keys = opened
+        .trusted_keys(store.as_deref(), sshca_authority::unix_now())
+        .await?;
     let format = match (&a.known_hosts, a.authorized_keys) {
         (Some(p), _) => BundleFormat::parse("known-hosts", Some(p))?,
         (None, true) => BundleFormat::AuthorizedKeys,
@@ -93,10 +81,10 @@ async fn all(a: PubkeyArgs, config: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(not(feature = "server"))]
+#[cfg(not(feature = "store"))]
 async fn all(_: PubkeyArgs, _: &Path) -> Result<ExitCode> {
     Err(sshca::signer::Error::new(
         sshca::signer::ErrorKind::Unsupported,
-        "--all needs the `server` feature (the store of issued certificates)",
+        "--all needs the `store` feature (the store of issued certificates)",
     ))
 }

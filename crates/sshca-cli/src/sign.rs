@@ -5,11 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use sshca::config::PolicyEntry;
 use sshca::core::options::OptionsBuilder;
 use sshca::core::policy::Request;
 use sshca::core::validity::parse_validity;
 use sshca::core::{random_serial, CertTemplate, CertType, SigAlg};
 use sshca::signer::{Error, ErrorKind, KeySigner, LimitSigner, Result, SignerExt};
+use sshca_authority::Identity;
 
 use crate::output::{internal, invalid, now, read_input};
 
@@ -76,8 +78,9 @@ struct Plan {
 enum Issue {
     /// The flags are the template (ssh-keygen semantics).
     Direct(CertTemplate),
-    /// The flags are a request merged under a policy; copies go to the dir.
-    Policy(sshca::core::policy::Policy, Request, Option<PathBuf>),
+    /// The flags are a request merged under a policy for a local identity,
+    /// through the authority.
+    Policy(Box<PolicyEntry>, Identity, Request),
 }
 
 fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
@@ -98,8 +101,9 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
         opts.apply_all(a.options.iter().map(String::as_str))?;
         let (crit, ext) = opts.build()?;
         let cleared = a.options.iter().any(|o| o.eq_ignore_ascii_case("clear"));
+        let identity = Identity::local(a.requester.clone().or_else(|| std::env::var("USER").ok()));
         let req = Request {
-            requester: a.requester.clone().or_else(|| std::env::var("USER").ok()),
+            requester: None,
             cert_type: a.host.then_some(CertType::Host),
             principals,
             critical_options: (!crit.is_empty()).then_some(crit),
@@ -107,13 +111,12 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
             validity,
             key_id: a.key_id.clone(),
             serial: a.serial,
-            // Local signing has no verified credential: a policy using
-            // `{claims.NAME}` refuses, naming the claim.
+            // The identity's: none for a local run.
             claims: Default::default(),
         };
         return Ok(Plan {
             ca_uri: ca.uri()?,
-            how: Issue::Policy(entry.policy.clone(), req, entry.issued_dir.clone()),
+            how: Issue::Policy(Box::new(entry.clone()), identity, req),
         });
     }
     if let Some(k) = &a.key_id {
@@ -180,7 +183,7 @@ pub async fn run(a: SignArgs, config: &Path) -> Result<()> {
     let mut opening = Some(tokio::spawn(async move { registry.open(&ca_uri).await }));
     let mut ca: Option<std::sync::Arc<CaSigner>> = None;
     let issued_dir = match &plan.how {
-        Issue::Policy(_, _, dir) => dir.clone(),
+        Issue::Policy(entry, ..) => entry.issued_dir.clone(),
         Issue::Direct(_) => None,
     };
     let batch = std::sync::Arc::new(crate::files::Batch::new()?);
@@ -274,14 +277,20 @@ fn read_subject(a: &SignArgs, plan: &Plan, k: &str) -> Result<Subject> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "stdin".into());
     let mut t = match &plan.how {
-        Issue::Policy(policy, req, _) => {
-            let (t, changes) = policy
-                .merge(req, &key, now(), a.serial.unwrap_or_else(random_serial))
-                .map_err(|e| Error::new(ErrorKind::Policy, e.to_string()).context(&origin))?;
-            for c in changes {
-                eprintln!("sshca: {origin}: policy `{}`: {c}", policy.name);
+        Issue::Policy(entry, identity, req) => {
+            let prepared = sshca_authority::issue::prepare(
+                entry,
+                identity,
+                &key,
+                req.clone(),
+                now(),
+                a.serial.unwrap_or_else(random_serial),
+            )
+            .map_err(|e| Error::from(e).context(&origin))?;
+            for c in &prepared.changes {
+                eprintln!("sshca: {origin}: policy `{}`: {c}", entry.policy.name);
             }
-            t
+            prepared.template
         }
         Issue::Direct(template) => {
             let mut t = template.clone();

@@ -32,18 +32,6 @@ pub enum StoreCmd {
 
 /// Opens the store a command names with `--store URL`, else the config's
 /// (`[server] store`, or `sqlite:<data_dir>/sshca.db`).
-pub async fn open_configured(
-    store: Option<&str>,
-    cfg: &Config,
-) -> Result<std::sync::Arc<dyn sshca_store::Store>> {
-    let url = match store {
-        Some(u) => u.to_owned(),
-        None => sshca_server::store_url(cfg)?,
-    };
-    sshca_store::open(&url, &StoreOptions::default()).await
-}
-
-/// Rows read and written per round.
 const PAGE: u32 = 1000;
 
 /// `sshca store`.
@@ -52,7 +40,7 @@ pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
         StoreCmd::Migrate { store } => {
             let s = match store {
                 Some(u) => sshca_store::open(&u, &StoreOptions::default()).await?,
-                None => open_configured(None, &Config::load(config)?).await?,
+                None => sshca_authority::open_store(None, &Config::load(config)?).await?,
             };
             println!("{}: schema up to date", s.describe());
             Ok(())

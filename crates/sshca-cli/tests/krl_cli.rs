@@ -290,8 +290,11 @@ fn krls_agree_with_ssh_keygen_and_sshd() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("garbage.krl"));
 }
 
+/// `sshca krl fetch` against the service: the KRL before and after a
+/// revocation (the HTTP API's own statuses are tested in
+/// `crates/sshca-server/tests/revoke.rs`).
 #[test]
-fn service_revokes_and_serves_signed_krls() {
+fn krl_fetch_follows_the_service() {
     let s = setup("", None);
     let svc = Service::start(&s.dir, &s.config);
     let rt = runtime();
@@ -326,36 +329,6 @@ fn service_revokes_and_serves_signed_krls() {
             )
         })
     };
-    // Only admins; every body mistake is a 400 naming it; an unknown CA 404.
-    let (st, b) = post(&s.ci, json!({"ca": "users", "serial": serial}));
-    assert_eq!((st, code(&b)), (403, "forbidden"), "{b}");
-    for (body, needle) in [
-        (json!({"ca": "users"}), "nothing to revoke"),
-        (
-            json!({"ca": "users", "serial": "1", "key_id": "x"}),
-            "only one",
-        ),
-        (json!({"ca": "users", "serial": "0"}), "serial 0"),
-        (json!({"ca": "users", "serial": "x"}), "serial"),
-        (json!({"ca": "users", "key": "ssh-ed25519 zzz"}), "key"),
-        (
-            json!({"ca": "users", "serial": "5", "colour": "red"}),
-            "colour",
-        ),
-        (json!({"serial": "5"}), "ca"),
-    ] {
-        let (st, b) = post(&s.admin, body.clone());
-        assert_eq!(st, 400, "{body}: {b}");
-        assert!(message(&b).contains(needle), "{body}: {b}");
-    }
-    let (st, _) = post(&s.admin, json!({"ca": "nope", "serial": "5"}));
-    assert_eq!(st, 404);
-    let (st, b) = post(
-        &s.admin,
-        json!({"ca": "users", "ca_key": pubkey(dir, "not_the_ca")}),
-    );
-    assert_eq!((st, code(&b)), (422, "not_a_ca_key"), "{b}");
-
     // The KRL before and after the revocation.
     let fetch = |out: &Path| {
         sshca()
@@ -428,26 +401,6 @@ fn service_revokes_and_serves_signed_krls() {
     assert!(rows.iter().any(|r| r["code"] == "revoked"
         && r["identity"] == "admin"
         && r["reason"].as_str().unwrap().contains("laptop stolen")));
-
-    // The trust bundle in the other formats; a bad format is a 400.
-    let (st, kh) = rt.block_on(get(
-        &c,
-        &svc,
-        "/v1/ca/users?format=known-hosts&pattern=*.example.com",
-        None,
-    ));
-    assert_eq!(st, 200);
-    assert!(
-        kh.starts_with("@cert-authority *.example.com ssh-ed25519 "),
-        "{kh}"
-    );
-    let (st, ak) = rt.block_on(get(&c, &svc, "/v1/ca/users?format=authorized-keys", None));
-    assert_eq!(st, 200);
-    assert!(ak.starts_with("cert-authority ssh-ed25519 "), "{ak}");
-    let (st, _) = rt.block_on(get(&c, &svc, "/v1/ca/users?format=pem", None));
-    assert_eq!(st, 400);
-    let (st, _) = rt.block_on(get(&c, &svc, "/v1/krl?ca=nope", None));
-    assert_eq!(st, 404);
 }
 
 #[test]

@@ -3,27 +3,21 @@
 //! (first SAN, else subject CN).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use x509_cert::der::Decode;
 
+use crate::app::{App, Peer};
+use crate::config::TokenConfig;
+use crate::context::Ctx;
 use crate::error::ApiError;
-use sshca::config::TokenConfig;
 
-/// An authenticated requester.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// Where the identity comes from: `token`, `client-cert` or
-    /// `oidc:NAME` (what a policy's `auth` lists).
-    pub source: String,
-    /// The name policies' `requesters` globs match.
-    pub name: String,
-    /// The verified claims of an OIDC token (empty for other sources), for
-    /// policies' `{claims.NAME}` templates.
-    pub claims: sshca::core::template::Claims,
-}
+pub use sshca_authority::Identity;
 
 /// The configured bearer tokens.
 #[derive(Clone)]
@@ -155,6 +149,75 @@ pub(crate) fn cert_identity(der: &[u8]) -> Option<String> {
                 .ok()
         })
         .filter(|n| !n.is_empty())
+}
+
+/// The requester: a bearer token when the request carries one (a JWT
+/// checked against the OIDC issuers, else an sshca token; a wrong one is
+/// refused even over a client-certificate connection), else the
+/// connection's client certificate. `vault`: `X-Vault-Token` counts as a
+/// bearer token.
+async fn identify(
+    app: &App,
+    headers: &HeaderMap,
+    peer: &Peer,
+    vault: bool,
+) -> Result<Identity, ApiError> {
+    if let Some(token) = bearer(headers, vault)? {
+        if let Some(jwt) = crate::oidc::peek(token) {
+            if app.oidc.is_empty() {
+                return Err(ApiError::unauthenticated(
+                    "the bearer token is a JWT but no OIDC issuer is configured",
+                ));
+            }
+            return app.oidc.verify(token, jwt).await;
+        }
+        return match app.tokens.check(token) {
+            Some(name) => Ok(Identity::new("token", name)),
+            None => Err(ApiError::unauthenticated("the bearer token is not valid")),
+        };
+    }
+    if let Some(name) = &peer.client_cert {
+        return Ok(Identity::new("client-cert", name.clone()));
+    }
+    Err(ApiError::unauthenticated(
+        "no credential: send `Authorization: Bearer TOKEN` or a client certificate",
+    ))
+}
+
+/// The authenticated requester of a request, as an extractor: a refusal
+/// is the 401 answer; the identity goes into the request context.
+pub(crate) struct Auth(pub Identity);
+
+/// [`Auth`] on the Vault-compatible paths: `X-Vault-Token` is a bearer
+/// token and a refusal is in Vault's shape.
+pub(crate) struct VaultAuth(pub Identity);
+
+async fn authenticate(parts: &Parts, app: &Arc<App>, vault: bool) -> Result<Identity, ApiError> {
+    let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
+    let identity = identify(app, &parts.headers, &peer, vault).await?;
+    if let Some(ctx) = parts.extensions.get::<Ctx>() {
+        ctx.set_identity(&identity);
+    }
+    Ok(identity)
+}
+
+impl FromRequestParts<Arc<App>> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        authenticate(parts, app, false).await.map(Auth)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for VaultAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        authenticate(parts, app, true)
+            .await
+            .map(VaultAuth)
+            .map_err(ApiError::in_vault_shape)
+    }
 }
 
 #[cfg(test)]

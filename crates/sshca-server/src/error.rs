@@ -3,6 +3,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sshca_authority::{Refusal, RefusalKind};
 
 /// A request that ends in an error answer.
 #[derive(Debug, Clone)]
@@ -13,6 +14,16 @@ pub(crate) struct ApiError {
     pub retry_after: Option<u64>,
     /// Answer in Vault's error shape.
     pub vault: bool,
+}
+
+/// How a request ended, left on its response for the request context
+/// (its log line, metrics and audit row).
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    /// `ok`, or the error code.
+    pub code: &'static str,
+    /// Why, for a refusal.
+    pub reason: String,
 }
 
 impl ApiError {
@@ -59,6 +70,27 @@ impl ApiError {
     }
 }
 
+/// The authority's refusals as HTTP answers.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let status = match r.kind {
+            RefusalKind::NotFound => StatusCode::NOT_FOUND,
+            RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+            RefusalKind::InvalidInput => StatusCode::BAD_REQUEST,
+            RefusalKind::PolicyRefused | RefusalKind::NotACaKey => StatusCode::UNPROCESSABLE_ENTITY,
+            RefusalKind::BackendThrottled
+            | RefusalKind::BackendUnavailable
+            | RefusalKind::BackendTimeout
+            | RefusalKind::StoreUnavailable
+            | RefusalKind::KrlUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let mut e = Self::new(status, r.kind.code(), r.message);
+        e.retry_after = r.retry_after;
+        e
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = if self.vault {
@@ -71,6 +103,10 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        r.extensions_mut().insert(Outcome {
+            code: self.code,
+            reason: self.message,
+        });
         r
     }
 }

@@ -16,25 +16,27 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use sshca::config::Config;
 use sshca::signer::{Error, ErrorKind, Result};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tower_service::Service;
 
 mod app;
 mod auth;
+pub mod config;
+mod context;
 pub mod dev;
 mod error;
 mod limit;
 mod metrics;
 mod oidc;
-pub mod revocation;
 mod routes;
 mod settings;
 mod tls;
 
 pub use auth::{new_token, token_hash, Identity};
-pub use settings::{store_url, Settings};
+pub use config::ServiceConfig;
+pub use settings::Settings;
 
 use app::{App, Peer};
+use sshca_authority::{Authority, AuthorityOptions, SignBounds};
 
 /// Called once with the service's URL when it is listening.
 pub type OnListening = Box<dyn FnOnce(&str) + Send>;
@@ -51,7 +53,13 @@ pub struct ServeOptions {
     pub trust_cert: Option<PathBuf>,
     /// Called with the URL once listening.
     pub on_listening: Option<OnListening>,
+    /// Stops the service when it completes (instead of SIGTERM or SIGINT):
+    /// for a service run inside another program or a test.
+    pub shutdown: Option<Shutdown>,
 }
+
+/// A future whose completion stops the service.
+pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,10 +74,11 @@ impl std::fmt::Debug for ServeOptions {
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Runs the service until SIGTERM or SIGINT, then stops accepting,
-/// finishes the requests in flight and returns.
+/// Runs the service until SIGTERM or SIGINT (or [`ServeOptions::shutdown`]),
+/// then stops accepting, finishes the requests in flight and returns.
 pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
-    let settings = Settings::from_config(&config, options.listen)?;
+    let service = ServiceConfig::from_config(&config)?;
+    let settings = Settings::from_config(&config, &service, options.listen)?;
     let tls = tls::server_config(&settings)?;
     let store = sshca_store::open(
         &settings.store,
@@ -80,8 +89,8 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         },
     )
     .await?;
-    let cas = App::open_cas(&config).await?;
-    let oidc = oidc::Issuers::new(&config).await?;
+    let cas = sshca_authority::open_cas(&config).await?;
+    let oidc = oidc::Issuers::new(&service.oidc).await?;
     if cas.is_empty() {
         tracing::warn!("no policy is configured: every sign request will get 404");
     }
@@ -95,22 +104,32 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
     let addr = listener.local_addr().map_err(|e| {
         Error::new(ErrorKind::Io, "cannot read the listening address").with_source(e)
     })?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let authority = Authority::with_cas(
+        config,
+        cas,
+        store,
+        AuthorityOptions {
+            bounds: Some(SignBounds::new(
+                settings.max_concurrent_signs,
+                settings.request_timeout,
+            )),
+            observer: metrics.clone(),
+        },
+    );
     let app = Arc::new(App {
-        tokens: auth::Tokens::new(&config.tokens),
+        tokens: auth::Tokens::new(&service.tokens),
         oidc,
         limiter: settings
             .rate_limit
             .map(|(n, secs)| limit::RateLimiter::new(n, secs)),
-        signing: Semaphore::new(settings.max_concurrent_signs),
-        metrics: metrics::Metrics::new(),
-        cas,
-        store,
+        metrics,
+        authority,
+        service,
         settings,
-        config,
-        krls: Default::default(),
     });
     let url = format!("https://{addr}");
-    tracing::info!(%url, store = %app.store.describe(), policies = app.config.policies.len(), "listening");
+    tracing::info!(%url, store = %app.authority.store().describe(), policies = app.authority.config().policies.len(), "listening");
     if let Some(path) = &options.ready_file {
         let trust = options
             .trust_cert
@@ -124,7 +143,10 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
     let router = routes::router(app.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown: Shutdown = options
+        .shutdown
+        .take()
+        .unwrap_or_else(|| Box::pin(shutdown_signal()));
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {

@@ -99,3 +99,18 @@ impl Metrics {
         out
     }
 }
+
+/// The authority's signatures and store writes, counted.
+impl sshca_authority::Observer for Metrics {
+    fn backend_call(&self, ca: &str, ok: bool) {
+        Metrics::backend_call(self, ca, if ok { "ok" } else { "error" });
+    }
+
+    fn store_write(&self, seconds: f64) {
+        Metrics::store_write(self, seconds);
+    }
+
+    fn signed(&self, seconds: f64) {
+        Metrics::signed(self, seconds);
+    }
+}

@@ -8,6 +8,7 @@
 //! `token_unknown_key`, `token_not_yet_valid`, `token_claims`,
 //! `token_malformed`), which the audit row records.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +17,13 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use sshca::config::{Config, OidcConfig, OIDC_ALGORITHMS};
 use sshca::core::template::{Claim, Claims};
 use sshca::core::validity::parse_ttl;
 use sshca::signer::{Error, ErrorKind, Result};
 use tokio::sync::Mutex;
 
 use crate::auth::Identity;
+use crate::config::{OidcConfig, OIDC_ALGORITHMS};
 use crate::error::ApiError;
 
 /// Fetch a JWKS again on an unknown `kid` at most this often.
@@ -142,9 +143,9 @@ fn invalid(name: &str, what: impl std::fmt::Display) -> Error {
 impl Issuers {
     /// The issuers of `cfg`, with their keys loaded (a JWKS URL that cannot
     /// be fetched now is fetched again on the first token).
-    pub async fn new(cfg: &Config) -> Result<Self> {
+    pub async fn new(issuers: &BTreeMap<String, OidcConfig>) -> Result<Self> {
         let mut out = Vec::new();
-        for (name, o) in &cfg.oidc {
+        for (name, o) in issuers {
             out.push(Issuer::new(name, o).await?);
         }
         Ok(Self(out))
@@ -440,7 +441,7 @@ impl Issuer {
     }
 
     fn identity(&self, claims: Map<String, Value>) -> std::result::Result<Identity, ApiError> {
-        let now = crate::routes::unix_now();
+        let now = sshca_authority::unix_now();
         match claims.get("iat") {
             None => {}
             Some(Value::Number(n)) => {

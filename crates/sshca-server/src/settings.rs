@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sshca::config::{parse_rate, Config, ServerConfig};
+use sshca::config::Config;
+
+use crate::config::{parse_rate, ServiceConfig};
 use sshca::core::policy::Glob;
 use sshca::core::validity::parse_ttl;
 use sshca::signer::{Error, ErrorKind, Result};
@@ -48,29 +50,15 @@ fn invalid(cfg: &Config, what: impl std::fmt::Display) -> Error {
     )
 }
 
-/// The store a config names: `[server] store`, else
-/// `sqlite:<data_dir>/sshca.db`.
-pub fn store_url(cfg: &Config) -> Result<String> {
-    let s = cfg.server.as_ref();
-    match (
-        s.and_then(|s| s.store.as_ref()),
-        s.and_then(|s| s.data_dir.as_ref()),
-    ) {
-        (Some(url), _) => Ok(url.clone()),
-        (None, Some(dir)) => Ok(format!("sqlite:{}", dir.join("sshca.db").display())),
-        (None, None) => Err(invalid(
-            cfg,
-            "set `data_dir` (the store defaults to sqlite:<data_dir>/sshca.db) or `store`",
-        )),
-    }
-}
-
 impl Settings {
-    /// The settings of `cfg`'s `[server]` table (the config parser has
-    /// already checked each field's syntax).
-    pub fn from_config(cfg: &Config, listen: Option<SocketAddr>) -> Result<Self> {
-        let empty = ServerConfig::default();
-        let s = cfg.server.as_ref().unwrap_or(&empty);
+    /// The settings of `cfg`'s `[server]` table, `service` (the parser
+    /// has already checked each field's syntax).
+    pub fn from_config(
+        cfg: &Config,
+        service: &ServiceConfig,
+        listen: Option<SocketAddr>,
+    ) -> Result<Self> {
+        let s = &service.server;
         let listen = match listen {
             Some(l) => l,
             None => s
@@ -87,7 +75,7 @@ impl Settings {
                  (`sshca serve --dev` makes a throwaway certificate)",
             ));
         };
-        let store = store_url(cfg)?;
+        let store = sshca_authority::store_url(cfg)?;
         let duration = |v: &Option<String>, field: &str, default: u64| -> Result<Duration> {
             let secs = match v {
                 Some(t) => {

@@ -11,6 +11,7 @@ use sshca_signer::conformance::ServiceHooks;
 pub mod cli;
 pub mod pg;
 pub mod softhsm;
+pub mod tls;
 
 /// The fault hooks of the shared remote conformance suite for one emulated
 /// service: throttling and corrupt signatures injected into `sign_op`

@@ -4,10 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use serde_json::Value;
 
 use crate::common::*;
@@ -18,63 +16,9 @@ pub struct Pki {
     pub tls_ca: PathBuf,
 }
 
-pub fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, name);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    (p.self_signed(&key).unwrap(), key)
-}
-
-pub fn client_identity(
-    dir: &Path,
-    file: &str,
-    cn: &str,
-    san: Option<SanType>,
-    issuer: &(rcgen::Certificate, KeyPair),
-) {
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, cn);
-    p.subject_alt_names = san.into_iter().collect();
-    let c = p.signed_by(&key, &issuer.0, &issuer.1).unwrap();
-    std::fs::write(
-        dir.join(file),
-        format!("{}{}", c.pem(), key.serialize_pem()),
-    )
-    .unwrap();
-}
-
 pub fn pki(dir: &Path) -> Pki {
-    let tls_ca = ca("test TLS CA");
-    let key = KeyPair::generate().unwrap();
-    let p = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let cert = p.signed_by(&key, &tls_ca.0, &tls_ca.1).unwrap();
-    std::fs::write(dir.join("tls.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
-    std::fs::write(dir.join("tls-ca.pem"), tls_ca.0.pem()).unwrap();
-
-    let clients = ca("test client CA");
-    std::fs::write(dir.join("client-ca.pem"), clients.0.pem()).unwrap();
-    client_identity(
-        dir,
-        "deploy.pem",
-        "ignored",
-        Some(SanType::DnsName("deploy.example.com".try_into().unwrap())),
-        &clients,
-    );
-    client_identity(dir, "cn-only.pem", "cn-only", None, &clients);
-    let rogue = ca("rogue CA");
-    client_identity(
-        dir,
-        "rogue.pem",
-        "ci",
-        Some(SanType::DnsName("deploy.example.com".try_into().unwrap())),
-        &rogue,
-    );
     Pki {
-        tls_ca: dir.join("tls-ca.pem"),
+        tls_ca: sshca_testkit::tls::pki(dir),
     }
 }
 
@@ -168,34 +112,7 @@ pub fn rand_suffix() -> String {
 /// An HTTPS client trusting the test TLS CA, optionally with a client
 /// certificate.
 pub fn client(pki: &Pki, identity: Option<&Path>) -> reqwest::Client {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&pki.tls_ca).unwrap();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match identity {
-        None => b.with_no_client_auth(),
-        Some(path) => {
-            let pem = std::fs::read(path).unwrap();
-            let certs = rustls_pemfile::certs(&mut pem.as_slice())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = rustls_pemfile::private_key(&mut pem.as_slice())
-                .unwrap()
-                .unwrap();
-            b.with_client_auth_cert(certs, key).unwrap()
-        }
-    };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap()
+    sshca_testkit::tls::client(&pki.tls_ca, identity)
 }
 
 pub fn pubkey(dir: &Path, name: &str) -> String {

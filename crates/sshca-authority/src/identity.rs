@@ -1,0 +1,63 @@
+//! Who asks: the identity every front end (the HTTPS API, the
+//! Vault-compatible path, the command line) builds before it calls the
+//! authority, and whether a policy admits it.
+
+use sshca::config::PolicyEntry;
+
+use crate::error::Refusal;
+
+/// An authenticated requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Where the identity comes from: `token`, `client-cert`, `oidc:NAME`
+    /// (what a policy's `auth` lists), or `local` for the command line.
+    pub source: String,
+    /// The name policies' `requesters` globs match and `{requester}`
+    /// renders; empty when a local run has no name (then `{requester}`
+    /// has nothing to fill).
+    pub name: String,
+    /// The verified claims of an OIDC token (empty for other sources), for
+    /// policies' `{claims.NAME}` templates.
+    pub claims: sshca::core::template::Claims,
+}
+
+impl Identity {
+    /// An identity of `source` named `name`, without claims.
+    pub fn new(source: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            source: source.into(),
+            name: name.into(),
+            claims: Default::default(),
+        }
+    }
+
+    /// A person or job running the command line on the CA's host: source
+    /// `local`. Local signing has no verified credential, so a policy using
+    /// `{claims.NAME}` refuses, naming the claim.
+    pub fn local(name: Option<String>) -> Self {
+        Self::new("local", name.unwrap_or_default())
+    }
+
+    /// Whether the identity may use policy `name`: its `requesters` globs
+    /// and its `auth` sources (403 otherwise).
+    pub fn may_use(&self, entry: &PolicyEntry, name: &str) -> Result<(), Refusal> {
+        if let Some(globs) = &entry.policy.requesters {
+            if !globs.iter().any(|g| g.matches(&self.name)) {
+                return Err(Refusal::forbidden(format!(
+                    "identity `{}` may not use policy `{name}`",
+                    self.name
+                )));
+            }
+        }
+        if let Some(sources) = &entry.auth {
+            if !sources.contains(&self.source) {
+                return Err(Refusal::forbidden(format!(
+                    "policy `{name}` accepts credentials from {}; this request's is from {}",
+                    sources.join(", "),
+                    self.source
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,386 @@
+//! The service's own tables of the config file: `[server]` (how
+//! `sshca serve` listens, where it keeps its record, the Vault-compatible
+//! API), `[token.NAME]` (bearer tokens, as hashes) and `[oidc.NAME]` (JWT
+//! issuers). The facade's [`Config`] keeps them as written; they are
+//! parsed here, with errors naming the file, the table and the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sshca::config::{cfg_err, duration, globs, Config};
+use sshca::signer::Result;
+
+/// The `[server]` table: how `sshca serve` listens and where it keeps its
+/// record. Relative paths are relative to the config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8443`).
+    pub listen: Option<String>,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to; enables
+    /// client-certificate identities.
+    pub client_ca: Option<PathBuf>,
+    /// Store URL (default `sqlite:<data_dir>/sshca.db`).
+    pub store: Option<String>,
+    /// Where the service keeps its files.
+    pub data_dir: Option<PathBuf>,
+    /// Identity globs allowed to list every certificate.
+    pub admins: Option<Vec<String>>,
+    /// Largest request body in bytes (default 65536).
+    pub max_body: Option<u64>,
+    /// Requests per identity, `N/sec`, `N/min` or `N/hour`.
+    pub rate_limit: Option<String>,
+    /// Longest a request may take (ssh-keygen time syntax, default `30s`).
+    pub request_timeout: Option<String>,
+    /// Most signatures asked of the backends at once (default 64).
+    pub max_concurrent_signs: Option<usize>,
+    /// How long a store write may wait for the database (default `5s`).
+    pub store_timeout: Option<String>,
+    /// Most database connections for reads (default 8).
+    pub store_pool: Option<u32>,
+    /// Serve Vault's SSH secrets engine API under `/v1/<vault_mount>/`
+    /// (off when unset).
+    pub vault_mount: Option<String>,
+    /// The CA whose key `/v1/<vault_mount>/public_key` returns (default:
+    /// the only CA the policies use).
+    pub vault_ca: Option<String>,
+}
+
+/// An `[oidc.NAME]` table: JWTs from an OpenID Connect issuer accepted as
+/// bearer tokens; the requester's identity is `identity_claim` and its
+/// source `oidc:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` tokens must carry (one of, when a list).
+    pub audience: String,
+    /// The issuer's keys: a JWKS file (relative to the config file) or an
+    /// `https://` URL, fetched, cached and fetched again on an unknown
+    /// `kid`.
+    pub jwks: String,
+    /// CA certificates (PEM) that the JWKS URL's server must chain to
+    /// (default: the system's roots).
+    pub jwks_ca: Option<PathBuf>,
+    /// The claim holding the identity policies' `requesters` match
+    /// (default `sub`).
+    pub identity_claim: Option<String>,
+    /// Signature algorithms accepted (default: every asymmetric one).
+    pub algorithms: Option<Vec<String>>,
+    /// Clock skew allowed on `exp`, `nbf` and `iat` (default `60s`).
+    pub leeway: Option<String>,
+}
+
+/// The JWT algorithms an `[oidc.NAME]` table may list: asymmetric only,
+/// never `none` or HMAC (a shared secret would let anyone holding the
+/// issuer's public key mint tokens).
+pub const OIDC_ALGORITHMS: [&str; 7] = [
+    "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
+];
+
+/// A `[token.NAME]` table: a bearer token whose identity is `NAME`, kept
+/// only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+}
+
+/// The service's tables, parsed and checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// `[server]` (all defaults when absent).
+    pub server: ServerConfig,
+    /// Bearer tokens by identity (`[token.NAME]`).
+    pub tokens: BTreeMap<String, TokenConfig>,
+    /// OIDC issuers by name (`[oidc.NAME]`).
+    pub oidc: BTreeMap<String, OidcConfig>,
+}
+
+impl ServiceConfig {
+    /// Parses the service's tables of `cfg` (relative paths become
+    /// relative to the config file).
+    pub fn from_config(cfg: &Config) -> Result<Self> {
+        let mut out = ServiceConfig::default();
+        if let Some(v) = cfg.server.clone() {
+            let mut server = ServerConfig::deserialize(v)
+                .map_err(|e| cfg_err(&cfg.path, format_args!("[server]: {}", e.message())))?;
+            let base = cfg.path.parent().unwrap_or(Path::new(""));
+            for p in [
+                &mut server.tls_cert,
+                &mut server.tls_key,
+                &mut server.client_ca,
+                &mut server.data_dir,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+            if server.tls_cert.is_some() != server.tls_key.is_some() {
+                return Err(cfg_err(
+                    &cfg.path,
+                    "[server]: `tls_cert` and `tls_key` go together (set both or neither)",
+                ));
+            }
+            if let Some(l) = &server.listen {
+                l.parse::<std::net::SocketAddr>().map_err(|e| {
+                    cfg_err(
+                        &cfg.path,
+                        format_args!("[server]: field `listen`: `{l}`: {e}"),
+                    )
+                })?;
+            }
+            globs(server.admins.as_ref(), "admins")
+                .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
+            for (field, v) in [
+                ("request_timeout", &server.request_timeout),
+                ("store_timeout", &server.store_timeout),
+            ] {
+                duration(v.as_ref(), field)
+                    .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
+            }
+            if let Some(r) = &server.rate_limit {
+                parse_rate(r).map_err(|m| {
+                    cfg_err(&cfg.path, format_args!("[server]: field `rate_limit`: {m}"))
+                })?;
+            }
+            out.server = server;
+        }
+        for (name, v) in cfg.tokens.clone() {
+            let token = TokenConfig::deserialize(v)
+                .map_err(|e| cfg_err(&cfg.path, format_args!("token `{name}`: {}", e.message())))?;
+            sshca::core::text::check_printable("token name", &name)
+                .map_err(|e| cfg_err(&cfg.path, format_args!("token: {e}")))?;
+            if token.sha256.len() != 64
+                || !token
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(cfg_err(
+                    &cfg.path,
+                    format_args!(
+                        "token `{name}`: field `sha256`: not 64 lower-case hex digits \
+                         (the SHA-256 of the token, as `sshca token new` prints it)"
+                    ),
+                ));
+            }
+            out.tokens.insert(name, token);
+        }
+        for (name, v) in cfg.oidc.clone() {
+            let mut o = OidcConfig::deserialize(v)
+                .map_err(|e| cfg_err(&cfg.path, format_args!("oidc `{name}`: {}", e.message())))?;
+            check_oidc(&name, &mut o, &cfg.path)
+                .map_err(|m| cfg_err(&cfg.path, format_args!("oidc `{name}`: {m}")))?;
+            out.oidc.insert(name, o);
+        }
+        out.check_vault(cfg)
+            .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
+        Ok(out)
+    }
+
+    /// The CA `/v1/<vault_mount>/public_key` serves: `[server] vault_ca`,
+    /// else the only CA the policies use.
+    pub fn vault_ca<'a>(&'a self, cfg: &'a Config) -> std::result::Result<Option<&'a str>, String> {
+        let server = &self.server;
+        if server.vault_mount.is_none() {
+            return Ok(None);
+        }
+        if let Some(ca) = &server.vault_ca {
+            return Ok(Some(ca.as_str()));
+        }
+        let used: std::collections::BTreeSet<&str> =
+            cfg.policies.values().map(|p| p.ca.as_str()).collect();
+        match used.len() {
+            1 => Ok(used.into_iter().next()),
+            0 => Err("field `vault_mount`: no policy uses a CA; set `vault_ca`".into()),
+            _ => Err(format!(
+                "field `vault_mount`: the policies use several CAs ({}); set `vault_ca` to \
+                 the one `public_key` serves",
+                used.into_iter().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    fn check_vault(&self, cfg: &Config) -> std::result::Result<(), String> {
+        let server = &self.server;
+        if let Some(mount) = &server.vault_mount {
+            const TAKEN: [&str; 7] = [
+                "sign", "ca", "revoke", "krl", "krl.sig", "policies", "certs",
+            ];
+            if mount.is_empty()
+                || !mount
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(format!(
+                    "field `vault_mount`: `{mount}` must be one path segment of letters, digits, `-`, `_` or `.`"
+                ));
+            }
+            if TAKEN.contains(&mount.as_str()) {
+                return Err(format!(
+                    "field `vault_mount`: `{mount}` is one of the service's own paths ({})",
+                    TAKEN.join(", ")
+                ));
+            }
+        }
+        if let Some(ca) = &server.vault_ca {
+            if !cfg.cas.contains_key(ca) {
+                return Err(format!("field `vault_ca`: no CA named `{ca}`"));
+            }
+        }
+        self.vault_ca(cfg).map(|_| ())
+    }
+}
+
+fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Result<(), String> {
+    sshca::core::text::check_printable("oidc name", name).map_err(|e| e.to_string())?;
+    if o.issuer.is_empty() {
+        return Err("field `issuer`: empty".into());
+    }
+    if o.audience.is_empty() {
+        return Err("field `audience`: empty".into());
+    }
+    if o.jwks.starts_with("http://") {
+        return Err(format!(
+            "field `jwks`: `{}` is plain HTTP; keys must come over https:// or from a file",
+            o.jwks
+        ));
+    }
+    if !o.jwks.starts_with("https://") {
+        let p = Path::new(&o.jwks);
+        if p.is_relative() {
+            let base = path.parent().unwrap_or(Path::new(""));
+            o.jwks = base.join(p).display().to_string();
+        }
+    }
+    if let Some(ca) = &mut o.jwks_ca {
+        if ca.is_relative() {
+            *ca = path.parent().unwrap_or(Path::new("")).join(&*ca);
+        }
+    }
+    if o.identity_claim.as_deref() == Some("") {
+        return Err("field `identity_claim`: empty".into());
+    }
+    for alg in o.algorithms.iter().flatten() {
+        if !OIDC_ALGORITHMS.contains(&alg.as_str()) {
+            let why = if alg.eq_ignore_ascii_case("none") {
+                " (unsigned tokens are never accepted)"
+            } else if alg.to_ascii_uppercase().starts_with("HS") {
+                " (HMAC needs a shared secret; only asymmetric algorithms are accepted)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "field `algorithms`: `{alg}` is not accepted{why} (accepted: {})",
+                OIDC_ALGORITHMS.join(", ")
+            ));
+        }
+    }
+    if o.algorithms.as_ref().is_some_and(Vec::is_empty) {
+        return Err("field `algorithms`: empty list".into());
+    }
+    duration(o.leeway.as_ref(), "leeway")?;
+    Ok(())
+}
+
+/// A rate, `N/sec`, `N/min` or `N/hour` (`s`, `m`, `h` also accepted): the
+/// number of events and the period in seconds.
+pub fn parse_rate(text: &str) -> std::result::Result<(u32, u64), String> {
+    let (n, per) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not N/sec, N/min or N/hour"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{text}`: the count must be a positive integer"))?;
+    let secs = match per.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown period `{other}` (sec, min or hour)"
+            ))
+        }
+    };
+    Ok((n, secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig> {
+        ServiceConfig::from_config(&Config::parse(text, Path::new("/etc/sshca/sshca.toml"))?)
+    }
+
+    #[test]
+    fn server_and_tokens() {
+        let c = parse(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"s.pem\"\ntls_key = \"/k.pem\"\n\
+             rate_limit = \"10/min\"\n[token.ci]\nsha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+        )
+        .unwrap();
+        let s = c.server;
+        assert_eq!(s.tls_cert.unwrap(), Path::new("/etc/sshca/s.pem"));
+        assert_eq!(s.tls_key.unwrap(), Path::new("/k.pem"));
+        assert_eq!(c.tokens.len(), 1);
+        assert_eq!(parse_rate("10/min"), Ok((10, 60)));
+        assert!(parse_rate("0/min").is_err() && parse_rate("5/day").is_err());
+    }
+
+    #[test]
+    fn server_mistakes_are_named() {
+        for (text, needle) in [
+            ("[server]\nlisten = \"nowhere\"\n", "field `listen`"),
+            ("[server]\ntls_cert = \"a\"\n", "go together"),
+            ("[server]\nrate_limit = \"lots\"\n", "field `rate_limit`"),
+            ("[server]\nrequest_timeout = \"soon\"\n", "request_timeout"),
+            ("[server]\nadmins = [\"a,b\"]\n", "admins"),
+            ("[server]\nlisen = \"x\"\n", "lisen"),
+            (
+                "[token.ci]\nsha256 = \"abc\"\n",
+                "token `ci`: field `sha256`",
+            ),
+            ("[token.ci]\nsecret = \"abc\"\n", "token `ci`"),
+            (
+                "[oidc.gh]\nissuer = \"i\"\naudience = \"a\"\njwks = \"http://x\"\n",
+                "plain HTTP",
+            ),
+            (
+                "[oidc.gh]\nissuer = \"i\"\naudience = \"a\"\njwks = \"k.json\"\nalgorithms = [\"HS256\"]\n",
+                "HMAC",
+            ),
+            (
+                "[oidc.gh]\nissuer = \"i\"\naudience = \"a\"\njwks = \"k.json\"\nalgorithms = [\"none\"]\n",
+                "unsigned",
+            ),
+            (
+                "[ca.u]\nkey = \"file:/k\"\n[policy.p]\nca = \"u\"\nauth = [\"oidc:nope\"]\n",
+                "unknown source `oidc:nope`",
+            ),
+            ("[server]\nvault_mount = \"ca\"\n", "own paths"),
+            ("[server]\nvault_mount = \"a/b\"\n", "one path segment"),
+            (
+                "[ca.a]\nkey = \"file:/a\"\n[ca.b]\nkey = \"file:/b\"\n[policy.p]\nca = \"a\"\n[policy.q]\nca = \"b\"\n[server]\nvault_mount = \"ssh\"\n",
+                "set `vault_ca`",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! TLS material for the signing-service tests: a server certificate for
+//! 127.0.0.1 and its CA, client identities from a client CA (and one from
+//! a CA the server does not trust), and an HTTPS client trusting the test
+//! CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+
+/// A CA certificate and its key.
+pub fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    (p.self_signed(&key).unwrap(), key)
+}
+
+/// A client identity (certificate and key, PEM) in `dir/file`.
+pub fn client_identity(
+    dir: &Path,
+    file: &str,
+    cn: &str,
+    san: Option<SanType>,
+    issuer: &(rcgen::Certificate, KeyPair),
+) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.subject_alt_names = san.into_iter().collect();
+    let c = p.signed_by(&key, &issuer.0, &issuer.1).unwrap();
+    std::fs::write(
+        dir.join(file),
+        format!("{}{}", c.pem(), key.serialize_pem()),
+    )
+    .unwrap();
+}
+
+/// In `dir`: `tls.pem`/`tls.key` (the server, for 127.0.0.1 and
+/// localhost) and `tls-ca.pem` (its CA); `client-ca.pem` with
+/// `deploy.pem` (DNS SAN `deploy.example.com`) and `cn-only.pem` (CN
+/// `cn-only`); `rogue.pem` from a CA the server does not trust. Returns the
+/// path of `tls-ca.pem`.
+pub fn pki(dir: &Path) -> PathBuf {
+    let tls_ca = ca("test TLS CA");
+    let key = KeyPair::generate().unwrap();
+    let p = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cert = p.signed_by(&key, &tls_ca.0, &tls_ca.1).unwrap();
+    std::fs::write(dir.join("tls.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("tls-ca.pem"), tls_ca.0.pem()).unwrap();
+    let clients = ca("test client CA");
+    std::fs::write(dir.join("client-ca.pem"), clients.0.pem()).unwrap();
+    client_identity(
+        dir,
+        "deploy.pem",
+        "ignored",
+        Some(SanType::DnsName("deploy.example.com".try_into().unwrap())),
+        &clients,
+    );
+    client_identity(dir, "cn-only.pem", "cn-only", None, &clients);
+    let rogue = ca("rogue CA");
+    client_identity(
+        dir,
+        "rogue.pem",
+        "ci",
+        Some(SanType::DnsName("deploy.example.com".try_into().unwrap())),
+        &rogue,
+    );
+    dir.join("tls-ca.pem")
+}
+
+/// An HTTPS client trusting `tls_ca` (PEM), optionally with a client
+/// identity (a PEM file with the certificate and its key).
+pub fn client(tls_ca: &Path, identity: Option<&Path>) -> reqwest::Client {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(tls_ca).unwrap();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        None => b.with_no_client_auth(),
+        Some(path) => {
+            let pem = std::fs::read(path).unwrap();
+            let certs = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls_pemfile::private_key(&mut pem.as_slice())
+                .unwrap()
+                .unwrap();
+            b.with_client_auth_cert(certs, key).unwrap()
+        }
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
+}
