@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use sshca_authority::Authority;
 
-use crate::auth::Tokens;
 use crate::config::ServiceConfig;
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::tokens::Tokens;
 
 /// The service's shared state.
 pub(crate) struct App {

@@ -12,11 +12,10 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::MethodRouter;
-use sshca_authority::unix_now;
+use sshca_authority::{unix_now, Identity};
 use sshca_store::AuditEvent;
 
 use crate::app::App;
-use crate::auth::Identity;
 use crate::error::Outcome;
 
 /// What a request's handler learnt.

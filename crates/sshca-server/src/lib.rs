@@ -30,10 +30,12 @@ mod oidc;
 mod routes;
 mod settings;
 mod tls;
+mod tokens;
 
-pub use auth::{new_token, token_hash, Identity};
 pub use config::ServiceConfig;
 pub use settings::Settings;
+pub use sshca_authority::Identity;
+pub use tokens::{new_token, token_hash};
 
 use app::{App, Peer};
 use sshca_authority::{Authority, AuthorityOptions, SignBounds};
@@ -118,7 +120,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         },
     );
     let app = Arc::new(App {
-        tokens: auth::Tokens::new(&service.tokens),
+        tokens: tokens::Tokens::new(&service.tokens),
         oidc,
         limiter: settings
             .rate_limit

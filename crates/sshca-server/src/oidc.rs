@@ -20,9 +20,9 @@ use serde_json::{Map, Value};
 use sshca::core::template::{Claim, Claims};
 use sshca::core::validity::parse_ttl;
 use sshca::signer::{Error, ErrorKind, Result};
+use sshca_authority::Identity;
 use tokio::sync::Mutex;
 
-use crate::auth::Identity;
 use crate::config::{OidcConfig, OIDC_ALGORITHMS};
 use crate::error::ApiError;
 

@@ -18,11 +18,11 @@ use sshca::config::PolicyEntry;
 use sshca::core::policy::Request;
 use sshca::core::validity::parse_validity;
 use sshca::core::KeyData;
-use sshca_authority::{unix_now, IssueRequest, Issued};
+use sshca_authority::{unix_now, Identity, IssueRequest, Issued};
 
 use super::request::{parse_cert_type, parse_subject, read_body, request_options};
 use crate::app::App;
-use crate::auth::{Auth, Identity};
+use crate::auth::Auth;
 use crate::context::{tracked, Ctx};
 use crate::error::ApiError;
 
