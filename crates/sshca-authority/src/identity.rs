@@ -3,6 +3,7 @@
 //! authority, and whether a policy admits it.
 
 use sshca::config::PolicyEntry;
+use sshca::core::matcher::IdentityMatcher;
 
 use crate::error::Refusal;
 
@@ -12,9 +13,9 @@ pub struct Identity {
     /// Where the identity comes from: `token`, `client-cert`, `oidc:NAME`
     /// (what a policy's `auth` lists), or `local` for the command line.
     pub source: String,
-    /// The name policies' `requesters` globs match and `{requester}`
-    /// renders; empty when a local run has no name (then `{requester}`
-    /// has nothing to fill).
+    /// The name that policies' `requesters` match (with the source) and
+    /// `{requester}` renders; empty when a local run has no name (then
+    /// `{requester}` has nothing to fill).
     pub name: String,
     /// The verified claims of an OIDC token (empty for other sources), for
     /// policies' `{claims.NAME}` templates.
@@ -38,14 +39,27 @@ impl Identity {
         Self::new("local", name.unwrap_or_default())
     }
 
+    /// The identity as one string, its source first: `token:ci`,
+    /// `client-cert:web1.example.com`, `oidc:github:acme/web`,
+    /// `local:alice` (rate-limit buckets, messages).
+    pub fn qualified(&self) -> String {
+        sshca::core::matcher::qualified(&self.source, &self.name)
+    }
+
+    /// Whether any of `matchers` (a policy's `requesters`, the service's
+    /// `admins`) matches the identity's source and name.
+    pub fn matches_any(&self, matchers: &[IdentityMatcher]) -> bool {
+        matchers.iter().any(|m| m.matches(&self.source, &self.name))
+    }
+
     /// Whether the identity may use policy `name`: its `requesters` globs
     /// and its `auth` sources (403 otherwise).
     pub fn may_use(&self, entry: &PolicyEntry, name: &str) -> Result<(), Refusal> {
-        if let Some(globs) = &entry.policy.requesters {
-            if !globs.iter().any(|g| g.matches(&self.name)) {
+        if let Some(matchers) = &entry.policy.requesters {
+            if !self.matches_any(matchers) {
                 return Err(Refusal::forbidden(format!(
                     "identity `{}` may not use policy `{name}`",
-                    self.name
+                    self.qualified()
                 )));
             }
         }

@@ -84,6 +84,7 @@ pub fn prepare(
     serial: u64,
 ) -> Result<Prepared, Refusal> {
     req.requester = (!identity.name.is_empty()).then(|| identity.name.clone());
+    req.requester_source = Some(identity.source.clone());
     req.claims = identity.claims.clone();
     let (template, changes) = entry
         .policy
@@ -121,6 +122,8 @@ pub struct Signing<'a> {
 pub struct RecordAs<'a> {
     /// The requester's name.
     pub requester: &'a str,
+    /// Where its credential came from.
+    pub requester_source: &'a str,
     /// The policy's name.
     pub policy: &'a str,
     /// When (unix seconds).
@@ -174,6 +177,7 @@ pub async fn sign_and_record(
             valid_before: certificate.valid_before(),
             subject_fingerprint: sshca::fingerprint(subject),
             requester: who.requester.to_owned(),
+            requester_source: Some(who.requester_source.to_owned()),
             policy: who.policy.to_owned(),
             issued_at: who.now,
             certificate: line.clone(),

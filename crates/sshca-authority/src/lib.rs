@@ -220,6 +220,7 @@ impl Authority {
         };
         let who = issue::RecordAs {
             requester: &r.identity.name,
+            requester_source: &r.identity.source,
             policy: r.policy,
             now,
             request_id: r.request_id,
@@ -328,7 +329,8 @@ impl Authority {
     }
 
     /// Certificates matching `q`: an admin sees all, anyone else only their
-    /// own (asking for another requester's is 403).
+    /// own — its name from its source (asking for another requester's is
+    /// 403).
     pub async fn certs(
         &self,
         identity: &Identity,
@@ -345,6 +347,7 @@ impl Authority {
                 }
                 _ => q.requester = Some(identity.name.clone()),
             }
+            q.requester_source = Some(identity.source.clone());
         }
         self.store.certs(&q).await.map_err(|e| {
             tracing::warn!(error = %e.report(), "store read failed");

@@ -73,6 +73,7 @@ valid_principals = ["{{claims.login}}"]
 fn request(principals: Option<&[&str]>) -> Request {
     Request {
         requester: Some("mallory".into()),
+        requester_source: None,
         cert_type: None,
         principals: principals.map(|p| p.iter().map(|s| s.to_string()).collect()),
         critical_options: None,
@@ -106,6 +107,7 @@ async fn issues_only_once_recorded_and_draws_again_on_a_taken_serial() {
     // The requester is the identity's, whatever the request said.
     assert_eq!(issued.certificate.key_id(), "ci");
     assert_eq!(issued.row.requester, "ci");
+    assert_eq!(issued.row.requester_source.as_deref(), Some("token"));
     assert_eq!(issued.certificate.principals(), ["alice".to_string()]);
     let stored = a
         .store()
@@ -143,6 +145,7 @@ async fn issues_only_once_recorded_and_draws_again_on_a_taken_serial() {
     };
     let who = RecordAs {
         requester: "ci",
+        requester_source: "token",
         policy: "ci",
         now,
         request_id: "r2",
@@ -212,7 +215,14 @@ async fn refusals_have_their_kind() {
         .await
         .unwrap_err();
     assert_eq!(kind, RefusalKind::Forbidden);
-    assert!(msg.contains("`bob`"), "{msg}");
+    assert!(msg.contains("`token:bob`"), "{msg}");
+    // The same name from an OIDC issuer is another identity: a bare
+    // requester pattern never matches it.
+    let (kind, msg) = ask("ci", Identity::new("oidc:corp", "ci"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(kind, RefusalKind::Forbidden);
+    assert!(msg.contains("`oidc:corp:ci`"), "{msg}");
     // The policy admits OIDC identities of `corp` only.
     let (kind, msg) = ask("sso", Identity::new("token", "alice"), None)
         .await

@@ -221,6 +221,42 @@ fn print_env(socket: &std::path::Path, pid: u32) {
     );
 }
 
+/// The agent's socket: a connection from another user (neither ours nor
+/// root, by `SO_PEERCRED` / `getpeereid`) is closed unanswered, as OpenSSH's
+/// ssh-agent does, whatever the socket's permissions.
+#[derive(Debug)]
+struct OwnerOnly {
+    listener: tokio::net::UnixListener,
+    uid: u32,
+}
+
+#[async_trait::async_trait]
+impl ssh_agent_lib::agent::ListeningSocket for OwnerOnly {
+    type Stream = tokio::net::UnixStream;
+
+    async fn accept(&mut self) -> std::io::Result<Self::Stream> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            match stream.peer_cred() {
+                Ok(c) if c.uid() == self.uid || c.uid() == 0 => return Ok(stream),
+                Ok(c) => eprintln!(
+                    "sshca agent: refused a connection from uid {} (the agent is uid {})",
+                    c.uid(),
+                    self.uid
+                ),
+                Err(e) => eprintln!("sshca agent: refused a connection without credentials: {e}"),
+            }
+        }
+    }
+}
+
+/// A session per connection that the owner check let through.
+impl ssh_agent_lib::agent::Agent<OwnerOnly> for Agent {
+    fn new_session(&mut self, _socket: &tokio::net::UnixStream) -> impl Session {
+        self.clone()
+    }
+}
+
 /// `sshca agent`.
 pub async fn run(a: AgentArgs) -> Result<()> {
     let mut made_dir = None;
@@ -300,8 +336,15 @@ pub async fn run(a: AgentArgs) -> Result<()> {
         return Ok(());
     }
     let keys = open_keys(&a).await?;
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .map_err(|e| Error::io("cannot listen on", &socket, &e))?;
+    // The socket is created 0600 (no window in which another user could
+    // connect), as OpenSSH's ssh-agent does.
+    let old = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(&socket);
+    rustix::process::umask(old);
+    let listener = OwnerOnly {
+        listener: bound.map_err(|e| Error::io("cannot listen on", &socket, &e))?,
+        uid: rustix::process::getuid().as_raw(),
+    };
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| Error::io("cannot set permissions of", &socket, &e))?;
     print_env(&socket, std::process::id());

@@ -152,9 +152,16 @@ pub enum KrlCmd {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
         /// CA public keys (one per line, e.g. `sshca pubkey --all`): the
-        /// signature must be by one of them.
-        #[arg(long)]
+        /// signature must be by one of them, and the KRL may revoke
+        /// certificates of these keys only. Required unless
+        /// --insecure-no-verify.
+        #[arg(long, required_unless_present = "insecure_no_verify")]
         verify_with: Option<PathBuf>,
+        /// Install the KRL without checking its signature or whose
+        /// certificates it revokes (whoever answers at --server decides
+        /// what sshd refuses).
+        #[arg(long, conflicts_with = "verify_with")]
+        insecure_no_verify: bool,
         /// PEM certificates to trust for the service (default: the
         /// system's).
         #[arg(long)]
@@ -180,6 +187,7 @@ pub async fn run(cmd: KrlCmd, #[allow(unused)] config: &Path) -> Result<ExitCode
             ca,
             output,
             verify_with,
+            insecure_no_verify: _,
             server_ca,
         } => fetch(
             &server,
@@ -399,7 +407,7 @@ async fn fetch(
                 continue;
             }
         }
-        return install(output, &krl, &sig);
+        return install(output, &krl, &sig, trusted.as_deref());
     }
     Err(last_err.unwrap_or_else(|| invalid("the KRL did not verify")))
 }
@@ -480,26 +488,69 @@ fn verify(krl: &[u8], sig: &[u8], keys: &[sshca::core::KeyData]) -> Result<()> {
 }
 
 #[cfg(feature = "client")]
-fn install(output: &Path, krl: &[u8], sig: &[u8]) -> Result<()> {
+/// Whether `path`'s KRL and its `.sig` verify under `keys`: only then is
+/// its version a floor for the next fetch (a file a rogue answer wrote, or
+/// that someone put there, is no reason to refuse a genuine KRL).
+fn verified_version(path: &Path, keys: &[sshca::core::KeyData]) -> Option<u64> {
+    let krl = std::fs::read(path).ok()?;
+    let sig = std::fs::read(sig_path(path)).ok()?;
+    verify(&krl, &sig, keys).ok()?;
+    Krl::decode(&krl).ok().map(|k| k.version)
+}
+
+#[cfg(feature = "client")]
+fn install(
+    output: &Path,
+    krl: &[u8],
+    sig: &[u8],
+    trusted: Option<&[sshca::core::KeyData]>,
+) -> Result<()> {
     let new = decode(Path::new("the fetched KRL"), krl)?;
-    if let Ok(old_bytes) = std::fs::read(output) {
-        if let Ok(old) = Krl::decode(&old_bytes) {
-            if new.version < old.version {
-                return Err(invalid(format!(
-                    "the fetched KRL (version {}) is older than {} (version {}): kept the old one",
-                    new.version,
-                    output.display(),
-                    old.version
-                )));
+    if let Some(keys) = trusted {
+        // A KRL signed by one of our CAs, but revoking for another (or for
+        // every CA: a wildcard section), is not ours to install.
+        for section in &new.certs {
+            match &section.ca_key {
+                Some(k) if keys.contains(k) => {}
+                Some(k) => {
+                    return Err(invalid(format!(
+                        "the fetched KRL revokes certificates of CA key {}, which is not in \
+                         --verify-with: kept {}",
+                        sshca::fingerprint(k),
+                        output.display()
+                    )))
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "the fetched KRL has a wildcard section (certificates of any CA): kept {}",
+                        output.display()
+                    )))
+                }
             }
-            if new.version == old.version && old_bytes == krl {
-                println!(
-                    "{}: KRL version {} unchanged",
-                    output.display(),
-                    new.version
-                );
-                return Ok(());
-            }
+        }
+    }
+    let floor = match trusted {
+        Some(keys) => verified_version(output, keys),
+        None => std::fs::read(output)
+            .ok()
+            .and_then(|b| Krl::decode(&b).ok())
+            .map(|k| k.version),
+    };
+    if let Some(old) = floor {
+        if new.version < old {
+            return Err(invalid(format!(
+                "the fetched KRL (version {}) is older than {} (version {old}): kept the old one",
+                new.version,
+                output.display(),
+            )));
+        }
+        if new.version == old && std::fs::read(output).is_ok_and(|b| b == krl) {
+            println!(
+                "{}: KRL version {} unchanged",
+                output.display(),
+                new.version
+            );
+            return Ok(());
         }
     }
     crate::files::write_atomic(&sig_path(output), sig)?;

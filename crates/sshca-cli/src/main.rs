@@ -183,6 +183,17 @@ fn main() -> ExitCode {
     let serving = false;
     if !serving {
         builder.worker_threads(2);
+        // Warnings (a PIN file others can read, a store file others can
+        // read) on stderr; `sshca serve` sets up its own logging.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("SSHCA_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .with_target(false)
+            .with_ansi(false)
+            .try_init();
     }
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,

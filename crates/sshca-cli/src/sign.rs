@@ -104,6 +104,7 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
         let identity = Identity::local(a.requester.clone().or_else(|| std::env::var("USER").ok()));
         let req = Request {
             requester: None,
+            requester_source: None,
             cert_type: a.host.then_some(CertType::Host),
             principals,
             critical_options: (!crit.is_empty()).then_some(crit),

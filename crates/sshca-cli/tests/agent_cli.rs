@@ -497,3 +497,49 @@ fn confirm_decides_each_signature() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_socket_is_private_and_other_users_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let key = keygen(dir, "k", "ed25519", None);
+    let agent = start_agent(dir, &["--key".into(), format!("file:{}", key.display())]);
+    let mode = std::fs::metadata(&agent.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let listed = with_agent(Command::new("ssh-add").arg("-L"), &agent);
+    assert!(listed.status.success());
+    let uid = String::from_utf8(run(Command::new("id").arg("-u")).stdout).unwrap();
+    if uid.trim() != "0" {
+        // Connecting as another user needs root (CI runs as root).
+        eprintln!("not root: the peer check is exercised by the root run");
+        return;
+    }
+    // Even with the socket opened to everyone, another user's connection
+    // is closed unanswered (SO_PEERCRED), as OpenSSH's ssh-agent does.
+    let open_dir = |p: &Path| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    };
+    open_dir(dir);
+    open_dir(agent.socket.parent().unwrap());
+    std::fs::set_permissions(&agent.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let other = Command::new("runuser")
+        .args(["-u", "nobody", "--", "ssh-add", "-L"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(
+        !other.status.success(),
+        "another user read the keys: {}",
+        String::from_utf8_lossy(&other.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&other.stdout).contains("ssh-ed25519"));
+    // The owner still is.
+    assert!(with_agent(Command::new("ssh-add").arg("-L"), &agent)
+        .status
+        .success());
+}

@@ -158,6 +158,7 @@ key = "ekm:v0/spaces/ssh/keys/ca?connection=hsm"
 [policy.ops]
 ca = "hsm"
 valid_principals = ["alice"]
+allow_key_id = true
 
 [ekm_connection.hsm]
 crypto_space_path = "v0/spaces/ssh"

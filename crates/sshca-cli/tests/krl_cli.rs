@@ -384,16 +384,106 @@ fn krl_fetch_follows_the_service() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--verify-with"));
     assert_eq!(std::fs::read(&krl).unwrap(), before);
     std::fs::write(dir.join("bundle.pub"), &bundle).unwrap();
-    let newer = dir.join("newer.krl");
+
+    // A forged KRL left in place with a huge version (a rogue endpoint, an
+    // earlier unverified fetch) pins nothing: its signature does not
+    // verify, so the genuine KRL replaces it.
+    let forged = dir.join("forged.krl");
     run(Command::new("ssh-keygen")
         .args(["-k", "-z", "18446744073709551000", "-f"])
-        .arg(&newer)
+        .arg(&forged)
         .arg("/dev/null"));
+    std::fs::copy(&forged, &krl).unwrap();
+    let out = fetch(&krl);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(keygen_says_revoked(&krl, &cert));
+
+    // A genuine newer KRL in place (signed by the CA): the service's older
+    // one is refused and the files are left alone.
+    let newer = dir.join("newer.krl");
+    let built = run(sshca_in(&s.config)
+        .args(["krl", "build", "--ca", "users", "-o"])
+        .arg(&newer));
+    assert!(built.status.success());
     std::fs::copy(&newer, &krl).unwrap();
+    std::fs::copy(
+        newer.with_extension("krl.sig"),
+        krl.with_extension("krl.sig"),
+    )
+    .unwrap();
     let out = fetch(&krl);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("older"));
     assert_eq!(std::fs::read(&krl).unwrap(), std::fs::read(&newer).unwrap());
+
+    // --verify-with is required unless verification is refused outright.
+    let out = sshca()
+        .args(["krl", "fetch", "--server", &svc.url, "--ca", "users", "-o"])
+        .arg(dir.join("unverified.krl"))
+        .arg("--server-ca")
+        .arg(&s.pki.tls_ca)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--verify-with"));
+    assert!(!dir.join("unverified.krl").exists());
+    let out = sshca()
+        .args([
+            "krl",
+            "fetch",
+            "--insecure-no-verify",
+            "--server",
+            &svc.url,
+            "--ca",
+            "users",
+            "-o",
+        ])
+        .arg(dir.join("unverified.krl"))
+        .arg("--server-ca")
+        .arg(&s.pki.tls_ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A KRL signed by a trusted key that also revokes for a key that is not
+    // trusted (here the CA's `next` key, left out of the bundle): refused.
+    let next_ca = keygen(dir, "next_ca", "ed25519", None);
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    let with_next = dir.join("with-next.toml");
+    std::fs::write(
+        &with_next,
+        text.replace(
+            "[ca.users]\n",
+            &format!("[ca.users]\nnext = [\"file:{}\"]\n", next_ca.display()),
+        ),
+    )
+    .unwrap();
+    let svc2 = Service::start(dir, &with_next);
+    let out = sshca()
+        .args(["krl", "fetch", "--server", &svc2.url, "--ca", "users", "-o"])
+        .arg(dir.join("foreign.krl"))
+        .arg("--server-ca")
+        .arg(&s.pki.tls_ca)
+        .arg("--verify-with")
+        .arg(dir.join("bundle.pub"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not in --verify-with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.join("foreign.krl").exists());
+    drop(svc2);
 
     // The audit table says who revoked what and why.
     let audit = run(sshca_in(&s.config).args(["audit", "--json"]));

@@ -201,7 +201,7 @@ algorithms = ["ES256", "RS256"]
 [policy.deploy]
 ca = "users"
 auth = ["oidc:ci"]
-requesters = ["acme/*"]
+requesters = ["oidc:ci:acme/*"]
 valid_principals = ["{{claims.login}}", "g-{{claims.groups}}"]
 key_id = "{{identity}}@{{claims.ref}}"
 ttl = "10m"
@@ -423,6 +423,37 @@ valid_principals = ["deploy"]
         .await;
         assert_eq!(st, 403);
 
+        // Anyone can mint a CI token naming a repository of their choice:
+        // an OIDC identity named like a token (`admin`, `ci`) is another
+        // identity. It is no admin (lists only its own certificates, may
+        // not revoke) and not a requester of a policy that names the
+        // token (`ci`, no `auth`).
+        let named = |name: &str| {
+            let name = name.to_owned();
+            mint(&ci_rsa, &claims(&move |c| c["repository"] = json!(name)))
+        };
+        let evil_admin = named("admin");
+        let r = c
+            .get(format!("{}/v1/certs", svc.url))
+            .bearer_auth(&evil_admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let listed: Value = r.json().await.unwrap();
+        assert_eq!(listed["certs"], json!([]), "{listed}");
+        let r = c
+            .post(format!("{}/v1/revoke", svc.url))
+            .bearer_auth(&evil_admin)
+            .json(&json!({"ca": "users", "serial": "1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        let (st, v) = sign_with(&c, &svc, "ci", &named("ci"), &key).await;
+        assert_eq!(st, 403, "{v}");
+        assert!(message(&v).contains("oidc:ci:ci"), "{v}");
+
         // The JWKS URL: fetched at start, fetched again for a new kid.
         let person = |k: &SigningKey| {
             let t = now();
@@ -514,13 +545,16 @@ valid_principals = ["deploy"]
     );
 
     // Exactly the certificates answered 200 are in the store; each refusal
-    // is audited with its reason code; no token reached the log.
+    // is counted with its reason code, refusals before authentication
+    // audited at most once a minute (not once each); no token reached the
+    // log.
     assert_eq!(store_rows(&s.config, &[]).len(), issued);
     let audit = run(sshca()
         .arg("--config")
         .arg(&s.config)
         .args(["audit", "--json", "--limit", "1000"]));
     let audit: Vec<Value> = serde_json::from_slice(&audit.stdout).unwrap();
+    let (_, metrics) = rt.block_on(get(&c, &svc, "/metrics", None));
     for code in [
         "token_expired",
         "token_audience",
@@ -530,12 +564,12 @@ valid_principals = ["deploy"]
         "token_unknown_key",
     ] {
         assert!(
-            audit
-                .iter()
-                .any(|e| e["status"] == 401 && e["code"] == code),
-            "{code}: {audit:?}"
+            metrics.contains(&format!("sshca_unauthenticated_total{{code=\"{code}\"}}")),
+            "{code}: {metrics}"
         );
     }
+    let unauthenticated = audit.iter().filter(|e| e["status"] == 401).count();
+    assert!((1..=3).contains(&unauthenticated), "{audit:?}");
     assert!(audit.iter().any(|e| e["status"] == 403
         && e["auth_source"] == "oidc:ci"
         && e["identity"] == "acme/web"));

@@ -186,7 +186,7 @@ fn signing_under_a_policy() {
         ),
         (
             vec!["--requester", "mallory"],
-            "requester `mallory` is not allowed",
+            "requester `local:mallory` is not allowed",
         ),
         (
             vec!["--requester", "ci-7", "-O", "permit-X11-forwarding"],

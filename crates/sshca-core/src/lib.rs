@@ -18,6 +18,7 @@ pub mod convert;
 mod error;
 pub mod fuzzing;
 pub mod krl;
+pub mod matcher;
 pub mod options;
 pub mod policy;
 pub mod spki;

@@ -32,6 +32,7 @@ use std::fmt;
 use ssh_key::public::KeyData;
 
 use crate::cert::{CertOptions, CertTemplate, CertType, OptionValue};
+use crate::matcher::IdentityMatcher;
 use crate::template::{self, Claims, Use};
 use crate::validity::Validity;
 use crate::{Error, Result};
@@ -166,8 +167,12 @@ pub struct Policy {
     /// `{serial}`, `{fingerprint}`, `{time}`, `{identity}` (the requester)
     /// and `{claims.NAME}` (a list claim joined with `,`).
     pub key_id: Option<String>,
-    /// Patterns a requester identity must match (`None`: anyone).
-    pub requesters: Option<Vec<Glob>>,
+    /// Matchers a requester identity must match (`None`: anyone): its
+    /// source and name ([`crate::matcher`]).
+    pub requesters: Option<Vec<IdentityMatcher>>,
+    /// Whether a request may name the key id (without a `key_id` template);
+    /// otherwise it is `{requester}-{serial}`.
+    pub allow_key_id: bool,
     /// Subject key types allowed (`None`: all), e.g. `ssh-ed25519`.
     pub allowed_key_types: Option<Vec<String>>,
     /// Smallest RSA subject key, bits.
@@ -205,6 +210,7 @@ impl Policy {
             backdate: 300,
             key_id: None,
             requesters: None,
+            allow_key_id: false,
             allowed_key_types: None,
             min_rsa_bits: 2048,
             on_disallowed: OnDisallowed::Reject,
@@ -234,8 +240,7 @@ impl Policy {
             ),
         ] {
             for p in list {
-                crate::text::check_printable("principal", p)
-                    .map_err(|e| bad(field, e.to_string()))?;
+                crate::text::check_name("principal", p).map_err(|e| bad(field, e.to_string()))?;
                 if p.contains(['{', '}']) {
                     template::check(p).map_err(|m| bad(field, m))?;
                 }
@@ -279,7 +284,7 @@ impl Policy {
         ] {
             if let Some(allowed) = allowed {
                 for name in defaults.keys() {
-                    if !allowed.contains(name) {
+                    if !allowed.iter().any(|n| n == "*" || n == name) {
                         return Err(bad(field, format!("`{name}` is not in the allowed list")));
                     }
                 }
@@ -407,7 +412,7 @@ impl Policy {
             printable("requester", r)?;
         }
         for p in req.principals.iter().flatten() {
-            printable("principal", p)?;
+            crate::text::check_name("principal", p).map_err(|e| refuse(e.to_string()))?;
         }
         if let Some(k) = &req.key_id {
             printable("key_id", k)?;
@@ -428,12 +433,16 @@ impl Policy {
                 "serial 0 is never issued under a policy (a KRL cannot revoke it)".into(),
             ));
         }
-        // Requester.
-        if let Some(globs) = &self.requesters {
+        // Requester: its source and name.
+        if let Some(matchers) = &self.requesters {
+            let source = req.requester_source.as_deref().unwrap_or("local");
             match &req.requester {
                 None => return Err(refuse("a requester identity is required".into())),
-                Some(r) if !globs.iter().any(|g| g.matches(r)) => {
-                    return Err(refuse(format!("requester `{r}` is not allowed")))
+                Some(r) if !matchers.iter().any(|m| m.matches(source, r)) => {
+                    return Err(refuse(format!(
+                        "requester `{}` is not allowed",
+                        crate::matcher::qualified(source, r)
+                    )))
                 }
                 Some(_) => {}
             }
@@ -600,7 +609,20 @@ impl Policy {
                 }
                 id
             }
-            None => req.key_id.clone().unwrap_or_default(),
+            None => match &req.key_id {
+                Some(k) if self.allow_key_id => k.clone(),
+                Some(k) => {
+                    return Err(refuse(format!(
+                        "a requested key id (`{}`) is not allowed: the key id is \
+                         `{{requester}}-{{serial}}` (set allow_key_id = true, or a key_id template)",
+                        crate::text::escape(k)
+                    )))
+                }
+                None => format!(
+                    "{}-{serial}",
+                    req.requester.as_deref().unwrap_or(&self.name)
+                ),
+            },
         };
         printable("key_id", &key_id)?;
         let mut t = CertTemplate::new(self.cert_type, key_id);
@@ -627,16 +649,60 @@ impl Policy {
         } else {
             "critical_options"
         };
+        // An empty map asks for nothing in particular: the defaults, as an
+        // absent one (a requester cannot shed a default restriction such as
+        // `source-address` or `force-command` by sending `{}`).
+        let requested = requested.filter(|r| !r.is_empty());
+        // Without an allowed list, only the names of the defaults may be
+        // asked for; `*` in the list allows any name.
+        let may_ask = |name: &String| match allowed {
+            Some(a) => a.iter().any(|n| n == "*" || n == name),
+            None => defaults.contains_key(name),
+        };
         let mut out = match requested {
             Some(r) => {
                 let mut kept = CertOptions::new();
                 for (name, value) in r {
-                    if allowed.is_none_or(|a| a.contains(name)) || forced.contains_key(name) {
+                    // Without an allowed list a default critical option is
+                    // a restriction the requester may repeat, not loosen:
+                    // `source-address` stays the policy's.
+                    let loosened = kind != "extension"
+                        && allowed.is_none()
+                        && defaults.get(name).is_some_and(|d| d != value);
+                    if loosened {
+                        if self.on_disallowed == OnDisallowed::Reject {
+                            return Err(Error::Template(format!(
+                                "policy `{}`: {kind} `{name}` may only have the policy's default \
+                                 value (set allowed_critical_options to let requests choose it)",
+                                self.name
+                            )));
+                        }
+                        changes.push(Change::new(
+                            field,
+                            format!("`{name}`: the policy's default kept"),
+                        ));
+                        if let Some(d) = defaults.get(name) {
+                            kept.insert(name.clone(), d.clone());
+                        }
+                    } else if may_ask(name) || forced.contains_key(name) {
                         kept.insert(name.clone(), value.clone());
                     } else if self.on_disallowed == OnDisallowed::Reject {
+                        let names: Vec<&String> = match allowed {
+                            Some(a) => a.iter().collect(),
+                            None => defaults.keys().collect(),
+                        };
                         return Err(Error::Template(format!(
-                            "policy `{}`: {kind} `{name}` is not allowed",
-                            self.name
+                            "policy `{}`: {kind} `{name}` is not allowed (allowed: {})",
+                            self.name,
+                            if names.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                names
+                                    .iter()
+                                    .map(|n| n.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            }
                         )));
                     } else {
                         changes.push(Change::new(
@@ -654,6 +720,20 @@ impl Policy {
                 defaults.clone()
             }
         };
+        if kind != "extension" && allowed.is_none() {
+            // Nor can leaving a default restriction out shed it.
+            for (name, value) in defaults {
+                if !out.contains_key(name) {
+                    if requested.is_some() {
+                        changes.push(Change::new(
+                            field,
+                            format!("`{name}`: the policy's default kept"),
+                        ));
+                    }
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+        }
         for (name, value) in forced {
             if out.get(name) != Some(value) {
                 if requested.is_some_and(|r| r.contains_key(name)) {
@@ -736,8 +816,11 @@ fn render_key_id(
 /// A certificate request: what a caller asks for. `None` means "not asked".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Request {
-    /// Who asks (matched against `requesters`).
+    /// Who asks (matched against `requesters`; `{requester}` renders it).
     pub requester: Option<String>,
+    /// Where the requester's credential comes from (`token`,
+    /// `client-cert`, `oidc:ISSUER`, `local`; `None`: `local`).
+    pub requester_source: Option<String>,
     /// Certificate type asked for.
     pub cert_type: Option<CertType>,
     /// Principals asked for.
@@ -811,6 +894,7 @@ mod template_tests {
     fn req(claims: &[(&str, Claim)]) -> Request {
         Request {
             requester: Some("alice@example.com".into()),
+            requester_source: None,
             claims: claims
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))

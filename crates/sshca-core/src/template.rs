@@ -198,7 +198,7 @@ fn check_value(name: &str, v: &str, usage: Use) -> std::result::Result<(), Strin
     if v.is_empty() && usage == Use::Principal {
         return Err(format!("claim `{name}` holds an empty value"));
     }
-    crate::text::check_printable(&format!("claim `{name}`"), v).map_err(|e| e.to_string())?;
+    crate::text::check_name(&format!("claim `{name}`"), v).map_err(|e| e.to_string())?;
     if usage == Use::Principal {
         if let Some(c) = v
             .chars()

@@ -26,6 +26,7 @@ fn user_policy() -> Policy {
 fn req(principals: &[&str]) -> Request {
     Request {
         requester: Some("alice".into()),
+        requester_source: None,
         principals: Some(principals.iter().map(|s| s.to_string()).collect()),
         ..Default::default()
     }
@@ -171,4 +172,149 @@ fn control_characters_are_refused_by_field() {
         .unwrap_err()
         .to_string()
         .contains("valid_principals"));
+}
+
+/// A policy whose defaults restrict: a forced command and a source address
+/// by default, `permit-pty` by default; no allowed lists, no key id.
+fn restricted() -> Policy {
+    use sshca_core::{CertOptions, OptionValue};
+    let mut p = user_policy();
+    let mut crit = CertOptions::new();
+    crit.insert(
+        "force-command".into(),
+        OptionValue::Text("/usr/bin/true".into()),
+    );
+    crit.insert(
+        "source-address".into(),
+        OptionValue::Text("10.0.0.0/8".into()),
+    );
+    p.default_critical_options = crit;
+    let mut ext = CertOptions::new();
+    ext.insert("permit-pty".into(), OptionValue::Flag);
+    p.default_extensions = ext;
+    p
+}
+
+#[test]
+fn an_empty_options_map_is_the_defaults() {
+    use sshca_core::CertOptions;
+    let p = restricted();
+    let mut r = req(&["alice"]);
+    r.critical_options = Some(CertOptions::new());
+    r.extensions = Some(CertOptions::new());
+    let (t, _) = p.merge(&r, &subject(), NOW, 99).unwrap();
+    assert!(t.critical_options.contains_key("force-command"));
+    assert!(t.critical_options.contains_key("source-address"));
+    assert!(t.extensions.contains_key("permit-pty"));
+}
+
+#[test]
+fn without_allowed_lists_only_the_default_names_may_be_asked_for() {
+    use sshca_core::{CertOptions, OptionValue};
+    let p = restricted();
+    // The FIDO touch requirement cannot be dropped by asking for it.
+    let mut r = req(&["alice"]);
+    let mut ext = CertOptions::new();
+    ext.insert("no-touch-required".into(), OptionValue::Flag);
+    r.extensions = Some(ext);
+    let e = refused(&p, &r);
+    assert!(
+        e.contains("extension `no-touch-required` is not allowed (allowed: permit-pty)"),
+        "{e}"
+    );
+    // A default restriction cannot be loosened: `source-address` stays the
+    // policy's (repeating it is fine).
+    let mut r = req(&["alice"]);
+    let mut crit = CertOptions::new();
+    crit.insert(
+        "source-address".into(),
+        OptionValue::Text("0.0.0.0/0".into()),
+    );
+    r.critical_options = Some(crit);
+    let e = refused(&p, &r);
+    assert!(
+        e.contains("`source-address` may only have the policy's default"),
+        "{e}"
+    );
+    let mut crit = CertOptions::new();
+    crit.insert(
+        "source-address".into(),
+        OptionValue::Text("10.0.0.0/8".into()),
+    );
+    r.critical_options = Some(crit);
+    let (t, _) = p.merge(&r, &subject(), NOW, 99).unwrap();
+    assert_eq!(
+        t.critical_options.get("source-address"),
+        Some(&OptionValue::Text("10.0.0.0/8".into()))
+    );
+    // Asking for one default does not shed the others.
+    assert!(t.critical_options.contains_key("force-command"));
+    // Nor swapped for another option.
+    let mut r = req(&["alice"]);
+    let mut crit = CertOptions::new();
+    crit.insert("verify-required".into(), OptionValue::Flag);
+    r.critical_options = Some(crit);
+    let e = refused(&p, &r);
+    assert!(
+        e.contains("critical option `verify-required` is not allowed"),
+        "{e}"
+    );
+    // `*` allows any name again.
+    let mut any = p.clone();
+    any.allowed_extensions = Some(vec!["*".into()]);
+    let mut r = req(&["alice"]);
+    let mut ext = CertOptions::new();
+    ext.insert("permit-agent-forwarding".into(), OptionValue::Flag);
+    r.extensions = Some(ext);
+    let (t, _) = any.merge(&r, &subject(), NOW, 99).unwrap();
+    assert!(t.extensions.contains_key("permit-agent-forwarding"));
+}
+
+#[test]
+fn the_key_id_is_the_policys_unless_it_allows_one() {
+    let p = restricted();
+    let (t, _) = p.merge(&req(&["alice"]), &subject(), NOW, 4242).unwrap();
+    assert_eq!(t.key_id, "alice-4242");
+    let mut r = req(&["alice"]);
+    r.key_id = Some("ops-admin@corp".into());
+    let e = refused(&p, &r);
+    assert!(
+        e.contains("requested key id (`ops-admin@corp`) is not allowed"),
+        "{e}"
+    );
+    let mut allowing = p.clone();
+    allowing.allow_key_id = true;
+    let (t, _) = allowing.merge(&r, &subject(), NOW, 4242).unwrap();
+    assert_eq!(t.key_id, "ops-admin@corp");
+    // Without a requester: the policy's name.
+    let mut anon = req(&["alice"]);
+    anon.requester = None;
+    let (t, _) = p.merge(&anon, &subject(), NOW, 7).unwrap();
+    assert_eq!(t.key_id, "dev-7");
+}
+
+#[test]
+fn requesters_are_matched_with_their_source() {
+    use sshca_core::matcher::IdentityMatcher;
+    let mut p = user_policy();
+    p.requesters = Some(vec![IdentityMatcher::parse("ci-*").unwrap()]);
+    let mut r = req(&["alice"]);
+    r.requester = Some("ci-evil/x".into());
+    r.requester_source = Some("oidc:github".into());
+    let e = refused(&p, &r);
+    assert!(
+        e.contains("requester `oidc:github:ci-evil/x` is not allowed"),
+        "{e}"
+    );
+    r.requester_source = Some("token".into());
+    assert!(p.merge(&r, &subject(), NOW, 99).is_ok());
+}
+
+#[test]
+fn names_refuse_whitespace_and_format_characters() {
+    let p = user_policy();
+    for bad in ["ali ce", "alice\u{202e}", "al\u{200b}ice"] {
+        let e = refused(&p, &req(&[bad]));
+        assert!(e.contains("principal"), "{bad:?}: {e}");
+    }
 }

@@ -75,6 +75,7 @@ prop_compose! {
     ) -> Request {
         Request {
             requester: Some("ci-1".into()),
+            requester_source: None,
             cert_type: None,
             principals: principals.map(|v| v.iter().map(|s| s.to_string()).collect()),
             critical_options: crit_cmd.map(|c| {
@@ -178,7 +179,9 @@ fn table_of_fields() {
         Glob::new("deploy-*").unwrap(),
     ]);
     p.key_id = Some("{requester}:{policy}:{principals}:{serial}".into());
-    p.requesters = Some(vec![Glob::new("ci-*").unwrap()]);
+    p.requesters = Some(vec![
+        sshca_core::matcher::IdentityMatcher::parse("ci-*").unwrap()
+    ]);
     p.critical_options.insert(
         "force-command".into(),
         OptionValue::Text("/usr/bin/true".into()),
@@ -186,6 +189,7 @@ fn table_of_fields() {
     // defaults
     let r = Request {
         requester: Some("ci-7".into()),
+        requester_source: None,
         ..Default::default()
     };
     let (t, changes) = p.merge(&r, &s, NOW, 42).unwrap();
@@ -202,6 +206,7 @@ fn table_of_fields() {
         .merge(
             &Request {
                 requester: Some("mallory".into()),
+                requester_source: None,
                 ..Default::default()
             },
             &s,
@@ -209,12 +214,15 @@ fn table_of_fields() {
             1,
         )
         .unwrap_err();
-    assert!(e.to_string().contains("requester `mallory` is not allowed"));
+    assert!(e
+        .to_string()
+        .contains("requester `local:mallory` is not allowed"));
     let e = p.merge(&Request::default(), &s, NOW, 1).unwrap_err();
     assert!(e.to_string().contains("requester identity is required"));
     // type
     let r = Request {
         requester: Some("ci-1".into()),
+        requester_source: None,
         cert_type: Some(CertType::Host),
         ..Default::default()
     };
@@ -226,6 +234,7 @@ fn table_of_fields() {
     // ttl > max_ttl rejected, clamped under drop
     let r = Request {
         requester: Some("ci-1".into()),
+        requester_source: None,
         validity: Some(Validity {
             valid_after: NOW,
             valid_before: NOW + 10 * 86_400,
@@ -247,6 +256,7 @@ fn table_of_fields() {
     pk.allowed_key_types = Some(vec!["ecdsa-sha2-nistp256".into()]);
     let r = Request {
         requester: Some("ci-1".into()),
+        requester_source: None,
         ..Default::default()
     };
     assert!(pk

@@ -282,8 +282,13 @@ impl Pkcs11Uri {
             None => Ok(None),
             Some(PinFrom::Value(v)) => Ok(Some(AuthPin::from(v.expose().to_owned()))),
             Some(PinFrom::File(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| Error::io("cannot read the PIN file (pin-source)", path, &e))?;
+                warn_if_shared(path);
+                // The file's text (the PIN and whatever follows it) is
+                // zeroized when dropped, as the PIN is after the login.
+                let text =
+                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                        Error::io("cannot read the PIN file (pin-source)", path, &e)
+                    })?);
                 let pin = text.lines().next().unwrap_or("").trim_end_matches('\r');
                 if pin.is_empty() {
                     return Err(bad(
@@ -295,6 +300,26 @@ impl Pkcs11Uri {
             }
         }
     }
+}
+
+/// Warns when a PIN file is readable or writable by its group or others.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            let mode = m.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the PIN file (pin-source) is readable or writable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// %-escapes what RFC 7512 does not allow bare in a path value.

@@ -21,7 +21,35 @@ pub(crate) struct App {
     pub tokens: Tokens,
     pub oidc: crate::oidc::Issuers,
     pub metrics: Arc<Metrics>,
+    /// Requests per qualified identity.
     pub limiter: Option<RateLimiter>,
+    /// Failed authentications per client address.
+    pub unauthenticated: Option<RateLimiter>,
+    /// Unauthenticated refusals audited: one row per address per minute.
+    pub audit_sample: AuditSample,
+}
+
+/// At most one audit row per client address per minute for refusals made
+/// before authentication (the rest are counted in `/metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct AuditSample(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl AuditSample {
+    /// Whether a refusal from `client` at `now` gets an audit row.
+    pub fn allow(&self, client: &str, now: u64) -> bool {
+        let minute = now / 60;
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() > 100_000 {
+            seen.retain(|_, m| *m == minute);
+        }
+        match seen.insert(client.to_owned(), minute) {
+            Some(m) => m != minute,
+            None => true,
+        }
+    }
 }
 
 /// What the TLS layer learnt about a connection.
@@ -29,4 +57,6 @@ pub(crate) struct App {
 pub(crate) struct Peer {
     /// The identity of a verified client certificate.
     pub client_cert: Option<String>,
+    /// The TCP peer.
+    pub addr: Option<std::net::SocketAddr>,
 }

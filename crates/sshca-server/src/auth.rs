@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use x509_cert::der::Decode;
 
 use sshca_authority::Identity;
@@ -15,9 +15,22 @@ use crate::app::{App, Peer};
 use crate::context::Ctx;
 use crate::error::ApiError;
 
+/// The longest credential header read (8 KiB).
+const MAX_CREDENTIAL: usize = 8 * 1024;
+
 /// The bearer token of a request, if it carries one: `Authorization:
 /// Bearer`, or (`vault`: on the Vault-compatible paths) `X-Vault-Token`.
 pub(crate) fn bearer(headers: &HeaderMap, vault: bool) -> Result<Option<&str>, ApiError> {
+    // A credential is never this long; one that is is not read at all.
+    for name in [header::AUTHORIZATION.as_str(), "x-vault-token"] {
+        if headers.get(name).is_some_and(|v| v.len() > MAX_CREDENTIAL) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_malformed",
+                format!("the {name} header is over {} KiB", MAX_CREDENTIAL / 1024),
+            ));
+        }
+    }
     let Some(v) = headers.get(header::AUTHORIZATION) else {
         let Some(v) = headers.get("x-vault-token").filter(|_| vault) else {
             return Ok(None);
@@ -132,13 +145,46 @@ pub(crate) struct Auth(pub Identity);
 /// token and a refusal is in Vault's shape.
 pub(crate) struct VaultAuth(pub Identity);
 
+/// Authenticates, within the client address's budget of failures: an
+/// address that spent it gets 429 without its credential being read.
 async fn authenticate(parts: &Parts, app: &Arc<App>, vault: bool) -> Result<Identity, ApiError> {
     let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
-    let identity = identify(app, &parts.headers, &peer, vault).await?;
-    if let Some(ctx) = parts.extensions.get::<Ctx>() {
-        ctx.set_identity(&identity);
+    let ctx = parts.extensions.get::<Ctx>();
+    let client = peer.addr.map(|a| {
+        crate::client::bucket(crate::client::client_ip(
+            a.ip(),
+            &parts.headers,
+            &app.settings.trusted_proxies,
+        ))
+    });
+    if let (Some(c), Some(ctx)) = (&client, ctx) {
+        ctx.set_client(c);
     }
-    Ok(identity)
+    let limited = client.as_deref().zip(app.unauthenticated.as_ref());
+    if let Some((c, limiter)) = limited {
+        limiter.peek(c).map_err(|wait| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed authentications from this address",
+            )
+            .retry(wait)
+        })?;
+    }
+    match identify(app, &parts.headers, &peer, vault).await {
+        Ok(identity) => {
+            if let Some(ctx) = ctx {
+                ctx.set_identity(&identity);
+            }
+            Ok(identity)
+        }
+        Err(e) => {
+            if let Some((c, limiter)) = limited {
+                let _ = limiter.check(c);
+            }
+            Err(e)
+        }
+    }
 }
 
 impl FromRequestParts<Arc<App>> for Auth {

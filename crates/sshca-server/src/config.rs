@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sshca::config::{cfg_err, duration, globs, Config};
+use sshca::config::{cfg_err, check_matcher_issuers, duration, matchers, Config};
 use sshca::signer::Result;
 
 /// The `[server]` table: how `sshca serve` listens and where it keeps its
@@ -29,7 +29,10 @@ pub struct ServerConfig {
     pub store: Option<String>,
     /// Where the service keeps its files.
     pub data_dir: Option<PathBuf>,
-    /// Identity globs allowed to list every certificate.
+    /// Identities allowed to list every certificate and to revoke:
+    /// matchers with their source (`token:NAME`, `client-cert:NAME`,
+    /// `oidc:ISSUER:VALUE`; a bare glob matches tokens and client
+    /// certificates only).
     pub admins: Option<Vec<String>>,
     /// Largest request body in bytes (default 65536).
     pub max_body: Option<u64>,
@@ -49,6 +52,18 @@ pub struct ServerConfig {
     /// The CA whose key `/v1/<vault_mount>/public_key` returns (default:
     /// the only CA the policies use).
     pub vault_ca: Option<String>,
+    /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` headers name the
+    /// client's address (load balancers, reverse proxies); from any other
+    /// peer those headers are ignored.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Requests that fail authentication, per client address (IPv6 per
+    /// /64), before further requests from it get 429 without their
+    /// credential being read: `N/sec`, `N/min`, `N/hour` (default
+    /// `60/min`), or `off`.
+    pub unauthenticated_limit: Option<String>,
+    /// Who may read `/metrics`: `public` (default), `admins` (an admin's
+    /// credential), or `off` (404).
+    pub metrics: Option<String>,
 }
 
 /// An `[oidc.NAME]` table: JWTs from an OpenID Connect issuer accepted as
@@ -140,7 +155,9 @@ impl ServiceConfig {
                     )
                 })?;
             }
-            globs(server.admins.as_ref(), "admins")
+            let admins = matchers(server.admins.as_ref(), "admins")
+                .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
+            check_matcher_issuers(admins.as_deref().unwrap_or_default(), "admins", &cfg.oidc)
                 .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
             for (field, v) in [
                 ("request_timeout", &server.request_timeout),
@@ -148,6 +165,36 @@ impl ServiceConfig {
             ] {
                 duration(v.as_ref(), field)
                     .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
+            }
+            if let Some(m) = &server.metrics {
+                if !["public", "admins", "off"].contains(&m.as_str()) {
+                    return Err(cfg_err(
+                        &cfg.path,
+                        format_args!(
+                            "[server]: field `metrics`: `{m}` is not `public`, `admins` or `off`"
+                        ),
+                    ));
+                }
+            }
+            for p in server.trusted_proxies.iter().flatten() {
+                parse_cidr(p).map_err(|m| {
+                    cfg_err(
+                        &cfg.path,
+                        format_args!("[server]: field `trusted_proxies`: {m}"),
+                    )
+                })?;
+            }
+            if let Some(r) = server
+                .unauthenticated_limit
+                .as_deref()
+                .filter(|r| *r != "off")
+            {
+                parse_rate(r).map_err(|m| {
+                    cfg_err(
+                        &cfg.path,
+                        format_args!("[server]: field `unauthenticated_limit`: {m}"),
+                    )
+                })?;
             }
             if let Some(r) = &server.rate_limit {
                 parse_rate(r).map_err(|m| {
@@ -294,6 +341,13 @@ fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Resul
     Ok(())
 }
 
+/// A network, `ADDRESS/PREFIX`, or one address (`/32`, `/128`).
+pub fn parse_cidr(text: &str) -> std::result::Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("`{text}` is not an address or a CIDR network"))
+}
+
 /// A rate, `N/sec`, `N/min` or `N/hour` (`s`, `m`, `h` also accepted): the
 /// number of events and the period in seconds.
 pub fn parse_rate(text: &str) -> std::result::Result<(u32, u64), String> {
@@ -373,6 +427,9 @@ mod tests {
                 "unknown source `oidc:nope`",
             ),
             ("[server]\nvault_mount = \"ca\"\n", "own paths"),
+            ("[server]\nmetrics = \"private\"\n", "field `metrics`"),
+            ("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "trusted_proxies"),
+            ("[server]\nunauthenticated_limit = \"lots\"\n", "unauthenticated_limit"),
             ("[server]\nvault_mount = \"a/b\"\n", "one path segment"),
             (
                 "[ca.a]\nkey = \"file:/a\"\n[ca.b]\nkey = \"file:/b\"\n[policy.p]\nca = \"a\"\n[policy.q]\nca = \"b\"\n[server]\nvault_mount = \"ssh\"\n",

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::MethodRouter;
+use sshca::core::text::cap;
 use sshca_authority::{unix_now, Identity};
 use sshca_store::AuditEvent;
 
@@ -25,6 +26,8 @@ struct Facts {
     /// A configured policy's name (never what the client typed otherwise).
     policy: Option<String>,
     serial: Option<u64>,
+    /// The client's address (its rate-limit key).
+    client: Option<String>,
 }
 
 /// One request's context, shared by the layer, the extractors and the
@@ -56,6 +59,11 @@ impl Ctx {
     /// The configured policy the request is for.
     pub fn set_policy(&self, policy: &str) {
         self.facts().policy = Some(policy.to_owned());
+    }
+
+    /// The client's address.
+    pub fn set_client(&self, client: &str) {
+        self.facts().client = Some(client.to_owned());
     }
 
     /// The serial of the certificate issued.
@@ -108,17 +116,17 @@ async fn track(app: Arc<App>, route: &'static str, mut req: Request, next: Next)
         app.metrics.request(policy, code);
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
-    let (identity, source) = facts
-        .identity
-        .as_ref()
-        .map(|i| (i.name.as_str(), i.source.as_str()))
-        .unwrap_or(("-", "-"));
+    // Whatever a client sent that is stored or logged is capped.
+    let reason = cap(&reason).into_owned();
+    let identity = facts.identity.as_ref().map(|i| cap(&i.name).into_owned());
+    let source = facts.identity.as_ref().map(|i| i.source.as_str());
     tracing::info!(
         target: "sshca::request",
         request_id = %ctx.id(),
         route,
-        identity,
-        source,
+        identity = identity.as_deref().unwrap_or("-"),
+        source = source.unwrap_or("-"),
+        client = facts.client.as_deref().unwrap_or("-"),
         policy,
         status = status.as_u16(),
         outcome = code,
@@ -126,12 +134,25 @@ async fn track(app: Arc<App>, route: &'static str, mut req: Request, next: Next)
         duration_ms = format!("{ms:.2}"),
         reason = %reason,
     );
-    if status.is_client_error() || status.is_server_error() {
+    let refused = status.is_client_error() || status.is_server_error();
+    // Refused before an identity was established: counted, and audited at
+    // most once per address and minute (a flood of wrong tokens writes
+    // nothing but a counter).
+    let unauthenticated = refused && facts.identity.is_none() && (status == 401 || status == 429);
+    if unauthenticated {
+        app.metrics.unauthenticated(code);
+    }
+    let audited = refused
+        && (!unauthenticated
+            || app
+                .audit_sample
+                .allow(facts.client.as_deref().unwrap_or("-"), unix_now()));
+    if audited {
         let event = AuditEvent {
             at: unix_now(),
             request_id: ctx.id().to_owned(),
-            identity: facts.identity.as_ref().map(|i| i.name.clone()),
-            auth_source: facts.identity.as_ref().map(|i| i.source.clone()),
+            identity,
+            auth_source: source.map(str::to_owned),
             policy: facts.policy.clone(),
             status: status.as_u16(),
             code: code.to_owned(),

@@ -20,6 +20,7 @@ use tower_service::Service;
 
 mod app;
 mod auth;
+mod client;
 pub mod config;
 mod context;
 pub mod dev;
@@ -93,6 +94,20 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
     .await?;
     let cas = sshca_authority::open_cas(&config).await?;
     let oidc = oidc::Issuers::new(&service.oidc).await?;
+    for (name, ca) in &config.cas {
+        let pinned = ca.pin.is_some()
+            || sshca::signer::KeyUri::parse(&ca.key).is_ok_and(|u| u.option("pin").is_some());
+        if ca.key.starts_with("wrapped:") && !pinned {
+            tracing::warn!(
+                ca = %name,
+                "a wrapped: CA key without `pin`: a swapped file would sign under another key; \
+                 set pin = \"SHA256:...\" (sshca pubkey prints it)"
+            );
+        }
+    }
+    for (policy, what) in config.changed_defaults() {
+        tracing::warn!(policy = %policy, "policy defaults changed: {what}");
+    }
     if cas.is_empty() {
         tracing::warn!("no policy is configured: every sign request will get 404");
     }
@@ -125,6 +140,10 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         limiter: settings
             .rate_limit
             .map(|(n, secs)| limit::RateLimiter::new(n, secs)),
+        unauthenticated: settings
+            .unauthenticated_limit
+            .map(|(n, secs)| limit::RateLimiter::new(n, secs)),
+        audit_sample: Default::default(),
         metrics,
         authority,
         service,
@@ -150,7 +169,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         .take()
         .unwrap_or_else(|| Box::pin(shutdown_signal()));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -182,6 +201,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .and_then(|c| auth::cert_identity(c)),
+                addr: Some(addr),
             };
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {

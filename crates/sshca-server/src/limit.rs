@@ -1,5 +1,5 @@
-//! Per-identity rate limit: a token bucket per identity, refilled at the
-//! configured rate.
+//! Rate limits: a token bucket per key (a qualified identity, or a client
+//! address before authentication), refilled at the configured rate.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +23,25 @@ impl RateLimiter {
             burst: f64::from(count),
             per_sec: f64::from(count) / period_secs.max(1) as f64,
             buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key` has a token left, without taking it; `Err(seconds to
+    /// wait)` when empty.
+    pub fn peek(&self, key: &str) -> Result<(), u64> {
+        let buckets = match self.buckets.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let Some((tokens, at)) = buckets.get(key) else {
+            return Ok(());
+        };
+        let tokens = (tokens + Instant::now().duration_since(*at).as_secs_f64() * self.per_sec)
+            .min(self.burst);
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(((1.0 - tokens) / self.per_sec).ceil() as u64)
         }
     }
 
@@ -67,5 +86,13 @@ mod tests {
         let wait = l.check("a").unwrap_err();
         assert!((1..=20).contains(&wait), "{wait}");
         assert!(l.check("b").is_ok());
+        assert!(l.peek("a").is_err());
+        assert!(l.peek("b").is_ok() && l.peek("c").is_ok());
+        // Peeking takes nothing.
+        for _ in 0..10 {
+            assert!(l.peek("b").is_ok());
+        }
+        assert!(l.check("b").is_ok() && l.check("b").is_ok());
+        assert!(l.peek("b").is_err());
     }
 }

@@ -13,6 +13,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     ca: String,
     outcome: String,
@@ -26,6 +31,7 @@ pub(crate) struct Metrics {
     sign_seconds: Histogram,
     backend_calls: Family<BackendLabels, Counter>,
     store_write_seconds: Histogram,
+    unauthenticated: Family<CodeLabels, Counter>,
 }
 
 impl Metrics {
@@ -55,12 +61,19 @@ impl Metrics {
             "Time to commit a certificate row, in seconds",
             store_write_seconds.clone(),
         );
+        let unauthenticated = Family::<CodeLabels, Counter>::default();
+        registry.register(
+            "unauthenticated",
+            "Requests refused before an identity was established, by code",
+            unauthenticated.clone(),
+        );
         Self {
             registry,
             requests,
             sign_seconds,
             backend_calls,
             store_write_seconds,
+            unauthenticated,
         }
     }
 
@@ -90,6 +103,16 @@ impl Metrics {
 
     pub fn store_write(&self, seconds: f64) {
         self.store_write_seconds.observe(seconds);
+    }
+
+    /// A request refused before authentication; `code` is one of the
+    /// service's own codes (bounded).
+    pub fn unauthenticated(&self, code: &str) {
+        self.unauthenticated
+            .get_or_create(&CodeLabels {
+                code: code.to_owned(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

@@ -475,6 +475,15 @@ impl Issuer {
         };
         sshca::core::text::check_printable("identity", &name)
             .map_err(|e| refused("token_claims", e.to_string()))?;
+        if name.len() > sshca::core::text::CAP {
+            return Err(refused(
+                "token_claims",
+                format!(
+                    "the `{c}` claim is over {} bytes (an identity is a name)",
+                    sshca::core::text::CAP
+                ),
+            ));
+        }
         Ok(Identity {
             source: self.source.clone(),
             name,

@@ -7,9 +7,10 @@ use std::time::Duration;
 use sshca::config::Config;
 
 use crate::config::{parse_rate, ServiceConfig};
-use sshca::core::policy::Glob;
+use sshca::core::matcher::IdentityMatcher;
 use sshca::core::validity::parse_ttl;
 use sshca::signer::{Error, ErrorKind, Result};
+use sshca_authority::Identity;
 
 /// Where and how the service runs.
 #[derive(Debug, Clone)]
@@ -25,11 +26,15 @@ pub struct Settings {
     /// Store URL.
     pub store: String,
     /// Identity globs allowed to list every certificate.
-    pub admins: Vec<Glob>,
+    pub admins: Vec<IdentityMatcher>,
     /// Largest request body.
     pub max_body: usize,
     /// Requests per identity: (count, period in seconds).
     pub rate_limit: Option<(u32, u64)>,
+    /// Proxies whose forwarding headers are read.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed authentications per client address: (count, period).
+    pub unauthenticated_limit: Option<(u32, u64)>,
     /// Longest wait for a signature (backend plus queue).
     pub request_timeout: Duration,
     /// Most backend signatures in flight.
@@ -91,14 +96,9 @@ impl Settings {
             tls_key,
             client_ca: s.client_ca.clone(),
             store,
-            admins: s
-                .admins
-                .iter()
-                .flatten()
-                .map(|g| {
-                    Glob::new(g).map_err(|e| invalid(cfg, format_args!("field `admins`: {e}")))
-                })
-                .collect::<Result<_>>()?,
+            admins: sshca::config::matchers(s.admins.as_ref(), "admins")
+                .map_err(|e| invalid(cfg, e))?
+                .unwrap_or_default(),
             max_body: usize::try_from(s.max_body.unwrap_or(64 * 1024))
                 .map_err(|_| invalid(cfg, "field `max_body`: too large"))?,
             rate_limit: s
@@ -107,6 +107,22 @@ impl Settings {
                 .map(parse_rate)
                 .transpose()
                 .map_err(|e| invalid(cfg, format_args!("field `rate_limit`: {e}")))?,
+            trusted_proxies: s
+                .trusted_proxies
+                .iter()
+                .flatten()
+                .map(|p| {
+                    crate::config::parse_cidr(p)
+                        .map_err(|e| invalid(cfg, format_args!("field `trusted_proxies`: {e}")))
+                })
+                .collect::<Result<_>>()?,
+            unauthenticated_limit: match s.unauthenticated_limit.as_deref() {
+                Some("off") => None,
+                Some(r) => Some(parse_rate(r).map_err(|e| {
+                    invalid(cfg, format_args!("field `unauthenticated_limit`: {e}"))
+                })?),
+                None => Some((60, 60)),
+            },
             request_timeout: duration(&s.request_timeout, "request_timeout", 30)?,
             max_concurrent_signs: s.max_concurrent_signs.unwrap_or(64).max(1),
             store_timeout: duration(&s.store_timeout, "store_timeout", 5)?,
@@ -115,7 +131,7 @@ impl Settings {
     }
 
     /// Whether `identity` may list every certificate.
-    pub fn is_admin(&self, identity: &str) -> bool {
-        self.admins.iter().any(|g| g.matches(identity))
+    pub fn is_admin(&self, identity: &Identity) -> bool {
+        identity.matches_any(&self.admins)
     }
 }

@@ -64,3 +64,37 @@ async fn health_and_metrics() {
         "a client-chosen name reached the metrics"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_for_admins_or_nobody() {
+    let s = setup("metrics = \"admins\"", "");
+    let svc = Service::start(&s.config).await;
+    let c = s.client(None);
+    assert_eq!(get(&c, &svc, "/metrics", None).await.0, 401);
+    assert_eq!(get(&c, &svc, "/metrics", Some(&s.ci)).await.0, 403);
+    let (st, m) = get(&c, &svc, "/metrics", Some(&s.admin)).await;
+    assert_eq!(st, 200);
+    assert!(m.contains("sshca_sign_duration_seconds"), "{m}");
+    svc.stop().await;
+
+    let s = setup("metrics = \"off\"", "");
+    let svc = Service::start(&s.config).await;
+    let c = s.client(None);
+    assert_eq!(get(&c, &svc, "/metrics", Some(&s.admin)).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_unavailable_without_the_store_error() {
+    let pg = sshca_testkit::pg::PgCluster::start();
+    let url = pg.database("sshca");
+    let s = setup(&format!("store = \"{url}\""), "");
+    let svc = Service::start(&s.config).await;
+    let c = s.client(None);
+    assert_eq!(get(&c, &svc, "/healthz", None).await.0, 200);
+    // The database stops: 503, and nothing of the store's error (host,
+    // port, user, the driver's words) reaches whoever asks.
+    pg.stop();
+    let (st, v) = get_json(&c, &svc, "/healthz", None).await;
+    assert_eq!(st, 503);
+    assert_eq!(v, json!({"status": "unavailable", "store": "unavailable"}));
+}

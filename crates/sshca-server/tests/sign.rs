@@ -119,7 +119,7 @@ async fn identities_and_every_status_code() {
     // 403: an identity the policy does not name (token and CN).
     let (st, v, _) = sign(&c, &svc, "ci", Some(&s.other), &json!({"public_key": key})).await;
     assert_eq!((st, code(&v)), (403, "forbidden"), "{v}");
-    assert!(message(&v).contains("`other`"), "{v}");
+    assert!(message(&v).contains("`token:other`"), "{v}");
     let cn = s.client(Some("cn-only.pem"));
     let (st, v, _) = sign(&cn, &svc, "ci", None, &json!({"public_key": key})).await;
     assert_eq!(st, 403, "{v}");
@@ -233,7 +233,7 @@ async fn identities_and_every_status_code() {
     assert!(rows
         .iter()
         .any(|r| r.requester == "deploy.example.com" && r.principals == ["deploy"]));
-    let audit = store.audit_events(1000).await.unwrap();
+    let audit = audit_rows(&s, |rows| rows.iter().any(|e| e.status == 503)).await;
     let find = |status: u16, c: &str| audit.iter().any(|e| e.status == status && e.code == c);
     assert!(
         find(401, "unauthenticated") && find(403, "forbidden") && find(413, "payload_too_large"),
@@ -313,4 +313,80 @@ async fn rate_limit_answers_429_with_retry_after() {
     // Another identity has its own bucket.
     let (st, _, _) = sign(&c, &svc, "ci", Some(&s.admin), &json!({"public_key": key})).await;
     assert_eq!(st, 200);
+}
+
+/// Where a policy is silent, a requester cannot shed its default
+/// restrictions, pick the key id, or ask for more than its defaults; on
+/// the native and the Vault-compatible path alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_defaults_where_a_policy_is_silent() {
+    let s = setup(
+        "vault_mount = \"ssh\"",
+        r#"[policy.locked]
+ca = "users"
+requesters = ["ci"]
+allowed_valid_principals = ["deploy"]
+default_valid_principals = ["deploy"]
+default_critical_options = { "force-command" = "/usr/bin/true", "source-address" = "10.0.0.0/8" }
+default_extensions = { "permit-pty" = "" }
+"#,
+    );
+    let svc = Service::start(&s.config).await;
+    let c = s.client(None);
+    let key = s.pubkey("id_a");
+    // `{}` is the defaults, as no field is.
+    let (st, v, _) = sign(
+        &c,
+        &svc,
+        "locked",
+        Some(&s.ci),
+        &json!({"public_key": key, "critical_options": {}, "extensions": {}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let cert = sshca_core::Certificate::from_openssh(v["certificate"].as_str().unwrap()).unwrap();
+    let crit: Vec<&String> = cert.critical_options().keys().collect();
+    assert_eq!(crit, ["force-command", "source-address"]);
+    assert_eq!(cert.extensions().keys().collect::<Vec<_>>(), ["permit-pty"]);
+    assert_eq!(cert.key_id(), format!("ci-{}", cert.serial()));
+    for (body, needle) in [
+        (
+            json!({"public_key": key, "key_id": "ops-admin@corp"}),
+            "key id",
+        ),
+        (
+            json!({"public_key": key, "extensions": {"no-touch-required": "", "permit-pty": ""}}),
+            "no-touch-required",
+        ),
+        (
+            json!({"public_key": key, "critical_options": {"source-address": "0.0.0.0/0"}}),
+            "source-address",
+        ),
+    ] {
+        let (st, v, _) = sign(&c, &svc, "locked", Some(&s.ci), &body).await;
+        assert_eq!((st, code(&v)), (422, "policy_refused"), "{body}: {v}");
+        assert!(message(&v).contains(needle), "{body}: {v}");
+    }
+    // The Vault path: the same policy decides.
+    let r = c
+        .post(format!("{}/v1/ssh/sign/locked", svc.url))
+        .header("x-vault-token", &s.ci)
+        .json(&json!({"public_key": key, "critical_options": {}, "key_id": "ops-admin@corp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let r = c
+        .post(format!("{}/v1/ssh/sign/locked", svc.url))
+        .header("x-vault-token", &s.ci)
+        .json(&json!({"public_key": key, "critical_options": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = r.json().await.unwrap();
+    let cert =
+        sshca_core::Certificate::from_openssh(v["data"]["signed_key"].as_str().unwrap().trim())
+            .unwrap();
+    assert!(cert.critical_options().contains_key("source-address"));
 }

@@ -20,6 +20,7 @@ pub fn cert(serial: u64, requester: &str) -> IssuedCert {
         valid_before: u64::MAX,
         subject_fingerprint: "SHA256:subject".into(),
         requester: requester.into(),
+        requester_source: Some("token".into()),
         policy: "dev".into(),
         issued_at: 10,
         certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
@@ -132,6 +133,41 @@ async fn records_queries_and_refuses_a_second_serial(store: &dyn Store) {
     assert_eq!(got.len(), 1);
     // Newest first.
     assert_eq!(got[0].ca_fingerprint, "SHA256:other-ca");
+
+    // The same name from another source is another identity; rows from
+    // before sources were kept belong to tokens and client certificates.
+    let oidc = IssuedCert {
+        requester_source: Some("oidc:github".into()),
+        ..cert(9001, "ci")
+    };
+    let old = IssuedCert {
+        requester_source: None,
+        ..cert(9002, "ci")
+    };
+    for c in [&oidc, &old] {
+        assert_eq!(store.record(c).await.unwrap(), Recorded::Stored);
+    }
+    let mine = |source: &'static str| async move {
+        let mut got: Vec<u64> = store
+            .certs(&CertQuery {
+                requester: Some("ci".into()),
+                requester_source: Some(source.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.serial)
+            .collect();
+        got.sort_unstable();
+        got
+    };
+    assert_eq!(mine("token").await, [7, 9002]);
+    assert_eq!(mine("client-cert").await, [9002]);
+    assert_eq!(mine("oidc:github").await, [9001]);
+    assert!(mine("oidc:corp").await.is_empty());
+    let got = store.certs(&q(|q| q.serial = Some(9001))).await.unwrap();
+    assert_eq!(got, vec![oidc]);
 }
 
 async fn one_serial_twice_at_once_is_stored_once(store: Arc<dyn Store>) {

@@ -48,8 +48,12 @@ pub struct IssuedCert {
     pub valid_before: u64,
     /// SHA256 fingerprint of the certified public key.
     pub subject_fingerprint: String,
-    /// Identity of whoever asked for it.
+    /// Identity of whoever asked for it (the name, without its source).
     pub requester: String,
+    /// Where the requester's credential came from (`token`, `client-cert`,
+    /// `oidc:ISSUER`, `local`); `None` for rows recorded before sources
+    /// were kept (a token or a client certificate).
+    pub requester_source: Option<String>,
     /// Policy it was issued under.
     pub policy: String,
     /// When it was issued (unix seconds).
@@ -144,8 +148,12 @@ pub struct CertQuery {
     pub key_id: Option<String>,
     /// Only certificates naming this principal.
     pub principal: Option<String>,
-    /// Only certificates asked for by this identity.
+    /// Only certificates asked for by this identity (its name).
     pub requester: Option<String>,
+    /// Only certificates asked for with a credential of this source; a
+    /// `token` or `client-cert` source also matches rows recorded before
+    /// sources were kept.
+    pub requester_source: Option<String>,
     /// At most this many rows, newest first (0 means [`CertQuery::DEFAULT_LIMIT`]).
     pub limit: u32,
 }

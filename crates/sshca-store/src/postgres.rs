@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::writer::{BatchSink, Job, Writer};
@@ -85,7 +85,10 @@ impl PgStore {
                 format!("store: not a PostgreSQL URL: {}", redact(&e.to_string())),
             )
         })?;
-        let connect = connect.disable_statement_logging();
+        let mut connect = connect.disable_statement_logging();
+        if default_verify_full(url, connect.get_host()) {
+            connect = connect.ssl_mode(PgSslMode::VerifyFull);
+        }
         let shown = shown(&connect);
         let open_error = |e| unavailable(&format!("cannot connect to {shown}"), e);
         let readers = PgPoolOptions::new()
@@ -113,6 +116,29 @@ impl PgStore {
     }
 }
 
+/// Whether a URL without `sslmode` (and no `PGSSLMODE`) should get
+/// `verify-full`: a server that is not on this machine is reached over TLS,
+/// its certificate checked against `sslrootcert` (or the system's roots)
+/// and its name; libpq's default (`prefer`) would fall back to plain text
+/// and accept any certificate. Loopback and Unix sockets keep the default.
+fn default_verify_full(url: &str, host: &str) -> bool {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let named = query
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some("sslmode"));
+    if named || std::env::var_os("PGSSLMODE").is_some() {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let local = host.is_empty()
+        || host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !local
+}
+
 /// Error text from URL parsing may quote the URL: drop anything that looks
 /// like `user:password@`.
 fn redact(text: &str) -> String {
@@ -130,6 +156,74 @@ mod tests {
     use crate::conformance::cert;
     use crate::Store;
     use sshca_testkit::pg::PgCluster;
+
+    #[test]
+    fn remote_servers_default_to_verify_full() {
+        for (url, host, want) in [
+            ("postgres://u@db.example.com/sshca", "db.example.com", true),
+            ("postgres://u@10.0.0.5:5432/sshca", "10.0.0.5", true),
+            (
+                "postgres://u@db.example.com/sshca?sslmode=require",
+                "db.example.com",
+                false,
+            ),
+            (
+                "postgres://u@db.example.com/sshca?connect_timeout=5&sslmode=disable",
+                "db.example.com",
+                false,
+            ),
+            ("postgres://u@127.0.0.1:5432/sshca", "127.0.0.1", false),
+            ("postgres://u@[::1]:5432/sshca", "[::1]", false),
+            ("postgres://u@localhost/sshca", "localhost", false),
+            (
+                "postgres://u@%2Frun%2Fpostgresql/sshca",
+                "/run/postgresql",
+                false,
+            ),
+        ] {
+            if std::env::var_os("PGSSLMODE").is_none() {
+                assert_eq!(default_verify_full(url, host), want, "{url}");
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn tls_with_verify_full_and_sslrootcert() {
+        let d = tempfile::tempdir().unwrap();
+        let tls_ca = sshca_testkit::tls::pki(d.path());
+        let pg = PgCluster::start_tls(&d.path().join("tls.pem"), &d.path().join("tls.key"));
+        let plain = pg.database("tls");
+        let base = plain.trim_end_matches("?sslmode=disable");
+        // verify-full against the server's CA: a TLS session, rows recorded.
+        let url = format!(
+            "{base}?sslmode=verify-full&sslrootcert={}",
+            tls_ca.display()
+        );
+        let store = PgStore::open(&url, &StoreOptions::default()).await.unwrap();
+        store.record(&cert(1, "ci")).await.unwrap();
+        let ssl: bool =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&store.readers)
+                .await
+                .unwrap();
+        assert!(ssl, "the connection is not encrypted");
+        // Another CA: refused, naming the database.
+        let other = tempfile::tempdir().unwrap();
+        let rogue = sshca_testkit::tls::pki(other.path());
+        let url = format!("{base}?sslmode=verify-full&sslrootcert={}", rogue.display());
+        let opts = StoreOptions {
+            write_timeout: std::time::Duration::from_secs(3),
+            ..Default::default()
+        };
+        let Err(e) = PgStore::open(&url, &opts).await else {
+            panic!("a server certificate from another CA was accepted");
+        };
+        assert!(
+            e.to_string()
+                .contains("cannot connect to postgres://sshca@127.0.0.1"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn passwords_are_not_shown() {

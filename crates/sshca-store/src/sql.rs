@@ -48,12 +48,12 @@ macro_rules! sql_for {
             sqlx::query($begin).execute(&mut *c).await.map_err(write)?;
             // (CA, serial) of the rows that went in.
             let mut inserted = std::collections::HashSet::new();
-            // 12 bound values per row: well under either database's limit.
+            // 13 bound values per row: well under either database's limit.
             for (chunk, principals) in certs.chunks(1000).zip(principals.chunks(1000)) {
                 let mut b: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO certs (ca_fingerprint, serial, key_id, cert_type, principals, \
-                     valid_after, valid_before, subject_fingerprint, requester, policy, \
-                     issued_at, certificate) ",
+                     valid_after, valid_before, subject_fingerprint, requester, \
+                     requester_source, policy, issued_at, certificate) ",
                 );
                 b.push_values(
                     chunk.iter().zip(principals),
@@ -67,6 +67,7 @@ macro_rules! sql_for {
                             .push_bind(to_db(cert.valid_before))
                             .push_bind(cert.subject_fingerprint.clone())
                             .push_bind(cert.requester.clone())
+                            .push_bind(cert.requester_source.clone())
                             .push_bind(cert.policy.clone())
                             .push_bind(to_db(cert.issued_at))
                             .push_bind(cert.certificate.clone());
@@ -140,6 +141,7 @@ macro_rules! sql_for {
                     valid_before: from_db(r.try_get("valid_before")?),
                     subject_fingerprint: r.try_get("subject_fingerprint")?,
                     requester: r.try_get("requester")?,
+                    requester_source: r.try_get("requester_source")?,
                     policy: r.try_get("policy")?,
                     issued_at: from_db(r.try_get("issued_at")?),
                     certificate: r.try_get("certificate")?,
@@ -200,6 +202,13 @@ macro_rules! sql_for {
             }
             if let Some(v) = &q.requester {
                 b.push(" AND requester = ").push_bind(v.clone());
+            }
+            if let Some(v) = &q.requester_source {
+                b.push(" AND (requester_source = ").push_bind(v.clone());
+                if v == "token" || v == "client-cert" {
+                    b.push(" OR requester_source IS NULL");
+                }
+                b.push(")");
             }
             if let Some(v) = &q.principal {
                 b.push($pre).push_bind(v.clone()).push($post);

@@ -87,6 +87,7 @@ impl SqliteStore {
                 ));
             }
         }
+        protect(path)?;
         let open_error = |e| unavailable(&format!("cannot open sqlite:{shown}"), e);
         let connect = SqliteConnectOptions::from_str("sqlite:")
             .map_err(|e| unavailable("cannot configure SQLite", e))?
@@ -122,12 +123,68 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file 0600 when it is missing (SQLite gives its WAL
+/// and shared-memory files the database file's permissions), and warns
+/// when an existing one is readable or writable by others: it holds every
+/// certificate issued, who asked for it, and the audit.
+fn protect(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let file = format!("{}{suffix}", path.display());
+                    if let Ok(m) = std::fs::metadata(&file) {
+                        let mode = m.permissions().mode() & 0o777;
+                        if mode & 0o077 != 0 {
+                            tracing::warn!(
+                                file = %file,
+                                mode = format!("{mode:o}"),
+                                "the store's file is readable or writable by other users; \
+                                 chmod 600 it"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(e) => return Err(Error::io("cannot create the store", path, &e)),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 crate::sql::impl_store!(SqliteStore);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conformance::{cert, event};
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("sshca.db");
+        let store = SqliteStore::open(&path, &StoreOptions::default())
+            .await
+            .unwrap();
+        crate::Store::record(&store, &cert(1, "ci")).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}: {mode:o}");
+        }
+    }
     use crate::Store;
 
     #[tokio::test(flavor = "multi_thread")]

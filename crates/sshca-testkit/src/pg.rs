@@ -15,6 +15,8 @@ pub struct PgCluster {
     /// The OS user that owns and runs it (`None` when the tests are not root).
     run_as: Option<String>,
     durable: bool,
+    /// Server certificate and key files (PEM) in the data directory: TLS on.
+    tls: bool,
 }
 
 /// The directory holding initdb and pg_ctl: on PATH, else Debian's
@@ -92,16 +94,23 @@ impl PgCluster {
     /// initdb, then start, with `fsync=off` (tests: durability against a
     /// crash of the machine is not what they check).
     pub fn start() -> PgCluster {
-        Self::start_inner(false)
+        Self::start_inner(false, None)
+    }
+
+    /// Like [`PgCluster::start`], with TLS (`ssl = on`) from the certificate
+    /// chain and key in these PEM files; connections without TLS are still
+    /// accepted.
+    pub fn start_tls(cert: &Path, key: &Path) -> PgCluster {
+        Self::start_inner(false, Some((cert, key)))
     }
 
     /// Like [`PgCluster::start`], with PostgreSQL's default durability
     /// (`fsync=on`, `synchronous_commit=on`), for benchmarks.
     pub fn start_durable() -> PgCluster {
-        Self::start_inner(true)
+        Self::start_inner(true, None)
     }
 
-    fn start_inner(durable: bool) -> PgCluster {
+    fn start_inner(durable: bool, tls: Option<(&Path, &Path)>) -> PgCluster {
         let bin = pg_bin();
         let run_as = is_root().then(|| "postgres".to_string());
         let dir = tempfile::Builder::new()
@@ -123,6 +132,7 @@ impl PgCluster {
             port: 0,
             run_as,
             durable,
+            tls: tls.is_some(),
         };
         let out = pg
             .cmd("initdb")
@@ -140,6 +150,22 @@ impl PgCluster {
             .output()
             .unwrap();
         Self::check("initdb", out);
+        if let Some((cert, key)) = tls {
+            // The key must be the server user's and 0600, or it refuses it.
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let dest = pg.data().join(to);
+                std::fs::copy(from, &dest).unwrap();
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some(user) = &pg.run_as {
+                    let out = Command::new("chown")
+                        .args([&format!("{user}:"), &dest.display().to_string()])
+                        .output()
+                        .unwrap();
+                    Self::check("chown", out);
+                }
+            }
+        }
         for _ in 0..5 {
             pg.port = crate::cli::free_port();
             if pg.try_start() {
@@ -150,12 +176,15 @@ impl PgCluster {
     }
 
     fn try_start(&self) -> bool {
-        let opts = format!(
+        let mut opts = format!(
             "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             self.socket_dir().display(),
             self.port,
             if self.durable { "on" } else { "off" }
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         self.cmd("pg_ctl")
             .arg("-D")
             .arg(self.data())

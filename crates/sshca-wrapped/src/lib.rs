@@ -253,9 +253,23 @@ impl std::fmt::Debug for WrappedSigner {
 impl WrappedSigner {
     /// Reads the file (no KMS call).
     pub fn open(uri: KeyUri, keks: Arc<Registry>) -> Result<Self> {
-        uri.check_options(&[])?;
+        uri.check_options(&["kek"])?;
         let path = PathBuf::from(uri.location());
         let file = WrappedFile::load(&path)?;
+        // `kek=URI` says which KEK the file must name: a file swapped for
+        // one sealed under a KEK the attacker controls is refused before
+        // any KMS call.
+        if let Some(want) = uri.option("kek") {
+            if want != file.kek {
+                return Err(invalid(
+                    &path,
+                    format_args!(
+                        "the file is sealed under `{}`, not under `{want}` (kek=)",
+                        file.kek
+                    ),
+                ));
+            }
+        }
         let public = file.public(&path)?;
         let algorithms =
             SigAlg::for_key(&public).map_err(|e| invalid(&path, format_args!("{e}")))?;
@@ -389,6 +403,20 @@ mod tests {
         }
         assert_eq!(unwraps.load(Ordering::SeqCst), 1);
         assert!(!format!("{signer:?}").contains("PRIVATE"));
+
+        // `kek=`: the file must name that KEK.
+        r.open(&format!("wrapped:{}?kek=mem:kek", path.display()))
+            .await
+            .unwrap();
+        let e = r
+            .open(&format!("wrapped:{}?kek=mem:other", path.display()))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("sealed under `mem:kek`, not under `mem:other`"),
+            "{e}"
+        );
 
         // A key id that is not the public key's, an unknown format: named.
         let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -65,6 +65,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sshca_core::matcher::{IdentityMatcher, SourceMatch};
 use sshca_core::policy::{Glob, OnDisallowed, Policy};
 use sshca_core::validity::parse_ttl;
 use sshca_core::{CertOptions, CertType, OptionValue};
@@ -121,6 +122,7 @@ pub struct PolicyConfig {
     pub max_ttl: Option<String>,
     pub max_start: Option<String>,
     pub allow_serial: Option<bool>,
+    pub allow_key_id: Option<bool>,
     pub backdate: Option<String>,
     pub key_id: Option<String>,
     pub requesters: Option<Vec<String>>,
@@ -233,6 +235,53 @@ pub fn globs(
     .transpose()
 }
 
+/// Identity matchers (`token:NAME`, `client-cert:NAME`, `local:NAME`,
+/// `oidc:ISSUER:VALUE`, or a bare glob; see
+/// [`sshca_core::matcher`]); `field` names the list in errors.
+pub fn matchers(
+    v: Option<&Vec<String>>,
+    field: &str,
+) -> std::result::Result<Option<Vec<IdentityMatcher>>, String> {
+    v.map(|list| {
+        list.iter()
+            .map(|m| {
+                IdentityMatcher::parse(m).map_err(|e| {
+                    format!(
+                        "field `{field}`: {}",
+                        e.to_string().trim_start_matches("invalid template: ")
+                    )
+                })
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+/// Checks matchers against the config's OIDC issuers: an `oidc:ISSUER:...`
+/// matcher must name one of them.
+pub fn check_matcher_issuers(
+    list: &[IdentityMatcher],
+    field: &str,
+    oidc: &BTreeMap<String, toml::Value>,
+) -> std::result::Result<(), String> {
+    for m in list {
+        if let Some(issuer) = m.oidc_issuer() {
+            if !oidc.contains_key(issuer) {
+                return Err(format!(
+                    "field `{field}`: `{m}` names issuer `{issuer}`, which no [oidc.NAME] table \
+                     defines (defined: {})",
+                    if oidc.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        oidc.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A duration in ssh-keygen's time syntax (`1h`, `90s`), in seconds;
 /// `field` names it in errors.
 pub fn duration(v: Option<&String>, field: &str) -> std::result::Result<Option<u64>, String> {
@@ -287,7 +336,8 @@ impl PolicyConfig {
             p.backdate = b;
         }
         p.key_id = self.key_id.clone();
-        p.requesters = globs(self.requesters.as_ref(), "requesters")?;
+        p.allow_key_id = self.allow_key_id.unwrap_or(false);
+        p.requesters = matchers(self.requesters.as_ref(), "requesters")?;
         p.allowed_key_types = self.allowed_key_types.clone();
         if let Some(b) = self.min_rsa_bits {
             p.min_rsa_bits = b;
@@ -385,6 +435,30 @@ impl Config {
                     ));
                 }
             }
+            let requesters = policy.requesters.as_deref().unwrap_or_default();
+            check_matcher_issuers(requesters, "requesters", &cfg.oidc)
+                .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
+            // A bare pattern never matches an OIDC identity: under a policy
+            // that admits only OIDC sources it would match nobody, which is
+            // never what was meant.
+            if let Some(auth) = raw
+                .auth
+                .as_ref()
+                .filter(|a| !a.is_empty() && a.iter().all(|s| s.starts_with("oidc:")))
+            {
+                if let Some(bare) = requesters.iter().find(|m| *m.source() == SourceMatch::Bare) {
+                    return Err(cfg_err(
+                        path,
+                        format_args!(
+                            "policy `{name}`: field `requesters`: `{bare}` has no source, so it \
+                             matches tokens, client certificates and local requesters only, but \
+                             `auth` admits {}; write `{}:{bare}`",
+                            auth.join(", "),
+                            auth[0]
+                        ),
+                    ));
+                }
+            }
             cfg.policies.insert(
                 name,
                 PolicyEntry {
@@ -434,6 +508,52 @@ impl Config {
             }
             None => Ok(key.to_string()),
         }
+    }
+
+    /// The policies whose behaviour the safer defaults changed, and how:
+    /// without `allowed_extensions` or `allowed_critical_options` a request
+    /// may carry only the policy's default names; without `key_id` or
+    /// `allow_key_id` the key id is `{requester}-{serial}` and a requested
+    /// one is refused. Setting the field says what is meant and silences
+    /// the warning.
+    pub fn changed_defaults(&self) -> Vec<(String, String)> {
+        let names = |m: &sshca_core::CertOptions| {
+            if m.is_empty() {
+                "none".to_owned()
+            } else {
+                m.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        let mut out = Vec::new();
+        for (name, entry) in &self.policies {
+            let raw = &entry.raw;
+            let mut what = Vec::new();
+            if raw.allowed_extensions.is_none() {
+                what.push(format!(
+                    "requests may ask only for its default extensions ({}; set \
+                     allowed_extensions to allow others)",
+                    names(&entry.policy.default_extensions)
+                ));
+            }
+            if raw.allowed_critical_options.is_none() {
+                what.push(format!(
+                    "its default critical options ({}) stay as written and requests can \
+                     add none (set allowed_critical_options to let them)",
+                    names(&entry.policy.default_critical_options)
+                ));
+            }
+            if raw.key_id.is_none() && raw.allow_key_id.is_none() {
+                what.push(
+                    "the key id is `{requester}-{serial}` and a requested one is refused \
+                     (set allow_key_id = true, or a key_id template)"
+                        .to_owned(),
+                );
+            }
+            if !what.is_empty() {
+                out.push((name.clone(), what.join("; ")));
+            }
+        }
+        out
     }
 
     /// Reads and parses a config file.

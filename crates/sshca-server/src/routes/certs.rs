@@ -55,7 +55,7 @@ async fn certs(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = query_params(raw.as_deref())?;
-    let admin = app.settings.is_admin(&identity.name);
+    let admin = app.settings.is_admin(&identity);
     let rows = app.authority.certs(&identity, admin, q).await?;
     Ok(Json(json!({ "certs": rows })).into_response())
 }
@@ -72,7 +72,7 @@ async fn cert(
         serial: Some(serial),
         ..Default::default()
     };
-    let admin = app.settings.is_admin(&identity.name);
+    let admin = app.settings.is_admin(&identity);
     let rows = app.authority.certs(&identity, admin, q).await?;
     match rows.into_iter().next() {
         Some(row) => Ok(Json(row).into_response()),

@@ -36,10 +36,10 @@ async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if !app.settings.is_admin(&identity.name) {
+    if !app.settings.is_admin(&identity) {
         return Err(ApiError::forbidden(format!(
             "`{}` may not revoke (only admins may)",
-            identity.name
+            identity.qualified()
         )));
     }
     let body = read_body(&app, &headers, body).await?;

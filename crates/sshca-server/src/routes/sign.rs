@@ -49,11 +49,11 @@ pub(super) async fn open<'a>(
     }
     let entry = app.authority.policy(policy, identity)?;
     if let Some(limiter) = &app.limiter {
-        limiter.check(&identity.name).map_err(|wait| {
+        limiter.check(&identity.qualified()).map_err(|wait| {
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                format!("too many requests from `{}`", identity.name),
+                format!("too many requests from `{}`", identity.qualified()),
             )
             .retry(wait)
         })?;
@@ -126,6 +126,7 @@ fn parse_sign_body(bytes: &[u8], now: u64) -> Result<(KeyData, Request), ApiErro
         key,
         Request {
             requester: None,
+            requester_source: None,
             cert_type,
             principals: b.principals,
             critical_options: opts(b.critical_options.as_ref(), "critical_options")?,

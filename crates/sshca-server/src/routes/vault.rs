@@ -189,6 +189,7 @@ fn parse_vault_body(
     };
     let req = Request {
         requester: None,
+        requester_source: None,
         cert_type: parse_cert_type(text("cert_type")?)?,
         principals,
         critical_options: request_options(map("critical_options")?.as_ref(), "critical_options")?,

@@ -308,3 +308,20 @@ pub async fn store(s: &Setup) -> Arc<dyn sshca_store::Store> {
         .await
         .unwrap()
 }
+
+/// The audit rows once `ready` says they are all there (they are written
+/// after the answer, by a task of their own), or after 10 s.
+pub async fn audit_rows(
+    s: &Setup,
+    ready: impl Fn(&[sshca_store::AuditEvent]) -> bool,
+) -> Vec<sshca_store::AuditEvent> {
+    let store = store(s).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let rows = store.audit_events(10_000).await.unwrap();
+        if ready(&rows) || std::time::Instant::now() > deadline {
+            return rows;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
