@@ -252,6 +252,25 @@ impl Emulator {
         aws::create_key(&self.state, spec, usage, "", "us-east-1").map(|k| k.id)
     }
 
+    /// Enables or disables an AWS KMS key, as `EnableKey` and `DisableKey`
+    /// do (a disabled key refuses `GetPublicKey` and `Sign` with
+    /// `DisabledException`).
+    pub fn set_aws_key_enabled(&self, key_id: &str, enabled: bool) -> Result<(), String> {
+        let mut aws = state::write(&self.state.aws);
+        let key = aws
+            .keys
+            .get_mut(key_id)
+            .ok_or_else(|| format!("no AWS key {key_id}"))?;
+        key.state = if enabled {
+            aws::store::AwsKeyState::Enabled
+        } else {
+            aws::store::AwsKeyState::Disabled
+        };
+        drop(aws);
+        self.state.persist();
+        Ok(())
+    }
+
     /// Points the alias `alias/NAME` at an AWS key.
     pub fn create_aws_alias(&self, alias: &str, key_id: &str) -> Result<(), String> {
         if !alias.starts_with("alias/") || alias.starts_with("alias/aws/") {

@@ -7,6 +7,12 @@ use crate::util::*;
 pub fn ci() -> Result<()> {
     run("rustfmt check", cargo().args(["fmt", "--all", "--check"]))?;
     run(
+        "rustfmt check (out-of-tree backend example)",
+        cargo()
+            .args(["fmt", "--check", "--manifest-path"])
+            .arg(crate::util::root().join("examples/out-of-tree-backend/Cargo.toml")),
+    )?;
+    run(
         "clippy",
         cargo().args([
             "clippy",
@@ -39,8 +45,21 @@ pub fn ci() -> Result<()> {
         cargo().args(["check", "--quiet", "-p", "sshca"]),
     )?;
     crate::slim::check()?;
-    let (passed, failed, ignored) =
+    let (mut passed, mut failed, mut ignored) =
         test_counted(cargo().args(["test", "--workspace", "--all-features"]))?;
+    // The out-of-tree backend example: its own workspace, built against
+    // sshca-signer's public API, running the conformance suite.
+    let example = crate::util::root().join("examples/out-of-tree-backend/Cargo.toml");
+    run(
+        "out-of-tree backend example: clippy",
+        cargo()
+            .arg("clippy")
+            .arg("--manifest-path")
+            .arg(&example)
+            .args(["--all-targets", "--", "-D", "warnings"]),
+    )?;
+    let (p, f, i) = test_counted(cargo().arg("test").arg("--manifest-path").arg(&example))?;
+    (passed, failed, ignored) = (passed + p, failed + f, ignored + i);
     run(
         "rustdoc",
         cargo()

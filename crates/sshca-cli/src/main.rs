@@ -5,6 +5,7 @@
 mod agent;
 #[cfg(feature = "store")]
 mod ca;
+mod conformance;
 #[cfg(any(feature = "ekm", feature = "gcp"))]
 mod ekm;
 mod expires;
@@ -78,6 +79,9 @@ enum Cmd {
     #[cfg(any(feature = "ekm", feature = "gcp"))]
     #[command(subcommand)]
     Ekm(ekm::EkmCmd),
+    /// Check a key of any backend before a CA uses it: the conformance
+    /// suite's checks that are safe against a production key.
+    Conformance(conformance::ConformanceArgs),
     /// Print the CA public key line (TrustedUserCAKeys) or known_hosts line.
     Pubkey(pubkey::PubkeyArgs),
     /// Serve keys of any backend over the ssh-agent protocol.
@@ -137,6 +141,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(any(feature = "ekm", feature = "gcp"))]
         Cmd::Ekm(e) => ekm::run(e, &cli.config).await,
         Cmd::Pubkey(a) => pubkey::run(a, &cli.config).await,
+        Cmd::Conformance(a) => conformance::run(a).await,
         #[cfg(feature = "agent")]
         Cmd::Agent(a) => agent::run(a).await.map(|()| ExitCode::SUCCESS),
         Cmd::Sshsig(c) => sshsig::run(c).await.map(|()| ExitCode::SUCCESS),

@@ -76,6 +76,10 @@ fn token_and_agent_ca_keys_sign_certificates_sshd_accepts() {
     // A wrong PIN: a clear error, no certificate.
     let wrong = dir.join("wrong-pin");
     std::fs::write(&wrong, "9999\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let bad_uri = uri.replace(
         &hsm.pin_file.display().to_string(),
         &wrong.display().to_string(),
@@ -90,6 +94,17 @@ fn token_and_agent_ca_keys_sign_certificates_sshd_accepts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the PIN is incorrect"), "{err}");
     assert!(!dir.join("id_refused-cert.pub").exists());
+    // A PIN file others can read gets a warning; a private one none.
+    use std::os::unix::fs::PermissionsExt;
+    let shared = "readable or writable by other users";
+    assert!(err.contains(shared), "{err}");
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = cmd()
+        .args(["sign", "-I", "x", "-n", &me, "--ca", &bad_uri])
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(shared));
 
     // The PIN itself in the URI: refused unless --allow-pin-value, and
     // never echoed.

@@ -389,4 +389,11 @@ default_extensions = { "permit-pty" = "" }
         sshca_core::Certificate::from_openssh(v["data"]["signed_key"].as_str().unwrap().trim())
             .unwrap();
     assert!(cert.critical_options().contains_key("source-address"));
+    // The service said at start which policies the safer defaults changed.
+    let log = log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("policy defaults changed") && l.contains("\"policy\":\"locked\"")),
+        "{log}"
+    );
 }

@@ -1,12 +1,39 @@
-//! The shared conformance suite: every backend's tests call these functions
-//! against a real key of that backend.
+//! The shared conformance suite (feature `conformance`): what every
+//! backend's tests assert against a real key of that backend, in tree or
+//! out of tree (`examples/out-of-tree-backend` is a complete crate that
+//! implements a scheme and runs the suite).
 //!
 //! ```ignore
-//! let signer: Arc<dyn KeySigner> = registry.open(uri).await?;
-//! sshca_signer::conformance::run_all(signer, &expected_algs).await;
+//! let mut registry = sshca_signer::Registry::new();
+//! my_backend::register(&mut registry);
+//! let signer = registry.open("myscheme:key-1").await?;
+//! sshca_signer::conformance::run_all(signer, &[SigAlg::Ed25519]).await;
 //! ```
-//! Each function panics with a message naming the failed property (these are
-//! test helpers).
+//!
+//! A backend declares its capabilities as the algorithms each key must
+//! report, preferred first (an RSA key: `[RsaSha512, RsaSha256]`, or only
+//! the one its service fixed). Each function panics with a message naming
+//! the failed property (they are test helpers):
+//!
+//! | function | asserts |
+//! |---|---|
+//! | [`algorithms_match`] | the key reports exactly the declared algorithms, in order |
+//! | [`sign_verify_round_trip`] | every algorithm signs a message that verifies under the public key, and not another message |
+//! | [`certificates_accepted`] | a certificate per algorithm decodes with ssh-key and sshca-core (re-encoding byte for byte), carries the requested fields and CA, validates, and `ssh-keygen -L` reads it naming the algorithm |
+//! | [`concurrent_signing`] | many certificates at once all succeed with distinct serials |
+//! | [`corrupt_signature_rejected`] | a signature that does not verify is an error (`BadResponse`), never a certificate |
+//! | [`assert_not_found`] | opening a missing key is `NotFound` |
+//! | [`run_remote`] | for a service: [`run_all`] per key, one public-key fetch per signer and one sign request per certificate, retries under injected throttling, an injected corrupt signature refused, a missing key `NotFound`, a key of the wrong usage refused when opened |
+//!
+//! [`run_remote`] needs the service's fault hooks ([`ServiceHooks`]); for a
+//! backend of one of the emulated services, start the emulator in process
+//! (`kms_emulator::Emulator::start(Config::default())`, 127.0.0.1 with an
+//! OS-chosen port) and take its hooks (`sshca_testkit::emulator_hooks`, or
+//! the emulator's `fail_next`, `corrupt_next` and `count`).
+//!
+//! The checks that are safe against a production key (no faults, no
+//! missing keys, a known number of signatures) are [`crate::probe`], which
+//! `sshca conformance URI` runs.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 

@@ -23,6 +23,7 @@ use sshca_core::{CertTemplate, Certificate, KeyData, SigAlg, Signature, TbsCerti
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod probe;
 mod registry;
 mod secret;
 mod uri;
