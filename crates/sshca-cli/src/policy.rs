@@ -19,7 +19,9 @@ pub enum PolicyCmd {
         /// Policy name.
         name: String,
     },
-    /// Validate the config and print each policy's effective values.
+    /// Validate the config (the service's tables too) and print each
+    /// policy's effective values; warn about each policy whose behaviour
+    /// the safer defaults changed.
     Check,
 }
 
@@ -32,6 +34,12 @@ pub fn run(cmd: PolicyCmd, config: &Path) -> Result<ExitCode> {
             print_policy(&EffectivePolicy::new(entry, ca), json)?;
         }
         PolicyCmd::Check => {
+            // The service's own tables too ([server], [token.*], [oidc.*]).
+            #[cfg(feature = "server")]
+            sshca_server::ServiceConfig::from_config(&cfg)?;
+            for (name, what) in cfg.changed_defaults() {
+                eprintln!("sshca: warning: policy `{name}`: {what}");
+            }
             for entry in cfg.policies.values() {
                 let (_, ca) = cfg.policy(&entry.policy.name)?;
                 print_policy(&EffectivePolicy::new(entry, ca), false)?;

@@ -315,3 +315,31 @@ fn readme_example_config_is_accepted() {
         "{text}"
     );
 }
+
+#[test]
+fn policy_check_validates_the_service_tables_and_warns_about_changed_defaults() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = keygen(d.path(), "ca", "ed25519", None);
+    let cfg = d.path().join("sshca.toml");
+    let base = format!(
+        "[ca.users]\nkey = \"file:{}\"\n\n[policy.open]\nca = \"users\"\nvalid_principals = [\"a\"]\n\n\
+         [policy.explicit]\nca = \"users\"\nvalid_principals = [\"a\"]\nallowed_extensions = [\"permit-pty\"]\n\
+         allowed_critical_options = []\nallow_key_id = true\n",
+        ca.display()
+    );
+    std::fs::write(&cfg, &base).unwrap();
+    let out = run(sshca().arg("--config").arg(&cfg).args(["policy", "check"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("policy `open`"), "{err}");
+    assert!(!err.contains("policy `explicit`"), "{err}");
+    // A mistake in [server] is found without starting the service.
+    std::fs::write(&cfg, format!("{base}\n[server]\nlisten = \"nowhere\"\n")).unwrap();
+    let out = sshca()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["policy", "check"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("field `listen`"));
+}
