@@ -98,3 +98,22 @@ async fn health_says_unavailable_without_the_store_error() {
     assert_eq!(st, 503);
     assert_eq!(v, json!({"status": "unavailable", "store": "unavailable"}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup("", "");
+    // An empty file is a new SQLite database; this one is world-readable.
+    std::fs::write(s.db(), b"").unwrap();
+    std::fs::set_permissions(s.db(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let svc = Service::start(&s.config).await;
+    let c = s.client(None);
+    assert_eq!(get(&c, &svc, "/healthz", None).await.0, 200);
+    let shown = s.db().display().to_string();
+    assert!(
+        log_text()
+            .lines()
+            .any(|l| l.contains("readable or writable by other users") && l.contains(&shown)),
+        "no warning about {shown}"
+    );
+}
