@@ -178,3 +178,14 @@ async fn oversized_credentials_and_values_are_not_kept_whole() {
         assert!(line.len() < 2000, "a log line of {} bytes", line.len());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_metrics_scrapes_do_not_spend_the_budget() {
+    let s = setup("unauthenticated_limit = \"3/min\"", "");
+    let svc = Service::start(&s.config).await;
+    let c = s.client(None);
+    for _ in 0..10 {
+        assert_eq!(get(&c, &svc, "/metrics", None).await.0, 200);
+    }
+    assert_eq!(attempt(&c, &svc, "sshca_wrong", &[]).await.0, 401);
+}

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -37,15 +38,14 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// `[server] metrics`: `public` (default), `admins`, or `off`.
-async fn metrics(
-    State(app): State<Arc<App>>,
-    auth: Result<Auth, ApiError>,
-) -> Result<Response, ApiError> {
+/// `[server] metrics`: `public` (default), `admins`, or `off`. Only the
+/// `admins` mode authenticates: a public scrape is no failed
+/// authentication (it does not spend its address's budget).
+async fn metrics(State(app): State<Arc<App>>, mut parts: Parts) -> Result<Response, ApiError> {
     match app.service.server.metrics.as_deref().unwrap_or("public") {
         "off" => return Err(ApiError::not_found("no such endpoint")),
         "admins" => {
-            let Auth(identity) = auth?;
+            let Auth(identity) = Auth::from_request_parts(&mut parts, &app).await?;
             if !app.settings.is_admin(&identity) {
                 return Err(ApiError::forbidden(format!(
                     "`{}` may not read the metrics (only admins may)",
