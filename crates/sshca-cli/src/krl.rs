@@ -488,17 +488,6 @@ fn verify(krl: &[u8], sig: &[u8], keys: &[sshca::core::KeyData]) -> Result<()> {
 }
 
 #[cfg(feature = "client")]
-/// Whether `path`'s KRL and its `.sig` verify under `keys`: only then is
-/// its version a floor for the next fetch (a file a rogue answer wrote, or
-/// that someone put there, is no reason to refuse a genuine KRL).
-fn verified_version(path: &Path, keys: &[sshca::core::KeyData]) -> Option<u64> {
-    let krl = std::fs::read(path).ok()?;
-    let sig = std::fs::read(sig_path(path)).ok()?;
-    verify(&krl, &sig, keys).ok()?;
-    Krl::decode(&krl).ok().map(|k| k.version)
-}
-
-#[cfg(feature = "client")]
 fn install(
     output: &Path,
     krl: &[u8],
@@ -529,13 +518,17 @@ fn install(
             }
         }
     }
-    let floor = match trusted {
-        Some(keys) => verified_version(output, keys),
-        None => std::fs::read(output)
-            .ok()
-            .and_then(|b| Krl::decode(&b).ok())
-            .map(|k| k.version),
-    };
+    // The file in place, read once. Its version holds back an older KRL
+    // only when its own `.sig` verifies under --verify-with: a file a rogue
+    // answer wrote, or that someone put there, pins nothing.
+    let old_bytes = std::fs::read(output).ok();
+    let floor = old_bytes.as_deref().and_then(|old| {
+        if let Some(keys) = trusted {
+            let sig = std::fs::read(sig_path(output)).ok()?;
+            verify(old, &sig, keys).ok()?;
+        }
+        Krl::decode(old).ok().map(|k| k.version)
+    });
     if let Some(old) = floor {
         if new.version < old {
             return Err(invalid(format!(
@@ -544,7 +537,7 @@ fn install(
                 output.display(),
             )));
         }
-        if new.version == old && std::fs::read(output).is_ok_and(|b| b == krl) {
+        if new.version == old && old_bytes.as_deref() == Some(krl) {
             println!(
                 "{}: KRL version {} unchanged",
                 output.display(),
