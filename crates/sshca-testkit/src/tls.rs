@@ -1,7 +1,7 @@
 //! TLS material for the signing-service tests: a server certificate for
 //! 127.0.0.1 and its CA, client identities from a client CA (and one from
 //! a CA the server does not trust), and an HTTPS client trusting the test
-//! CA.
+//! CA, and the requests the signing-service tests make with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -103,4 +103,54 @@ pub fn client(tls_ca: &Path, identity: Option<&Path>) -> reqwest::Client {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap()
+}
+
+/// `POST {base}/v1/sign/{policy}`: (status, body, Retry-After).
+pub async fn sign(
+    c: &reqwest::Client,
+    base: &str,
+    policy: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value, Option<String>) {
+    let mut r = c.post(format!("{base}/v1/sign/{policy}")).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        status,
+        resp.json().await.unwrap_or(serde_json::Value::Null),
+        retry,
+    )
+}
+
+/// `GET {base}{path}`: (status, body text).
+pub async fn get(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String) {
+    let mut r = c.get(format!("{base}{path}"));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// The `code` of an error answer (`<none>` when there is none).
+pub fn code(v: &serde_json::Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+/// The `message` of an error answer (`<none>` when there is none).
+pub fn message(v: &serde_json::Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or("<none>")
 }

@@ -1,6 +1,12 @@
 //! What the signing-service tests share: TLS material, tokens from
 //! `sshca token new`, a running `sshca serve`, an HTTPS client, a config.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
+pub use sshca_testkit::tls::{code, message};
 
 /// TLS material: a server CA and certificate, a client CA and client
 /// identities, and one client identity from a CA the server does not trust.
@@ -131,39 +138,17 @@ pub async fn sign(
     token: Option<&str>,
     body: &Value,
 ) -> (u16, Value, Option<String>) {
-    let mut r = c.post(format!("{}/v1/sign/{policy}", s.url)).json(body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, resp.json().await.unwrap_or(Value::Null), retry)
+    sshca_testkit::tls::sign(c, &s.url, policy, token, body).await
 }
 
+/// GET `path`: (status, body text).
 pub async fn get(
     c: &reqwest::Client,
     s: &Service,
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut r = c.get(format!("{}{path}", s.url));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-pub fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-pub fn message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or("<none>")
+    sshca_testkit::tls::get(c, &s.url, path, token).await
 }
 
 pub struct Setup {

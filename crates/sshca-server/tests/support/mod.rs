@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::Value;
 
 pub use sshca_testkit::cli::{keygen, run, user};
-pub use sshca_testkit::tls::{client, pki};
+pub use sshca_testkit::tls::{client, code, message, pki};
 
 /// A fresh token and its `[token.NAME]` table.
 pub fn token(name: &str) -> (String, String) {
@@ -234,17 +234,7 @@ pub async fn sign(
     token: Option<&str>,
     body: &Value,
 ) -> (u16, Value, Option<String>) {
-    let mut r = c.post(format!("{}/v1/sign/{policy}", s.url)).json(body);
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let retry = resp
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, resp.json().await.unwrap_or(Value::Null), retry)
+    sshca_testkit::tls::sign(c, &s.url, policy, token, body).await
 }
 
 /// GET `path`: (status, body text).
@@ -254,12 +244,7 @@ pub async fn get(
     path: &str,
     token: Option<&str>,
 ) -> (u16, String) {
-    let mut r = c.get(format!("{}{path}", s.url));
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let resp = r.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    sshca_testkit::tls::get(c, &s.url, path, token).await
 }
 
 /// GET `path` as JSON: (status, body).
@@ -292,14 +277,6 @@ pub async fn post(
         r.status().as_u16(),
         r.json::<Value>().await.unwrap_or(Value::Null),
     )
-}
-
-pub fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-pub fn message(v: &Value) -> &str {
-    v["error"]["message"].as_str().unwrap_or("<none>")
 }
 
 /// The store the config names, opened directly.
