@@ -98,6 +98,34 @@ pub fn prepare(
     Ok(Prepared { template, changes })
 }
 
+/// Under a policy with `pin_source_address`, sets the critical option
+/// `source-address` to `from` alone (`/32` or `/128`), replacing what the
+/// request or the policy's defaults asked for; refused when the address is
+/// unknown. Other policies are left as they are.
+pub fn pin_source_address(
+    entry: &PolicyEntry,
+    prepared: &mut Prepared,
+    from: Option<std::net::IpAddr>,
+) -> Result<(), Refusal> {
+    if !entry.pin_source_address {
+        return Ok(());
+    }
+    let Some(ip) = from else {
+        return Err(Refusal::new(
+            RefusalKind::PolicyRefused,
+            "the policy binds certificates to the requester's address (`pin_source_address`), \
+             and the address of this request is not known",
+        ));
+    };
+    let ip = ip.to_canonical();
+    let bits = if ip.is_ipv4() { 32 } else { 128 };
+    prepared.template.critical_options.insert(
+        "source-address".to_owned(),
+        sshca::core::OptionValue::Text(format!("{ip}/{bits}")),
+    );
+    Ok(())
+}
+
 /// The CA a certificate is signed by, and where it goes.
 pub struct Signing<'a> {
     /// The CA's name (logs, metrics, messages).

@@ -96,6 +96,9 @@ pub struct IssueRequest<'a> {
     pub request: Request,
     /// The request id, for logs.
     pub request_id: &'a str,
+    /// The address the request came from (as the front end decided it),
+    /// which a policy with `pin_source_address` binds the certificate to.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 /// A CA service's state: the config, every CA a policy uses (opened), the
@@ -201,7 +204,7 @@ impl Authority {
             )
             .retry(1)
         })?;
-        let prepared = issue::prepare(
+        let mut prepared = issue::prepare(
             entry,
             r.identity,
             r.subject,
@@ -209,6 +212,7 @@ impl Authority {
             now,
             sshca::core::random_serial(),
         )?;
+        issue::pin_source_address(entry, &mut prepared, r.source_address)?;
         let signing = issue::Signing {
             ca_name: &entry.ca,
             signer: &*ca.signer,

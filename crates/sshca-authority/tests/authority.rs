@@ -99,6 +99,7 @@ async fn issues_only_once_recorded_and_draws_again_on_a_taken_serial() {
                 subject: &e.subject,
                 request: request(Some(&["alice"])),
                 request_id: "r1",
+                source_address: None,
             },
             now,
         )
@@ -199,6 +200,7 @@ async fn refusals_have_their_kind() {
                         subject: &subject,
                         request: request(principals),
                         request_id: "r",
+                        source_address: None,
                     },
                     now,
                 )

@@ -150,15 +150,12 @@ pub(crate) struct VaultAuth(pub Identity);
 async fn authenticate(parts: &Parts, app: &Arc<App>, vault: bool) -> Result<Identity, ApiError> {
     let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
     let ctx = parts.extensions.get::<Ctx>();
-    let client = peer.addr.map(|a| {
-        crate::client::bucket(crate::client::client_ip(
-            a.ip(),
-            &parts.headers,
-            &app.settings.trusted_proxies,
-        ))
-    });
-    if let (Some(c), Some(ctx)) = (&client, ctx) {
-        ctx.set_client(c);
+    let ip = peer
+        .addr
+        .map(|a| crate::client::client_ip(a.ip(), &parts.headers, &app.settings.trusted_proxies));
+    let client = ip.map(crate::client::bucket);
+    if let (Some(ip), Some(c), Some(ctx)) = (ip, &client, ctx) {
+        ctx.set_client(ip, c);
     }
     let limited = client.as_deref().zip(app.unauthenticated.as_ref());
     if let Some((c, limiter)) = limited {

@@ -74,7 +74,8 @@ pub struct ServerConfig {
 pub struct OidcConfig {
     /// The `iss` tokens must carry.
     pub issuer: String,
-    /// The `aud` tokens must carry (one of, when a list).
+    /// The `aud` tokens must carry (default: `client_id`).
+    #[serde(default)]
     pub audience: String,
     /// The issuer's keys: a JWKS file (relative to the config file) or an
     /// `https://` URL, fetched, cached and fetched again on an unknown
@@ -90,6 +91,28 @@ pub struct OidcConfig {
     pub algorithms: Option<Vec<String>>,
     /// Clock skew allowed on `exp`, `nbf` and `iat` (default `60s`).
     pub leeway: Option<String>,
+    /// The public client `sshca login` signs in with (registered at the
+    /// issuer as a native or desktop application); issuers with one are
+    /// listed by `GET /v1/login`.
+    pub client_id: Option<String>,
+    /// The client's "secret", for issuers that want one even for desktop
+    /// and device clients (Google among them). It is not a secret there: it
+    /// is handed to every `sshca login`.
+    pub client_secret: Option<String>,
+    /// Scopes `sshca login` asks for (default `openid`, `email`,
+    /// `profile`).
+    pub scopes: Option<Vec<String>>,
+    /// The policy `sshca login` signs under by default.
+    pub login_policy: Option<String>,
+}
+
+impl OidcConfig {
+    /// The scopes `sshca login` asks for.
+    pub fn login_scopes(&self) -> Vec<String> {
+        self.scopes
+            .clone()
+            .unwrap_or_else(|| ["openid", "email", "profile"].map(str::to_owned).to_vec())
+    }
 }
 
 /// The JWT algorithms an `[oidc.NAME]` table may list: asymmetric only,
@@ -228,6 +251,7 @@ impl ServiceConfig {
             let mut o = OidcConfig::deserialize(v)
                 .map_err(|e| cfg_err(&cfg.path, format_args!("oidc `{name}`: {}", e.message())))?;
             check_oidc(&name, &mut o, &cfg.path)
+                .and_then(|()| check_login(&name, &o, cfg))
                 .map_err(|m| cfg_err(&cfg.path, format_args!("oidc `{name}`: {m}")))?;
             out.oidc.insert(name, o);
         }
@@ -262,8 +286,18 @@ impl ServiceConfig {
     fn check_vault(&self, cfg: &Config) -> std::result::Result<(), String> {
         let server = &self.server;
         if let Some(mount) = &server.vault_mount {
-            const TAKEN: [&str; 7] = [
-                "sign", "ca", "revoke", "krl", "krl.sig", "policies", "certs",
+            const TAKEN: [&str; 11] = [
+                "sign",
+                "ca",
+                "revoke",
+                "krl",
+                "krl.sig",
+                "policies",
+                "certs",
+                "login",
+                "renew",
+                "join",
+                "approvals",
             ];
             if mount.is_empty()
                 || !mount
@@ -295,8 +329,51 @@ fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Resul
     if o.issuer.is_empty() {
         return Err("field `issuer`: empty".into());
     }
-    if o.audience.is_empty() {
-        return Err("field `audience`: empty".into());
+    match (&o.client_id, o.audience.is_empty()) {
+        (Some(id), _) if id.is_empty() => return Err("field `client_id`: empty".into()),
+        (Some(id), true) => o.audience = id.clone(),
+        (Some(id), false) if *id != o.audience => {
+            return Err(format!(
+                "fields `audience` (`{}`) and `client_id` (`{id}`) differ; the ID tokens \
+                 `sshca login` obtains carry the client id as their audience (drop `audience`)",
+                o.audience
+            ))
+        }
+        (None, true) => {
+            return Err("field `audience`: missing (or set `client_id`, its default)".into())
+        }
+        _ => {}
+    }
+    if o.client_id.is_none() {
+        for (field, set) in [
+            ("client_secret", o.client_secret.is_some()),
+            ("scopes", o.scopes.is_some()),
+            ("login_policy", o.login_policy.is_some()),
+        ] {
+            if set {
+                return Err(format!(
+                    "field `{field}`: only used by `sshca login`, which needs `client_id`"
+                ));
+            }
+        }
+    }
+    if let Some(scopes) = &o.scopes {
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(
+                "field `scopes`: must include `openid` (an ID token is what signs in)".into(),
+            );
+        }
+        if let Some(bad) = scopes.iter().find(|s| {
+            s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        }) {
+            return Err(format!(
+                "field `scopes`: `{}` is not a scope token",
+                sshca::core::text::escape(bad)
+            ));
+        }
     }
     if o.jwks.starts_with("http://") {
         return Err(format!(
@@ -338,6 +415,31 @@ fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Resul
         return Err("field `algorithms`: empty list".into());
     }
     duration(o.leeway.as_ref(), "leeway")?;
+    Ok(())
+}
+
+/// `login_policy` names a policy that this issuer's identities may use.
+fn check_login(name: &str, o: &OidcConfig, cfg: &Config) -> std::result::Result<(), String> {
+    let Some(policy) = &o.login_policy else {
+        return Ok(());
+    };
+    let Some(entry) = cfg.policies.get(policy) else {
+        return Err(format!("field `login_policy`: no policy named `{policy}`"));
+    };
+    if let Some(auth) = &entry.auth {
+        let source = format!("oidc:{name}");
+        if !auth.contains(&source) {
+            return Err(format!(
+                "field `login_policy`: policy `{policy}` does not accept `{source}` (its `auth` is {})",
+                auth.join(", ")
+            ));
+        }
+    }
+    if entry.policy.cert_type != sshca::core::CertType::User {
+        return Err(format!(
+            "field `login_policy`: policy `{policy}` issues host certificates"
+        ));
+    }
     Ok(())
 }
 
@@ -397,6 +499,17 @@ mod tests {
     }
 
     #[test]
+    fn a_login_client_is_the_audience() {
+        let c = parse(
+            "[oidc.g]\nissuer = \"https://i\"\nclient_id = \"sshca-cli\"\njwks = \"k.json\"\n",
+        )
+        .unwrap();
+        let o = &c.oidc["g"];
+        assert_eq!(o.audience, "sshca-cli");
+        assert_eq!(o.login_scopes(), ["openid", "email", "profile"]);
+    }
+
+    #[test]
     fn server_mistakes_are_named() {
         for (text, needle) in [
             ("[server]\nlisten = \"nowhere\"\n", "field `listen`"),
@@ -427,6 +540,32 @@ mod tests {
                 "unknown source `oidc:nope`",
             ),
             ("[server]\nvault_mount = \"ca\"\n", "own paths"),
+            ("[server]\nvault_mount = \"login\"\n", "own paths"),
+            ("[server]\nvault_mount = \"renew\"\n", "own paths"),
+            (
+                "[oidc.g]\nissuer = \"i\"\njwks = \"k.json\"\n",
+                "field `audience`: missing",
+            ),
+            (
+                "[oidc.g]\nissuer = \"i\"\naudience = \"a\"\nclient_id = \"b\"\njwks = \"k.json\"\n",
+                "differ",
+            ),
+            (
+                "[oidc.g]\nissuer = \"i\"\naudience = \"a\"\nlogin_policy = \"p\"\njwks = \"k.json\"\n",
+                "needs `client_id`",
+            ),
+            (
+                "[oidc.g]\nissuer = \"i\"\nclient_id = \"c\"\nscopes = [\"email\"]\njwks = \"k.json\"\n",
+                "must include `openid`",
+            ),
+            (
+                "[oidc.g]\nissuer = \"i\"\nclient_id = \"c\"\nlogin_policy = \"nope\"\njwks = \"k.json\"\n",
+                "no policy named `nope`",
+            ),
+            (
+                "[oidc.g]\nissuer = \"i\"\nclient_id = \"c\"\nlogin_policy = \"p\"\njwks = \"k.json\"\n[ca.u]\nkey = \"file:/k\"\n[policy.p]\nca = \"u\"\nauth = [\"token\"]\n",
+                "does not accept `oidc:g`",
+            ),
             ("[server]\nmetrics = \"private\"\n", "field `metrics`"),
             ("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "trusted_proxies"),
             ("[server]\nunauthenticated_limit = \"lots\"\n", "unauthenticated_limit"),

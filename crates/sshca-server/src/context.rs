@@ -28,6 +28,8 @@ struct Facts {
     serial: Option<u64>,
     /// The client's address (its rate-limit key).
     client: Option<String>,
+    /// The client's address as the trusted proxies report it.
+    client_ip: Option<std::net::IpAddr>,
 }
 
 /// One request's context, shared by the layer, the extractors and the
@@ -61,9 +63,16 @@ impl Ctx {
         self.facts().policy = Some(policy.to_owned());
     }
 
-    /// The client's address.
-    pub fn set_client(&self, client: &str) {
-        self.facts().client = Some(client.to_owned());
+    /// The client's address and its rate-limit key.
+    pub fn set_client(&self, ip: std::net::IpAddr, bucket: &str) {
+        let mut facts = self.facts();
+        facts.client = Some(bucket.to_owned());
+        facts.client_ip = Some(ip);
+    }
+
+    /// The client's address, once authentication read it.
+    pub fn client_ip(&self) -> Option<std::net::IpAddr> {
+        self.facts().client_ip
     }
 
     /// The serial of the certificate issued.

@@ -133,6 +133,9 @@ pub struct PolicyConfig {
     /// Credential sources the policy accepts: `token`, `client-cert`,
     /// `oidc:NAME` (default: all).
     pub auth: Option<Vec<String>>,
+    /// Binds each user certificate to the address it was asked from: the
+    /// critical option `source-address` = that address (`/32` or `/128`).
+    pub pin_source_address: Option<bool>,
 }
 
 /// A policy ready to use: the merge rules, its CA, and where copies go.
@@ -146,6 +149,9 @@ pub struct PolicyEntry {
     pub issued_dir: Option<PathBuf>,
     /// Credential sources accepted (`None`: all).
     pub auth: Option<Vec<String>>,
+    /// Whether each certificate gets the critical option `source-address`
+    /// = the requester's address (user policies of the service only).
+    pub pin_source_address: bool,
     /// The policy as written (for `policy show`).
     pub raw: PolicyConfig,
 }
@@ -435,6 +441,27 @@ impl Config {
                     ));
                 }
             }
+            let pin_source_address = raw.pin_source_address.unwrap_or(false);
+            if pin_source_address {
+                if policy.cert_type != CertType::User {
+                    return Err(cfg_err(
+                        path,
+                        format_args!(
+                            "policy `{name}`: field `pin_source_address`: only user certificates \
+                             carry a `source-address`; this policy issues host certificates"
+                        ),
+                    ));
+                }
+                if policy.critical_options.contains_key("source-address") {
+                    return Err(cfg_err(
+                        path,
+                        format_args!(
+                            "policy `{name}`: field `pin_source_address`: the policy forces \
+                             `source-address` in `critical_options`; use one or the other"
+                        ),
+                    ));
+                }
+            }
             let requesters = policy.requesters.as_deref().unwrap_or_default();
             check_matcher_issuers(requesters, "requesters", &cfg.oidc)
                 .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
@@ -466,6 +493,7 @@ impl Config {
                     ca: raw.ca.clone(),
                     issued_dir: raw.issued_dir.clone(),
                     auth: raw.auth.clone(),
+                    pin_source_address,
                     raw,
                 },
             );

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 mod ca;
 mod certs;
 mod health;
+mod login;
 mod request;
 mod revoke;
 mod sign;
@@ -28,6 +29,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .merge(ca::router(&app))
         .merge(revoke::router(&app))
         .merge(certs::router(&app))
+        .merge(login::router(&app))
         .merge(health::router());
     if let Some(mount) = app.service.server.vault_mount.as_deref() {
         router = router.merge(vault::router(&app, mount));

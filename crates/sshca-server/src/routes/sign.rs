@@ -81,6 +81,7 @@ pub(super) async fn issue(
                 subject,
                 request,
                 request_id: ctx.id(),
+                source_address: ctx.client_ip(),
             },
             now,
         )
