@@ -16,6 +16,8 @@ mod key;
 #[cfg(feature = "local")]
 mod keygen;
 mod krl;
+#[cfg(feature = "login")]
+mod login;
 mod output;
 mod policy;
 mod pubkey;
@@ -112,6 +114,14 @@ enum Cmd {
     /// Ask a signing service for certificates (written as `sshca sign` does).
     #[cfg(feature = "client")]
     Request(request::RequestArgs),
+    /// Sign in at the service's identity provider: a short-lived
+    /// certificate for a fresh key, into the ssh-agent.
+    #[cfg(feature = "login")]
+    Login(login::LoginArgs),
+    /// Client configuration from a signing service (`sshca config ssh`).
+    #[cfg(feature = "login")]
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Revoke certificates (by serial or key id), keys, or a CA key: a row
     /// in the store that every KRL of the CA carries from then on.
     #[cfg(feature = "store")]
@@ -123,6 +133,15 @@ enum Cmd {
     #[cfg(feature = "store")]
     #[command(subcommand)]
     Ca(ca::CaCmd),
+}
+
+/// `sshca config`.
+#[cfg(feature = "login")]
+#[derive(clap::Subcommand, Debug)]
+enum ConfigCmd {
+    /// known_hosts and ssh_config lines for a server's hosts: its host CAs,
+    /// and `sshca login` when the agent's certificate runs out.
+    Ssh(login::ssh_config::SshConfigArgs),
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -163,6 +182,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "client")]
         Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "login")]
+        Cmd::Login(a) => login::run(a).await,
+        #[cfg(feature = "login")]
+        Cmd::Config(ConfigCmd::Ssh(a)) => {
+            login::ssh_config::run(a).await.map(|()| ExitCode::SUCCESS)
+        }
         #[cfg(feature = "store")]
         Cmd::Revoke(a) => krl::revoke(a, &cli.config)
             .await

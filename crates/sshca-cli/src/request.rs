@@ -71,26 +71,42 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(&format!("cannot read the {what}"), path, &e))
 }
 
-fn tls_config(server_ca: Option<&Path>, identity: Option<&Path>) -> Result<rustls::ClientConfig> {
+/// Where a client's trust roots come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Roots<'a> {
+    /// The system's.
+    System,
+    /// Only those of a PEM file (`flag` names it in errors).
+    Only(&'a Path, &'a str),
+    /// The system's and those of a PEM file.
+    Adding(&'a Path, &'a str),
+}
+
+impl<'a> Roots<'a> {
+    /// `path`'s roots alone when given, else the system's.
+    pub(crate) fn only_or_system(path: Option<&'a Path>, flag: &'a str) -> Self {
+        path.map_or(Roots::System, |p| Roots::Only(p, flag))
+    }
+}
+
+fn tls_config(roots_from: Roots<'_>, identity: Option<&Path>) -> Result<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    match server_ca {
-        Some(path) => {
-            let bytes = read(path, "server CA (--server-ca)")?;
-            let mut n = 0;
-            for c in rustls_pemfile::certs(&mut bytes.as_slice()) {
-                let c = c.map_err(|e| pem_err(path, "--server-ca", e))?;
-                roots.add(c).map_err(|e| pem_err(path, "--server-ca", e))?;
-                n += 1;
-            }
-            if n == 0 {
-                return Err(pem_err(path, "--server-ca", "no CERTIFICATE block"));
-            }
+    if matches!(roots_from, Roots::System | Roots::Adding(..)) {
+        for c in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(c);
         }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
+    }
+    if let Roots::Only(path, flag) | Roots::Adding(path, flag) = roots_from {
+        let bytes = read(path, &format!("CA certificates ({flag})"))?;
+        let mut n = 0;
+        for c in rustls_pemfile::certs(&mut bytes.as_slice()) {
+            let c = c.map_err(|e| pem_err(path, flag, e))?;
+            roots.add(c).map_err(|e| pem_err(path, flag, e))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(pem_err(path, flag, "no CERTIFICATE block"));
         }
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -125,8 +141,18 @@ pub(crate) fn https_client(
     server_ca: Option<&Path>,
     identity: Option<&Path>,
 ) -> Result<reqwest::Client> {
+    https_client_with(Roots::only_or_system(server_ca, "--server-ca"), identity)
+}
+
+/// [`https_client`] with the trust roots spelled out; plain `http://` URLs
+/// are refused.
+pub(crate) fn https_client_with(
+    roots: Roots<'_>,
+    identity: Option<&Path>,
+) -> Result<reqwest::Client> {
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config(server_ca, identity)?)
+        .tls_backend_preconfigured(tls_config(roots, identity)?)
+        .https_only(true)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
@@ -171,19 +197,23 @@ fn option_map(opts: &CertOptions) -> BTreeMap<String, String> {
 
 /// The service's answer that ends the request (anything but a reason to
 /// try the next server).
-enum Outcome {
+pub(crate) enum Outcome {
+    /// The service's answer.
     Issued(Value),
+    /// A refusal, naming the status, code and message.
     Refused(Error),
 }
 
-async fn ask(
+/// `POST {server}/v1/sign/{policy}`: the answer, a refusal, or (`Err`) why
+/// the next server should be tried.
+pub(crate) async fn ask(
     client: &reqwest::Client,
     server: &str,
-    a: &RequestArgs,
+    policy: &str,
     token: Option<&Secret>,
     body: &Value,
 ) -> std::result::Result<Outcome, String> {
-    let url = format!("{}/v1/sign/{}", server.trim_end_matches('/'), a.policy);
+    let url = format!("{}/v1/sign/{}", server.trim_end_matches('/'), policy);
     let mut req = client.post(&url).json(body);
     if let Some(t) = token {
         req = req.bearer_auth(t.expose());
@@ -275,7 +305,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
         let mut failures = Vec::new();
         let mut issued = None;
         for server in &a.servers {
-            match ask(&client, server, &a, token.as_ref(), &body).await {
+            match ask(&client, server, &a.policy, token.as_ref(), &body).await {
                 Ok(Outcome::Issued(v)) => {
                     issued = Some(v);
                     break;

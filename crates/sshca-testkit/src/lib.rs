@@ -9,6 +9,7 @@ use kms_emulator::{Emulator, FaultError};
 use sshca_signer::conformance::ServiceHooks;
 
 pub mod cli;
+pub mod oidc;
 pub mod pg;
 pub mod softhsm;
 pub mod tls;

@@ -75,6 +75,11 @@ pub fn pki(dir: &Path) -> PathBuf {
 /// An HTTPS client trusting `tls_ca` (PEM), optionally with a client
 /// identity (a PEM file with the certificate and its key).
 pub fn client(tls_ca: &Path, identity: Option<&Path>) -> reqwest::Client {
+    client_builder(tls_ca, identity).build().unwrap()
+}
+
+/// The builder of [`client`], for tests that change more.
+pub fn client_builder(tls_ca: &Path, identity: Option<&Path>) -> reqwest::ClientBuilder {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(tls_ca).unwrap();
@@ -101,8 +106,6 @@ pub fn client(tls_ca: &Path, identity: Option<&Path>) -> reqwest::Client {
     reqwest::Client::builder()
         .tls_backend_preconfigured(config)
         .pool_max_idle_per_host(64)
-        .build()
-        .unwrap()
 }
 
 /// `POST {base}/v1/sign/{policy}`: (status, body, Retry-After).
