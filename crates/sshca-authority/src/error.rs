@@ -29,6 +29,21 @@ pub enum RefusalKind {
     StoreUnavailable,
     /// A KRL cannot be built now (503).
     KrlUnavailable,
+    /// A renewal proof that does not verify, or is malformed (401).
+    RenewProofInvalid,
+    /// A renewal proof used before (401).
+    RenewProofReplayed,
+    /// A renewal proof whose time is too far from now (401).
+    RenewProofStale,
+    /// The certificate's policy or identity no longer allows renewal (403).
+    RenewNotAllowed,
+    /// The certificate expired, or its chain of renewals ended (403).
+    RenewalExpired,
+    /// The certificate is revoked (403).
+    CertificateRevoked,
+    /// No CA of this service issued the certificate, or the store has no
+    /// record of it (404).
+    CertificateUnknown,
     /// sshca's own failure (500).
     Internal,
 }
@@ -47,6 +62,13 @@ impl RefusalKind {
             Self::BackendTimeout => "backend_timeout",
             Self::StoreUnavailable => "store_unavailable",
             Self::KrlUnavailable => "krl_unavailable",
+            Self::RenewProofInvalid => "renew_proof_invalid",
+            Self::RenewProofReplayed => "renew_proof_replayed",
+            Self::RenewProofStale => "renew_proof_stale",
+            Self::RenewNotAllowed => "renew_not_allowed",
+            Self::RenewalExpired => "renewal_expired",
+            Self::CertificateRevoked => "certificate_revoked",
+            Self::CertificateUnknown => "certificate_unknown",
             Self::Internal => "internal",
         }
     }
@@ -136,8 +158,14 @@ impl From<Refusal> for Error {
             return e;
         }
         let kind = match r.kind {
-            RefusalKind::NotFound => ErrorKind::NotFound,
-            RefusalKind::Forbidden => ErrorKind::PermissionDenied,
+            RefusalKind::NotFound | RefusalKind::CertificateUnknown => ErrorKind::NotFound,
+            RefusalKind::Forbidden
+            | RefusalKind::RenewNotAllowed
+            | RefusalKind::RenewalExpired
+            | RefusalKind::CertificateRevoked => ErrorKind::PermissionDenied,
+            RefusalKind::RenewProofInvalid
+            | RefusalKind::RenewProofReplayed
+            | RefusalKind::RenewProofStale => ErrorKind::Unauthenticated,
             RefusalKind::InvalidInput | RefusalKind::NotACaKey => ErrorKind::InvalidInput,
             RefusalKind::PolicyRefused => ErrorKind::Policy,
             RefusalKind::BackendThrottled => ErrorKind::Throttled,

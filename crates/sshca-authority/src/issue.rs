@@ -158,6 +158,8 @@ pub struct RecordAs<'a> {
     pub now: u64,
     /// The request id, for the log line of a failed store write.
     pub request_id: &'a str,
+    /// For a renewal: the serial renewed and when its chain began.
+    pub renewal: Option<(u64, u64)>,
 }
 
 /// A certificate signed (and recorded, when there was a store).
@@ -209,6 +211,8 @@ pub async fn sign_and_record(
             policy: who.policy.to_owned(),
             issued_at: who.now,
             certificate: line.clone(),
+            renews: who.renewal.map(|(serial, _)| serial),
+            chain_start: who.renewal.map(|(_, start)| start),
         };
         let Some(store) = s.store else {
             return Ok(Issued {

@@ -24,6 +24,7 @@ mod error;
 mod identity;
 pub mod issue;
 pub mod krl;
+pub mod renew;
 pub mod revoke;
 mod store;
 
@@ -33,6 +34,7 @@ pub use error::{Refusal, RefusalKind};
 pub use identity::Identity;
 pub use issue::{Issued, NoObserver, Observer, Prepared, SignBounds};
 pub use krl::{build_krl, BuiltKrl, KRL_NAMESPACE};
+pub use renew::{RenewRequest, Renewed};
 pub use revoke::Revoker;
 pub use store::{has_store, open_store, store_url};
 
@@ -228,6 +230,7 @@ impl Authority {
             policy: r.policy,
             now,
             request_id: r.request_id,
+            renewal: None,
         };
         issue::sign_and_record(&signing, prepared, r.subject, &who).await
     }

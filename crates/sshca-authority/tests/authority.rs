@@ -150,6 +150,7 @@ async fn issues_only_once_recorded_and_draws_again_on_a_taken_serial() {
         policy: "ci",
         now,
         request_id: "r2",
+        renewal: None,
     };
     let again = sign_and_record(&signing, prepared, &e.subject, &who)
         .await

@@ -24,6 +24,8 @@ mod pubkey;
 #[cfg(feature = "store")]
 mod records;
 #[cfg(feature = "client")]
+mod renew;
+#[cfg(feature = "client")]
 mod request;
 #[cfg(feature = "server")]
 mod serve;
@@ -114,6 +116,10 @@ enum Cmd {
     /// Ask a signing service for certificates (written as `sshca sign` does).
     #[cfg(feature = "client")]
     Request(request::RequestArgs),
+    /// Renew certificates from a signing service by proof of possession
+    /// of their keys (when little of their lifetime is left).
+    #[cfg(feature = "client")]
+    Renew(renew::RenewArgs),
     /// Sign in at the service's identity provider: a short-lived
     /// certificate for a fresh key, into the ssh-agent.
     #[cfg(feature = "login")]
@@ -182,6 +188,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "client")]
         Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
+        #[cfg(feature = "client")]
+        Cmd::Renew(a) => renew::run(a).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "login")]
         Cmd::Login(a) => login::run(a).await,
         #[cfg(feature = "login")]

@@ -220,7 +220,7 @@ pub async fn run(cmd: SshsigCmd) -> Result<()> {
     }
 }
 
-fn armour(sig: &sshca::core::ssh_key::SshSig) -> Result<String> {
+pub(crate) fn armour(sig: &sshca::core::ssh_key::SshSig) -> Result<String> {
     let mut pem = sig
         .to_pem(sshca::core::ssh_key::LineEnding::LF)
         .map_err(|e| {

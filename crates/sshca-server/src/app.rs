@@ -15,6 +15,9 @@ use crate::tokens::Tokens;
 pub(crate) struct App {
     /// The CA's operations.
     pub authority: Authority,
+    /// The URL clients use for the service (`[server] public_url`, else
+    /// `https://` and the listening address): what renewal proofs sign.
+    pub public_url: String,
     /// `[server]`, `[token.*]`, `[oidc.*]`.
     pub service: ServiceConfig,
     pub settings: Settings,

@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// Who may read `/metrics`: `public` (default), `admins` (an admin's
     /// credential), or `off` (404).
     pub metrics: Option<String>,
+    /// The URL clients use for the service (`https://ca.example.com`;
+    /// replicas behind a load balancer share it), which renewal proofs
+    /// sign (default: `https://` and the listening address).
+    pub public_url: Option<String>,
 }
 
 /// An `[oidc.NAME]` table: JWTs from an OpenID Connect issuer accepted as
@@ -218,6 +222,23 @@ impl ServiceConfig {
                         format_args!("[server]: field `unauthenticated_limit`: {m}"),
                     )
                 })?;
+            }
+            if let Some(u) = &server.public_url {
+                let ok = u.strip_prefix("https://").is_some_and(|rest| {
+                    !rest.is_empty()
+                        && !rest.ends_with('/')
+                        && !rest.contains(['?', '#', ' ', '\n'])
+                });
+                if !ok {
+                    return Err(cfg_err(
+                        &cfg.path,
+                        format_args!(
+                            "[server]: field `public_url`: `{}` is not an https:// URL without a \
+                             trailing slash, query or fragment",
+                            sshca::core::text::escape(u)
+                        ),
+                    ));
+                }
             }
             if let Some(r) = &server.rate_limit {
                 parse_rate(r).map_err(|m| {

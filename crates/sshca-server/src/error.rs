@@ -74,8 +74,14 @@ impl ApiError {
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         let status = match r.kind {
-            RefusalKind::NotFound => StatusCode::NOT_FOUND,
-            RefusalKind::Forbidden => StatusCode::FORBIDDEN,
+            RefusalKind::NotFound | RefusalKind::CertificateUnknown => StatusCode::NOT_FOUND,
+            RefusalKind::Forbidden
+            | RefusalKind::RenewNotAllowed
+            | RefusalKind::RenewalExpired
+            | RefusalKind::CertificateRevoked => StatusCode::FORBIDDEN,
+            RefusalKind::RenewProofInvalid
+            | RefusalKind::RenewProofReplayed
+            | RefusalKind::RenewProofStale => StatusCode::UNAUTHORIZED,
             RefusalKind::InvalidInput => StatusCode::BAD_REQUEST,
             RefusalKind::PolicyRefused | RefusalKind::NotACaKey => StatusCode::UNPROCESSABLE_ENTITY,
             RefusalKind::BackendThrottled

@@ -134,7 +134,14 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
             observer: metrics.clone(),
         },
     );
+    let url = format!("https://{addr}");
+    let public_url = service
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| url.clone());
     let app = Arc::new(App {
+        public_url,
         tokens: tokens::Tokens::new(&service.tokens),
         oidc,
         limiter: settings
@@ -149,7 +156,6 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         service,
         settings,
     });
-    let url = format!("https://{addr}");
     tracing::info!(%url, store = %app.authority.store().describe(), policies = app.authority.config().policies.len(), "listening");
     if let Some(path) = &options.ready_file {
         let trust = options

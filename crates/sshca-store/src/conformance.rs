@@ -24,6 +24,8 @@ pub fn cert(serial: u64, requester: &str) -> IssuedCert {
         policy: "dev".into(),
         issued_at: 10,
         certificate: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+        renews: None,
+        chain_start: None,
     }
 }
 
@@ -54,6 +56,7 @@ where
     audit_rows(&*store).await;
     paging(&*store).await;
     revocations_and_krl_versions(store.clone()).await;
+    renewal_links_and_nonces(store.clone()).await;
     store.health().await.unwrap();
     assert!(!store.describe().is_empty());
     // Everything is there after reopening.
@@ -168,6 +171,55 @@ async fn records_queries_and_refuses_a_second_serial(store: &dyn Store) {
     assert!(mine("oidc:corp").await.is_empty());
     let got = store.certs(&q(|q| q.serial = Some(9001))).await.unwrap();
     assert_eq!(got, vec![oidc]);
+}
+
+async fn renewal_links_and_nonces(store: Arc<dyn Store>) {
+    // A renewal keeps its link and its chain's start.
+    let renewal = IssuedCert {
+        renews: Some(77),
+        chain_start: Some(5),
+        ..cert(78, "renewer")
+    };
+    assert_eq!(store.record(&renewal).await.unwrap(), Recorded::Stored);
+    let got = store
+        .certs(&CertQuery {
+            serial: Some(78),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, std::slice::from_ref(&renewal));
+    assert_eq!(got[0].chain_started(), 5);
+    assert_eq!(cert(1, "x").chain_started(), 10);
+
+    // A nonce is used once, even by many at once; forgotten after it expires.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let s = store.clone();
+        tasks.spawn(async move {
+            s.use_nonce("00112233445566778899aabbccddeeff", 1_000, 900)
+                .await
+        });
+    }
+    let mut firsts = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap().unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1);
+    assert!(!store
+        .use_nonce("00112233445566778899aabbccddeeff", 1_000, 999)
+        .await
+        .unwrap());
+    assert!(store
+        .use_nonce("00112233445566778899aabbccddeeff", 2_000, 1_001)
+        .await
+        .unwrap());
+    assert!(store
+        .use_nonce("ffeeddccbbaa99887766554433221100", 2_000, 1_001)
+        .await
+        .unwrap());
 }
 
 async fn one_serial_twice_at_once_is_stored_once(store: Arc<dyn Store>) {

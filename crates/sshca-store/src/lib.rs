@@ -60,6 +60,19 @@ pub struct IssuedCert {
     pub issued_at: u64,
     /// The certificate line (`TYPE BASE64 COMMENT`).
     pub certificate: String,
+    /// The serial of the certificate (same CA key) this one renews; `None`
+    /// when it is not a renewal.
+    pub renews: Option<u64>,
+    /// When the first certificate of its chain of renewals was issued
+    /// (unix seconds); `None` when it is the first (`issued_at`).
+    pub chain_start: Option<u64>,
+}
+
+impl IssuedCert {
+    /// When its chain of renewals began.
+    pub fn chain_started(&self) -> u64 {
+        self.chain_start.unwrap_or(self.issued_at)
+    }
 }
 
 /// One refused request (or any other request outcome worth auditing).
@@ -246,6 +259,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn next_krl_version(&self, ca: &str, at_least: u64) -> Result<u64>;
     /// The last KRL version handed out per CA.
     async fn krl_versions(&self) -> Result<Vec<(String, u64)>>;
+    /// Whether the database answers.
+    /// Uses a renewal proof's nonce: `true` the first time (it is kept
+    /// until `expires_at`), `false` when it was used before — atomically,
+    /// so that of two replicas given the same proof exactly one gets
+    /// `true`. Nonces past their `expires_at` at `now` are forgotten.
+    async fn use_nonce(&self, nonce: &str, expires_at: u64, now: u64) -> Result<bool>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.

@@ -48,12 +48,12 @@ macro_rules! sql_for {
             sqlx::query($begin).execute(&mut *c).await.map_err(write)?;
             // (CA, serial) of the rows that went in.
             let mut inserted = std::collections::HashSet::new();
-            // 13 bound values per row: well under either database's limit.
+            // 15 bound values per row: well under either database's limit.
             for (chunk, principals) in certs.chunks(1000).zip(principals.chunks(1000)) {
                 let mut b: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO certs (ca_fingerprint, serial, key_id, cert_type, principals, \
                      valid_after, valid_before, subject_fingerprint, requester, \
-                     requester_source, policy, issued_at, certificate) ",
+                     requester_source, policy, issued_at, certificate, renews, chain_start) ",
                 );
                 b.push_values(
                     chunk.iter().zip(principals),
@@ -70,7 +70,9 @@ macro_rules! sql_for {
                             .push_bind(cert.requester_source.clone())
                             .push_bind(cert.policy.clone())
                             .push_bind(to_db(cert.issued_at))
-                            .push_bind(cert.certificate.clone());
+                            .push_bind(cert.certificate.clone())
+                            .push_bind(cert.renews.map(to_db))
+                            .push_bind(cert.chain_start.map(to_db));
                     },
                 );
                 b.push(
@@ -145,6 +147,8 @@ macro_rules! sql_for {
                     policy: r.try_get("policy")?,
                     issued_at: from_db(r.try_get("issued_at")?),
                     certificate: r.try_get("certificate")?,
+                    renews: r.try_get::<Option<i64>, _>("renews")?.map(from_db),
+                    chain_start: r.try_get::<Option<i64>, _>("chain_start")?.map(from_db),
                 },
             ))
         }
@@ -311,6 +315,30 @@ macro_rules! sql_for {
                 revoked_by: r.try_get("revoked_by")?,
                 revoked_at: from_db(r.try_get("revoked_at")?),
             })
+        }
+
+        pub(crate) async fn use_nonce(
+            pool: &sqlx::Pool<$db>,
+            nonce: &str,
+            expires_at: u64,
+            now: u64,
+        ) -> Result<bool> {
+            let fail = |e| unavailable("cannot record the renewal nonce", e);
+            sqlx::query("DELETE FROM renew_nonces WHERE expires_at < $1")
+                .bind(to_db(now))
+                .execute(pool)
+                .await
+                .map_err(fail)?;
+            let done = sqlx::query(
+                "INSERT INTO renew_nonces (nonce, expires_at) VALUES ($1, $2) \
+                 ON CONFLICT (nonce) DO NOTHING",
+            )
+            .bind(nonce.to_owned())
+            .bind(to_db(expires_at))
+            .execute(pool)
+            .await
+            .map_err(fail)?;
+            Ok(done.rows_affected() == 1)
         }
 
         /// Revocations of `ca` (all when `None`), oldest first.
@@ -510,6 +538,10 @@ macro_rules! impl_store {
 
             async fn krl_versions(&self) -> Result<Vec<(String, u64)>> {
                 sql::krl_versions(&self.readers).await
+            }
+
+            async fn use_nonce(&self, nonce: &str, expires_at: u64, now: u64) -> Result<bool> {
+                sql::use_nonce(&self.readers, nonce, expires_at, now).await
             }
 
             async fn health(&self) -> Result<()> {

@@ -136,6 +136,11 @@ pub struct PolicyConfig {
     /// Binds each user certificate to the address it was asked from: the
     /// critical option `source-address` = that address (`/32` or `/128`).
     pub pin_source_address: Option<bool>,
+    /// Certificates may be renewed by proof of possession of their key.
+    pub renewable: Option<bool>,
+    /// How long after its first certificate a chain of renewals ends
+    /// (required when `renewable`).
+    pub renew_max_age: Option<String>,
 }
 
 /// A policy ready to use: the merge rules, its CA, and where copies go.
@@ -152,6 +157,9 @@ pub struct PolicyEntry {
     /// Whether each certificate gets the critical option `source-address`
     /// = the requester's address (user policies of the service only).
     pub pin_source_address: bool,
+    /// How long after its first certificate a chain of renewals ends,
+    /// seconds; `None` when certificates are not renewable.
+    pub renew_max_age: Option<u64>,
     /// The policy as written (for `policy show`).
     pub raw: PolicyConfig,
 }
@@ -462,6 +470,34 @@ impl Config {
                     ));
                 }
             }
+            let renew_max_age = match (raw.renewable.unwrap_or(false), &raw.renew_max_age) {
+                (true, Some(age)) => Some(parse_ttl(age).map_err(|e| {
+                    cfg_err(
+                        path,
+                        format_args!("policy `{name}`: field `renew_max_age`: {e}"),
+                    )
+                })?),
+                (true, None) => {
+                    return Err(cfg_err(
+                        path,
+                        format_args!(
+                            "policy `{name}`: field `renew_max_age`: required with \
+                             `renewable = true` (how long a chain of renewals may last, e.g. \
+                             \"30d\")"
+                        ),
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(cfg_err(
+                        path,
+                        format_args!(
+                            "policy `{name}`: field `renew_max_age`: set, but the policy is not \
+                             `renewable`"
+                        ),
+                    ))
+                }
+                (false, None) => None,
+            };
             let requesters = policy.requesters.as_deref().unwrap_or_default();
             check_matcher_issuers(requesters, "requesters", &cfg.oidc)
                 .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
@@ -494,6 +530,7 @@ impl Config {
                     issued_dir: raw.issued_dir.clone(),
                     auth: raw.auth.clone(),
                     pin_source_address,
+                    renew_max_age,
                     raw,
                 },
             );

@@ -16,6 +16,7 @@ mod ca;
 mod certs;
 mod health;
 mod login;
+mod renew;
 mod request;
 mod revoke;
 mod sign;
@@ -30,6 +31,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .merge(revoke::router(&app))
         .merge(certs::router(&app))
         .merge(login::router(&app))
+        .merge(renew::router(&app))
         .merge(health::router());
     if let Some(mount) = app.service.server.vault_mount.as_deref() {
         router = router.merge(vault::router(&app, mount));
