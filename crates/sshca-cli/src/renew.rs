@@ -129,26 +129,10 @@ pub async fn run(a: RenewArgs) -> Result<()> {
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let kind = match status.as_u16() {
-                401 => ErrorKind::Unauthenticated,
-                403 => ErrorKind::PermissionDenied,
-                404 => ErrorKind::NotFound,
-                422 => ErrorKind::Policy,
-                429 => ErrorKind::Throttled,
-                s if s >= 500 => ErrorKind::Unavailable,
-                _ => ErrorKind::InvalidInput,
-            };
-            return Err(Error::new(
-                kind,
-                format!(
-                    "{}: {} {}: {}",
-                    cert_path.display(),
-                    status.as_u16(),
-                    v["error"]["code"].as_str().unwrap_or("?"),
-                    sshca::core::text::escape(
-                        v["error"]["message"].as_str().unwrap_or("(no message)")
-                    )
-                ),
+            return Err(crate::request::refusal(
+                status,
+                &v,
+                &cert_path.display().to_string(),
             ));
         }
         let line = v["certificate"].as_str().ok_or_else(|| {

@@ -232,30 +232,37 @@ pub(crate) async fn ask(
     if status.is_success() {
         return Ok(Outcome::Issued(v));
     }
-    let code = v["error"]["code"].as_str().unwrap_or("?").to_owned();
-    let message = v["error"]["message"]
-        .as_str()
-        .unwrap_or("(no message)")
-        .to_owned();
     if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
-        return Err(format!("{status}: {code}: {message}"));
+        return Err(format!(
+            "{status}: {}: {}",
+            v["error"]["code"].as_str().unwrap_or("?"),
+            sshca::core::text::escape(v["error"]["message"].as_str().unwrap_or("(no message)"))
+        ));
     }
+    Ok(Outcome::Refused(refusal(status, &v, server)))
+}
+
+/// The error of a service's refusal (`{"error": {"code", "message"}}`),
+/// its kind from the status, its message led by `what`.
+pub(crate) fn refusal(status: reqwest::StatusCode, v: &Value, what: &str) -> Error {
     let kind = match status.as_u16() {
         401 => ErrorKind::Unauthenticated,
         403 => ErrorKind::PermissionDenied,
         404 => ErrorKind::NotFound,
         422 => ErrorKind::Policy,
         429 => ErrorKind::Throttled,
+        s if s >= 500 => ErrorKind::Unavailable,
         _ => ErrorKind::InvalidInput,
     };
-    Ok(Outcome::Refused(Error::new(
+    Error::new(
         kind,
         format!(
-            "{server}: {} {code}: {}",
+            "{what}: {} {}: {}",
             status.as_u16(),
-            sshca::core::text::escape(&message)
+            v["error"]["code"].as_str().unwrap_or("?"),
+            sshca::core::text::escape(v["error"]["message"].as_str().unwrap_or("(no message)"))
         ),
-    )))
+    )
 }
 
 /// `sshca request`.

@@ -145,29 +145,58 @@ pub(crate) struct Auth(pub Identity);
 /// token and a refusal is in Vault's shape.
 pub(crate) struct VaultAuth(pub Identity);
 
+/// A request's client address and its budget of failed authentications
+/// (`[server] unauthenticated_limit`).
+pub(crate) struct Budget<'a> {
+    limited: Option<(String, &'a crate::limit::RateLimiter)>,
+    /// The client's address, as the trusted proxies report it.
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl<'a> Budget<'a> {
+    /// Reads the client's address (recorded in `ctx`) and answers 429
+    /// when the address has spent its budget.
+    pub(crate) fn open(
+        app: &'a App,
+        peer: Option<&Peer>,
+        headers: &HeaderMap,
+        ctx: Option<&Ctx>,
+    ) -> Result<Self, ApiError> {
+        let ip = peer
+            .and_then(|p| p.addr)
+            .map(|a| crate::client::client_ip(a.ip(), headers, &app.settings.trusted_proxies));
+        let client = ip.map(crate::client::bucket);
+        if let (Some(ip), Some(c), Some(ctx)) = (ip, &client, ctx) {
+            ctx.set_client(ip, c);
+        }
+        let limited = client.zip(app.unauthenticated.as_ref());
+        if let Some((c, limiter)) = &limited {
+            limiter.peek(c).map_err(|wait| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many failed authentications from this address",
+                )
+                .retry(wait)
+            })?;
+        }
+        Ok(Self { limited, ip })
+    }
+
+    /// Counts a failed authentication against the address.
+    pub(crate) fn spend(&self) {
+        if let Some((c, limiter)) = &self.limited {
+            let _ = limiter.check(c);
+        }
+    }
+}
+
 /// Authenticates, within the client address's budget of failures: an
 /// address that spent it gets 429 without its credential being read.
 async fn authenticate(parts: &Parts, app: &Arc<App>, vault: bool) -> Result<Identity, ApiError> {
     let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
     let ctx = parts.extensions.get::<Ctx>();
-    let ip = peer
-        .addr
-        .map(|a| crate::client::client_ip(a.ip(), &parts.headers, &app.settings.trusted_proxies));
-    let client = ip.map(crate::client::bucket);
-    if let (Some(ip), Some(c), Some(ctx)) = (ip, &client, ctx) {
-        ctx.set_client(ip, c);
-    }
-    let limited = client.as_deref().zip(app.unauthenticated.as_ref());
-    if let Some((c, limiter)) = limited {
-        limiter.peek(c).map_err(|wait| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed authentications from this address",
-            )
-            .retry(wait)
-        })?;
-    }
+    let budget = Budget::open(app, Some(&peer), &parts.headers, ctx)?;
     match identify(app, &parts.headers, &peer, vault).await {
         Ok(identity) => {
             if let Some(ctx) = ctx {
@@ -176,9 +205,7 @@ async fn authenticate(parts: &Parts, app: &Arc<App>, vault: bool) -> Result<Iden
             Ok(identity)
         }
         Err(e) => {
-            if let Some((c, limiter)) = limited {
-                let _ = limiter.check(c);
-            }
+            budget.spend();
             Err(e)
         }
     }

@@ -102,18 +102,7 @@ pub(crate) async fn get(client: &reqwest::Client, server: &str, path: &str) -> R
     })?;
     if !status.is_success() {
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        return Err(Error::new(
-            if status.as_u16() == 404 {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::Unavailable
-            },
-            format!(
-                "{url}: {} {}",
-                status.as_u16(),
-                sshca::core::text::escape(v["error"]["message"].as_str().unwrap_or("(no message)"))
-            ),
-        ));
+        return Err(crate::request::refusal(status, &v, &url));
     }
     Ok(text)
 }

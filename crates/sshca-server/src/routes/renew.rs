@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde_json::json;
 use sshca_authority::{unix_now, Identity, RenewRequest};
 
-use super::request::read_body;
+use super::request::{parse_json, read_body};
 use crate::app::{App, Peer};
+use crate::auth::Budget;
 use crate::context::{tracked, Ctx};
 use crate::error::ApiError;
 
@@ -52,35 +53,15 @@ async fn renew(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let ip = peer
-        .and_then(|Extension(p)| p.addr)
-        .map(|a| crate::client::client_ip(a.ip(), &headers, &app.settings.trusted_proxies));
-    let bucket = ip.map(crate::client::bucket);
-    if let (Some(ip), Some(b)) = (ip, &bucket) {
-        ctx.set_client(ip, b);
-    }
-    let limited = bucket.as_deref().zip(app.unauthenticated.as_ref());
-    if let Some((c, limiter)) = limited {
-        limiter.peek(c).map_err(|wait| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed authentications from this address",
-            )
-            .retry(wait)
-        })?;
-    }
+    let budget = Budget::open(
+        &app,
+        peer.as_ref().map(|Extension(p)| p),
+        &headers,
+        Some(&ctx),
+    )?;
+    let ip = budget.ip;
     let bytes = read_body(&app, &headers, body).await?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    let b: RenewBody = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("the request body is not a renewal: {inner}"))
-        } else {
-            ApiError::bad_request(format!("field `{path}`: {inner}"))
-        }
-    })?;
+    let b: RenewBody = parse_json(&bytes, "a renewal")?;
     let result = app
         .authority
         .renew(
@@ -102,9 +83,7 @@ async fn renew(
         Err(refusal) => {
             let e = ApiError::from(refusal);
             if e.status == StatusCode::UNAUTHORIZED {
-                if let Some((c, limiter)) = limited {
-                    let _ = limiter.check(c);
-                }
+                budget.spend();
             }
             return Err(e);
         }

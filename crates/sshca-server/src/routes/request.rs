@@ -57,6 +57,24 @@ pub(super) async fn read_body(
 }
 
 /// The `key=value` pairs of a query string, percent-decoded.
+/// A JSON body of type `T`: 400 naming the field that is wrong, or saying
+/// the body is not `what` at all.
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("the request body is not {what}: {inner}"))
+        } else {
+            ApiError::bad_request(format!("field `{path}`: {inner}"))
+        }
+    })
+}
+
 pub(super) fn query_pairs(raw: Option<&str>) -> Result<Vec<(&str, String)>, ApiError> {
     raw.unwrap_or_default()
         .split('&')

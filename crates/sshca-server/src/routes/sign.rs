@@ -20,7 +20,7 @@ use sshca::core::validity::parse_validity;
 use sshca::core::KeyData;
 use sshca_authority::{unix_now, Identity, IssueRequest, Issued};
 
-use super::request::{parse_cert_type, parse_subject, read_body, request_options};
+use super::request::{parse_cert_type, parse_json, parse_subject, read_body, request_options};
 use crate::app::App;
 use crate::auth::Auth;
 use crate::context::{tracked, Ctx};
@@ -104,16 +104,7 @@ struct SignBody {
 }
 
 fn parse_sign_body(bytes: &[u8], now: u64) -> Result<(KeyData, Request), ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let b: SignBody = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("the request body is not a sign request: {inner}"))
-        } else {
-            ApiError::bad_request(format!("field `{path}`: {inner}"))
-        }
-    })?;
+    let b: SignBody = parse_json(bytes, "a sign request")?;
     let key = parse_subject(&b.public_key)?;
     let validity = b
         .validity
