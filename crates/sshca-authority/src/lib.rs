@@ -364,3 +364,117 @@ impl Authority {
         })
     }
 }
+
+impl Authority {
+    fn prepare_joined(
+        &self,
+        policy: &str,
+        identity: &Identity,
+        subjects: &[KeyData],
+        principals: &[String],
+        now: u64,
+    ) -> Result<(&PolicyEntry, Vec<Prepared>), Refusal> {
+        let entry = self
+            .config
+            .policies
+            .get(policy)
+            .ok_or_else(|| Refusal::not_found(format!("no policy named `{policy}`")))?;
+        let mut prepared = Vec::with_capacity(subjects.len());
+        for (i, subject) in subjects.iter().enumerate() {
+            let request = Request {
+                requester: None,
+                requester_source: None,
+                cert_type: Some(sshca::core::CertType::Host),
+                principals: Some(principals.to_vec()),
+                critical_options: None,
+                extensions: None,
+                validity: None,
+                key_id: None,
+                serial: None,
+                claims: Default::default(),
+            };
+            let p = issue::prepare(
+                entry,
+                identity,
+                subject,
+                request,
+                now,
+                sshca::core::random_serial(),
+            )
+            .map_err(|mut r| {
+                r.message = format!(
+                    "key {} ({}): {}",
+                    i + 1,
+                    subject.algorithm().as_str(),
+                    r.message
+                );
+                r
+            })?;
+            if p.template.principals != principals {
+                return Err(Refusal::new(
+                    RefusalKind::PolicyRefused,
+                    format!(
+                        "policy `{policy}` would issue principals {:?}, not the join token's {:?}",
+                        p.template.principals, principals
+                    ),
+                ));
+            }
+            prepared.push(p);
+        }
+        Ok((entry, prepared))
+    }
+
+    /// Whether [`Authority::issue_joined`] would issue (a dry run of the
+    /// merge for every key): `Err` is the refusal it would give.
+    pub fn check_joined(
+        &self,
+        policy: &str,
+        identity: &Identity,
+        subjects: &[KeyData],
+        principals: &[String],
+        now: u64,
+    ) -> Result<(), Refusal> {
+        self.prepare_joined(policy, identity, subjects, principals, now)
+            .map(|_| ())
+    }
+
+    /// Issues one host certificate per key under `policy` for a host that
+    /// proved it may join (the front end checked the join's proof, which
+    /// authorizes the policy: its `requesters` and `auth` do not apply).
+    /// Every key is merged first: if the policy refuses one, none is
+    /// signed.
+    pub async fn issue_joined(
+        &self,
+        policy: &str,
+        identity: &Identity,
+        subjects: &[KeyData],
+        principals: &[String],
+        request_id: &str,
+        now: u64,
+    ) -> Result<Vec<Issued>, Refusal> {
+        let (entry, prepared) = self.prepare_joined(policy, identity, subjects, principals, now)?;
+        let ca = self.ca(&entry.ca)?;
+        let signing = issue::Signing {
+            ca_name: &entry.ca,
+            signer: &*ca.signer,
+            ca_fingerprint: &ca.current.fingerprint,
+            alg: None,
+            store: Some(&*self.store),
+            bounds: self.options.bounds.as_ref(),
+            observer: &*self.options.observer,
+        };
+        let who = issue::RecordAs {
+            requester: &identity.name,
+            requester_source: &identity.source,
+            policy,
+            now,
+            request_id,
+            renewal: None,
+        };
+        let mut out = Vec::with_capacity(prepared.len());
+        for (p, subject) in prepared.into_iter().zip(subjects) {
+            out.push(issue::sign_and_record(&signing, p, subject, &who).await?);
+        }
+        Ok(out)
+    }
+}

@@ -360,7 +360,7 @@ async fn check(path: &Path, keys: &[PathBuf]) -> Result<ExitCode> {
 }
 
 #[cfg(feature = "client")]
-async fn fetch(
+pub(crate) async fn fetch(
     server: &str,
     ca: Option<&str>,
     output: &Path,

@@ -10,6 +10,8 @@ mod conformance;
 mod ekm;
 mod expires;
 mod files;
+#[cfg(feature = "client")]
+mod host;
 mod inspect;
 #[cfg(feature = "local")]
 mod key;
@@ -124,10 +126,15 @@ enum Cmd {
     /// certificate for a fresh key, into the ssh-agent.
     #[cfg(feature = "login")]
     Login(login::LoginArgs),
-    /// Client configuration from a signing service (`sshca config ssh`).
-    #[cfg(feature = "login")]
+    /// Client configuration: `sshca config ssh` (from a signing service),
+    /// `sshca config systemd` (the host renewal timer).
+    #[cfg(feature = "client")]
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// This host's certificates: enroll with a join token, renew.
+    #[cfg(feature = "client")]
+    #[command(subcommand)]
+    Host(host::HostCmd),
     /// Revoke certificates (by serial or key id), keys, or a CA key: a row
     /// in the store that every KRL of the CA carries from then on.
     #[cfg(feature = "store")]
@@ -142,12 +149,19 @@ enum Cmd {
 }
 
 /// `sshca config`.
-#[cfg(feature = "login")]
+#[cfg(feature = "client")]
 #[derive(clap::Subcommand, Debug)]
 enum ConfigCmd {
     /// known_hosts and ssh_config lines for a server's hosts: its host CAs,
     /// and `sshca login` when the agent's certificate runs out.
+    #[cfg(feature = "login")]
     Ssh(login::ssh_config::SshConfigArgs),
+    /// A systemd service and timer running `sshca host renew`.
+    Systemd {
+        /// The state file `sshca host enroll` wrote.
+        #[arg(long, default_value = "/etc/sshca/host.toml")]
+        state: std::path::PathBuf,
+    },
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -175,7 +189,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "server")]
-        Cmd::Token(t) => serve::token(t).map(|()| ExitCode::SUCCESS),
+        Cmd::Token(t) => serve::token(t, &cli.config)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "store")]
         Cmd::Certs(c) => records::certs(c, &cli.config)
             .await
@@ -196,6 +212,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Config(ConfigCmd::Ssh(a)) => {
             login::ssh_config::run(a).await.map(|()| ExitCode::SUCCESS)
         }
+        #[cfg(feature = "client")]
+        Cmd::Config(ConfigCmd::Systemd { state }) => host::systemd(&state).map(|text| {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }),
+        #[cfg(feature = "client")]
+        Cmd::Host(c) => host::run(c).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "store")]
         Cmd::Revoke(a) => krl::revoke(a, &cli.config)
             .await

@@ -61,106 +61,118 @@ pub async fn run(a: RenewArgs) -> Result<()> {
             a.server
         )));
     }
-    let server = a.server.trim_end_matches('/').to_owned();
     let client = crate::request::https_client(a.server_ca.as_deref(), None)?;
     for key in &a.keys {
-        let cert_path = crate::files::cert_path_for(key);
-        let text = std::fs::read_to_string(&cert_path)
-            .map_err(|e| Error::io("cannot read the certificate", &cert_path, &e))?;
-        let cert = sshca::core::Certificate::from_openssh(text.trim())
-            .map_err(|e| invalid(format!("{}: not a certificate: {e}", cert_path.display())))?;
-        let t = now();
-        if cert.valid_before() <= t {
-            return Err(Error::new(
-                ErrorKind::PermissionDenied,
-                format!(
-                    "{}: expired; an expired certificate cannot be renewed (ask for a new one)",
-                    cert_path.display()
-                ),
-            ));
-        }
-        let left = cert.valid_before() - t;
-        let lifetime = cert.valid_before().saturating_sub(cert.valid_after());
-        let limit = threshold(a.within.as_deref(), lifetime)?;
-        if left > limit {
-            eprintln!(
-                "sshca: {}: {} left, renewed within {}: nothing to do",
-                cert_path.display(),
-                human(left),
-                human(limit)
-            );
-            continue;
-        }
-        let signer = sshca::default_registry()
-            .open(&sshca::ca_uri(&key.display().to_string()))
-            .await
-            .map_err(|e| e.context(key.display()))?;
-        if signer.public_key().await? != *cert.public_key() {
-            return Err(invalid(format!(
-                "{}: the certificate {} is for another key",
-                key.display(),
-                cert_path.display()
-            )));
-        }
-        let nonce = format!(
-            "{:016x}{:016x}",
-            sshca::core::random_serial(),
-            sshca::core::random_serial()
-        );
-        let time = now();
-        let msg = renew::message(&server, &renew::fingerprint(&cert), time, &nonce);
-        let sig = signer
-            .sign_sshsig(renew::NAMESPACE, HashAlg::Sha512, msg.as_bytes())
-            .await?;
-        let body = json!({
-            "certificate": text.trim(),
-            "time": time,
-            "nonce": nonce,
-            "signature": crate::sshsig::armour(&sig)?,
-        });
-        let url = format!("{server}/v1/renew");
-        let resp = client.post(&url).json(&body).send().await.map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("{url}: cannot reach the service"),
-            )
-            .with_source(e)
-        })?;
-        let status = resp.status();
-        let v: Value = resp.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(crate::request::refusal(
-                status,
-                &v,
-                &cert_path.display().to_string(),
-            ));
-        }
-        let line = v["certificate"].as_str().ok_or_else(|| {
-            Error::new(
-                ErrorKind::BadResponse,
-                "the service answered without a certificate",
-            )
-        })?;
-        let new = sshca::core::Certificate::from_openssh(line).map_err(|e| {
-            Error::new(
-                ErrorKind::BadResponse,
-                format!("the service sent an unreadable certificate: {e}"),
-            )
-        })?;
-        if new.public_key() != cert.public_key() || new.cert_type() != cert.cert_type() {
-            return Err(Error::new(
-                ErrorKind::BadResponse,
-                "the service certified another key or type",
-            ));
-        }
-        crate::files::write_atomic(&cert_path, format!("{}\n", line.trim_end()).as_bytes())?;
-        eprintln!(
-            "sshca: {}: renewed: {}",
-            cert_path.display(),
-            crate::output::issued_summary(&new)
-        );
+        renew_one(&client, &a.server, key, a.within.as_deref()).await?;
     }
     Ok(())
+}
+
+/// Renews `key`'s certificate (`KEY-cert.pub`) at `server` when no more
+/// than `within` of its lifetime is left: `true` when it wrote a new one.
+pub(crate) async fn renew_one(
+    client: &reqwest::Client,
+    server: &str,
+    key: &std::path::Path,
+    within: Option<&str>,
+) -> Result<bool> {
+    let server = server.trim_end_matches('/');
+    let cert_path = crate::files::cert_path_for(key);
+    let text = std::fs::read_to_string(&cert_path)
+        .map_err(|e| Error::io("cannot read the certificate", &cert_path, &e))?;
+    let cert = sshca::core::Certificate::from_openssh(text.trim())
+        .map_err(|e| invalid(format!("{}: not a certificate: {e}", cert_path.display())))?;
+    let t = now();
+    if cert.valid_before() <= t {
+        return Err(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{}: expired; an expired certificate cannot be renewed (ask for a new one)",
+                cert_path.display()
+            ),
+        ));
+    }
+    let left = cert.valid_before() - t;
+    let lifetime = cert.valid_before().saturating_sub(cert.valid_after());
+    let limit = threshold(within, lifetime)?;
+    if left > limit {
+        eprintln!(
+            "sshca: {}: {} left, renewed within {}: nothing to do",
+            cert_path.display(),
+            human(left),
+            human(limit)
+        );
+        return Ok(false);
+    }
+    let signer = sshca::default_registry()
+        .open(&sshca::ca_uri(&key.display().to_string()))
+        .await
+        .map_err(|e| e.context(key.display()))?;
+    if signer.public_key().await? != *cert.public_key() {
+        return Err(invalid(format!(
+            "{}: the certificate {} is for another key",
+            key.display(),
+            cert_path.display()
+        )));
+    }
+    let nonce = format!(
+        "{:016x}{:016x}",
+        sshca::core::random_serial(),
+        sshca::core::random_serial()
+    );
+    let time = now();
+    let msg = renew::message(server, &renew::fingerprint(&cert), time, &nonce);
+    let sig = signer
+        .sign_sshsig(renew::NAMESPACE, HashAlg::Sha512, msg.as_bytes())
+        .await?;
+    let body = json!({
+        "certificate": text.trim(),
+        "time": time,
+        "nonce": nonce,
+        "signature": crate::sshsig::armour(&sig)?,
+    });
+    let url = format!("{server}/v1/renew");
+    let resp = client.post(&url).json(&body).send().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{url}: cannot reach the service"),
+        )
+        .with_source(e)
+    })?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(crate::request::refusal(
+            status,
+            &v,
+            &cert_path.display().to_string(),
+        ));
+    }
+    let line = v["certificate"].as_str().ok_or_else(|| {
+        Error::new(
+            ErrorKind::BadResponse,
+            "the service answered without a certificate",
+        )
+    })?;
+    let new = sshca::core::Certificate::from_openssh(line).map_err(|e| {
+        Error::new(
+            ErrorKind::BadResponse,
+            format!("the service sent an unreadable certificate: {e}"),
+        )
+    })?;
+    if new.public_key() != cert.public_key() || new.cert_type() != cert.cert_type() {
+        return Err(Error::new(
+            ErrorKind::BadResponse,
+            "the service certified another key or type",
+        ));
+    }
+    crate::files::write_atomic(&cert_path, format!("{}\n", line.trim_end()).as_bytes())?;
+    eprintln!(
+        "sshca: {}: renewed: {}",
+        cert_path.display(),
+        crate::output::issued_summary(&new)
+    );
+    Ok(true)
 }
 
 #[cfg(test)]

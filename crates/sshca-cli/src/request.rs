@@ -79,6 +79,7 @@ pub(crate) enum Roots<'a> {
     /// Only those of a PEM file (`flag` names it in errors).
     Only(&'a Path, &'a str),
     /// The system's and those of a PEM file.
+    #[cfg_attr(not(feature = "login"), allow(dead_code))]
     Adding(&'a Path, &'a str),
 }
 
@@ -375,4 +376,29 @@ pub async fn run(a: RequestArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `GET {server}{path}`: the body, or an error naming the status.
+pub(crate) async fn get_text(client: &reqwest::Client, server: &str, path: &str) -> Result<String> {
+    let url = format!("{}{path}", server.trim_end_matches('/'));
+    let resp = client.get(&url).send().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{url}: cannot reach the service"),
+        )
+        .with_source(e)
+    })?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("{url}: the answer broke off"),
+        )
+        .with_source(e)
+    })?;
+    if !status.is_success() {
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        return Err(crate::request::refusal(status, &v, &url));
+    }
+    Ok(text)
 }

@@ -90,11 +90,85 @@ pub enum TokenCmd {
         /// The identity the token stands for.
         name: String,
     },
+    /// Make a join token for `[join.NAME]` (printed alone on stdout; the
+    /// store keeps its hash, principals, expiry and uses).
+    Join {
+        /// The `[join.NAME]` it is for.
+        name: String,
+        /// A principal of the host certificates (repeatable; at least one).
+        #[arg(long = "principal", required = true)]
+        principals: Vec<String>,
+        /// How long it may be used (default 1h).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// How many enrollments it allows (default 1).
+        #[arg(long, default_value_t = 1)]
+        uses: u64,
+        /// Store URL (default: the config's).
+        #[arg(long)]
+        store: Option<String>,
+    },
 }
 
 /// `sshca token`.
-pub fn token(cmd: TokenCmd) -> Result<()> {
+pub async fn token(cmd: TokenCmd, config: &Path) -> Result<()> {
     match cmd {
+        TokenCmd::Join {
+            name,
+            principals,
+            ttl,
+            uses,
+            store,
+        } => {
+            let cfg = Config::load(config)?;
+            let service = sshca_server::ServiceConfig::from_config(&cfg)?;
+            if !service.joins.contains_key(&name) {
+                return Err(crate::output::invalid(format!(
+                    "{}: no [join.{name}] table (joins: {})",
+                    config.display(),
+                    if service.joins.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        service.joins.keys().cloned().collect::<Vec<_>>().join(", ")
+                    }
+                )));
+            }
+            for p in &principals {
+                sshca::core::text::check_name("principal", p)?;
+            }
+            if uses == 0 {
+                return Err(crate::output::invalid(
+                    "--uses 0: a token must allow one use at least",
+                ));
+            }
+            let ttl = sshca::core::validity::parse_ttl(&ttl)
+                .map_err(|e| crate::output::invalid(format!("--ttl {ttl}: {e}")))?;
+            let store = match store {
+                Some(u) => sshca_store::open(&u, &Default::default()).await?,
+                None => sshca_authority::open_store(None, &cfg).await?,
+            };
+            let (id, token) = sshca_server::new_join_token();
+            let now = crate::output::now();
+            store
+                .add_join_token(&sshca_store::JoinToken {
+                    id: id.clone(),
+                    join: name.clone(),
+                    token_hash: sshca_server::token_hash(&token),
+                    principals: principals.clone(),
+                    expires_at: now.saturating_add(ttl),
+                    uses_left: uses,
+                    created_at: now,
+                    created_by: "local".into(),
+                })
+                .await?;
+            eprintln!(
+                "# join token {id} for [join.{name}]: principals {}, {uses} use(s), expires in {}",
+                principals.join(","),
+                crate::output::human(ttl)
+            );
+            println!("{token}");
+            Ok(())
+        }
         TokenCmd::New { name } => {
             sshca::core::text::check_printable("token name", &name)?;
             if name.is_empty() || name.contains(['"', '\\', ' ']) {

@@ -126,6 +126,22 @@ pub const OIDC_ALGORITHMS: [&str; 7] = [
     "RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA",
 ];
 
+/// A `[join.NAME]` table: how hosts enroll themselves under a host policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// The proof a host brings: `token` (a join token from `sshca token
+    /// join`).
+    pub method: String,
+    /// The host policy the certificates are issued under.
+    pub policy: String,
+    /// What a proof is bound to, for methods that use one.
+    pub audience: Option<String>,
+}
+
+/// The join methods.
+pub const JOIN_METHODS: [&str; 1] = ["token"];
+
 /// A `[token.NAME]` table: a bearer token whose identity is `NAME`, kept
 /// only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -144,6 +160,8 @@ pub struct ServiceConfig {
     pub tokens: BTreeMap<String, TokenConfig>,
     /// OIDC issuers by name (`[oidc.NAME]`).
     pub oidc: BTreeMap<String, OidcConfig>,
+    /// Join methods by name (`[join.NAME]`).
+    pub joins: BTreeMap<String, JoinConfig>,
 }
 
 impl ServiceConfig {
@@ -275,6 +293,13 @@ impl ServiceConfig {
                 .and_then(|()| check_login(&name, &o, cfg))
                 .map_err(|m| cfg_err(&cfg.path, format_args!("oidc `{name}`: {m}")))?;
             out.oidc.insert(name, o);
+        }
+        for (name, v) in cfg.joins.clone() {
+            let j = JoinConfig::deserialize(v)
+                .map_err(|e| cfg_err(&cfg.path, format_args!("join `{name}`: {}", e.message())))?;
+            check_join(&name, &j, cfg)
+                .map_err(|m| cfg_err(&cfg.path, format_args!("join `{name}`: {m}")))?;
+            out.joins.insert(name, j);
         }
         out.check_vault(cfg)
             .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;
@@ -436,6 +461,35 @@ fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Resul
         return Err("field `algorithms`: empty list".into());
     }
     duration(o.leeway.as_ref(), "leeway")?;
+    Ok(())
+}
+
+fn check_join(name: &str, j: &JoinConfig, cfg: &Config) -> std::result::Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(
+            "the name must be letters, digits, `-`, `_` or `.` (it is a URL path segment)".into(),
+        );
+    }
+    if !JOIN_METHODS.contains(&j.method.as_str()) {
+        return Err(format!(
+            "field `method`: `{}` is not a join method (known: {})",
+            sshca::core::text::escape(&j.method),
+            JOIN_METHODS.join(", ")
+        ));
+    }
+    let Some(entry) = cfg.policies.get(&j.policy) else {
+        return Err(format!("field `policy`: no policy named `{}`", j.policy));
+    };
+    if entry.policy.cert_type != sshca::core::CertType::Host {
+        return Err(format!(
+            "field `policy`: policy `{}` issues user certificates; a join issues host certificates",
+            j.policy
+        ));
+    }
     Ok(())
 }
 

@@ -36,7 +36,7 @@ mod tokens;
 pub use config::ServiceConfig;
 pub use settings::Settings;
 pub use sshca_authority::Identity;
-pub use tokens::{new_token, token_hash};
+pub use tokens::{new_join_token, new_token, token_hash};
 
 use app::{App, Peer};
 use sshca_authority::{Authority, AuthorityOptions, SignBounds};

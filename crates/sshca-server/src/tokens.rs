@@ -64,6 +64,22 @@ pub fn new_token() -> String {
     )
 }
 
+/// A fresh join token and its id: `sshcaj_ID_SECRET` (an 8-hex-digit id,
+/// 256 random bits). The id names the token in records (`join:NAME:ID`).
+pub fn new_join_token() -> (String, String) {
+    use base64::Engine;
+    let mut id = [0u8; 4];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    let mut secret = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+    let id = hex::encode(id);
+    let token = format!(
+        "sshcaj_{id}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    (id, token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,7 @@ where
     paging(&*store).await;
     revocations_and_krl_versions(store.clone()).await;
     renewal_links_and_nonces(store.clone()).await;
+    join_tokens(store.clone()).await;
     store.health().await.unwrap();
     assert!(!store.describe().is_empty());
     // Everything is there after reopening.
@@ -220,6 +221,71 @@ async fn renewal_links_and_nonces(store: Arc<dyn Store>) {
         .use_nonce("ffeeddccbbaa99887766554433221100", 2_000, 1_001)
         .await
         .unwrap());
+}
+
+async fn join_tokens(store: Arc<dyn Store>) {
+    use crate::{JoinRefusal, JoinToken};
+    let t = JoinToken {
+        id: "a1b2".into(),
+        join: "fleet".into(),
+        token_hash: "h1".into(),
+        principals: vec!["web1.example.com".into()],
+        expires_at: 1_000,
+        uses_left: 2,
+        created_at: 10,
+        created_by: "local".into(),
+    };
+    store.add_join_token(&t).await.unwrap();
+    assert_eq!(
+        store.join_token("fleet", "h1", 500).await.unwrap(),
+        Ok(t.clone())
+    );
+    assert_eq!(
+        store.join_token("other", "h1", 500).await.unwrap(),
+        Err(JoinRefusal::Unknown)
+    );
+    assert_eq!(
+        store.join_token("fleet", "nope", 500).await.unwrap(),
+        Err(JoinRefusal::Unknown)
+    );
+    assert_eq!(
+        store.join_token("fleet", "h1", 1_000).await.unwrap(),
+        Err(JoinRefusal::Expired)
+    );
+    // Two uses, taken by many at once: exactly two succeed.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        tasks.spawn(async move { s.consume_join_token("fleet", "h1", 500).await });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap().unwrap() {
+            Ok(got) => {
+                assert_eq!(got.principals, t.principals);
+                ok += 1;
+            }
+            Err(why) => assert_eq!(why, JoinRefusal::Used),
+        }
+    }
+    assert_eq!(ok, 2);
+    assert_eq!(
+        store.join_token("fleet", "h1", 500).await.unwrap(),
+        Err(JoinRefusal::Used)
+    );
+    let late = JoinToken {
+        id: "c3d4".into(),
+        token_hash: "h2".into(),
+        ..t
+    };
+    store.add_join_token(&late).await.unwrap();
+    assert_eq!(
+        store
+            .consume_join_token("fleet", "h2", 2_000)
+            .await
+            .unwrap(),
+        Err(JoinRefusal::Expired)
+    );
 }
 
 async fn one_serial_twice_at_once_is_stored_once(store: Arc<dyn Store>) {

@@ -140,6 +140,38 @@ pub struct Revocation {
     pub revoked_at: u64,
 }
 
+/// A join token as the store keeps it (the token itself never is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JoinToken {
+    /// Its id (part of the token, and of the identity `join:NAME:ID`).
+    pub id: String,
+    /// The `[join.NAME]` it is for.
+    pub join: String,
+    /// Lower-case hex SHA-256 of the token.
+    pub token_hash: String,
+    /// The principals the host certificates get.
+    pub principals: Vec<String>,
+    /// When it stops being accepted (unix seconds).
+    pub expires_at: u64,
+    /// How many more enrollments it allows.
+    pub uses_left: u64,
+    /// When it was made (unix seconds).
+    pub created_at: u64,
+    /// Who made it.
+    pub created_by: String,
+}
+
+/// Why a join token was not consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefusal {
+    /// No token with that hash for that join.
+    Unknown,
+    /// Its uses are spent.
+    Used,
+    /// Past its expiry.
+    Expired,
+}
+
 /// What [`Store::record`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -265,6 +297,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// so that of two replicas given the same proof exactly one gets
     /// `true`. Nonces past their `expires_at` at `now` are forgotten.
     async fn use_nonce(&self, nonce: &str, expires_at: u64, now: u64) -> Result<bool>;
+    /// Keeps a new join token.
+    async fn add_join_token(&self, token: &JoinToken) -> Result<()>;
+    /// The join token of `join` with hash `token_hash`, when it may still
+    /// be used at `now`.
+    async fn join_token(
+        &self,
+        join: &str,
+        token_hash: &str,
+        now: u64,
+    ) -> Result<std::result::Result<JoinToken, JoinRefusal>>;
+    /// Uses the token once, atomically: of two replicas taking its last
+    /// use at once, exactly one succeeds.
+    async fn consume_join_token(
+        &self,
+        join: &str,
+        token_hash: &str,
+        now: u64,
+    ) -> Result<std::result::Result<JoinToken, JoinRefusal>>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.

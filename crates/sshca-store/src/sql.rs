@@ -16,8 +16,8 @@ macro_rules! sql_for {
         use sshca_signer::{Error, ErrorKind, Result};
         use $crate::writer::Job;
         use $crate::{
-            from_db, to_db, unavailable, AuditEvent, CertQuery, IssuedCert, Recorded, Revocation,
-            RevocationTarget,
+            from_db, to_db, unavailable, AuditEvent, CertQuery, IssuedCert, JoinRefusal,
+            JoinToken, Recorded, Revocation, RevocationTarget,
         };
 
         /// One transaction for the whole batch: one multi-row INSERT for
@@ -341,6 +341,96 @@ macro_rules! sql_for {
             Ok(done.rows_affected() == 1)
         }
 
+        pub(crate) async fn add_join_token(pool: &sqlx::Pool<$db>, t: &JoinToken) -> Result<()> {
+            let principals = serde_json::to_string(&t.principals).map_err(|e| {
+                Error::new(ErrorKind::Internal, "cannot encode principals").with_source(e)
+            })?;
+            sqlx::query(
+                "INSERT INTO join_tokens (id, join_name, token_hash, principals, expires_at, \
+                 uses_left, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(t.id.clone())
+            .bind(t.join.clone())
+            .bind(t.token_hash.clone())
+            .bind(principals)
+            .bind(to_db(t.expires_at))
+            .bind(to_db(t.uses_left))
+            .bind(to_db(t.created_at))
+            .bind(t.created_by.clone())
+            .execute(pool)
+            .await
+            .map_err(|e| unavailable("cannot record the join token", e))?;
+            Ok(())
+        }
+
+        fn join_row(r: &$row) -> std::result::Result<JoinToken, sqlx::Error> {
+            let principals: String = r.try_get("principals")?;
+            Ok(JoinToken {
+                id: r.try_get("id")?,
+                join: r.try_get("join_name")?,
+                token_hash: r.try_get("token_hash")?,
+                principals: serde_json::from_str(&principals).map_err(|e| {
+                    sqlx::Error::ColumnDecode {
+                        index: "principals".into(),
+                        source: Box::new(e),
+                    }
+                })?,
+                expires_at: from_db(r.try_get("expires_at")?),
+                uses_left: from_db(r.try_get("uses_left")?),
+                created_at: from_db(r.try_get("created_at")?),
+                created_by: r.try_get("created_by")?,
+            })
+        }
+
+        pub(crate) async fn join_token(
+            pool: &sqlx::Pool<$db>,
+            join: &str,
+            hash: &str,
+            now: u64,
+        ) -> Result<std::result::Result<JoinToken, JoinRefusal>> {
+            let read = |e| unavailable("cannot read the join token", e);
+            let row = sqlx::query("SELECT * FROM join_tokens WHERE token_hash = $1 AND join_name = $2")
+                .bind(hash.to_owned())
+                .bind(join.to_owned())
+                .fetch_optional(pool)
+                .await
+                .map_err(read)?;
+            let Some(row) = row else {
+                return Ok(Err(JoinRefusal::Unknown));
+            };
+            let t = join_row(&row).map_err(read)?;
+            Ok(if t.expires_at <= now {
+                Err(JoinRefusal::Expired)
+            } else if t.uses_left == 0 {
+                Err(JoinRefusal::Used)
+            } else {
+                Ok(t)
+            })
+        }
+
+        pub(crate) async fn consume_join_token(
+            pool: &sqlx::Pool<$db>,
+            join: &str,
+            hash: &str,
+            now: u64,
+        ) -> Result<std::result::Result<JoinToken, JoinRefusal>> {
+            let row = sqlx::query(
+                "UPDATE join_tokens SET uses_left = uses_left - 1 \
+                 WHERE token_hash = $1 AND join_name = $2 AND uses_left > 0 AND expires_at > $3 \
+                 RETURNING *",
+            )
+            .bind(hash.to_owned())
+            .bind(join.to_owned())
+            .bind(to_db(now))
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| unavailable("cannot use the join token", e))?;
+            match row {
+                Some(r) => Ok(Ok(join_row(&r).map_err(|e| unavailable("cannot read the join token", e))?)),
+                None => Ok(Err(join_token(pool, join, hash, now).await?.err().unwrap_or(JoinRefusal::Used))),
+            }
+        }
+
         /// Revocations of `ca` (all when `None`), oldest first.
         pub(crate) async fn query_revocations(
             pool: &sqlx::Pool<$db>,
@@ -542,6 +632,28 @@ macro_rules! impl_store {
 
             async fn use_nonce(&self, nonce: &str, expires_at: u64, now: u64) -> Result<bool> {
                 sql::use_nonce(&self.readers, nonce, expires_at, now).await
+            }
+
+            async fn add_join_token(&self, token: &$crate::JoinToken) -> Result<()> {
+                sql::add_join_token(&self.readers, token).await
+            }
+
+            async fn join_token(
+                &self,
+                join: &str,
+                token_hash: &str,
+                now: u64,
+            ) -> Result<std::result::Result<$crate::JoinToken, $crate::JoinRefusal>> {
+                sql::join_token(&self.readers, join, token_hash, now).await
+            }
+
+            async fn consume_join_token(
+                &self,
+                join: &str,
+                token_hash: &str,
+                now: u64,
+            ) -> Result<std::result::Result<$crate::JoinToken, $crate::JoinRefusal>> {
+                sql::consume_join_token(&self.readers, join, token_hash, now).await
             }
 
             async fn health(&self) -> Result<()> {

@@ -203,6 +203,33 @@ pub fn start_sshd_with(
     host_cert: &Path,
     extra: &str,
 ) -> Sshd {
+    start_sshd_file(&dir.join("sshd_config"), &dir.join("sshd.log"), |port| {
+        format!(
+            "{extra}ListenAddress 127.0.0.1:{port}\n\
+             HostKey {hk}\n\
+             HostCertificate {hc}\n\
+             TrustedUserCAKeys {ca}\n\
+             AuthorizedKeysFile none\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             PermitRootLogin prohibit-password\n\
+             StrictModes no\n\
+             UsePAM no\n\
+             PidFile {pid}\n\
+             LogLevel VERBOSE\n",
+            hk = host_key.display(),
+            hc = host_cert.display(),
+            ca = user_ca_pub.display(),
+            pid = dir.join("sshd.pid").display(),
+        )
+    })
+}
+
+/// sshd in the foreground with the config `make(port)` written to
+/// `config` (an OS-chosen free port; tried again on a port taken in the
+/// meantime), its log in `log`.
+pub fn start_sshd_file(config: &Path, log: &Path, make: impl Fn(u16) -> String) -> Sshd {
     assert!(
         Path::new(SSHD).exists(),
         "{SSHD} is missing: install openssh-server (.ci/run does)"
@@ -210,37 +237,14 @@ pub fn start_sshd_with(
     std::fs::create_dir_all("/run/sshd").unwrap();
     for _ in 0..5 {
         let port = free_port();
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "{extra}ListenAddress 127.0.0.1:{port}\n\
-                 HostKey {hk}\n\
-                 HostCertificate {hc}\n\
-                 TrustedUserCAKeys {ca}\n\
-                 AuthorizedKeysFile none\n\
-                 PubkeyAuthentication yes\n\
-                 PasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\n\
-                 StrictModes no\n\
-                 UsePAM no\n\
-                 PidFile {pid}\n\
-                 LogLevel VERBOSE\n",
-                hk = host_key.display(),
-                hc = host_cert.display(),
-                ca = user_ca_pub.display(),
-                pid = dir.join("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        std::fs::write(config, make(port)).unwrap();
+        let log_file = std::fs::File::create(log).unwrap();
         let child = Command::new(SSHD)
             .arg("-D")
             .arg("-e")
             .arg("-f")
-            .arg(&config)
-            .stderr(log)
+            .arg(config)
+            .stderr(log_file)
             .spawn()
             .unwrap();
         let mut sshd = Sshd { child, port };
@@ -258,7 +262,7 @@ pub fn start_sshd_with(
     }
     panic!(
         "sshd did not start: {}",
-        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        std::fs::read_to_string(log).unwrap_or_default()
     );
 }
 

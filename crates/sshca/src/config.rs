@@ -185,6 +185,9 @@ pub struct Config {
     /// The `[oidc.NAME]` tables as written (parsed by the service; their
     /// names are the `oidc:NAME` sources a policy's `auth` may list).
     pub oidc: BTreeMap<String, toml::Value>,
+    /// The `[join.NAME]` tables as written (parsed by the service): how
+    /// hosts enroll themselves.
+    pub joins: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +204,8 @@ struct FileShape {
     token: BTreeMap<String, toml::Value>,
     #[serde(default)]
     oidc: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    join: BTreeMap<String, toml::Value>,
 }
 
 /// An error in the config file at `path`.
@@ -394,6 +399,7 @@ impl Config {
         cfg.server = shape.server;
         cfg.tokens = shape.token;
         cfg.oidc = shape.oidc;
+        cfg.joins = shape.join;
         for (name, v) in shape.ca {
             let mut ca = CaConfig::deserialize(v)
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: {}", e.message())))?;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 use sshca::core::ssh_key::private::{Ed25519Keypair, KeypairData};
 use sshca::core::ssh_key::{Certificate, LineEnding, PrivateKey};
 use sshca::core::validity::parse_ttl;
@@ -82,31 +82,6 @@ fn check_server(server: &str) -> Result<()> {
     Ok(())
 }
 
-/// `GET {server}{path}`: the body, or an error naming the status.
-pub(crate) async fn get(client: &reqwest::Client, server: &str, path: &str) -> Result<String> {
-    let url = format!("{}{path}", server.trim_end_matches('/'));
-    let resp = client.get(&url).send().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!("{url}: cannot reach the service"),
-        )
-        .with_source(e)
-    })?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!("{url}: the answer broke off"),
-        )
-        .with_source(e)
-    })?;
-    if !status.is_success() {
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        return Err(crate::request::refusal(status, &v, &url));
-    }
-    Ok(text)
-}
-
 /// The service's login settings.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct LoginSettings {
@@ -118,7 +93,7 @@ pub(crate) struct LoginSettings {
 }
 
 pub(crate) async fn settings(client: &reqwest::Client, server: &str) -> Result<LoginSettings> {
-    let text = get(client, server, "/v1/login").await?;
+    let text = crate::request::get_text(client, server, "/v1/login").await?;
     serde_json::from_str(&text).map_err(|e| {
         Error::new(
             ErrorKind::BadResponse,
@@ -136,7 +111,7 @@ pub(crate) async fn ca_keys(
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for ca in cas {
-        let text = get(client, server, &format!("/v1/ca/{ca}{query}")).await?;
+        let text = crate::request::get_text(client, server, &format!("/v1/ca/{ca}{query}")).await?;
         out.push((ca.clone(), text));
     }
     Ok(out)

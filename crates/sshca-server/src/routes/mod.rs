@@ -15,6 +15,7 @@ use crate::error::ApiError;
 mod ca;
 mod certs;
 mod health;
+mod join;
 mod login;
 mod renew;
 mod request;
@@ -32,6 +33,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .merge(certs::router(&app))
         .merge(login::router(&app))
         .merge(renew::router(&app))
+        .merge(join::router(&app))
         .merge(health::router());
     if let Some(mount) = app.service.server.vault_mount.as_deref() {
         router = router.merge(vault::router(&app, mount));

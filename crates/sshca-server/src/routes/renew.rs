@@ -40,9 +40,11 @@ fn still_known(app: &App, identity: &Identity) -> bool {
     match identity.source.as_str() {
         "token" => app.service.tokens.contains_key(&identity.name),
         "client-cert" => app.settings.client_ca.is_some(),
-        source => source
-            .strip_prefix("oidc:")
-            .is_some_and(|issuer| app.service.oidc.contains_key(issuer)),
+        source => match source.split_once(':') {
+            Some(("oidc", issuer)) => app.service.oidc.contains_key(issuer),
+            Some(("join", join)) => app.service.joins.contains_key(join),
+            _ => false,
+        },
     }
 }
 
