@@ -215,15 +215,7 @@ impl Authority {
             sshca::core::random_serial(),
         )?;
         issue::pin_source_address(entry, &mut prepared, r.source_address)?;
-        let signing = issue::Signing {
-            ca_name: &entry.ca,
-            signer: &*ca.signer,
-            ca_fingerprint: &ca.current.fingerprint,
-            alg: None,
-            store: Some(&*self.store),
-            bounds: self.options.bounds.as_ref(),
-            observer: &*self.options.observer,
-        };
+        let signing = self.signing(&entry.ca, ca);
         let who = issue::RecordAs {
             requester: &r.identity.name,
             requester_source: &r.identity.source,
@@ -366,6 +358,20 @@ impl Authority {
 }
 
 impl Authority {
+    /// How the service signs with CA `name` (`ca`, opened): its current
+    /// key, recorded in the store, within the bounds, observed.
+    pub(crate) fn signing<'a>(&'a self, name: &'a str, ca: &'a OpenedCa) -> issue::Signing<'a> {
+        issue::Signing {
+            ca_name: name,
+            signer: &*ca.signer,
+            ca_fingerprint: &ca.current.fingerprint,
+            alg: None,
+            store: Some(&*self.store),
+            bounds: self.options.bounds.as_ref(),
+            observer: &*self.options.observer,
+        }
+    }
+
     fn prepare_joined(
         &self,
         policy: &str,
@@ -454,15 +460,7 @@ impl Authority {
     ) -> Result<Vec<Issued>, Refusal> {
         let (entry, prepared) = self.prepare_joined(policy, identity, subjects, principals, now)?;
         let ca = self.ca(&entry.ca)?;
-        let signing = issue::Signing {
-            ca_name: &entry.ca,
-            signer: &*ca.signer,
-            ca_fingerprint: &ca.current.fingerprint,
-            alg: None,
-            store: Some(&*self.store),
-            bounds: self.options.bounds.as_ref(),
-            observer: &*self.options.observer,
-        };
+        let signing = self.signing(&entry.ca, ca);
         let who = issue::RecordAs {
             requester: &identity.name,
             requester_source: &identity.source,

@@ -299,15 +299,7 @@ impl Authority {
         if prepared.template.valid_before > chain_end {
             prepared.template.valid_before = chain_end;
         }
-        let signing = issue::Signing {
-            ca_name: &entry.ca,
-            signer: &*self.ca(&entry.ca)?.signer,
-            ca_fingerprint: &self.ca(&entry.ca)?.current.fingerprint,
-            alg: None,
-            store: Some(&*self.store),
-            bounds: self.options.bounds.as_ref(),
-            observer: &*self.options.observer,
-        };
+        let signing = self.signing(&entry.ca, self.ca(&entry.ca)?);
         let who = issue::RecordAs {
             requester: &identity.name,
             requester_source: &identity.source,
