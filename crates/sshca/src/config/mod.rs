@@ -66,10 +66,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sshca_core::matcher::{IdentityMatcher, SourceMatch};
-use sshca_core::policy::{Glob, OnDisallowed, Policy};
+use sshca_core::policy::{Glob, Policy};
 use sshca_core::validity::parse_ttl;
-use sshca_core::{CertOptions, CertType, OptionValue};
+use sshca_core::{CertOptions, OptionValue};
 use sshca_signer::{Error, ErrorKind, KeyUri, Result};
+
+mod policy;
+pub use policy::PolicyConfig;
 
 /// A CA entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -99,48 +102,6 @@ impl CaConfig {
         }
         Ok(u.to_string())
     }
-}
-
-/// A policy as written in the file (all fields optional but `ca`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-#[allow(missing_docs)]
-pub struct PolicyConfig {
-    pub ca: String,
-    pub cert_type: Option<String>,
-    pub valid_principals: Option<Vec<String>>,
-    pub default_valid_principals: Option<Vec<String>>,
-    pub allowed_valid_principals: Option<Vec<String>>,
-    pub all_principals: Option<bool>,
-    pub critical_options: Option<BTreeMap<String, String>>,
-    pub default_critical_options: Option<BTreeMap<String, String>>,
-    pub allowed_critical_options: Option<Vec<String>>,
-    pub extensions: Option<BTreeMap<String, String>>,
-    pub default_extensions: Option<BTreeMap<String, String>>,
-    pub allowed_extensions: Option<Vec<String>>,
-    pub ttl: Option<String>,
-    pub max_ttl: Option<String>,
-    pub max_start: Option<String>,
-    pub allow_serial: Option<bool>,
-    pub allow_key_id: Option<bool>,
-    pub backdate: Option<String>,
-    pub key_id: Option<String>,
-    pub requesters: Option<Vec<String>>,
-    pub allowed_key_types: Option<Vec<String>>,
-    pub min_rsa_bits: Option<u32>,
-    pub on_disallowed: Option<String>,
-    pub issued_dir: Option<PathBuf>,
-    /// Credential sources the policy accepts: `token`, `client-cert`,
-    /// `oidc:NAME` (default: all).
-    pub auth: Option<Vec<String>>,
-    /// Binds each user certificate to the address it was asked from: the
-    /// critical option `source-address` = that address (`/32` or `/128`).
-    pub pin_source_address: Option<bool>,
-    /// Certificates may be renewed by proof of possession of their key.
-    pub renewable: Option<bool>,
-    /// How long after its first certificate a chain of renewals ends
-    /// (required when `renewable`).
-    pub renew_max_age: Option<String>,
 }
 
 /// A policy ready to use: the merge rules, its CA, and where copies go.
@@ -308,76 +269,6 @@ pub fn duration(v: Option<&String>, field: &str) -> std::result::Result<Option<u
         .transpose()
 }
 
-impl PolicyConfig {
-    fn build(&self, name: &str) -> std::result::Result<Policy, String> {
-        let cert_type = match self.cert_type.as_deref() {
-            None | Some("user") => CertType::User,
-            Some("host") => CertType::Host,
-            Some(o) => return Err(format!("field `cert_type`: `{o}` is not `user` or `host`")),
-        };
-        let mut p = Policy::new(name, cert_type);
-        p.valid_principals = self.valid_principals.clone();
-        if let Some(v) = &p.valid_principals {
-            if v.is_empty() || v.iter().any(String::is_empty) {
-                return Err("field `valid_principals`: empty list or empty principal".into());
-            }
-        }
-        p.default_valid_principals = self.default_valid_principals.clone().unwrap_or_default();
-        p.allowed_valid_principals = globs(
-            self.allowed_valid_principals.as_ref(),
-            "allowed_valid_principals",
-        )?;
-        p.all_principals = self.all_principals.unwrap_or(false);
-        p.critical_options = cert_options(self.critical_options.as_ref(), "critical_options")?;
-        p.default_critical_options = cert_options(
-            self.default_critical_options.as_ref(),
-            "default_critical_options",
-        )?;
-        p.allowed_critical_options = self.allowed_critical_options.clone();
-        p.extensions = cert_options(self.extensions.as_ref(), "extensions")?;
-        p.default_extensions =
-            cert_options(self.default_extensions.as_ref(), "default_extensions")?;
-        p.allowed_extensions = self.allowed_extensions.clone();
-        if let Some(t) = duration(self.ttl.as_ref(), "ttl")? {
-            p.ttl = t;
-            p.max_ttl = p.max_ttl.max(t);
-        }
-        if let Some(m) = duration(self.max_ttl.as_ref(), "max_ttl")? {
-            p.max_ttl = m;
-        } else if self.ttl.is_some() {
-            p.max_ttl = p.ttl;
-        }
-        if let Some(m) = duration(self.max_start.as_ref(), "max_start")? {
-            p.max_start = m;
-        }
-        p.allow_serial = self.allow_serial.unwrap_or(false);
-        if let Some(b) = duration(self.backdate.as_ref(), "backdate")? {
-            p.backdate = b;
-        }
-        p.key_id = self.key_id.clone();
-        p.allow_key_id = self.allow_key_id.unwrap_or(false);
-        p.requesters = matchers(self.requesters.as_ref(), "requesters")?;
-        p.allowed_key_types = self.allowed_key_types.clone();
-        if let Some(b) = self.min_rsa_bits {
-            p.min_rsa_bits = b;
-        }
-        p.on_disallowed = match self.on_disallowed.as_deref() {
-            None | Some("reject") => OnDisallowed::Reject,
-            Some("drop") => OnDisallowed::Drop,
-            Some(o) => {
-                return Err(format!(
-                    "field `on_disallowed`: `{o}` is not `reject` or `drop`"
-                ))
-            }
-        };
-        p.check().map_err(|e| match e {
-            sshca_core::Error::Template(m) => m,
-            other => other.to_string(),
-        })?;
-        Ok(p)
-    }
-}
-
 impl Config {
     /// Parses config text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
@@ -455,55 +346,9 @@ impl Config {
                     ));
                 }
             }
-            let pin_source_address = raw.pin_source_address.unwrap_or(false);
-            if pin_source_address {
-                if policy.cert_type != CertType::User {
-                    return Err(cfg_err(
-                        path,
-                        format_args!(
-                            "policy `{name}`: field `pin_source_address`: only user certificates \
-                             carry a `source-address`; this policy issues host certificates"
-                        ),
-                    ));
-                }
-                if policy.critical_options.contains_key("source-address") {
-                    return Err(cfg_err(
-                        path,
-                        format_args!(
-                            "policy `{name}`: field `pin_source_address`: the policy forces \
-                             `source-address` in `critical_options`; use one or the other"
-                        ),
-                    ));
-                }
-            }
-            let renew_max_age = match (raw.renewable.unwrap_or(false), &raw.renew_max_age) {
-                (true, Some(age)) => Some(parse_ttl(age).map_err(|e| {
-                    cfg_err(
-                        path,
-                        format_args!("policy `{name}`: field `renew_max_age`: {e}"),
-                    )
-                })?),
-                (true, None) => {
-                    return Err(cfg_err(
-                        path,
-                        format_args!(
-                            "policy `{name}`: field `renew_max_age`: required with \
-                             `renewable = true` (how long a chain of renewals may last, e.g. \
-                             \"30d\")"
-                        ),
-                    ))
-                }
-                (false, Some(_)) => {
-                    return Err(cfg_err(
-                        path,
-                        format_args!(
-                            "policy `{name}`: field `renew_max_age`: set, but the policy is not \
-                             `renewable`"
-                        ),
-                    ))
-                }
-                (false, None) => None,
-            };
+            let (pin_source_address, renew_max_age) = raw
+                .service_settings(&policy)
+                .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
             let requesters = policy.requesters.as_deref().unwrap_or_default();
             check_matcher_issuers(requesters, "requesters", &cfg.oidc)
                 .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
