@@ -93,13 +93,19 @@ pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
             for r in &revocations {
                 dst.revoke(r).await?;
             }
+            // Join tokens not yet used up go along (their hashes only).
+            let joins = src.join_tokens().await?;
+            for t in &joins {
+                dst.add_join_token(t).await?;
+            }
             // KRLs built from the copy keep counting up from the source's.
             for (ca, version) in src.krl_versions().await? {
                 dst.next_krl_version(&ca, version).await?;
             }
             println!(
-                "copied {certs} certificates, {events} audit rows and {} revocations from {} to {}",
+                "copied {certs} certificates, {events} audit rows, {} revocations and {} join tokens from {} to {}",
                 revocations.len(),
+                joins.len(),
                 src.describe(),
                 dst.describe()
             );

@@ -241,6 +241,11 @@ fn three_replicas_one_database() {
 fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
     let pg = PgCluster::start();
     let s = setup("", None);
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str(
+        "\n[policy.hosts]\nca = \"users\"\ncert_type = \"host\"\n\n[join.fleet]\nmethod = \"token\"\npolicy = \"hosts\"\n",
+    );
+    std::fs::write(&s.config, text).unwrap();
     let svc = Service::start(&s.dir, &s.config);
     let rt = runtime();
     let c = client(&s.pki, None);
@@ -253,12 +258,23 @@ fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
     });
     drop(svc);
     let sqlite = format!("sqlite:{}", s.dir.join("data/sshca.db").display());
+    run(sshca().arg("--config").arg(&s.config).args([
+        "token",
+        "join",
+        "fleet",
+        "--principal",
+        "h1.example.com",
+        "--store",
+        &sqlite,
+    ]));
     let target = pg.database("copy");
     run(sshca().args(["store", "migrate", "--store", &target]));
     let out = run(sshca().args(["store", "copy", "--from", &sqlite, "--to", &target]));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("30 certificates") && said.contains("10 audit"),
+        said.contains("30 certificates")
+            && said.contains("10 audit")
+            && said.contains("1 join tokens"),
         "{said}"
     );
     assert_eq!(rows_in(&s.config, &sqlite), rows_in(&s.config, &target));

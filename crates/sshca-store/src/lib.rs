@@ -307,6 +307,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
         now: u64,
     ) -> Result<std::result::Result<JoinToken, JoinRefusal>>;
+    /// Every join token, oldest first (for `sshca store copy`).
+    async fn join_tokens(&self) -> Result<Vec<JoinToken>>;
     /// Uses the token once, atomically: of two replicas taking its last
     /// use at once, exactly one succeeds.
     async fn consume_join_token(

@@ -408,6 +408,12 @@ macro_rules! sql_for {
             })
         }
 
+        pub(crate) async fn join_tokens(pool: &sqlx::Pool<$db>) -> Result<Vec<JoinToken>> {
+            let mut b: QueryBuilder<$db> =
+                QueryBuilder::new("SELECT * FROM join_tokens ORDER BY created_at, id");
+            fetch_rows(pool, &mut b, "join tokens", join_row).await
+        }
+
         pub(crate) async fn consume_join_token(
             pool: &sqlx::Pool<$db>,
             join: &str,
@@ -645,6 +651,10 @@ macro_rules! impl_store {
                 now: u64,
             ) -> Result<std::result::Result<$crate::JoinToken, $crate::JoinRefusal>> {
                 sql::join_token(&self.readers, join, token_hash, now).await
+            }
+
+            async fn join_tokens(&self) -> Result<Vec<$crate::JoinToken>> {
+                sql::join_tokens(&self.readers).await
             }
 
             async fn consume_join_token(
