@@ -51,9 +51,13 @@ pub struct EnrollArgs {
     /// Reload sshd afterwards (after `sshd -t` accepts the result).
     #[arg(long)]
     reload: bool,
-    /// sshd's PID file, for --reload.
+    /// sshd's PID file, for --reload (sent SIGHUP).
     #[arg(long, default_value = "/run/sshd.pid")]
     sshd_pid_file: PathBuf,
+    /// For --reload: a shell command that reloads sshd instead of the
+    /// signal (e.g. `systemctl reload ssh`).
+    #[arg(long, value_name = "CMD")]
+    reload_command: Option<String>,
     /// Where the settings to renew with are kept (0600).
     #[arg(long, default_value = DEFAULT_STATE)]
     state: PathBuf,
@@ -86,6 +90,8 @@ struct HostState {
     user_ca: Option<String>,
     reload: bool,
     sshd_pid_file: PathBuf,
+    #[serde(default)]
+    reload_command: Option<String>,
 }
 
 /// The host public keys of `dir`: `ssh_host_*_key.pub`, sorted.
@@ -191,8 +197,9 @@ fn write_drop_in(dir: &Path, keys: &[PathBuf], user_ca: bool) -> Result<bool> {
     Ok(true)
 }
 
-/// `sshd -t` on the result, then SIGHUP to the running sshd.
-fn reload(dir: &Path, pid_file: &Path) -> Result<()> {
+/// `sshd -t` on the result, then `command` (through `sh -c`) or SIGHUP to
+/// the running sshd.
+fn reload(dir: &Path, pid_file: &Path, command: Option<&str>) -> Result<()> {
     let config = dir.join("sshd_config");
     let out = std::process::Command::new(crate::host::sshd_binary())
         .arg("-t")
@@ -209,6 +216,26 @@ fn reload(dir: &Path, pid_file: &Path) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         ));
+    }
+    if let Some(cmd) = command {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .map_err(|e| Error::io("cannot run the reload command", Path::new("/bin/sh"), &e))?;
+        if !out.status.success() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "the reload command `{}` failed ({}): {}",
+                    sshca::core::text::escape(cmd),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            ));
+        }
+        eprintln!("sshca: sshd reloaded");
+        return Ok(());
     }
     let pid = std::fs::read_to_string(pid_file)
         .map_err(|e| Error::io("cannot read sshd's PID file", pid_file, &e))?;
@@ -353,6 +380,7 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
         user_ca: a.user_ca.clone(),
         reload: a.reload,
         sshd_pid_file: a.sshd_pid_file.clone(),
+        reload_command: a.reload_command.clone(),
     };
     let text = toml::to_string(&state)
         .map_err(|e| Error::new(ErrorKind::Internal, "cannot encode the state").with_source(e))?;
@@ -361,7 +389,7 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
     }
     crate::files::write_atomic_with(&a.state, text.as_bytes(), 0o600, true)?;
     if a.reload {
-        reload(&a.ssh_dir, &a.sshd_pid_file)?;
+        reload(&a.ssh_dir, &a.sshd_pid_file, a.reload_command.as_deref())?;
     }
     eprintln!(
         "sshca: enrolled with `{}`: {} host certificate(s), principals {}",
@@ -400,7 +428,7 @@ async fn renew_round(st: &HostState, within: Option<&str>) -> Result<bool> {
     }
     changed |= write_drop_in(&st.ssh_dir, &keys, st.user_ca.is_some())?;
     if changed && st.reload {
-        reload(&st.ssh_dir, &st.sshd_pid_file)?;
+        reload(&st.ssh_dir, &st.sshd_pid_file, st.reload_command.as_deref())?;
     }
     Ok(changed)
 }

@@ -232,6 +232,16 @@ policy = "hosts"
             .output()
             .unwrap()
     };
+    // The reload as a command instead of the PID file's signal.
+    let state_file = s.dir.join("state/host.toml");
+    let marker = s.dir.join("reloaded-by-command");
+    let mut state = std::fs::read_to_string(&state_file).unwrap();
+    state.push_str(&format!(
+        "reload_command = \"touch {} && kill -HUP $(cat {})\"\n",
+        marker.display(),
+        pid_file.display()
+    ));
+    std::fs::write(&state_file, state).unwrap();
     let ed_cert = PathBuf::from(format!("{}-cert.pub", keys[0].display()));
     let before = std::fs::read_to_string(&ed_cert).unwrap();
     let out = renew(&[]);
@@ -249,6 +259,7 @@ policy = "hosts"
     );
     let after = std::fs::read_to_string(&ed_cert).unwrap();
     assert_ne!(after, before);
+    assert!(marker.exists(), "the reload command did not run");
     assert_eq!(
         sshca_view(&ed_cert).principals,
         ["127.0.0.1"],
