@@ -372,38 +372,37 @@ impl Authority {
         }
     }
 
-    fn prepare_joined(
-        &self,
-        policy: &str,
+    /// Merges one host certificate per key under `policy` for a host that
+    /// proves it may join (the front end checks the join's proof, which
+    /// authorizes the policy: its `requesters` and `auth` do not apply),
+    /// with exactly `principals`. If the policy refuses one key, the
+    /// refusal names it and nothing is ready; otherwise
+    /// [`Authority::issue_joined`] signs them.
+    pub fn prepare_joined<'a>(
+        &'a self,
+        policy: &'a str,
         identity: &Identity,
         subjects: &[KeyData],
         principals: &[String],
         now: u64,
-    ) -> Result<(&PolicyEntry, Vec<Prepared>), Refusal> {
+    ) -> Result<Joined<'a>, Refusal> {
         let entry = self
             .config
             .policies
             .get(policy)
             .ok_or_else(|| Refusal::not_found(format!("no policy named `{policy}`")))?;
+        let request = Request {
+            cert_type: Some(sshca::core::CertType::Host),
+            principals: Some(principals.to_vec()),
+            ..Default::default()
+        };
         let mut prepared = Vec::with_capacity(subjects.len());
         for (i, subject) in subjects.iter().enumerate() {
-            let request = Request {
-                requester: None,
-                requester_source: None,
-                cert_type: Some(sshca::core::CertType::Host),
-                principals: Some(principals.to_vec()),
-                critical_options: None,
-                extensions: None,
-                validity: None,
-                key_id: None,
-                serial: None,
-                claims: Default::default(),
-            };
             let p = issue::prepare(
                 entry,
                 identity,
                 subject,
-                request,
+                request.clone(),
                 now,
                 sshca::core::random_serial(),
             )
@@ -427,52 +426,47 @@ impl Authority {
             }
             prepared.push(p);
         }
-        Ok((entry, prepared))
+        Ok(Joined {
+            policy,
+            entry,
+            prepared,
+        })
     }
 
-    /// Whether [`Authority::issue_joined`] would issue (a dry run of the
-    /// merge for every key): `Err` is the refusal it would give.
-    pub fn check_joined(
-        &self,
-        policy: &str,
-        identity: &Identity,
-        subjects: &[KeyData],
-        principals: &[String],
-        now: u64,
-    ) -> Result<(), Refusal> {
-        self.prepare_joined(policy, identity, subjects, principals, now)
-            .map(|_| ())
-    }
-
-    /// Issues one host certificate per key under `policy` for a host that
-    /// proved it may join (the front end checked the join's proof, which
-    /// authorizes the policy: its `requesters` and `auth` do not apply).
-    /// Every key is merged first: if the policy refuses one, none is
-    /// signed.
+    /// Signs and records what [`Authority::prepare_joined`] merged for
+    /// `identity`'s `subjects` (the same keys, in the same order).
     pub async fn issue_joined(
         &self,
-        policy: &str,
+        joined: Joined<'_>,
         identity: &Identity,
         subjects: &[KeyData],
-        principals: &[String],
         request_id: &str,
         now: u64,
     ) -> Result<Vec<Issued>, Refusal> {
-        let (entry, prepared) = self.prepare_joined(policy, identity, subjects, principals, now)?;
+        let entry = joined.entry;
         let ca = self.ca(&entry.ca)?;
         let signing = self.signing(&entry.ca, ca);
         let who = issue::RecordAs {
             requester: &identity.name,
             requester_source: &identity.source,
-            policy,
+            policy: joined.policy,
             now,
             request_id,
             renewal: None,
         };
-        let mut out = Vec::with_capacity(prepared.len());
-        for (p, subject) in prepared.into_iter().zip(subjects) {
+        let mut out = Vec::with_capacity(joined.prepared.len());
+        for (p, subject) in joined.prepared.into_iter().zip(subjects) {
             out.push(issue::sign_and_record(&signing, p, subject, &who).await?);
         }
         Ok(out)
     }
+}
+
+/// A join's host certificates, merged and ready to sign
+/// ([`Authority::prepare_joined`]).
+#[derive(Debug)]
+pub struct Joined<'a> {
+    policy: &'a str,
+    entry: &'a PolicyEntry,
+    prepared: Vec<Prepared>,
 }

@@ -276,16 +276,12 @@ impl Authority {
         p.allow_key_id = true;
         let opts = |o: &CertOptions| (!o.is_empty()).then(|| o.clone());
         let request = Request {
-            requester: None,
-            requester_source: None,
             cert_type: Some(cert.cert_type()),
             principals: Some(cert.principals().to_vec()),
             critical_options: opts(cert.critical_options()).filter(|_| !entry.pin_source_address),
             extensions: Some(cert.extensions().clone()),
-            validity: None,
             key_id: Some(cert.key_id().to_owned()),
-            serial: None,
-            claims: Default::default(),
+            ..Default::default()
         };
         let mut prepared = issue::prepare(
             &policy_entry,

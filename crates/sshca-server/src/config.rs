@@ -345,11 +345,7 @@ impl ServiceConfig {
                 "join",
                 "approvals",
             ];
-            if mount.is_empty()
-                || !mount
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
+            if !is_path_segment(mount) {
                 return Err(format!(
                     "field `vault_mount`: `{mount}` must be one path segment of letters, digits, `-`, `_` or `.`"
                 ));
@@ -464,12 +460,15 @@ fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Resul
     Ok(())
 }
 
-fn check_join(name: &str, j: &JoinConfig, cfg: &Config) -> std::result::Result<(), String> {
-    if name.is_empty()
-        || !name
-            .chars()
+/// One URL path segment of letters, digits, `-`, `_` or `.`.
+fn is_path_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
+}
+
+fn check_join(name: &str, j: &JoinConfig, cfg: &Config) -> std::result::Result<(), String> {
+    if !is_path_segment(name) {
         return Err(
             "the name must be letters, digits, `-`, `_` or `.` (it is a URL path segment)".into(),
         );

@@ -140,10 +140,11 @@ async fn join(
         .insert("principals".into(), Claim::List(token.principals.clone()));
     ctx.set_identity(&identity);
     ctx.set_policy(&j.policy);
-    // A dry run of the merge: a key or principal the policy refuses is
-    // 422 before the token is spent.
-    app.authority
-        .check_joined(&j.policy, &identity, &subjects, &token.principals, now)?;
+    // Merged first: a key or principal the policy refuses is 422 before
+    // the token is spent.
+    let joined =
+        app.authority
+            .prepare_joined(&j.policy, &identity, &subjects, &token.principals, now)?;
     let token = match store
         .consume_join_token(&name, &hash, now)
         .await
@@ -154,14 +155,7 @@ async fn join(
     };
     let issued = app
         .authority
-        .issue_joined(
-            &j.policy,
-            &identity,
-            &subjects,
-            &token.principals,
-            ctx.id(),
-            now,
-        )
+        .issue_joined(joined, &identity, &subjects, ctx.id(), now)
         .await?;
     if let Some(last) = issued.last() {
         ctx.set_serial(last.row.serial);
