@@ -163,10 +163,8 @@ async fn refresh_user_ca(
     ca: &str,
 ) -> Result<bool> {
     let bundle = crate::request::get_text(client, server, &format!("/v1/ca/{ca}")).await?;
-    if !bundle
-        .lines()
-        .any(|l| !l.trim().is_empty() && !l.starts_with('#'))
-    {
+    // Only key lines go where sshd reads its trusted user CAs.
+    if crate::krl::key_lines(&bundle, &format!("{server}/v1/ca/{ca}"))?.is_empty() {
         return Err(Error::new(
             ErrorKind::BadResponse,
             format!("{server}: CA `{ca}` has no keys"),
@@ -304,24 +302,10 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
         )));
     }
     let url = format!("{server}/v1/join/{}", a.join);
-    let resp = client
-        .post(&url)
-        .json(&json!({"public_keys": lines, "proof": {"token": token.expose()}}))
-        .send()
-        .await
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("{url}: cannot reach the service"),
-            )
-            .with_source(e)
-        })?;
+    let body = json!({"public_keys": lines, "proof": {"token": token.expose()}});
     drop(token);
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(crate::request::refusal(status, &v, &url));
-    }
+    let v = crate::request::post_json(&client, &url, &body, &url).await?;
+    drop(body);
     let certs: Vec<&str> = v["certificates"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -338,17 +322,13 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
     }
     // Every certificate checked before any file is written.
     for ((line, subject), k) in certs.iter().zip(&subjects).zip(&keys) {
-        let c = sshca::core::Certificate::from_openssh(line).map_err(|e| {
-            Error::new(
-                ErrorKind::BadResponse,
-                format!("{url}: an unreadable certificate: {e}"),
-            )
-        })?;
-        if c.public_key() != subject || c.cert_type() != sshca::core::CertType::Host {
+        let c =
+            crate::request::certified_line(line, subject).map_err(|e| e.context(k.display()))?;
+        if c.cert_type() != sshca::core::CertType::Host {
             return Err(Error::new(
                 ErrorKind::BadResponse,
                 format!(
-                    "{url}: the certificate for {} is not a host certificate of that key",
+                    "{url}: the certificate for {} is not a host certificate",
                     k.display()
                 ),
             ));

@@ -444,30 +444,33 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>> {
 fn read_trusted(path: &Path) -> Result<Vec<sshca::core::KeyData>> {
     let text = String::from_utf8(read(path, "trusted CA keys (--verify-with)")?)
         .map_err(|_| invalid(format!("{}: not text", path.display())))?;
+    let keys = key_lines(&text, &path.display().to_string())?;
+    if keys.is_empty() {
+        return Err(invalid(format!("{}: no public key", path.display())));
+    }
+    Ok(keys)
+}
+
+/// The keys of CA key lines (`/v1/ca/NAME` bundles, TrustedUserCAKeys
+/// files): plain lines, or `cert-authority` / `@cert-authority PATTERN`
+/// ones; `#` comments and blank lines skipped, anything else an error
+/// naming `what`.
+#[cfg(feature = "client")]
+pub(crate) fn key_lines(text: &str, what: &str) -> Result<Vec<sshca::core::KeyData>> {
     let mut keys = Vec::new();
     for line in text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        // Plain lines, or `cert-authority` / `@cert-authority PATTERN` ones.
         let words: Vec<&str> = line.split_whitespace().collect();
         let start = words
             .iter()
             .position(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-") || w.starts_with("sk-"))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "{}: `{}` is not a key line",
-                    path.display(),
-                    escape(line)
-                ))
-            })?;
+            .ok_or_else(|| invalid(format!("{what}: `{}` is not a key line", escape(line))))?;
         let key = sshca::core::PublicKey::from_openssh(&words[start..].join(" "))
-            .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+            .map_err(|e| invalid(format!("{what}: {e}")))?;
         keys.push(key.key_data().clone());
-    }
-    if keys.is_empty() {
-        return Err(invalid(format!("{}: no public key", path.display())));
     }
     Ok(keys)
 }
@@ -555,4 +558,24 @@ fn install(
         krl.len()
     );
     Ok(())
+}
+
+#[cfg(all(test, feature = "client"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_lines_take_every_form_of_a_ca_line() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH1i9NcBEhwWrvjHucG2W9YoKCOR9B5MEd2beUZ9IPRa";
+        let text = format!(
+            "# users\n{key} users\n@cert-authority *.example {key}\ncert-authority {key}\n"
+        );
+        let keys = key_lines(&text, "bundle").unwrap();
+        assert_eq!(keys.len(), 3);
+        let want = sshca::core::PublicKey::from_openssh(key).unwrap();
+        assert!(keys.iter().all(|k| k == want.key_data()));
+        let e = key_lines("not a key\n", "bundle").unwrap_err().to_string();
+        assert!(e.contains("bundle") && e.contains("not a key line"), "{e}");
+    }
 }

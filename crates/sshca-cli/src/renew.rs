@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 use sshca::core::validity::parse_ttl;
 use sshca::core::HashAlg;
 use sshca::signer::{Error, ErrorKind, Result, SignerExt};
@@ -131,39 +131,18 @@ pub(crate) async fn renew_one(
         "nonce": nonce,
         "signature": crate::sshsig::armour(&sig)?,
     });
-    let url = format!("{server}/v1/renew");
-    let resp = client.post(&url).json(&body).send().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!("{url}: cannot reach the service"),
-        )
-        .with_source(e)
-    })?;
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(crate::request::refusal(
-            status,
-            &v,
-            &cert_path.display().to_string(),
-        ));
-    }
-    let line = v["certificate"].as_str().ok_or_else(|| {
-        Error::new(
-            ErrorKind::BadResponse,
-            "the service answered without a certificate",
-        )
-    })?;
-    let new = sshca::core::Certificate::from_openssh(line).map_err(|e| {
-        Error::new(
-            ErrorKind::BadResponse,
-            format!("the service sent an unreadable certificate: {e}"),
-        )
-    })?;
-    if new.public_key() != cert.public_key() || new.cert_type() != cert.cert_type() {
+    let v = crate::request::post_json(
+        client,
+        &format!("{server}/v1/renew"),
+        &body,
+        &cert_path.display().to_string(),
+    )
+    .await?;
+    let (line, new) = crate::request::certified(&v, cert.public_key())?;
+    if new.cert_type() != cert.cert_type() {
         return Err(Error::new(
             ErrorKind::BadResponse,
-            "the service certified another key or type",
+            "the service certified another type",
         ));
     }
     crate::files::write_atomic(&cert_path, format!("{}\n", line.trim_end()).as_bytes())?;

@@ -219,15 +219,7 @@ pub(crate) async fn ask(
     if let Some(t) = token {
         req = req.bearer_auth(t.expose());
     }
-    let resp = req.send().await.map_err(|e| {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        msg
-    })?;
+    let resp = req.send().await.map_err(|e| error_chain(&e))?;
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     if status.is_success() {
@@ -241,6 +233,89 @@ pub(crate) async fn ask(
         ));
     }
     Ok(Outcome::Refused(refusal(status, &v, server)))
+}
+
+/// An error and its causes on one line (a cause already in the text is not
+/// repeated).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !msg.contains(&s_text) {
+            msg.push_str(": ");
+            msg.push_str(&s_text);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+/// The certificate of a service's answer (`{"certificate": LINE}`), which
+/// must certify `key` (what is written or added is a certificate of the
+/// key that was sent): its line and the certificate.
+pub(crate) fn certified<'v>(
+    answer: &'v Value,
+    key: &sshca::core::KeyData,
+) -> Result<(&'v str, sshca::core::Certificate)> {
+    let line = answer["certificate"].as_str().ok_or_else(|| {
+        Error::new(
+            ErrorKind::BadResponse,
+            "the service answered without a certificate",
+        )
+    })?;
+    Ok((line, certified_line(line, key)?))
+}
+
+/// A certificate line the service sent, which must certify `key`.
+pub(crate) fn certified_line(
+    line: &str,
+    key: &sshca::core::KeyData,
+) -> Result<sshca::core::Certificate> {
+    let cert = sshca::core::Certificate::from_openssh(line).map_err(|e| {
+        Error::new(
+            ErrorKind::BadResponse,
+            format!("the service sent an unreadable certificate: {e}"),
+        )
+    })?;
+    if cert.public_key() != key {
+        return Err(Error::new(
+            ErrorKind::BadResponse,
+            "the service certified another key",
+        ));
+    }
+    Ok(cert)
+}
+
+/// `POST {url}` with a JSON body: the JSON answer, or the service's
+/// refusal (led by `what`).
+pub(crate) async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    what: &str,
+) -> Result<Value> {
+    let resp = client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| unreachable(url, e))?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(refusal(status, &v, what));
+    }
+    Ok(v)
+}
+
+/// The error of a request that did not reach the service at `url`.
+fn unreachable(url: &str, e: reqwest::Error) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("{url}: cannot reach the service"),
+    )
+    .with_source(e)
 }
 
 /// The error of a service's refusal (`{"error": {"code", "message"}}`),
@@ -337,25 +412,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
                 ),
             ));
         };
-        let cert = v["certificate"].as_str().ok_or_else(|| {
-            Error::new(
-                ErrorKind::BadResponse,
-                "the service answered without a certificate",
-            )
-        })?;
-        // What is written is a certificate of the key that was sent.
-        let parsed = sshca::core::Certificate::from_openssh(cert).map_err(|e| {
-            Error::new(
-                ErrorKind::BadResponse,
-                format!("the service sent an unreadable certificate: {e}"),
-            )
-        })?;
-        if *parsed.public_key() != key {
-            return Err(Error::new(
-                ErrorKind::BadResponse,
-                "the service certified another key",
-            ));
-        }
+        let (cert, parsed) = certified(&v, &key)?;
         let out = crate::files::cert_path_for(key_path);
         crate::files::write_atomic(&out, format!("{}\n", cert.trim_end()).as_bytes())?;
         if !a.quiet {
@@ -381,13 +438,11 @@ pub async fn run(a: RequestArgs) -> Result<()> {
 /// `GET {server}{path}`: the body, or an error naming the status.
 pub(crate) async fn get_text(client: &reqwest::Client, server: &str, path: &str) -> Result<String> {
     let url = format!("{}{path}", server.trim_end_matches('/'));
-    let resp = client.get(&url).send().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!("{url}: cannot reach the service"),
-        )
-        .with_source(e)
-    })?;
+    let resp = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(&url, e))?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| {
         Error::new(

@@ -181,32 +181,15 @@ policy = "hosts"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-p", &sshd.port.to_string()])
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "CheckHostIP=no",
-            ])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
-            .arg("-o")
-            .arg(format!("HostKeyAlgorithms={alg}"))
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .arg("-o")
-            .arg(format!(
-                "CertificateFile={}",
-                cert_of(&user_key.with_extension("pub")).display()
-            ))
-            .arg("-i")
-            .arg(&user_key)
-            .arg(format!("{}@127.0.0.1", user()))
-            .arg("echo host-cert-ok")
-            .output()
-            .unwrap()
+        ssh_with(
+            &sshd,
+            &s.dir,
+            &user_key,
+            &cert_of(&user_key.with_extension("pub")),
+            &known_hosts,
+            "echo host-cert-ok",
+            &[&format!("HostKeyAlgorithms={alg}")],
+        )
     };
     for alg in [
         "ssh-ed25519-cert-v01@openssh.com",

@@ -279,28 +279,45 @@ pub fn ssh(
     known_hosts: &Path,
     cmd: &str,
 ) -> Output {
-    Command::new("ssh")
-        .args(["-F", "/dev/null", "-p", &sshd.port.to_string()])
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "CheckHostIP=no",
-        ])
-        .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg("-o")
-        .arg(format!("CertificateFile={}", cert.display()))
-        .arg("-i")
-        .arg(key)
-        .arg(format!("{}@127.0.0.1", user()))
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    ssh_with(sshd, dir, key, cert, known_hosts, cmd, &[])
+}
+
+/// [`ssh`] with more `-o` options (`HostKeyAlgorithms=...`), given first
+/// so that they win.
+pub fn ssh_with(
+    sshd: &Sshd,
+    dir: &Path,
+    key: &Path,
+    cert: &Path,
+    known_hosts: &Path,
+    cmd: &str,
+    options: &[&str],
+) -> Output {
+    let mut c = Command::new("ssh");
+    c.args(["-F", "/dev/null", "-p", &sshd.port.to_string()]);
+    for o in options {
+        c.args(["-o", o]);
+    }
+    c.args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "CheckHostIP=no",
+    ])
+    .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"])
+    .arg("-o")
+    .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+    .arg("-o")
+    .arg(format!("CertificateFile={}", cert.display()))
+    .arg("-i")
+    .arg(key)
+    .arg(format!("{}@127.0.0.1", user()))
+    .arg(cmd)
+    .current_dir(dir)
+    .output()
+    .unwrap()
 }
 
 /// OpenSSH's `ssh-agent`, in the foreground on a socket in a test

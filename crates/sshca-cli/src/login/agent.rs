@@ -34,15 +34,21 @@ fn agent_err(sock: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Adds the Ed25519 `key` with its certificate, forgotten by the agent
-/// after `lifetime` seconds.
+/// Adds the Ed25519 `key` with its certificate (`-cert.pub` line),
+/// forgotten by the agent after `lifetime` seconds.
 pub(super) async fn add(
     sock: &Path,
     key: &Ed25519Keypair,
-    cert: &Certificate,
+    cert: &str,
     lifetime: u32,
     comment: &str,
 ) -> Result<()> {
+    let cert = Certificate::from_openssh(cert).map_err(|e| {
+        Error::new(
+            ErrorKind::BadResponse,
+            format!("the service sent an unreadable certificate: {e}"),
+        )
+    })?;
     let mut client = connect(sock).await?;
     client
         .add_identity_constrained(AddIdentityConstrained {

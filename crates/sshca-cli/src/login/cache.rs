@@ -58,8 +58,8 @@ pub(super) fn path(server: &str) -> Result<PathBuf> {
     Ok(state_dir()?.join(format!("cas-{name}.pub")))
 }
 
-/// Keeps `keys` (OpenSSH lines) as `server`'s CA keys.
-pub(super) fn store(server: &str, keys: &[String]) -> Result<PathBuf> {
+/// Keeps `keys` as `server`'s CA keys.
+pub(super) fn store(server: &str, keys: &[KeyData]) -> Result<PathBuf> {
     let file = path(server)?;
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)
@@ -72,7 +72,10 @@ pub(super) fn store(server: &str, keys: &[String]) -> Result<PathBuf> {
     }
     let mut text = format!("# CA keys of {} (sshca login)\n", normalise(server));
     for k in keys {
-        text.push_str(k.trim());
+        let line = PublicKey::new(k.clone(), "")
+            .to_openssh()
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode a CA key: {e}")))?;
+        text.push_str(&line);
         text.push('\n');
     }
     crate::files::write_atomic_with(&file, text.as_bytes(), 0o600, true)?;
@@ -87,33 +90,7 @@ pub(super) fn load(server: &str) -> Result<Option<Vec<KeyData>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("cannot read the cached CA keys", &file, &e)),
     };
-    Ok(Some(
-        text.lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .filter_map(|l| PublicKey::from_openssh(l).ok())
-            .map(|k| k.key_data().clone())
-            .collect(),
-    ))
-}
-
-/// Keys of a trust bundle (`/v1/ca/NAME`): its key lines, comments and
-/// options dropped.
-pub(super) fn bundle_keys(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            // `@cert-authority PATTERN KEY` and `cert-authority KEY` forms
-            // carry the key after their markers.
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            (0..fields.len()).find_map(|i| {
-                let line = fields[i..].join(" ");
-                PublicKey::from_openssh(&line)
-                    .ok()
-                    .and_then(|k| k.to_openssh().ok())
-            })
-        })
-        .collect()
+    crate::krl::key_lines(&text, &file.display().to_string()).map(Some)
 }
 
 #[cfg(test)]
@@ -130,17 +107,5 @@ mod tests {
             normalise("https://ca.example/sshca/"),
             "https://ca.example/sshca"
         );
-    }
-
-    #[test]
-    fn bundle_lines_give_their_keys() {
-        let key =
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH1i9NcBEhwWrvjHucG2W9YoKCOR9B5MEd2beUZ9IPRa";
-        let text = format!(
-            "# users\n{key} users\n@cert-authority *.example {key}\ncert-authority {key}\n"
-        );
-        let keys = bundle_keys(&text);
-        assert_eq!(keys.len(), 3);
-        assert!(keys.iter().all(|k| k.starts_with(key)));
     }
 }

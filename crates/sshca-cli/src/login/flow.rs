@@ -10,19 +10,21 @@ use std::time::Duration;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreGrantType, CoreJsonWebKey,
-    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
-    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+    CoreClientAuthMethod, CoreDeviceAuthorizationResponse, CoreGrantType, CoreIdToken,
+    CoreIdTokenVerifier, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
 };
 use openidconnect::{
     AdditionalProviderMetadata, AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret,
     CsrfToken, DeviceAuthorizationUrl, DeviceCodeErrorResponseType, HttpRequest, HttpResponse,
-    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, ProviderMetadata, RedirectUrl,
-    RequestTokenError, Scope,
+    IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadata, RedirectUrl, RequestTokenError, Scope,
 };
 use serde::{Deserialize, Serialize};
 use sshca::core::text::escape;
 use sshca::signer::{Error, ErrorKind, Result, Secret};
+
+use crate::request::error_chain;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long the loopback listener waits for the browser.
@@ -94,20 +96,6 @@ impl std::fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !msg.contains(&s_text) {
-            msg.push_str(": ");
-            msg.push_str(&s_text);
-        }
-        src = s.source();
-    }
-    msg
-}
-
 impl<'c> AsyncHttpClient<'c> for Http {
     type Error = HttpError;
     type Future =
@@ -123,10 +111,10 @@ impl<'c> AsyncHttpClient<'c> for Http {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| HttpError(chain(&e)))?;
+                .map_err(|e| HttpError(error_chain(&e)))?;
             let status = resp.status();
             let headers = resp.headers().clone();
-            let bytes = resp.bytes().await.map_err(|e| HttpError(chain(&e)))?;
+            let bytes = resp.bytes().await.map_err(|e| HttpError(error_chain(&e)))?;
             let mut out = HttpResponse::new(bytes.to_vec());
             *out.status_mut() = status;
             *out.headers_mut() = headers;
@@ -173,7 +161,7 @@ pub(super) async fn id_token(
         failed(
             issuer,
             "discovery (/.well-known/openid-configuration)",
-            chain(&e),
+            error_chain(&e),
         )
     })?;
     for (what, u) in [
@@ -292,15 +280,28 @@ async fn code(
         .request_async(http)
         .await
         .map_err(|e| failed(issuer, "exchanging the code", token_error(&e)))?;
-    let _ = resp.access_token();
-    let token = resp
-        .extra_fields()
-        .id_token()
+    checked(
+        issuer,
+        resp.extra_fields().id_token(),
+        client.id_token_verifier(),
+        &nonce,
+    )
+}
+
+/// The ID token of a token answer, once checked: signature against the
+/// issuer's JWKS (asymmetric algorithms only), `iss`, `aud`, `exp`, and
+/// the nonce by `nonce`.
+fn checked(
+    issuer: &IssuerSettings,
+    token: Option<&CoreIdToken>,
+    verifier: CoreIdTokenVerifier<'_>,
+    nonce: impl openidconnect::NonceVerifier,
+) -> Result<Secret> {
+    let token = token
         .ok_or_else(|| failed(issuer, "the token endpoint", "answered without an ID token"))?;
-    let verifier = client.id_token_verifier().set_allowed_algs(allowed_algs());
     token
-        .claims(&verifier, &nonce)
-        .map_err(|e| failed(issuer, "the ID token", chain(&e)))?;
+        .claims(&verifier.set_allowed_algs(allowed_algs()), nonce)
+        .map_err(|e| failed(issuer, "the ID token", error_chain(&e)))?;
     Ok(Secret::new(token.to_string()))
 }
 
@@ -309,7 +310,7 @@ fn token_error<E: std::error::Error + 'static, T: openidconnect::ErrorResponse +
 ) -> String {
     match e {
         RequestTokenError::ServerResponse(r) => escape(&r.to_string()),
-        other => chain(other),
+        other => error_chain(other),
     }
 }
 
@@ -449,13 +450,10 @@ async fn device(
         .request_async(http)
         .await
         .map_err(|e| failed(issuer, "the device authorization endpoint", token_error(&e)))?;
+    eprintln!("sshca: to sign in, open this URL on any device:");
     match details.verification_uri_complete() {
-        Some(complete) => {
-            eprintln!("sshca: to sign in, open this URL on any device:");
-            eprintln!("{}", complete.secret());
-        }
+        Some(complete) => eprintln!("{}", complete.secret()),
         None => {
-            eprintln!("sshca: to sign in, open this URL on any device:");
             eprintln!("{}", details.verification_uri().as_str());
             eprintln!("sshca: and enter the code {}", details.user_code().secret());
         }
@@ -482,14 +480,11 @@ async fn device(
             },
             _ => failed(issuer, "polling the token endpoint", token_error(&e)),
         })?;
-    let token = resp
-        .extra_fields()
-        .id_token()
-        .ok_or_else(|| failed(issuer, "the token endpoint", "answered without an ID token"))?;
-    let verifier = client.id_token_verifier().set_allowed_algs(allowed_algs());
     // The device grant sends no nonce.
-    token
-        .claims(&verifier, |_: Option<&Nonce>| Ok(()))
-        .map_err(|e| failed(issuer, "the ID token", chain(&e)))?;
-    Ok(Secret::new(token.to_string()))
+    checked(
+        issuer,
+        resp.extra_fields().id_token(),
+        client.id_token_verifier(),
+        |_: Option<&Nonce>| Ok(()),
+    )
 }

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 use sshca::core::ssh_key::private::{Ed25519Keypair, KeypairData};
-use sshca::core::ssh_key::{Certificate, LineEnding, PrivateKey};
+use sshca::core::ssh_key::{LineEnding, PrivateKey};
 use sshca::core::validity::parse_ttl;
 use sshca::signer::{Error, ErrorKind, Result};
 
@@ -204,37 +204,16 @@ pub async fn run(a: LoginArgs) -> Result<ExitCode> {
         }
     };
     drop(id_token);
-    let text = answer["certificate"].as_str().ok_or_else(|| {
-        Error::new(
-            ErrorKind::BadResponse,
-            "the service answered without a certificate",
-        )
-    })?;
-    let cert = Certificate::from_openssh(text).map_err(|e| {
-        Error::new(
-            ErrorKind::BadResponse,
-            format!("the service sent an unreadable certificate: {e}"),
-        )
-    })?;
-    if cert.public_key() != key.public_key().key_data() {
-        return Err(Error::new(
-            ErrorKind::BadResponse,
-            "the service certified another key",
-        ));
-    }
+    let (text, cert) = crate::request::certified(&answer, key.public_key().key_data())?;
     // The CA keys `--check` trusts: every user CA of the server.
-    let keys: Vec<String> = ca_keys(&client, &a.server, &settings.user_cas, "")
-        .await?
-        .iter()
-        .flat_map(|(_, text)| cache::bundle_keys(text))
-        .collect();
-    let signer = sshca::core::ssh_key::PublicKey::new(cert.signature_key().clone(), "")
-        .to_openssh()
-        .unwrap_or_default();
-    if !keys
-        .iter()
-        .any(|k| k.split_whitespace().nth(1) == signer.split_whitespace().nth(1))
-    {
+    let mut keys = Vec::new();
+    for (ca, bundle) in ca_keys(&client, &a.server, &settings.user_cas, "").await? {
+        keys.extend(crate::krl::key_lines(
+            &bundle,
+            &format!("{}/v1/ca/{ca}", a.server),
+        )?);
+    }
+    if !keys.contains(cert.signature_key()) {
         eprintln!(
             "sshca: warning: the certificate's CA key is not among the server's user CA keys; `sshca login --check` will not count it"
         );
@@ -253,11 +232,9 @@ pub async fn run(a: LoginArgs) -> Result<ExitCode> {
         write_files(path, &key, text)?;
     }
     if let Some(sock) = &sock {
-        agent::add(sock, &pair, &cert, lifetime, cert.key_id()).await?;
+        agent::add(sock, &pair, text, lifetime, cert.key_id()).await?;
     }
-    let summary = sshca::core::Certificate::from_openssh(text)
-        .map(|c| crate::output::issued_summary(&c))
-        .unwrap_or_default();
+    let summary = crate::output::issued_summary(&cert);
     let mut places = Vec::new();
     if sock.is_some() {
         places.push(format!(
