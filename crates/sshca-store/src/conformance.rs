@@ -58,6 +58,7 @@ where
     revocations_and_krl_versions(store.clone()).await;
     renewal_links_and_nonces(store.clone()).await;
     join_tokens(store.clone()).await;
+    instances_join_once(store.clone()).await;
     store.health().await.unwrap();
     assert!(!store.describe().is_empty());
     // Everything is there after reopening.
@@ -286,6 +287,34 @@ async fn join_tokens(store: Arc<dyn Store>) {
             .unwrap(),
         Err(JoinRefusal::Expired)
     );
+}
+
+async fn instances_join_once(store: Arc<dyn Store>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let s = store.clone();
+        tasks.spawn(async move { s.claim_instance("aws", "123456789012/i-0abc", 10).await });
+    }
+    let mut first = 0;
+    while let Some(r) = tasks.join_next().await {
+        if r.unwrap().unwrap() {
+            first += 1;
+        }
+    }
+    assert_eq!(first, 1);
+    // Another join, or another instance, is a first time of its own.
+    assert!(store
+        .claim_instance("gcp", "123456789012/i-0abc", 11)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_instance("aws", "123456789012/i-0abd", 11)
+        .await
+        .unwrap());
+    assert!(!store
+        .claim_instance("aws", "123456789012/i-0abc", 12)
+        .await
+        .unwrap());
 }
 
 async fn one_serial_twice_at_once_is_stored_once(store: Arc<dyn Store>) {

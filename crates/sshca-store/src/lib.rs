@@ -291,7 +291,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn next_krl_version(&self, ca: &str, at_least: u64) -> Result<u64>;
     /// The last KRL version handed out per CA.
     async fn krl_versions(&self) -> Result<Vec<(String, u64)>>;
-    /// Whether the database answers.
     /// Uses a renewal proof's nonce: `true` the first time (it is kept
     /// until `expires_at`), `false` when it was used before — atomically,
     /// so that of two replicas given the same proof exactly one gets
@@ -317,6 +316,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         token_hash: &str,
         now: u64,
     ) -> Result<std::result::Result<JoinToken, JoinRefusal>>;
+    /// Records that cloud instance `instance` joined through `join`:
+    /// `true` the first time, `false` when it joined before — atomically,
+    /// so that of two replicas given the same instance's proof exactly
+    /// one gets `true`.
+    async fn claim_instance(&self, join: &str, instance: &str, now: u64) -> Result<bool>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.

@@ -341,6 +341,25 @@ macro_rules! sql_for {
             Ok(done.rows_affected() == 1)
         }
 
+        pub(crate) async fn claim_instance(
+            pool: &sqlx::Pool<$db>,
+            join: &str,
+            instance: &str,
+            now: u64,
+        ) -> Result<bool> {
+            let done = sqlx::query(
+                "INSERT INTO join_instances (join_name, instance, enrolled_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (join_name, instance) DO NOTHING",
+            )
+            .bind(join.to_owned())
+            .bind(instance.to_owned())
+            .bind(to_db(now))
+            .execute(pool)
+            .await
+            .map_err(|e| unavailable("cannot record the joining instance", e))?;
+            Ok(done.rows_affected() == 1)
+        }
+
         pub(crate) async fn add_join_token(pool: &sqlx::Pool<$db>, t: &JoinToken) -> Result<()> {
             let principals = serde_json::to_string(&t.principals).map_err(|e| {
                 Error::new(ErrorKind::Internal, "cannot encode principals").with_source(e)
@@ -664,6 +683,10 @@ macro_rules! impl_store {
                 now: u64,
             ) -> Result<std::result::Result<$crate::JoinToken, $crate::JoinRefusal>> {
                 sql::consume_join_token(&self.readers, join, token_hash, now).await
+            }
+
+            async fn claim_instance(&self, join: &str, instance: &str, now: u64) -> Result<bool> {
+                sql::claim_instance(&self.readers, join, instance, now).await
             }
 
             async fn health(&self) -> Result<()> {
