@@ -32,6 +32,18 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             }
             ok(json!({"status": "reset"}))
         }
+        (&Method::POST, "/metadata/select") => {
+            let (Some(cloud), Some(instance)) = (req.query("cloud"), req.query("instance")) else {
+                return bad(
+                    StatusCode::BAD_REQUEST,
+                    "query parameters `cloud` and `instance` are required",
+                );
+            };
+            match crate::metadata::select(state, cloud, instance) {
+                Ok(()) => ok(json!({"cloud": cloud, "instance": instance})),
+                Err(e) => bad(StatusCode::NOT_FOUND, e),
+            }
+        }
         (&Method::GET, "/faults") => ok(json!(state.faults.list())),
         (&Method::DELETE, "/faults") => {
             state.faults.clear();

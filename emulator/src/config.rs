@@ -33,6 +33,9 @@ pub struct Config {
     /// Bearer token the external key manager requires besides the client
     /// certificate; none when `None`.
     pub ekm_token: Option<String>,
+    /// Port of the instance metadata services; after the key manager
+    /// replicas with `port`, else chosen by the OS, when `None`.
+    pub metadata_port: Option<u16>,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for Config {
             .field("azure_challenge_resource", &self.azure_challenge_resource)
             .field("ekm_replicas", &self.ekm_replicas)
             .field("ekm_token", &redacted(&self.ekm_token))
+            .field("metadata_port", &self.metadata_port)
             .finish()
     }
 }
@@ -75,6 +79,7 @@ impl Default for Config {
             azure_challenge_resource: "https://vault.azure.net".into(),
             ekm_replicas: 2,
             ekm_token: None,
+            metadata_port: None,
         }
     }
 }

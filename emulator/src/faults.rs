@@ -18,19 +18,29 @@ pub enum Service {
     Azure,
     /// The external key manager.
     Ekm,
+    /// The instance metadata services (IMDSv2, GCE, Azure IMDS).
+    Metadata,
 }
 
 impl Service {
     /// Every service.
-    pub const ALL: [Service; 4] = [Service::Aws, Service::Gcp, Service::Azure, Service::Ekm];
+    pub const ALL: [Service; 5] = [
+        Service::Aws,
+        Service::Gcp,
+        Service::Azure,
+        Service::Ekm,
+        Service::Metadata,
+    ];
 
-    /// The name in `/stats` and fault rules: `aws`, `gcp`, `azure`, `ekm`.
+    /// The name in `/stats` and fault rules: `aws`, `gcp`, `azure`, `ekm`,
+    /// `metadata`.
     pub fn name(self) -> &'static str {
         match self {
             Service::Aws => "aws",
             Service::Gcp => "gcp",
             Service::Azure => "azure",
             Service::Ekm => "ekm",
+            Service::Metadata => "metadata",
         }
     }
 

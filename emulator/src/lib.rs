@@ -36,6 +36,7 @@ pub mod faults;
 pub mod fuzzing;
 pub mod gcp;
 mod google;
+pub mod metadata;
 mod seed;
 pub mod state;
 mod tls;
@@ -87,6 +88,15 @@ pub struct Endpoints {
     pub ekm_server_cert: PathBuf,
     /// PEM file with a client certificate and its key that the EKM accepts.
     pub ekm_client_identity: PathBuf,
+    /// Instance metadata services (plain HTTP): IMDSv2, GCE and Azure IMDS.
+    pub metadata: String,
+    /// PEM file of the certificate that verifies EC2 instance identity
+    /// signatures (`signature`, `rsa2048` and `pkcs7`).
+    pub metadata_aws_certificate: PathBuf,
+    /// JWKS URL of the Compute Engine identity tokens' key.
+    pub metadata_gcp_jwks: String,
+    /// JWKS URL of the Azure managed identity tokens' key.
+    pub metadata_azure_jwks: String,
 }
 
 /// A running emulator; dropping it stops every listener and connection.
@@ -106,6 +116,7 @@ enum Svc {
     Azure,
     Admin,
     Ekm(usize),
+    Metadata,
 }
 
 impl Emulator {
@@ -127,6 +138,9 @@ impl Emulator {
                 (Some(t), p)
             }
         };
+        let metadata_port = config.metadata_port;
+        // The metadata key (RSA) is generated while the rest starts.
+        let metadata_signer = tokio::task::spawn_blocking(metadata::Signer::generate);
         let state = Arc::new(State::new(config, seed::IO).map_err(StartError::Setup)?);
         let tls = tls::ServerTls::generate(bind).map_err(StartError::Setup)?;
         let (chain, key) = &tls.client_identity;
@@ -141,14 +155,25 @@ impl Emulator {
         let ekm_ca = write_pem("ekm-ca.pem", &tls.ca_pem)?;
         let ekm_server = write_pem("ekm-server.pem", &tls.server_pem)?;
         let ekm_client = write_pem("ekm-client.pem", &tls.client_identity_pem)?;
+        let signer = metadata_signer
+            .await
+            .map_err(|e| StartError::Setup(format!("the metadata key task failed: {e}")))?
+            .map_err(StartError::Setup)?;
+        let aws_cert = write_pem("metadata-aws.pem", &signer.certificate_pem)?;
+        let _ = state.metadata_signer.set(signer);
 
         let mut tasks = JoinSet::new();
         let mut urls = Vec::new();
         let services = [Svc::Aws, Svc::Gcp, Svc::Azure, Svc::Admin]
             .into_iter()
-            .chain((0..state.config.ekm_replicas).map(Svc::Ekm));
+            .chain((0..state.config.ekm_replicas).map(Svc::Ekm))
+            .chain([Svc::Metadata]);
         for (i, svc) in services.enumerate() {
-            let addr = SocketAddr::new(bind, port.map_or(0, |p| p.saturating_add(i as u16)));
+            let fixed = match svc {
+                Svc::Metadata => metadata_port.or(port.map(|p| p.saturating_add(i as u16))),
+                _ => port.map(|p| p.saturating_add(i as u16)),
+            };
+            let addr = SocketAddr::new(bind, fixed.unwrap_or(0));
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -168,16 +193,21 @@ impl Emulator {
             });
             tasks.spawn(serve(listener, acceptor, state.clone(), svc));
         }
+        let metadata_url = urls[urls.len() - 1].clone();
         let endpoints = Endpoints {
             aws: urls[0].clone(),
             gcp: urls[1].clone(),
             azure: urls[2].clone(),
             azure_ca_cert: ca_path,
             admin: urls[3].clone(),
-            ekm: urls[4..].to_vec(),
+            ekm: urls[4..urls.len() - 1].to_vec(),
             ekm_ca_cert: ekm_ca,
             ekm_server_cert: ekm_server,
             ekm_client_identity: ekm_client,
+            metadata_gcp_jwks: format!("{metadata_url}/gcp/oauth2/v3/certs"),
+            metadata_azure_jwks: format!("{metadata_url}/azure/discovery/v2.0/keys"),
+            metadata: metadata_url,
+            metadata_aws_certificate: aws_cert,
         };
         Ok(Emulator {
             endpoints,
@@ -372,6 +402,12 @@ impl Emulator {
         ekm::create_key(&self.state, space, key_id, algorithm).map(|k| k.name)
     }
 
+    /// Makes `instance` the one the metadata services of `cloud` (`aws`,
+    /// `gcp`, `azure`) answer for when a request names none.
+    pub fn select_instance(&self, cloud: &str, instance: &str) -> Result<(), String> {
+        metadata::select(&self.state, cloud, instance)
+    }
+
     /// Waits until the process is asked to stop (Ctrl-C / SIGTERM).
     pub async fn wait_for_signal(&self) {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -535,6 +571,7 @@ async fn dispatch(state: Arc<State>, svc: Svc, req: Request) -> Reply {
         Svc::Azure => azure::handle(&state, req).await,
         Svc::Admin => admin::handle(&state, req).await,
         Svc::Ekm(replica) => ekm::handle(&state, req, replica).await,
+        Svc::Metadata => metadata::handle(&state, req).await,
     }
 }
 

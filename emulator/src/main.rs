@@ -65,19 +65,56 @@ SEED FILE (TOML; --state files use the same format):
   enabled = true
   private_key_file = \"ca.pem\"
 
+  [[instances.aws]]                     # an EC2 instance the metadata service answers for
+  account_id = \"123456789012\"
+  region = \"us-east-1\"
+  instance_id = \"i-0123456789abcdef0\"
+  private_ip = \"10.0.0.10\"             # optional
+  availability_zone = \"us-east-1a\"     # optional (region + a)
+  pending_time = 1767225600             # optional launch time (epoch seconds; default: start)
+
+  [[instances.gcp]]                     # a Compute Engine instance
+  project_id = \"my-project\"
+  project_number = 123456789012         # optional
+  zone = \"us-central1-a\"
+  instance_id = \"1234567890123456789\"
+  instance_name = \"web-1\"
+
+  [[instances.azure]]                   # an Azure VM with a managed identity
+  tenant_id = \"72f988bf-...\"
+  subscription_id = \"0000...\"
+  resource_group = \"rg\"
+  vm_name = \"vm-1\"
+  principal_id = \"1111...\"             # optional
+
 PORTS: with --port N, AWS listens on N, Google Cloud on N+1, Azure (HTTPS) on N+2,
-the admin API on N+3 and the external key manager replicas (HTTPS, client
-certificates) on N+4 onwards; without it the OS chooses. The ready file and
-stdout get one JSON object: {\"aws\", \"gcp\", \"azure\", \"azure_ca_cert\", \"admin\",
-\"ekm\": [URL, ...], \"ekm_ca_cert\", \"ekm_server_cert\", \"ekm_client_identity\"}.
+the admin API on N+3, the external key manager replicas (HTTPS, client
+certificates) on N+4 onwards and the instance metadata services after them
+(--metadata-port fixes that one alone); without it the OS chooses. The ready
+file and stdout get one JSON object: {\"aws\", \"gcp\", \"azure\", \"azure_ca_cert\",
+\"admin\", \"ekm\": [URL, ...], \"ekm_ca_cert\", \"ekm_server_cert\",
+\"ekm_client_identity\", \"metadata\", \"metadata_aws_certificate\",
+\"metadata_gcp_jwks\", \"metadata_azure_jwks\"}.
+
+INSTANCE METADATA (plain HTTP, for code that proves a host's cloud identity):
+IMDSv2 (PUT /latest/api/token, then /latest/dynamic/instance-identity/
+{document,signature,rsa2048,pkcs7} with X-aws-ec2-metadata-token), GCE
+(/computeMetadata/v1/instance/service-accounts/default/identity?audience=A&format=full
+with Metadata-Flavor: Google) and Azure IMDS
+(/metadata/identity/oauth2/token?api-version=V&resource=R with Metadata: true).
+Every cloud without seeded instances has one default instance; the first
+answers, a request picks another with X-Kms-Emulator-Instance: ID (EC2
+instance id, GCE instance id or name, Azure VM name), and the admin API's
+POST /metadata/select?cloud=aws&instance=ID changes the default.
 
 GOOGLE CLOUD EKM: the Cloud KMS endpoint also serves EkmService (ekmConnections,
 ekmConfig, verifyConnectivity) and EXTERNAL_VPC keys, whose getPublicKey and
 asymmetricSign go to the connection's resolvers over TLS, trusting only the
 resolvers' serverCertificates and presenting the EKM client identity.
 
-ADMIN API: GET /health, GET /stats, POST /reset[?keys=true], GET|POST|DELETE /faults
-(a fault: {\"service\": \"aws|gcp|azure|ekm|*\", \"replica\": 0, \"operation\": \"Sign\", \"latency_ms\": 20,
+ADMIN API: GET /health, GET /stats, POST /reset[?keys=true], GET|POST|DELETE /faults,
+POST /metadata/select?cloud=C&instance=ID
+(a fault: {\"service\": \"aws|gcp|azure|ekm|metadata|*\", \"replica\": 0, \"operation\": \"Sign\", \"latency_ms\": 20,
 \"error\": \"throttle|unavailable|internal\", \"drop_connection\": false,
 \"corrupt_signature\": false, \"rate\": 0.5, \"count\": 3}).";
 
@@ -121,6 +158,10 @@ struct Args {
     /// certificate.
     #[arg(long, value_name = "TOKEN")]
     ekm_token: Option<String>,
+    /// Port of the instance metadata services (default: after the key
+    /// manager replicas with --port, else OS-chosen).
+    #[arg(long, value_name = "PORT")]
+    metadata_port: Option<u16>,
 }
 
 #[tokio::main]
@@ -136,6 +177,7 @@ async fn main() -> ExitCode {
         azure_token: args.azure_token,
         ekm_replicas: args.ekm_replicas,
         ekm_token: args.ekm_token,
+        metadata_port: args.metadata_port,
         ..Default::default()
     };
     if !args.aws_credentials.is_empty() {

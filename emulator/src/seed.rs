@@ -3,7 +3,7 @@
 //! [`State`].
 
 use crate::state::{Seed, SeedIo, State};
-use crate::{aws, azure, ekm, gcp};
+use crate::{aws, azure, ekm, gcp, metadata};
 
 /// Reads and writes seeds through every service.
 pub(crate) const IO: SeedIo = SeedIo { apply, export };
@@ -27,7 +27,7 @@ fn apply(seed: Seed, state: &State) -> Result<(), String> {
     for k in seed.azure {
         azure::seed_key(state, k)?;
     }
-    Ok(())
+    metadata::seed(state, seed.instances)
 }
 
 /// Captures the current keys (with their private keys) for the state file.
@@ -40,5 +40,6 @@ fn export(state: &State) -> Result<Seed, String> {
         ekm: ekm::export_seed(state)?,
         gcp_ekm_connections: gcp.ekm_connections,
         gcp_ekm_configs: gcp.ekm_configs,
+        instances: metadata::export(state),
     })
 }

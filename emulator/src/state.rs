@@ -14,6 +14,7 @@ use crate::ekm::store::{EkmSeed, EkmStore};
 use crate::faults::{lock, Faults};
 use crate::gcp::link::Link;
 use crate::gcp::store::{EkmConfigSeed, EkmConnectionSeed, GcpSeed, GcpStore};
+use crate::metadata::{Instances, MetadataStore, Signer};
 use crate::Config;
 
 /// How seeds reach the services: `apply` puts a seed's sections into their
@@ -53,6 +54,11 @@ pub struct State {
     pub faults: Faults,
     /// How the emulated Cloud KMS reaches external key managers.
     pub ekm_link: Link,
+    /// The instances the metadata services answer for.
+    pub metadata: RwLock<MetadataStore>,
+    /// The key metadata documents and tokens are signed with (set at
+    /// start).
+    pub metadata_signer: std::sync::OnceLock<Signer>,
     seed_io: SeedIo,
     /// Set while keys are loaded: the state file is written once at the
     /// end, never half-loaded.
@@ -81,6 +87,8 @@ impl State {
             ekm: RwLock::default(),
             faults: Faults::default(),
             ekm_link: Link::default(),
+            metadata: RwLock::default(),
+            metadata_signer: std::sync::OnceLock::new(),
             seed_io,
             loading: std::sync::atomic::AtomicBool::new(false),
             persist: Mutex::new(()),
@@ -102,7 +110,10 @@ impl State {
         *write(&self.gcp) = GcpStore::default();
         *write(&self.azure) = AzureStore::default();
         *write(&self.ekm) = EkmStore::default();
-        if let Some(seed) = seed {
+        // Without a seed the services still get their defaults (the
+        // metadata services' instances).
+        let seed = seed.unwrap_or_default();
+        {
             use std::sync::atomic::Ordering;
             self.loading.store(true, Ordering::SeqCst);
             let applied = (self.seed_io.apply)(seed, self);
@@ -160,6 +171,9 @@ pub struct Seed {
     /// Cloud KMS EkmConfigs: the default connection of a location.
     #[serde(default)]
     pub gcp_ekm_configs: Vec<EkmConfigSeed>,
+    /// Instances the metadata services answer for.
+    #[serde(default)]
+    pub instances: Instances,
 }
 
 impl Seed {
