@@ -375,7 +375,9 @@ impl Authority {
     /// Merges one host certificate per key under `policy` for a host that
     /// proves it may join (the front end checks the join's proof, which
     /// authorizes the policy: its `requesters` and `auth` do not apply),
-    /// with exactly `principals`. If the policy refuses one key, the
+    /// with exactly `principals` when the proof names them (a join token),
+    /// else the policy's own (templates over the identity's claims: a
+    /// cloud instance's). If the policy refuses one key, the
     /// refusal names it and nothing is ready; otherwise
     /// [`Authority::issue_joined`] signs them.
     pub fn prepare_joined<'a>(
@@ -383,7 +385,7 @@ impl Authority {
         policy: &'a str,
         identity: &Identity,
         subjects: &[KeyData],
-        principals: &[String],
+        principals: Option<&[String]>,
         now: u64,
     ) -> Result<Joined<'a>, Refusal> {
         let entry = self
@@ -393,7 +395,7 @@ impl Authority {
             .ok_or_else(|| Refusal::not_found(format!("no policy named `{policy}`")))?;
         let request = Request {
             cert_type: Some(sshca::core::CertType::Host),
-            principals: Some(principals.to_vec()),
+            principals: principals.map(<[String]>::to_vec),
             ..Default::default()
         };
         let mut prepared = Vec::with_capacity(subjects.len());
@@ -415,7 +417,7 @@ impl Authority {
                 );
                 r
             })?;
-            if p.template.principals != principals {
+            if principals.is_some_and(|want| p.template.principals != want) {
                 return Err(Refusal::new(
                     RefusalKind::PolicyRefused,
                     format!(
@@ -469,4 +471,13 @@ pub struct Joined<'a> {
     policy: &'a str,
     entry: &'a PolicyEntry,
     prepared: Vec<Prepared>,
+}
+
+impl Joined<'_> {
+    /// The principals the certificates will name (the same for every key).
+    pub fn principals(&self) -> &[String] {
+        self.prepared
+            .first()
+            .map_or(&[][..], |p| p.template.principals.as_slice())
+    }
 }

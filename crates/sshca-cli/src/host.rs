@@ -1,5 +1,6 @@
 //! `sshca host enroll` and `sshca host renew`: a host obtains host
-//! certificates for every host key with a join token, trusts the user CA,
+//! certificates for every host key with a join token or its cloud instance
+//! identity ([`crate::metadata`]), trusts the user CA,
 //! installs the KRL and the sshd drop-in, and renews them by proof of
 //! possession from a timer; `sshca config systemd` prints that timer.
 
@@ -18,8 +19,10 @@ const DEFAULT_STATE: &str = "/etc/sshca/host.toml";
 
 #[derive(Subcommand, Debug)]
 pub enum HostCmd {
-    /// Enroll this host with a join token: host certificates for every
-    /// host key, the user CA, the KRL and the sshd drop-in.
+    /// Enroll this host with a join token or, on a cloud join, its
+    /// instance identity (read from the metadata service): host
+    /// certificates for every host key, the user CA, the KRL and the sshd
+    /// drop-in.
     Enroll(EnrollArgs),
     /// Renew the host certificates (when little of their lifetime is
     /// left), refresh the KRL and the user CA, reload sshd on a change.
@@ -37,7 +40,8 @@ pub struct EnrollArgs {
     /// The `[join.NAME]` of the service to enroll with.
     #[arg(long)]
     join: String,
-    /// File holding the join token (default: $SSHCA_JOIN_TOKEN).
+    /// File holding the join token (default: $SSHCA_JOIN_TOKEN); cloud
+    /// joins (aws-iid, gcp-iit, azure-msi) need none.
     #[arg(long)]
     join_token_file: Option<PathBuf>,
     /// Directory of the host keys (`ssh_host_*_key.pub`) and sshd's config.
@@ -265,17 +269,6 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
             a.server
         )));
     }
-    let token = match &a.join_token_file {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| Error::io("cannot read the join token file", p, &e))?,
-        None => std::env::var("SSHCA_JOIN_TOKEN").unwrap_or_default(),
-    };
-    let token = sshca::signer::Secret::new(token.trim().to_owned());
-    if token.expose().is_empty() {
-        return Err(invalid(
-            "no join token: give --join-token-file or set SSHCA_JOIN_TOKEN",
-        ));
-    }
     let server = a.server.trim_end_matches('/');
     let keys = host_keys(&a.ssh_dir)?;
     let mut lines = Vec::new();
@@ -294,16 +287,33 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
         &crate::request::get_text(&client, server, &format!("/v1/join/{}", a.join)).await?,
     )
     .unwrap_or(Value::Null);
-    if about["method"].as_str() != Some("token") {
-        return Err(invalid(format!(
-            "join `{}` of {server} takes method `{}`, not a join token",
-            a.join,
-            about["method"].as_str().unwrap_or("?")
-        )));
-    }
+    let method = about["method"].as_str().unwrap_or("?");
+    let proof = if method == "token" {
+        let token = match &a.join_token_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| Error::io("cannot read the join token file", p, &e))?,
+            None => std::env::var("SSHCA_JOIN_TOKEN").unwrap_or_default(),
+        };
+        let token = sshca::signer::Secret::new(token.trim().to_owned());
+        if token.expose().is_empty() {
+            return Err(invalid(
+                "no join token: give --join-token-file or set SSHCA_JOIN_TOKEN",
+            ));
+        }
+        json!({"token": token.expose()})
+    } else {
+        if a.join_token_file.is_some() {
+            return Err(invalid(format!(
+                "join `{}` of {server} takes method `{method}` (the instance's cloud identity), \
+                 not a join token: drop --join-token-file",
+                a.join
+            )));
+        }
+        crate::metadata::proof(method, about["audience"].as_str()).await?
+    };
     let url = format!("{server}/v1/join/{}", a.join);
-    let body = json!({"public_keys": lines, "proof": {"token": token.expose()}});
-    drop(token);
+    let body = json!({"public_keys": lines, "proof": proof});
+    drop(proof);
     let v = crate::request::post_json(&client, &url, &body, &url).await?;
     drop(body);
     let certs: Vec<&str> = v["certificates"]

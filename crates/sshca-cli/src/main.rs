@@ -20,6 +20,8 @@ mod keygen;
 mod krl;
 #[cfg(feature = "login")]
 mod login;
+#[cfg(feature = "client")]
+mod metadata;
 mod output;
 mod policy;
 mod pubkey;

@@ -23,6 +23,8 @@ pub(crate) struct App {
     pub settings: Settings,
     pub tokens: Tokens,
     pub oidc: crate::oidc::Issuers,
+    /// The cloud joins' verifiers (`[join.*]` with a cloud method).
+    pub joins: crate::joins::Joins,
     pub metrics: Arc<Metrics>,
     /// Requests per qualified identity.
     pub limiter: Option<RateLimiter>,

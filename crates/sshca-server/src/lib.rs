@@ -25,6 +25,7 @@ pub mod config;
 mod context;
 pub mod dev;
 mod error;
+mod joins;
 mod limit;
 mod metrics;
 mod oidc;
@@ -94,6 +95,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
     .await?;
     let cas = sshca_authority::open_cas(&config).await?;
     let oidc = oidc::Issuers::new(&service.oidc).await?;
+    let joins = joins::Joins::new(&service.joins).await?;
     for (name, ca) in &config.cas {
         let pinned = ca.pin.is_some()
             || sshca::signer::KeyUri::parse(&ca.key).is_ok_and(|u| u.option("pin").is_some());
@@ -144,6 +146,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         public_url,
         tokens: tokens::Tokens::new(&service.tokens),
         oidc,
+        joins,
         limiter: settings
             .rate_limit
             .map(|(n, secs)| limit::RateLimiter::new(n, secs)),

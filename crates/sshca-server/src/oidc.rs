@@ -156,6 +156,37 @@ impl Issuers {
         self.0.is_empty()
     }
 
+    /// Issuers whose tokens prove a cloud instance's identity to the join
+    /// `name`: RS256 tokens from any of `issuers` for `audience`, verified
+    /// with `jwks` (a file or an `https://` URL, whose server chains to
+    /// `jwks_ca` when given).
+    pub async fn for_join(
+        name: &str,
+        issuers: &[String],
+        audience: &str,
+        jwks: &str,
+        jwks_ca: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let mut out = Vec::new();
+        for issuer in issuers {
+            let o = OidcConfig {
+                issuer: issuer.clone(),
+                audience: audience.to_owned(),
+                jwks: jwks.to_owned(),
+                jwks_ca: jwks_ca.map(std::path::Path::to_path_buf),
+                identity_claim: None,
+                algorithms: Some(vec!["RS256".into()]),
+                leeway: None,
+                client_id: None,
+                client_secret: None,
+                scopes: None,
+                login_policy: None,
+            };
+            out.push(Issuer::new(&format!("join {name}"), &o).await?);
+        }
+        Ok(Self(out))
+    }
+
     /// The identity of a JWT bearer token whose header and issuer
     /// [`peek`] read.
     pub async fn verify(
@@ -163,6 +194,27 @@ impl Issuers {
         token: &str,
         u: Unverified,
     ) -> std::result::Result<Identity, ApiError> {
+        let (issuer, claims) = self.verified(token, u).await?;
+        issuer.identity(claims)
+    }
+
+    /// The claims of a JWT, once its signature, issuer, audience and times
+    /// are checked; a token that is not a JWT is `token_malformed`.
+    pub async fn claims(&self, token: &str) -> std::result::Result<Map<String, Value>, ApiError> {
+        let u = peek(token).ok_or_else(|| {
+            refused(
+                "token_malformed",
+                "the token is not a JWT (three base64url parts, the first a JSON object)",
+            )
+        })?;
+        self.verified(token, u).await.map(|(_, claims)| claims)
+    }
+
+    async fn verified(
+        &self,
+        token: &str,
+        u: Unverified,
+    ) -> std::result::Result<(&Issuer, Map<String, Value>), ApiError> {
         let alg: Algorithm = match u.alg.as_str() {
             a if OIDC_ALGORITHMS.contains(&a) => a
                 .parse()
@@ -208,7 +260,7 @@ impl Issuers {
         let mut first_err = None;
         for issuer in candidates {
             match issuer.verify(token, alg, u.kid.as_deref()).await {
-                Ok(id) => return Ok(id),
+                Ok(claims) => return Ok((issuer, claims)),
                 Err(e) => {
                     first_err.get_or_insert(e);
                 }
@@ -332,7 +384,7 @@ impl Issuer {
         token: &str,
         alg: Algorithm,
         kid: Option<&str>,
-    ) -> std::result::Result<Identity, ApiError> {
+    ) -> std::result::Result<Map<String, Value>, ApiError> {
         if !self.algorithms.contains(&alg) {
             return Err(refused(
                 "token_algorithm",
@@ -389,7 +441,7 @@ impl Issuer {
         let mut last = None;
         for key in usable {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation) {
-                Ok(data) => return self.identity(data.claims),
+                Ok(data) => return self.checked_iat(data.claims),
                 Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
                     last = Some(e)
                 }
@@ -440,7 +492,11 @@ impl Issuer {
         }
     }
 
-    fn identity(&self, claims: Map<String, Value>) -> std::result::Result<Identity, ApiError> {
+    /// `claims`, once an `iat` is checked not to be in the future.
+    fn checked_iat(
+        &self,
+        claims: Map<String, Value>,
+    ) -> std::result::Result<Map<String, Value>, ApiError> {
         let now = sshca_authority::unix_now();
         match claims.get("iat") {
             None => {}
@@ -460,6 +516,10 @@ impl Issuer {
                 ))
             }
         }
+        Ok(claims)
+    }
+
+    fn identity(&self, claims: Map<String, Value>) -> std::result::Result<Identity, ApiError> {
         let c = &self.identity_claim;
         let name = match claims.get(c) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
