@@ -98,14 +98,21 @@ pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
             for t in &joins {
                 dst.add_join_token(t).await?;
             }
+            // Instances that joined stay joined (each joins once).
+            let instances = src.joined_instances().await?;
+            for i in &instances {
+                dst.claim_instance(&i.join, &i.instance, i.enrolled_at)
+                    .await?;
+            }
             // KRLs built from the copy keep counting up from the source's.
             for (ca, version) in src.krl_versions().await? {
                 dst.next_krl_version(&ca, version).await?;
             }
             println!(
-                "copied {certs} certificates, {events} audit rows, {} revocations and {} join tokens from {} to {}",
+                "copied {certs} certificates, {events} audit rows, {} revocations, {} join tokens and {} joined instances from {} to {}",
                 revocations.len(),
                 joins.len(),
+                instances.len(),
                 src.describe(),
                 dst.describe()
             );

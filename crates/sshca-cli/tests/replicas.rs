@@ -267,6 +267,16 @@ fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
         "--store",
         &sqlite,
     ]));
+    // An instance that joined by its cloud identity stays joined.
+    rt.block_on(async {
+        let st = sshca_store::open(&sqlite, &Default::default())
+            .await
+            .unwrap();
+        assert!(st
+            .claim_instance("aws", "111111111111/i-1", 5)
+            .await
+            .unwrap());
+    });
     let target = pg.database("copy");
     run(sshca().args(["store", "migrate", "--store", &target]));
     let out = run(sshca().args(["store", "copy", "--from", &sqlite, "--to", &target]));
@@ -274,9 +284,19 @@ fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
     assert!(
         said.contains("30 certificates")
             && said.contains("10 audit")
-            && said.contains("1 join tokens"),
+            && said.contains("1 join tokens")
+            && said.contains("1 joined instances"),
         "{said}"
     );
+    rt.block_on(async {
+        let st = sshca_store::open(&target, &Default::default())
+            .await
+            .unwrap();
+        assert!(!st
+            .claim_instance("aws", "111111111111/i-1", 6)
+            .await
+            .unwrap());
+    });
     assert_eq!(rows_in(&s.config, &sqlite), rows_in(&s.config, &target));
     let audit = |store: &str| {
         let out = run(sshca().args(["audit", "--json", "--limit", "1000", "--store", store]));

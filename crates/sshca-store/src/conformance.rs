@@ -315,6 +315,19 @@ async fn instances_join_once(store: Arc<dyn Store>) {
         .claim_instance("aws", "123456789012/i-0abc", 12)
         .await
         .unwrap());
+    let all = store.joined_instances().await.unwrap();
+    let seen: Vec<(&str, &str, u64)> = all
+        .iter()
+        .map(|j| (j.join.as_str(), j.instance.as_str(), j.enrolled_at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("aws", "123456789012/i-0abc", 10),
+            ("aws", "123456789012/i-0abd", 11),
+            ("gcp", "123456789012/i-0abc", 11),
+        ]
+    );
 }
 
 async fn one_serial_twice_at_once_is_stored_once(store: Arc<dyn Store>) {

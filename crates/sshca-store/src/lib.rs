@@ -140,6 +140,18 @@ pub struct Revocation {
     pub revoked_at: u64,
 }
 
+/// A cloud instance that joined (what makes each instance join once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JoinedInstance {
+    /// The `[join.NAME]` it joined through.
+    pub join: String,
+    /// The instance (account and instance id, project and instance id,
+    /// tenant and object id).
+    pub instance: String,
+    /// When it joined.
+    pub enrolled_at: u64,
+}
+
 /// A join token as the store keeps it (the token itself never is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JoinToken {
@@ -321,6 +333,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// so that of two replicas given the same instance's proof exactly
     /// one gets `true`.
     async fn claim_instance(&self, join: &str, instance: &str, now: u64) -> Result<bool>;
+    /// Every instance that joined, oldest first (for `sshca store copy`).
+    async fn joined_instances(&self) -> Result<Vec<JoinedInstance>>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.

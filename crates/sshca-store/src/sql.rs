@@ -17,7 +17,7 @@ macro_rules! sql_for {
         use $crate::writer::Job;
         use $crate::{
             from_db, to_db, unavailable, AuditEvent, CertQuery, IssuedCert, JoinRefusal,
-            JoinToken, Recorded, Revocation, RevocationTarget,
+            JoinToken, JoinedInstance, Recorded, Revocation, RevocationTarget,
         };
 
         /// One transaction for the whole batch: one multi-row INSERT for
@@ -360,6 +360,22 @@ macro_rules! sql_for {
             Ok(done.rows_affected() == 1)
         }
 
+        pub(crate) async fn joined_instances(
+            pool: &sqlx::Pool<$db>,
+        ) -> Result<Vec<JoinedInstance>> {
+            let mut b: QueryBuilder<$db> = QueryBuilder::new(
+                "SELECT * FROM join_instances ORDER BY enrolled_at, join_name, instance",
+            );
+            fetch_rows(pool, &mut b, "joined instances", |r: &$row| {
+                Ok(JoinedInstance {
+                    join: r.try_get("join_name")?,
+                    instance: r.try_get("instance")?,
+                    enrolled_at: from_db(r.try_get("enrolled_at")?),
+                })
+            })
+            .await
+        }
+
         pub(crate) async fn add_join_token(pool: &sqlx::Pool<$db>, t: &JoinToken) -> Result<()> {
             let principals = serde_json::to_string(&t.principals).map_err(|e| {
                 Error::new(ErrorKind::Internal, "cannot encode principals").with_source(e)
@@ -687,6 +703,10 @@ macro_rules! impl_store {
 
             async fn claim_instance(&self, join: &str, instance: &str, now: u64) -> Result<bool> {
                 sql::claim_instance(&self.readers, join, instance, now).await
+            }
+
+            async fn joined_instances(&self) -> Result<Vec<$crate::JoinedInstance>> {
+                sql::joined_instances(&self.readers).await
             }
 
             async fn health(&self) -> Result<()> {
