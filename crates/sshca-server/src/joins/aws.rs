@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use sshca::core::template::Claims;
 use sshca::signer::{Error, ErrorKind, Result};
 
-use super::{claim, invalid, max_age, not_admitted, text, Instance};
+use super::{admit, claim, invalid, max_age, text, Instance};
 use crate::config::JoinConfig;
 use crate::error::ApiError;
 
@@ -80,20 +80,8 @@ impl AwsJoin {
         let region = text(&m, "region", what)?;
         let instance_id = text(&m, "instanceId", what)?;
         let pending = text(&m, "pendingTime", what)?;
-        if !self.accounts.iter().any(|a| a == account) {
-            return Err(not_admitted(format!(
-                "account `{}` may not join",
-                sshca::core::text::escape(account)
-            )));
-        }
-        if let Some(regions) = &self.regions {
-            if !regions.iter().any(|r| r == region) {
-                return Err(not_admitted(format!(
-                    "region `{}` may not join",
-                    sshca::core::text::escape(region)
-                )));
-            }
-        }
+        admit(Some(&self.accounts), account, "account", false)?;
+        admit(self.regions.as_deref(), region, "region", false)?;
         let launched = parse_pending(pending).ok_or_else(|| {
             invalid(format!(
                 "the document's `pendingTime` `{}` is not YYYY-MM-DDTHH:MM:SSZ",

@@ -87,9 +87,29 @@ pub(crate) fn invalid(message: impl Into<String>) -> ApiError {
     refused(StatusCode::UNAUTHORIZED, "join_proof_invalid", message)
 }
 
-/// An instance the join's lists do not admit: 403 `join_instance_refused`.
-fn not_admitted(message: impl Into<String>) -> ApiError {
-    refused(StatusCode::FORBIDDEN, "join_instance_refused", message)
+/// `Ok` when `allowed` (`None`: any) lists `value` (without case for
+/// Azure's names); else 403 `join_instance_refused` naming it as `what`.
+fn admit(
+    allowed: Option<&[String]>,
+    value: &str,
+    what: &str,
+    ignore_case: bool,
+) -> std::result::Result<(), ApiError> {
+    let listed = |a: &String| {
+        if ignore_case {
+            a.eq_ignore_ascii_case(value)
+        } else {
+            a == value
+        }
+    };
+    match allowed {
+        Some(list) if !list.iter().any(listed) => Err(refused(
+            StatusCode::FORBIDDEN,
+            "join_instance_refused",
+            format!("{what} `{}` may not join", sshca::core::text::escape(value)),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Joins {
@@ -266,20 +286,8 @@ impl TokenJoin {
             _ => return Err(invalid(format!("{what} has no `instance_id`"))),
         };
         let instance_name = text(ce, "instance_name", what)?;
-        if !self.owners.iter().any(|p| p == project) {
-            return Err(not_admitted(format!(
-                "project `{}` may not join",
-                sshca::core::text::escape(project)
-            )));
-        }
-        if let Some(zones) = &self.places {
-            if !zones.iter().any(|z| z == zone) {
-                return Err(not_admitted(format!(
-                    "zone `{}` may not join",
-                    sshca::core::text::escape(zone)
-                )));
-            }
-        }
+        admit(Some(&self.owners), project, "project", false)?;
+        admit(self.places.as_deref(), zone, "zone", false)?;
         let number = match ce.get("project_number") {
             Some(Value::Number(n)) => n.to_string(),
             Some(Value::String(s)) => s.clone(),
@@ -305,12 +313,7 @@ impl TokenJoin {
         let m = self.issuers.claims(token).await?;
         let what = "the token";
         let tid = text(&m, "tid", what)?;
-        if !self.tenants.iter().any(|t| t.eq_ignore_ascii_case(tid)) {
-            return Err(not_admitted(format!(
-                "tenant `{}` may not join",
-                sshca::core::text::escape(tid)
-            )));
-        }
+        admit(Some(&self.tenants), tid, "tenant", true)?;
         let oid = text(&m, "oid", what)?;
         let mirid = text(&m, "xms_mirid", what)?;
         let (sub, group, vm) = parse_mirid(mirid).ok_or_else(|| {
@@ -320,20 +323,8 @@ impl TokenJoin {
                 sshca::core::text::escape(mirid)
             ))
         })?;
-        if !self.owners.iter().any(|s| s.eq_ignore_ascii_case(sub)) {
-            return Err(not_admitted(format!(
-                "subscription `{}` may not join",
-                sshca::core::text::escape(sub)
-            )));
-        }
-        if let Some(groups) = &self.places {
-            if !groups.iter().any(|g| g.eq_ignore_ascii_case(group)) {
-                return Err(not_admitted(format!(
-                    "resource group `{}` may not join",
-                    sshca::core::text::escape(group)
-                )));
-            }
-        }
+        admit(Some(&self.owners), sub, "subscription", true)?;
+        admit(self.places.as_deref(), group, "resource group", true)?;
         let mut claims = Claims::new();
         claims.insert("tenant_id".into(), claim(tid, "tenant_id")?);
         claims.insert("subscription_id".into(), claim(sub, "subscription_id")?);
