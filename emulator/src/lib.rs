@@ -33,6 +33,7 @@ mod config;
 pub mod crypto;
 pub mod ekm;
 pub mod faults;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod gcp;
 mod google;

@@ -173,23 +173,24 @@ fn bulk_cli(sshca: &Path) -> Result<Vec<(String, Times, Times)>> {
 /// `target/bench-table.md`).
 pub fn bench() -> Result<()> {
     run(
-        "release build of sshca and kms-emulator",
+        "release build (profiling profile) of sshca and kms-emulator",
         cargo().args([
             "build",
-            "--release",
+            "--profile",
+            "profiling",
             "-p",
             "sshca-cli",
             "-p",
             "kms-emulator",
         ]),
     )?;
-    let release = target_dir().join("release");
+    let release = target_dir().join("profiling");
     let results = target_dir().join("bench-results.jsonl");
     let _ = std::fs::remove_file(&results);
     run(
         "criterion benchmarks",
         cargo()
-            .args(["bench", "-p", "sshca-benches"])
+            .args(["bench", "--profile", "profiling", "-p", "sshca-benches"])
             .env("KMS_EMULATOR_BIN", release.join("kms-emulator"))
             .env("SSHCA_BIN", release.join("sshca"))
             .env("SSHCA_AZURE_ACCESS_TOKEN", "bench")

@@ -23,10 +23,10 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyUsageType, MessageType, SigningAlgorithmSpec};
 use sshca_core::convert::{native_to_ssh, NativeFormat};
-use sshca_core::{KeyData, SigAlg, Signature};
+use sshca_core::{SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Registry, Result,
-    RetryConfig, WrapContext,
+    with_retries, Error, ErrorKind, FixedKey, FixedKeyBackend, KeyUri, KeyWrapper, Registry,
+    Result, RetryConfig, WrapContext,
 };
 use zeroize::Zeroizing;
 
@@ -369,21 +369,12 @@ impl AwsSigner {
 }
 
 #[async_trait]
-impl KeySigner for AwsSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for AwsSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let spec = match alg {
             SigAlg::EcdsaP256 => SigningAlgorithmSpec::EcdsaSha256,
             SigAlg::EcdsaP384 => SigningAlgorithmSpec::EcdsaSha384,
@@ -434,6 +425,8 @@ impl KeySigner for AwsSigner {
         })
     }
 }
+
+sshca_signer::fixed_key_signer!(AwsSigner);
 
 #[cfg(test)]
 mod tests {

@@ -30,10 +30,10 @@ use azure_security_keyvault_keys::models::{
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::ssh_key::EcdsaCurve;
-use sshca_core::{KeyData, SigAlg, Signature};
+use sshca_core::{SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Registry, Result,
-    RetryConfig, WrapContext,
+    with_retries, Error, ErrorKind, FixedKey, FixedKeyBackend, KeyUri, KeyWrapper, Registry,
+    Result, RetryConfig, WrapContext,
 };
 use zeroize::Zeroizing;
 
@@ -562,21 +562,12 @@ impl AzureSigner {
 }
 
 #[async_trait]
-impl KeySigner for AzureSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for AzureSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let (azalg, digest) = match (alg, alg.digest(message)) {
             (SigAlg::EcdsaP256, Some(d)) => (SignatureAlgorithm::Es256, d),
             (SigAlg::EcdsaP384, Some(d)) => (SignatureAlgorithm::Es384, d),
@@ -626,6 +617,8 @@ impl KeySigner for AzureSigner {
         })
     }
 }
+
+sshca_signer::fixed_key_signer!(AzureSigner);
 
 #[cfg(test)]
 mod tests {

@@ -179,7 +179,7 @@ async fn open_keys(a: &AgentArgs) -> Result<Vec<AgentKey>> {
     let mut keys = Vec::new();
     for k in &a.keys {
         // `comment=` is the agent's, not the backend's.
-        let mut uri = KeyUri::parse(&sshca::ca_uri(k))?;
+        let mut uri = KeyUri::parse(&crate::keyref::ca_uri(k))?;
         let comment = uri.remove_option("comment");
         let uri = uri.to_string();
         let comment = comment.unwrap_or_else(|| uri.clone());

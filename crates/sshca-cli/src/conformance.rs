@@ -40,7 +40,7 @@ pub async fn run(a: ConformanceArgs) -> Result<ExitCode> {
             a.concurrency
         )));
     }
-    let uri = sshca::ca_uri(&a.uri);
+    let uri = crate::keyref::ca_uri(&a.uri);
     let parsed = KeyUri::parse(&uri)?;
     let registry = sshca::default_registry();
     let mut checks = Vec::new();

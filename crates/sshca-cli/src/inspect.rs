@@ -21,7 +21,7 @@ pub struct InspectArgs {
 pub fn run(a: InspectArgs) -> Result<ExitCode> {
     let InspectArgs { json, cert } = a;
     let c = read_cert(&cert)?;
-    let info = sshca::CertInfo::new(&c);
+    let info = crate::keyref::CertInfo::new(&c);
     if json {
         println!("{}", to_json(&info)?);
     } else {

@@ -119,7 +119,8 @@ pub async fn run(cmd: KeyCmd) -> Result<ExitCode> {
             passphrase_file,
             reference,
         } => {
-            let r = sshca::load_ref(&registry, &reference, passphrase_file.as_deref()).await?;
+            let r =
+                crate::keyref::load_ref(&registry, &reference, passphrase_file.as_deref()).await?;
             println!(
                 "{}",
                 crate::output::ca_line(&r.public_key(), None, r.comment())?
@@ -131,14 +132,15 @@ pub async fn run(cmd: KeyCmd) -> Result<ExitCode> {
             passphrase_file,
             reference,
         } => {
-            let r = sshca::load_ref(&registry, &reference, passphrase_file.as_deref()).await?;
+            let r =
+                crate::keyref::load_ref(&registry, &reference, passphrase_file.as_deref()).await?;
             let key = r.public_key();
             let (bits, curve) = sshca::key_size(&key);
             let kind = match &r {
-                sshca::KeyRef::Public(_) => "public key",
-                sshca::KeyRef::Certificate(_) => "certificate (certified key)",
-                sshca::KeyRef::Private(_) => "private key",
-                sshca::KeyRef::Uri(..) => "key URI",
+                crate::keyref::KeyRef::Public(_) => "public key",
+                crate::keyref::KeyRef::Certificate(_) => "certificate (certified key)",
+                crate::keyref::KeyRef::Private(_) => "private key",
+                crate::keyref::KeyRef::Uri(..) => "key URI",
             };
             println!("source: {kind}");
             println!("algorithm: {}", key.algorithm().as_str());
@@ -158,11 +160,12 @@ pub async fn run(cmd: KeyCmd) -> Result<ExitCode> {
             private,
             public,
         } => {
-            let p = sshca::load_ref(&registry, &private, passphrase_file.as_deref()).await?;
-            if !matches!(p, sshca::KeyRef::Private(_)) {
+            let p =
+                crate::keyref::load_ref(&registry, &private, passphrase_file.as_deref()).await?;
+            if !matches!(p, crate::keyref::KeyRef::Private(_)) {
                 return Err(invalid(format!("{private} is not a private key file")));
             }
-            let other = sshca::load_ref(&registry, &public, None).await?;
+            let other = crate::keyref::load_ref(&registry, &public, None).await?;
             if p.public_key() == other.public_key() {
                 println!("{private} matches {public}");
                 Ok(ExitCode::SUCCESS)
@@ -224,8 +227,9 @@ pub async fn run(cmd: KeyCmd) -> Result<ExitCode> {
                 return Err(invalid("the new passphrase is empty (use --no-passphrase)"));
             }
             let arg = private.to_string_lossy().into_owned();
-            let r = sshca::load_ref(&registry, &arg, old_passphrase_file.as_deref()).await?;
-            let sshca::KeyRef::Private(key) = r else {
+            let r =
+                crate::keyref::load_ref(&registry, &arg, old_passphrase_file.as_deref()).await?;
+            let crate::keyref::KeyRef::Private(key) = r else {
                 return Err(invalid(format!("{arg} is not a private key file")));
             };
             let text =

@@ -74,9 +74,15 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
     } else if let Some(id) = &a.key_id {
         rv::key_id_target(id)?
     } else if let Some(k) = &a.key {
-        rv::key_target(&sshca::load_ref(&registry, k, None).await?.public_key())
+        rv::key_target(
+            &crate::keyref::load_ref(&registry, k, None)
+                .await?
+                .public_key(),
+        )
     } else if let Some(k) = &a.ca_key {
-        let key = sshca::load_ref(&registry, k, None).await?.public_key();
+        let key = crate::keyref::load_ref(&registry, k, None)
+            .await?
+            .public_key();
         rv::ca_key_target(&key)?
     } else {
         return Err(invalid(
@@ -339,8 +345,8 @@ async fn check(path: &Path, keys: &[PathBuf]) -> Result<ExitCode> {
     let mut revoked = false;
     for key in keys {
         let arg = key.to_string_lossy();
-        let why = match sshca::load_ref(&registry, &arg, None).await? {
-            sshca::KeyRef::Certificate(c) => k.check_cert(&c),
+        let why = match crate::keyref::load_ref(&registry, &arg, None).await? {
+            crate::keyref::KeyRef::Certificate(c) => k.check_cert(&c),
             other => k.check_key(&other.public_key()),
         }
         .map_err(|e| invalid(format!("{}: {e}", key.display())))?;

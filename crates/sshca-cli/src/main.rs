@@ -17,6 +17,7 @@ mod inspect;
 mod key;
 #[cfg(feature = "local")]
 mod keygen;
+mod keyref;
 mod krl;
 #[cfg(feature = "login")]
 mod login;

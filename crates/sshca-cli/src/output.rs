@@ -5,9 +5,9 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::keyref::CertInfo;
 use sshca::core::{Certificate, KeyData, PublicKey};
 use sshca::signer::{Error, ErrorKind, Result};
-use sshca::CertInfo;
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {

@@ -41,7 +41,7 @@ pub async fn run(a: PubkeyArgs, #[allow(unused)] config: &Path) -> Result<ExitCo
         return all(a, config).await;
     }
     let uri = match (&a.uri, &a.ca) {
-        (Some(u), _) => sshca::ca_uri(u),
+        (Some(u), _) => crate::keyref::ca_uri(u),
         (None, Some(name)) => {
             let cfg = sshca::config::Config::load(config)?;
             cfg.cas

@@ -105,7 +105,7 @@ pub(crate) async fn renew_one(
         return Ok(false);
     }
     let signer = sshca::default_registry()
-        .open(&sshca::ca_uri(&key.display().to_string()))
+        .open(&crate::keyref::ca_uri(&key.display().to_string()))
         .await
         .map_err(|e| e.context(key.display()))?;
     if signer.public_key().await? != *cert.public_key() {

@@ -143,7 +143,7 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
     t.valid_before = v.valid_before;
     t.principals = principals.unwrap_or_default();
     Ok(Plan {
-        ca_uri: sshca::ca_uri(a.ca.as_deref().unwrap_or_default()),
+        ca_uri: crate::keyref::ca_uri(a.ca.as_deref().unwrap_or_default()),
         how: Issue::Direct(t),
     })
 }

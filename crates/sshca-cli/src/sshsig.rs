@@ -122,7 +122,7 @@ pub async fn run(cmd: SshsigCmd) -> Result<()> {
                 return Err(invalid("-n: the namespace is empty"));
             }
             let signer = sshca::default_registry()
-                .open(&sshca::ca_uri(&a.key))
+                .open(&crate::keyref::ca_uri(&a.key))
                 .await?;
             let to_stdout = a.files.is_empty() || a.files.iter().all(|f| f.as_os_str() == "-");
             if to_stdout {

@@ -52,7 +52,7 @@ pub async fn run(a: VerifyArgs) -> Result<ExitCode> {
     } = a;
     let c = read_cert(&cert)?;
     let registry = sshca::default_registry();
-    let ca_key = sshca::resolve_ca_public_key(&registry, &ca).await?;
+    let ca_key = crate::keyref::resolve_ca_public_key(&registry, &ca).await?;
     let at = parse_point(&at, now())?;
     let cert_type = cert_type
         .as_deref()

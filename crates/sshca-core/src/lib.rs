@@ -16,6 +16,7 @@
 pub mod cert;
 pub mod convert;
 mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod krl;
 pub mod matcher;

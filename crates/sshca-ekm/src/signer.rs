@@ -6,8 +6,8 @@ use base64::Engine;
 use sshca_core::convert::{native_to_ssh, NativeFormat};
 use sshca_core::{KeyData, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Result, RetryConfig,
-    WrapContext,
+    with_retries, Error, ErrorKind, FixedKey, FixedKeyBackend, KeyUri, KeyWrapper, Result,
+    RetryConfig, WrapContext,
 };
 use zeroize::Zeroizing;
 
@@ -140,21 +140,12 @@ impl EkmSigner {
 }
 
 #[async_trait]
-impl KeySigner for EkmSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for EkmSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         // ECDSA and RSA sign a digest; Ed25519 the whole message.
         let body = match alg.digest(message) {
             None => {
@@ -190,6 +181,8 @@ impl KeySigner for EkmSigner {
         })
     }
 }
+
+sshca_signer::fixed_key_signer!(EkmSigner);
 
 /// An external key manager `GOOGLE_SYMMETRIC_ENCRYPTION` key as a
 /// key-encryption key (`:wrap`/`:unwrap` of the EKM protocol, with the

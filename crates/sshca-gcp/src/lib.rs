@@ -24,10 +24,10 @@ use google_cloud_kms_v1::client::{EkmService, KeyManagementService};
 use google_cloud_kms_v1::model::crypto_key_version::CryptoKeyVersionAlgorithm as Alg;
 use google_cloud_kms_v1::model::{digest, Digest as KmsDigest};
 use sshca_core::convert::{native_to_ssh, NativeFormat};
-use sshca_core::{DigestAlg, KeyData, SigAlg, Signature};
+use sshca_core::{DigestAlg, SigAlg, Signature};
 use sshca_signer::{
-    with_retries, Error, ErrorKind, FixedKey, KeySigner, KeyUri, KeyWrapper, Registry, Result,
-    RetryConfig, WrapContext,
+    with_retries, Error, ErrorKind, FixedKey, FixedKeyBackend, KeyUri, KeyWrapper, Registry,
+    Result, RetryConfig, WrapContext,
 };
 use zeroize::Zeroizing;
 
@@ -379,21 +379,12 @@ impl GcpSigner {
 }
 
 #[async_trait]
-impl KeySigner for GcpSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for GcpSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let req = self.client.asymmetric_sign().set_name(&self.name);
         // ECDSA and RSA sign a digest; Ed25519 the whole message.
         let (req, data_mode) = match alg.digest_alg() {
@@ -455,6 +446,8 @@ impl KeySigner for GcpSigner {
         })
     }
 }
+
+sshca_signer::fixed_key_signer!(GcpSigner);
 
 #[cfg(test)]
 mod tests {

@@ -42,8 +42,17 @@ use ssh_key::EcdsaCurve;
 use sshca_core::convert::{ecdsa_raw_to_ssh, ed25519_to_ssh, rsa_pkcs1_to_ssh};
 use sshca_core::{SigAlg, Signature};
 use sshca_signer::{
-    Error, ErrorKind, FixedKey, KeySigner, KeySpec, KeyUri, Registry, Result, Secret,
+    Error, ErrorKind, FixedKey, FixedKeyBackend, KeySigner, KeySpec, KeyUri, Registry, Result,
+    Secret,
 };
+
+mod keys;
+mod uri;
+
+pub use keys::generate;
+use keys::read_public_key;
+pub use uri::Pkcs11Uri;
+use uri::{bad, redacted};
 
 /// The URI scheme of this backend.
 pub const SCHEME: &str = "pkcs11";
@@ -69,271 +78,6 @@ pub fn register(registry: &mut Registry) {
             Ok(s)
         })
     });
-}
-
-/// What a `pkcs11:` URI says.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Pkcs11Uri {
-    /// Token label.
-    pub token: Option<String>,
-    /// Token serial number.
-    pub serial: Option<String>,
-    /// Slot id.
-    pub slot_id: Option<u64>,
-    /// Object label.
-    pub object: Option<String>,
-    /// Object id (bytes).
-    pub id: Option<Vec<u8>>,
-    /// The module to load.
-    pub module: PathBuf,
-    pin: Option<PinFrom>,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-enum PinFrom {
-    File(PathBuf),
-    Value(Secret),
-}
-
-impl std::fmt::Debug for PinFrom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PinFrom::File(p) => write!(f, "File({})", p.display()),
-            PinFrom::Value(_) => f.write_str("Value(REDACTED)"),
-        }
-    }
-}
-
-impl std::fmt::Debug for Pkcs11Uri {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pkcs11Uri")
-            .field("token", &self.token)
-            .field("serial", &self.serial)
-            .field("slot_id", &self.slot_id)
-            .field("object", &self.object)
-            .field("id", &self.id.as_deref().map(pct))
-            .field("module", &self.module)
-            .field("pin", &self.pin)
-            .finish()
-    }
-}
-
-fn bad(uri: &KeyUri, what: impl std::fmt::Display) -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        format!("`{}`: {what}", redacted(uri)),
-    )
-}
-
-/// The URI as it may be shown: `pin-value` replaced.
-fn redacted(uri: &KeyUri) -> String {
-    let mut u = uri.clone();
-    if u.option("pin-value").is_some() {
-        u.set_option("pin-value", "REDACTED");
-    }
-    u.to_string()
-}
-
-/// `%XX` for every byte (ids are bytes).
-fn pct(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("%{b:02x}")).collect()
-}
-
-impl Pkcs11Uri {
-    /// Reads a `pkcs11:` URI; errors name the attribute.
-    pub fn parse(uri: &KeyUri) -> Result<Self> {
-        uri.check_options(&["module-path", "pin-source", "pin-value"])?;
-        let mut out = Self {
-            token: None,
-            serial: None,
-            slot_id: None,
-            object: None,
-            id: None,
-            module: PathBuf::new(),
-            pin: None,
-        };
-        for attr in uri.location().split(';').filter(|a| !a.is_empty()) {
-            let (name, value) = attr.split_once('=').ok_or_else(|| {
-                bad(
-                    uri,
-                    format_args!("path attribute `{attr}` is not NAME=VALUE"),
-                )
-            })?;
-            let bytes: Vec<u8> = percent_encoding::percent_decode_str(value).collect();
-            let text = || {
-                String::from_utf8(bytes.clone())
-                    .map_err(|_| bad(uri, format_args!("`{name}` is not UTF-8 after %-decoding")))
-            };
-            let slot = match name {
-                "token" => &mut out.token,
-                "serial" => &mut out.serial,
-                "object" => &mut out.object,
-                "id" => {
-                    if out.id.replace(bytes.clone()).is_some() {
-                        return Err(bad(uri, "`id` is given twice"));
-                    }
-                    continue;
-                }
-                "slot-id" => {
-                    let n = text()?
-                        .parse()
-                        .map_err(|_| bad(uri, "`slot-id` is not a number"))?;
-                    out.slot_id = Some(n);
-                    continue;
-                }
-                "type" => {
-                    if text()? != "private" {
-                        return Err(bad(
-                            uri,
-                            "`type` must be `private`: a CA key URI names a private key",
-                        ));
-                    }
-                    continue;
-                }
-                "manufacturer" | "model" | "library-manufacturer" | "library-description"
-                | "library-version" | "slot-manufacturer" | "slot-description" => continue,
-                other => {
-                    return Err(bad(
-                        uri,
-                        format_args!(
-                            "unknown path attribute `{other}` (known: token, serial, slot-id, object, id, type)"
-                        ),
-                    ))
-                }
-            };
-            if slot.replace(text()?).is_some() {
-                return Err(bad(uri, format_args!("`{name}` is given twice")));
-            }
-        }
-        if out.object.is_none() && out.id.is_none() {
-            return Err(bad(uri, "name the key with `object=LABEL` and/or `id=%XX`"));
-        }
-        out.module = match uri.option("module-path") {
-            Some(p) => PathBuf::from(p),
-            None => std::env::var_os(MODULE_ENV)
-                .map(PathBuf::from)
-                .ok_or_else(|| {
-                    bad(
-                        uri,
-                        format_args!(
-                            "no module: add `?module-path=/path/to/module.so` or set {MODULE_ENV}"
-                        ),
-                    )
-                })?,
-        };
-        out.pin = match (uri.option("pin-source"), uri.option("pin-value")) {
-            (Some(_), Some(_)) => {
-                return Err(bad(uri, "give `pin-source` or `pin-value`, not both"))
-            }
-            (Some(src), None) => Some(PinFrom::File(PathBuf::from(
-                src.strip_prefix("file:").unwrap_or(src),
-            ))),
-            (None, Some(v)) => {
-                if !ALLOW_PIN_VALUE.load(Ordering::Relaxed) {
-                    return Err(bad(
-                        uri,
-                        "`pin-value` puts the PIN in the URI (configs, logs, shell history); \
-                         use `pin-source=FILE`, or allow it with --allow-pin-value",
-                    ));
-                }
-                Some(PinFrom::Value(Secret::new(v.to_owned())))
-            }
-            (None, None) => None,
-        };
-        Ok(out)
-    }
-
-    /// The URI path naming the same token and key (what `sshca keygen
-    /// --pkcs11` prints).
-    fn location(&self) -> String {
-        let enc = |s: &str| pct_text(s);
-        let mut parts = Vec::new();
-        if let Some(t) = &self.token {
-            parts.push(format!("token={}", enc(t)));
-        }
-        if let Some(s) = &self.serial {
-            parts.push(format!("serial={}", enc(s)));
-        }
-        if let Some(s) = self.slot_id {
-            parts.push(format!("slot-id={s}"));
-        }
-        if let Some(o) = &self.object {
-            parts.push(format!("object={}", enc(o)));
-        }
-        if let Some(id) = &self.id {
-            parts.push(format!("id={}", pct(id)));
-        }
-        parts.join(";")
-    }
-
-    fn describe(&self) -> String {
-        let mut d = Vec::new();
-        if let Some(o) = &self.object {
-            d.push(format!("object={o}"));
-        }
-        if let Some(id) = &self.id {
-            d.push(format!("id={}", pct(id)));
-        }
-        d.join(" ")
-    }
-
-    fn read_pin(&self, uri: &KeyUri) -> Result<Option<AuthPin>> {
-        match &self.pin {
-            None => Ok(None),
-            Some(PinFrom::Value(v)) => Ok(Some(AuthPin::from(v.expose().to_owned()))),
-            Some(PinFrom::File(path)) => {
-                warn_if_shared(path);
-                // The file's text (the PIN and whatever follows it) is
-                // zeroized when dropped, as the PIN is after the login.
-                let text =
-                    zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                        Error::io("cannot read the PIN file (pin-source)", path, &e)
-                    })?);
-                let pin = text.lines().next().unwrap_or("").trim_end_matches('\r');
-                if pin.is_empty() {
-                    return Err(bad(
-                        uri,
-                        format_args!("{}: the PIN file is empty", path.display()),
-                    ));
-                }
-                Ok(Some(AuthPin::from(pin.to_owned())))
-            }
-        }
-    }
-}
-
-/// Warns when a PIN file is readable or writable by its group or others.
-fn warn_if_shared(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(m) = std::fs::metadata(path) {
-            let mode = m.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    mode = format!("{mode:o}"),
-                    "the PIN file (pin-source) is readable or writable by other users; chmod 600 it"
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// %-escapes what RFC 7512 does not allow bare in a path value.
-fn pct_text(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'%')
-        .add(b';')
-        .add(b'?')
-        .add(b'&')
-        .add(b'=')
-        .add(b'/')
-        .add(b'#');
-    percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
 
 /// Loaded modules: one `C_Initialize` per module per process.
@@ -583,135 +327,6 @@ fn find_slot(module: &Pkcs11, p: &Pkcs11Uri, uri: &KeyUri) -> Result<Slot> {
     }
 }
 
-/// An OID, DER-encoded, as CKA_EC_PARAMS holds it.
-const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-const P521_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
-const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
-/// PKCS#11 3.0 also names Edwards curves by a PrintableString.
-const ED25519_NAME: &[u8] = b"\x13\x0cedwards25519";
-
-/// CKA_EC_POINT: the point itself, or a DER OCTET STRING holding it.
-fn ec_point(value: &[u8], raw_len: usize) -> Option<&[u8]> {
-    if value.len() == raw_len {
-        return Some(value);
-    }
-    let rest = value.strip_prefix(&[0x04])?;
-    let (len, body) = match rest.first()? {
-        n @ 0..=0x7f => (usize::from(*n), &rest[1..]),
-        0x81 => (usize::from(*rest.get(1)?), rest.get(2..)?),
-        0x82 => (
-            usize::from(*rest.get(1)?) << 8 | usize::from(*rest.get(2)?),
-            rest.get(3..)?,
-        ),
-        _ => return None,
-    };
-    (len == body.len() && len == raw_len).then_some(body)
-}
-
-/// The public key of the URI's key, read from the token.
-fn read_public_key(token: &Token, s: &Session, private: ObjectHandle) -> Result<KeyData> {
-    let attrs = s
-        .get_attributes(private, &[AttributeType::KeyType])
-        .map_err(|e| ck_err("cannot read the key type", e))?;
-    let key_type = attrs.iter().find_map(|a| match a {
-        Attribute::KeyType(k) => Some(*k),
-        _ => None,
-    });
-    let unsupported = |what: String| {
-        Error::new(
-            ErrorKind::Unsupported,
-            format!("`{}`: {what}", redacted(&token.uri)),
-        )
-    };
-    // EC points live on the public key object.
-    let public = token.find(s, ObjectClass::PUBLIC_KEY)?;
-    // Two byte-string attributes of an object, in the order asked.
-    let read_pair =
-        |obj: ObjectHandle, types: [AttributeType; 2]| -> Result<Option<[Vec<u8>; 2]>> {
-            let attrs = s.get_attributes(obj, &types).map_err(|e| {
-                ck_err(
-                    &format!("`{}`: cannot read the public key", redacted(&token.uri)),
-                    e,
-                )
-            })?;
-            let mut out: [Option<Vec<u8>>; 2] = [None, None];
-            for a in attrs {
-                let t = a.attribute_type();
-                let (Attribute::Modulus(v)
-                | Attribute::PublicExponent(v)
-                | Attribute::EcParams(v)
-                | Attribute::EcPoint(v)) = a
-                else {
-                    continue;
-                };
-                if let Some(i) = types.iter().position(|x| *x == t) {
-                    out[i] = Some(v);
-                }
-            }
-            Ok(match out {
-                [Some(a), Some(b)] => Some([a, b]),
-                _ => None,
-            })
-        };
-    match key_type {
-        Some(KeyType::RSA) => {
-            let [n, e] = read_pair(
-                public.unwrap_or(private),
-                [AttributeType::Modulus, AttributeType::PublicExponent],
-            )?
-            .ok_or_else(|| {
-                unsupported("the token does not show the RSA modulus and exponent".into())
-            })?;
-            let key = RsaPublicKey {
-                e: ssh_key::Mpint::from_positive_bytes(&e)
-                    .map_err(|err| unsupported(format!("bad RSA exponent: {err}")))?,
-                n: ssh_key::Mpint::from_positive_bytes(&n)
-                    .map_err(|err| unsupported(format!("bad RSA modulus: {err}")))?,
-            };
-            Ok(KeyData::Rsa(key))
-        }
-        Some(KeyType::EC) | Some(KeyType::EC_EDWARDS) => {
-            let public = public.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!(
-                        "`{}`: no public key object {} beside the private key (its point is read from there)",
-                        redacted(&token.uri),
-                        token.parsed.describe()
-                    ),
-                )
-            })?;
-            let [params, point] =
-                read_pair(public, [AttributeType::EcParams, AttributeType::EcPoint])?.ok_or_else(
-                    || unsupported("the token does not show the EC parameters and point".into()),
-                )?;
-            let bad_point = || unsupported("the EC point does not fit its curve".into());
-            let ecdsa = |curve: EcdsaCurve, len: usize| -> Result<KeyData> {
-                let raw = ec_point(&point, len).ok_or_else(bad_point)?;
-                let k = EcdsaPublicKey::from_sec1_bytes(raw).map_err(|_| bad_point())?;
-                debug_assert_eq!(k.curve(), curve);
-                Ok(KeyData::Ecdsa(k))
-            };
-            match params.as_slice() {
-                P256_OID => ecdsa(EcdsaCurve::NistP256, 65),
-                P384_OID => ecdsa(EcdsaCurve::NistP384, 97),
-                P521_OID => ecdsa(EcdsaCurve::NistP521, 133),
-                ED25519_OID | ED25519_NAME => {
-                    let raw = ec_point(&point, 32).ok_or_else(bad_point)?;
-                    let mut k = [0u8; 32];
-                    k.copy_from_slice(raw);
-                    Ok(KeyData::Ed25519(Ed25519PublicKey(k)))
-                }
-                _ => Err(unsupported(
-                    "the key's curve is not P-256, P-384, P-521 or Ed25519".into(),
-                )),
-            }
-        }
-        _ => Err(unsupported("the key is not RSA, EC or Ed25519".into())),
-    }
-}
-
 struct Inner {
     token: Token,
     key: FixedKey,
@@ -849,26 +464,19 @@ impl Inner {
 }
 
 #[async_trait]
-impl KeySigner for Pkcs11Signer {
-    fn uri(&self) -> &KeyUri {
-        self.inner.key.uri()
+impl FixedKeyBackend for Pkcs11Signer {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.inner.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.inner.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.inner.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.inner.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let inner = self.inner.clone();
         let message = message.to_vec();
         blocking(move || inner.sign_blocking(alg, &message)).await
     }
 }
+
+sshca_signer::fixed_key_signer!(Pkcs11Signer);
 
 /// Logs the process out of the URI's token (every session loses the
 /// login and its private-key handles, as after a token reset): for drills
@@ -880,107 +488,11 @@ pub fn logout(uri: &KeyUri) -> Result<()> {
         .map_err(|e| ck_err(&format!("`{}`: cannot log out", redacted(uri)), e))
 }
 
-/// Creates a key pair on the token the URI names (non-extractable,
-/// sensitive, `object=` as its label, `id=` as its id — a random 16-byte id
-/// when the URI has none) and returns the URI of the new key (with the
-/// input URI's options).
-pub fn generate(uri: &KeyUri, spec: KeySpec) -> Result<KeyUri> {
-    let mut parsed = Pkcs11Uri::parse(uri)?;
-    if parsed.object.is_none() {
-        return Err(bad(uri, "name the new key with `object=LABEL`"));
-    }
-    if parsed.id.is_none() {
-        let mut id = vec![0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-        parsed.id = Some(id);
-    }
-    if parsed.pin.is_none() {
-        return Err(bad(
-            uri,
-            "creating a key needs the user PIN: add pin-source=FILE",
-        ));
-    }
-    let token = Token::open(uri)?;
-    let s = token.session(true)?;
-    // Neither the label nor a given id may be taken already.
-    let mut by_label = parsed.clone();
-    by_label.id = None;
-    let mut by_id = parsed.clone();
-    by_id.object = None;
-    let given_id = Pkcs11Uri::parse(uri)?.id.is_some();
-    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
-        let taken = if find_object(&by_label, uri, &s, class)?.is_some() {
-            Some(by_label.describe())
-        } else if given_id && find_object(&by_id, uri, &s, class)?.is_some() {
-            Some(by_id.describe())
-        } else {
-            None
-        };
-        if let Some(what) = taken {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "`{}`: the token already holds a key {what}; pick another",
-                    redacted(uri)
-                ),
-            ));
-        }
-    }
-    let label = parsed.object.clone().unwrap_or_default().into_bytes();
-    let id = parsed.id.clone().unwrap_or_default();
-    let mut public = vec![
-        Attribute::Token(true),
-        Attribute::Private(false),
-        Attribute::Verify(true),
-        Attribute::Label(label.clone()),
-        Attribute::Id(id.clone()),
-    ];
-    let private = vec![
-        Attribute::Token(true),
-        Attribute::Private(true),
-        Attribute::Sensitive(true),
-        Attribute::Extractable(false),
-        Attribute::Sign(true),
-        Attribute::Label(label),
-        Attribute::Id(id),
-    ];
-    let mechanism = match spec {
-        KeySpec::Ed25519 => {
-            public.push(Attribute::EcParams(ED25519_OID.to_vec()));
-            Mechanism::EccEdwardsKeyPairGen
-        }
-        KeySpec::Ecdsa(bits) => {
-            let oid = match bits {
-                256 => P256_OID,
-                384 => P384_OID,
-                _ => P521_OID,
-            };
-            public.push(Attribute::EcParams(oid.to_vec()));
-            Mechanism::EccKeyPairGen
-        }
-        KeySpec::Rsa(bits) => {
-            public.push(Attribute::ModulusBits(u64::from(bits).into()));
-            public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
-            Mechanism::RsaPkcsKeyPairGen
-        }
-    };
-    s.generate_key_pair(&mechanism, &public, &private)
-        .map_err(|e| {
-            ck_err(
-                &format!("`{}`: cannot create the key pair", redacted(uri)),
-                e,
-            )
-        })?;
-    let mut out = KeyUri::parse(&format!("{SCHEME}:{}", parsed.location()))?;
-    for (n, v) in uri.options() {
-        out.set_option(n, v);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::ec_point;
+    use crate::uri::PinFrom;
 
     fn parse(text: &str) -> Result<Pkcs11Uri> {
         Pkcs11Uri::parse(&KeyUri::parse(text)?)

@@ -170,10 +170,11 @@ fn names(algs: &[SigAlg]) -> String {
 }
 
 /// What a remote signer fixes when it is opened: its URI, the public key and
-/// the algorithms the key signs with. A backend keeps one, answers
+/// the algorithms the key signs with. A backend keeps one and implements
+/// [`FixedKeyBackend`]; [`fixed_key_signer!`] answers
 /// [`KeySigner::uri`], [`KeySigner::public_key`] and
-/// [`KeySigner::algorithms`] from it, and calls [`FixedKey::check`] at the
-/// top of [`KeySigner::sign`].
+/// [`KeySigner::algorithms`] from it and calls [`FixedKey::check`] before
+/// signing.
 #[derive(Debug, Clone)]
 pub struct FixedKey {
     uri: KeyUri,
@@ -210,6 +211,71 @@ impl FixedKey {
     pub fn check(&self, alg: SigAlg) -> Result<()> {
         check_algorithm(&self.uri, &self.algorithms, alg)
     }
+}
+
+/// A backend whose key is fixed when it is opened (a [`FixedKey`]): it
+/// only signs, with an algorithm already checked against the key;
+/// [`fixed_key_signer!`] makes it a whole [`KeySigner`] (the URI, public
+/// key and algorithms from the [`FixedKey`], the check before
+/// [`FixedKeyBackend::sign_checked`]).
+///
+/// ```ignore
+/// #[async_trait]
+/// impl FixedKeyBackend for MySigner {
+///     fn fixed_key(&self) -> &FixedKey {
+///         &self.key
+///     }
+///     async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
+///         // ask the key service
+///     }
+/// }
+/// sshca_signer::fixed_key_signer!(MySigner);
+/// ```
+#[async_trait]
+pub trait FixedKeyBackend: Send + Sync + fmt::Debug {
+    /// What was fixed when the key was opened.
+    fn fixed_key(&self) -> &FixedKey;
+
+    /// Signs `message` with `alg`, which the key signs with.
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature>;
+}
+
+/// Implements [`KeySigner`] for types that implement [`FixedKeyBackend`]
+/// (a per-type impl, so that it stands beside the `Box`/`Arc` forwarding).
+#[macro_export]
+macro_rules! fixed_key_signer {
+    ($($ty:ty),+ $(,)?) => {$(
+        #[$crate::__private::async_trait]
+        impl $crate::KeySigner for $ty {
+            fn uri(&self) -> &$crate::KeyUri {
+                $crate::FixedKeyBackend::fixed_key(self).uri()
+            }
+            async fn public_key(&self) -> $crate::Result<$crate::__private::KeyData> {
+                Ok($crate::FixedKeyBackend::fixed_key(self).public_key())
+            }
+            async fn algorithms(
+                &self,
+            ) -> $crate::Result<Vec<$crate::__private::SigAlg>> {
+                Ok($crate::FixedKeyBackend::fixed_key(self).algorithms())
+            }
+            async fn sign(
+                &self,
+                alg: $crate::__private::SigAlg,
+                message: &[u8],
+            ) -> $crate::Result<$crate::__private::Signature> {
+                $crate::FixedKeyBackend::fixed_key(self).check(alg)?;
+                $crate::FixedKeyBackend::sign_checked(self, alg, message).await
+            }
+        }
+    )+};
+}
+
+/// What [`fixed_key_signer!`] names, for crates that do not depend on
+/// them directly.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use sshca_core::{KeyData, SigAlg, Signature};
 }
 
 /// Conveniences over any [`KeySigner`].

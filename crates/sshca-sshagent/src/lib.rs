@@ -16,10 +16,11 @@ use async_trait::async_trait;
 use ssh_agent_lib::agent::Session;
 use ssh_agent_lib::client::Client;
 use ssh_agent_lib::proto::{PublicCredential, SignRequest};
-use ssh_key::public::KeyData;
 use ssh_key::HashAlg;
 use sshca_core::{SigAlg, Signature};
-use sshca_signer::{Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result};
+use sshca_signer::{
+    Error, ErrorKind, FixedKey, FixedKeyBackend, KeySigner, KeyUri, Registry, Result,
+};
 
 /// The URI scheme of this backend.
 pub const SCHEME: &str = "ssh-agent";
@@ -125,21 +126,12 @@ impl AgentSigner {
 }
 
 #[async_trait]
-impl KeySigner for AgentSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for AgentSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         let flags = match alg {
             SigAlg::RsaSha256 => SSH_AGENT_RSA_SHA2_256,
             SigAlg::RsaSha512 => SSH_AGENT_RSA_SHA2_512,
@@ -167,3 +159,5 @@ impl KeySigner for AgentSigner {
         Ok(sig)
     }
 }
+
+sshca_signer::fixed_key_signer!(AgentSigner);

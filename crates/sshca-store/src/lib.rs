@@ -24,6 +24,7 @@ pub mod conformance;
 mod postgres;
 mod sql;
 mod sqlite;
+mod store_impl;
 mod writer;
 
 pub use postgres::PgStore;

@@ -148,7 +148,7 @@ fn redact(text: &str) -> String {
     }
 }
 
-crate::sql::impl_store!(PgStore);
+crate::store_impl::impl_store!(PgStore);
 
 #[cfg(test)]
 mod tests {

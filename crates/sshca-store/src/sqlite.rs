@@ -162,7 +162,7 @@ fn protect(path: &Path) -> Result<()> {
     Ok(())
 }
 
-crate::sql::impl_store!(SqliteStore);
+crate::store_impl::impl_store!(SqliteStore);
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,9 @@ use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, PublicKey};
 use sshca_core::{SigAlg, Signature};
 use sshca_local::LocalSigner;
-use sshca_signer::{Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result, WrapContext};
+use sshca_signer::{
+    Error, ErrorKind, FixedKey, FixedKeyBackend, KeySigner, KeyUri, Registry, Result, WrapContext,
+};
 use zeroize::Zeroizing;
 
 /// The URI scheme of this backend.
@@ -300,24 +302,17 @@ impl WrappedSigner {
 }
 
 #[async_trait]
-impl KeySigner for WrappedSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for WrappedSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
         self.local().await?.sign(alg, message).await
     }
 }
+
+sshca_signer::fixed_key_signer!(WrappedSigner);
 
 #[cfg(test)]
 mod tests {

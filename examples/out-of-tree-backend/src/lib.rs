@@ -7,10 +7,11 @@
 //!
 //! 1. a signer holding a [`FixedKey`] (URI, public key, algorithms, fixed
 //!    when the key is opened);
-//! 2. [`KeySigner`]: `uri`, `public_key` and `algorithms` answered from the
-//!    `FixedKey`; `sign` checks the algorithm and returns an SSH signature
-//!    (a service's native signature would be converted with
-//!    `sshca_core::convert::native_to_ssh`);
+//! 2. [`FixedKeyBackend`]: `fixed_key` hands out the `FixedKey`, and
+//!    `sign_checked` returns an SSH signature for an algorithm already
+//!    checked against the key (a service's native signature would be
+//!    converted with `sshca_core::convert::native_to_ssh`);
+//!    `sshca_signer::fixed_key_signer!` makes it a whole [`KeySigner`];
 //! 3. [`register`]: the scheme in a [`Registry`], whose `open` adds the
 //!    public-key cache, the `pin=` check and verification of every
 //!    signature;
@@ -22,7 +23,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 use sshca_core::ssh_key::public::Ed25519PublicKey;
 use sshca_core::{Algorithm, KeyData, SigAlg, Signature};
-use sshca_signer::{Error, ErrorKind, FixedKey, KeySigner, KeyUri, Registry, Result};
+use sshca_signer::{Error, ErrorKind, FixedKey, FixedKeyBackend, KeySigner, KeyUri, Registry, Result};
 
 /// The scheme.
 pub const SCHEME: &str = "demo";
@@ -65,26 +66,20 @@ impl DemoSigner {
 }
 
 #[async_trait]
-impl KeySigner for DemoSigner {
-    fn uri(&self) -> &KeyUri {
-        self.key.uri()
+impl FixedKeyBackend for DemoSigner {
+    fn fixed_key(&self) -> &FixedKey {
+        &self.key
     }
 
-    async fn public_key(&self) -> Result<KeyData> {
-        Ok(self.key.public_key())
-    }
-
-    async fn algorithms(&self) -> Result<Vec<SigAlg>> {
-        Ok(self.key.algorithms())
-    }
-
-    async fn sign(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-        self.key.check(alg)?;
+    async fn sign_checked(&self, _alg: SigAlg, message: &[u8]) -> Result<Signature> {
+        // The only algorithm the key signs with (already checked).
         let sig = self.secret.sign(message);
         Signature::new(Algorithm::Ed25519, sig.to_bytes().to_vec())
             .map_err(|e| Error::new(ErrorKind::Internal, format!("signature: {e}")))
     }
 }
+
+sshca_signer::fixed_key_signer!(DemoSigner);
 
 /// Registers `demo:` (a local key: no retries needed; a service's backend
 /// would use `register_remote`, which adds them).

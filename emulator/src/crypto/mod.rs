@@ -4,9 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
-use aws_lc_rs::signature::EcdsaKeyPair;
 use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use ed25519_dalek::{Signer as _, Verifier as _};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -14,6 +11,10 @@ use rand_core::{OsRng, RngCore};
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::traits::PublicKeyParts;
 use sha2::Digest;
+
+mod ec;
+mod encrypt;
+pub use ec::EcKey;
 
 /// A failure of a cryptographic operation, worded for the caller's error message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,106 +113,6 @@ pub enum KeyKind {
     /// A 256-bit AES key.
     Aes256,
 }
-
-/// An ECDSA private key with what signs with it prepared once: its public
-/// point, and aws-lc's key pairs, which sign a digest as given (what a KMS
-/// does with a prehashed message) in constant-time assembly. The RustCrypto
-/// key (reached through `Deref`) is kept for export, verification and
-/// hashes other than the curve's own.
-#[derive(Clone)]
-pub struct EcKey<S> {
-    secret: S,
-    /// The uncompressed SEC1 public point.
-    public: Vec<u8>,
-    /// The hash the fast key pairs sign digests of.
-    hash: Hash,
-    /// Key pairs producing fixed-width `r||s` and DER signatures.
-    fast: Option<Arc<(EcdsaKeyPair, EcdsaKeyPair)>>,
-}
-
-impl<S> std::ops::Deref for EcKey<S> {
-    type Target = S;
-    fn deref(&self) -> &S {
-        &self.secret
-    }
-}
-
-impl<S> EcKey<S> {
-    /// Signs `digest` through aws-lc; `None` when the hash is not the one
-    /// the key pairs are bound to (the caller then signs portably).
-    fn sign_fast(
-        &self,
-        hash: Hash,
-        digest: &[u8],
-        fmt: EcFormat,
-    ) -> Option<Result<Vec<u8>, CryptoError>> {
-        let (fixed, der) = self.fast.as_deref()?;
-        if hash != self.hash {
-            return None;
-        }
-        let alg = match hash {
-            Hash::Sha256 => &aws_lc_rs::digest::SHA256,
-            Hash::Sha384 => &aws_lc_rs::digest::SHA384,
-            Hash::Sha512 => &aws_lc_rs::digest::SHA512,
-            Hash::Sha1 => return None,
-        };
-        let pair = match fmt {
-            EcFormat::Raw => fixed,
-            EcFormat::Der => der,
-        };
-        Some(
-            aws_lc_rs::digest::Digest::import_less_safe(digest, alg)
-                .and_then(|d| pair.sign_digest(&d))
-                .map(|sig| sig.as_ref().to_vec())
-                .map_err(|_| err("ECDSA signing failed")),
-        )
-    }
-}
-
-macro_rules! ec_key {
-    ($krate:ident, $hash:expr, $fixed:expr, $der:expr) => {
-        impl From<$krate::SecretKey> for EcKey<$krate::SecretKey> {
-            fn from(secret: $krate::SecretKey) -> Self {
-                use p256::elliptic_curve::sec1::ToEncodedPoint;
-                let public = secret
-                    .public_key()
-                    .to_encoded_point(false)
-                    .as_bytes()
-                    .to_vec();
-                let pair = |alg| {
-                    EcdsaKeyPair::from_private_key_and_public_key(alg, &secret.to_bytes(), &public)
-                        .ok()
-                };
-                let fast = pair($fixed).zip(pair($der)).map(Arc::new);
-                Self {
-                    secret,
-                    public,
-                    hash: $hash,
-                    fast,
-                }
-            }
-        }
-    };
-}
-
-ec_key!(
-    p256,
-    Hash::Sha256,
-    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-    &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1_SIGNING
-);
-ec_key!(
-    p384,
-    Hash::Sha384,
-    &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-    &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
-);
-ec_key!(
-    p521,
-    Hash::Sha512,
-    &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING,
-    &aws_lc_rs::signature::ECDSA_P521_SHA512_ASN1_SIGNING
-);
 
 /// Private key material of one key version.
 #[derive(Clone)]
@@ -514,89 +415,6 @@ impl Material {
                 .is_ok(),
             _ => false,
         }
-    }
-
-    /// Symmetric encryption (AES-256-GCM; `nonce || ciphertext || tag`).
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let Material::Aes256(k) = self else {
-            return Err(err("not a symmetric key"));
-        };
-        let cipher = Aes256Gcm::new_from_slice(k).map_err(|e| err(e.to_string()))?;
-        let mut nonce = [0u8; 12];
-        OsRng.fill_bytes(&mut nonce);
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| err("encryption failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(out)
-    }
-
-    /// Reverses [`Material::seal`].
-    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let Material::Aes256(k) = self else {
-            return Err(err("not a symmetric key"));
-        };
-        if sealed.len() < 12 + 16 {
-            return Err(err("ciphertext too short"));
-        }
-        let cipher = Aes256Gcm::new_from_slice(k).map_err(|e| err(e.to_string()))?;
-        cipher
-            .decrypt(
-                Nonce::from_slice(&sealed[..12]),
-                Payload {
-                    msg: &sealed[12..],
-                    aad,
-                },
-            )
-            .map_err(|_| err("ciphertext does not decrypt under this key (wrong key, context or corrupted data)"))
-    }
-
-    /// RSA encryption with OAEP (SHA-1 or SHA-256) or PKCS#1 v1.5 (`hash` None).
-    pub fn rsa_encrypt(
-        &self,
-        hash: Option<Hash>,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        let Material::Rsa(k) = self else {
-            return Err(err("not an RSA key"));
-        };
-        let public = k.to_public_key();
-        let r = match hash {
-            None => public.encrypt(&mut OsRng, rsa::Pkcs1v15Encrypt, plaintext),
-            Some(Hash::Sha1) => {
-                public.encrypt(&mut OsRng, rsa::Oaep::new::<sha1::Sha1>(), plaintext)
-            }
-            Some(Hash::Sha256) => {
-                public.encrypt(&mut OsRng, rsa::Oaep::new::<sha2::Sha256>(), plaintext)
-            }
-            Some(h) => return Err(err(format!("OAEP with {h:?} is not supported"))),
-        };
-        r.map_err(|e| err(format!("RSA encryption failed: {e}")))
-    }
-
-    /// RSA decryption, the inverse of [`Material::rsa_encrypt`].
-    pub fn rsa_decrypt(
-        &self,
-        hash: Option<Hash>,
-        ciphertext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        let Material::Rsa(k) = self else {
-            return Err(err("not an RSA key"));
-        };
-        let r = match hash {
-            None => k.decrypt(rsa::Pkcs1v15Encrypt, ciphertext),
-            Some(Hash::Sha1) => k.decrypt(rsa::Oaep::new::<sha1::Sha1>(), ciphertext),
-            Some(Hash::Sha256) => k.decrypt(rsa::Oaep::new::<sha2::Sha256>(), ciphertext),
-            Some(h) => return Err(err(format!("OAEP with {h:?} is not supported"))),
-        };
-        r.map_err(|_| err("RSA decryption failed"))
     }
 }
 
