@@ -18,6 +18,7 @@ pub mod convert;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod glob;
 pub mod krl;
 pub mod matcher;
 pub mod options;

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::policy::Glob;
+use crate::glob::Glob;
 use crate::{Error, Result};
 
 /// The credential sources a bare pattern matches.

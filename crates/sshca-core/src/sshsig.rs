@@ -7,7 +7,7 @@
 use ssh_key::public::KeyData;
 use ssh_key::SshSig;
 
-use crate::policy::wildcard_match;
+use crate::glob::wildcard_match;
 use crate::{Error, Result};
 
 /// Checks that `sig` is a signature of `msg` in `namespace` by the key it

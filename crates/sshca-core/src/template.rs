@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 
 use crate::{Error, Result};
 
+/// Characters OpenSSH gives a meaning in principal patterns and lists.
+pub const PATTERN_CHARS: &str = "*?!,";
+
 /// A claim of the requester's credential, as templates read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -202,7 +205,7 @@ fn check_value(name: &str, v: &str, usage: Use) -> std::result::Result<(), Strin
     if usage == Use::Principal {
         if let Some(c) = v
             .chars()
-            .find(|c| crate::policy::PATTERN_CHARS.contains(*c) || "[]{}".contains(*c))
+            .find(|c| PATTERN_CHARS.contains(*c) || "[]{}".contains(*c))
         {
             return Err(format!(
                 "claim `{name}` value `{v}` holds `{c}`, which a principal taken from a \

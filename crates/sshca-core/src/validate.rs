@@ -200,7 +200,7 @@ impl Certificate {
                 if !self
                     .principals()
                     .iter()
-                    .any(|pat| crate::policy::wildcard_match(pat, p))
+                    .any(|pat| crate::glob::wildcard_match(pat, p))
                 {
                     return refuse(
                         Rejection::PrincipalMismatch,

@@ -18,8 +18,8 @@ use signature::Verifier as _;
 use ssh_key::public::{EcdsaPublicKey, KeyData};
 use ssh_key::{Algorithm, HashAlg, Signature};
 
-use crate::cert::encode_key_blob;
 use crate::convert::{ecdsa_ssh_to_raw_into, SigAlg};
+use crate::wire::encode_key_blob;
 use crate::Result;
 
 /// How one key checks signatures.

@@ -109,3 +109,12 @@ pub fn put_nested(out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>) -> Result<()>)
     out[at..at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
+
+/// A key's OpenSSH wire blob (its algorithm name and fields).
+pub(crate) fn encode_key_blob(key: &ssh_key::public::KeyData) -> Result<Vec<u8>> {
+    use ssh_encoding::Encode;
+    let mut out = Vec::with_capacity(128);
+    key.encode(&mut out)
+        .map_err(|e| Error::Key(format!("cannot encode {} key: {e}", key.algorithm())))?;
+    Ok(out)
+}
