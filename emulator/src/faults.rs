@@ -4,8 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
+
+use crate::state::State;
+use crate::Reply;
 
 /// An emulated service: what counters and fault rules are keyed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -288,6 +294,55 @@ impl Faults {
 /// Locks a mutex, recovering the data if a holder panicked.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits `d` to within a fraction of a millisecond, so an injected latency
+/// of 20 ms is 20 ms and not the 21–22 ms of tokio's timer (1 ms ticks,
+/// rounded up): the timer for all but the last 2 ms, then a blocking-pool
+/// thread's sleep (a high-resolution timer) for the rest.
+async fn precise_sleep(d: std::time::Duration) {
+    let deadline = std::time::Instant::now() + d;
+    let fine = std::time::Duration::from_millis(2);
+    if d > fine {
+        tokio::time::sleep(d - fine).await;
+    }
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        // A failed blocking task only shortens the wait.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
+/// Applies the fault rules matching a request: waits out any added
+/// latency, then `Err(reply)` when the request is to be dropped or answered
+/// with an injected error (`on_error` puts it in the service's shape); else
+/// `Ok(corrupt_signature)`.
+pub(crate) async fn inject_faults(
+    state: &State,
+    service: Service,
+    op: &'static str,
+    replica: Option<usize>,
+    on_error: impl FnOnce(FaultError) -> Reply,
+) -> Result<bool, Reply> {
+    let effect = state.faults.on_request(service, op, replica);
+    if !effect.latency.is_zero() {
+        precise_sleep(effect.latency).await;
+    }
+    if effect.drop_connection {
+        return Err(Reply::Drop);
+    }
+    if let Some(to) = effect.redirect {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&to) {
+            r.headers_mut().insert(hyper::header::LOCATION, v);
+        }
+        return Err(Reply::Send(r));
+    }
+    match effect.error {
+        Some(e) => Err(on_error(e)),
+        None => Ok(effect.corrupt_signature),
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::HeaderMap;
-use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -37,6 +33,7 @@ pub mod faults;
 pub mod fuzzing;
 pub mod gcp;
 mod google;
+mod http;
 pub mod metadata;
 mod seed;
 pub mod state;
@@ -45,7 +42,9 @@ mod util;
 
 pub use config::Config;
 pub use crypto::{KeyKind, Material};
+pub(crate) use faults::inject_faults;
 pub use faults::{Effect, Fault, FaultError, Service};
+pub(crate) use http::{json_response, read_request, Reply, Request};
 pub use state::{Seed, State};
 
 /// Largest request body accepted (bytes); larger bodies get the service's
@@ -443,125 +442,6 @@ fn url_host(bind: IpAddr, local: SocketAddr) -> String {
     match ip {
         IpAddr::V6(v6) => format!("[{v6}]:{}", local.port()),
         IpAddr::V4(v4) => format!("{v4}:{}", local.port()),
-    }
-}
-
-/// A request as the handlers see it: the body already read (bounded).
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub method: Method,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// The body was larger than [`MAX_BODY`] and was not read.
-    pub too_large: bool,
-}
-
-impl Request {
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// What a handler decided.
-pub(crate) enum Reply {
-    /// Send this response.
-    Send(Response<Full<Bytes>>),
-    /// Close the connection without an answer (injected fault).
-    Drop,
-}
-
-/// Waits `d` to within a fraction of a millisecond, so an injected latency
-/// of 20 ms is 20 ms and not the 21–22 ms of tokio's timer (1 ms ticks,
-/// rounded up): the timer for all but the last 2 ms, then a blocking-pool
-/// thread's sleep (a high-resolution timer) for the rest.
-async fn precise_sleep(d: std::time::Duration) {
-    let deadline = std::time::Instant::now() + d;
-    let fine = std::time::Duration::from_millis(2);
-    if d > fine {
-        tokio::time::sleep(d - fine).await;
-    }
-    let rest = deadline.saturating_duration_since(std::time::Instant::now());
-    if !rest.is_zero() {
-        // A failed blocking task only shortens the wait.
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
-    }
-}
-
-/// Applies the fault rules matching a request: waits out any added
-/// latency, then `Err(reply)` when the request is to be dropped or answered
-/// with an injected error (`on_error` puts it in the service's shape); else
-/// `Ok(corrupt_signature)`.
-pub(crate) async fn inject_faults(
-    state: &State,
-    service: Service,
-    op: &'static str,
-    replica: Option<usize>,
-    on_error: impl FnOnce(FaultError) -> Reply,
-) -> Result<bool, Reply> {
-    let effect = state.faults.on_request(service, op, replica);
-    if !effect.latency.is_zero() {
-        precise_sleep(effect.latency).await;
-    }
-    if effect.drop_connection {
-        return Err(Reply::Drop);
-    }
-    if let Some(to) = effect.redirect {
-        let mut r = Response::new(Full::new(Bytes::new()));
-        *r.status_mut() = StatusCode::TEMPORARY_REDIRECT;
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&to) {
-            r.headers_mut().insert(hyper::header::LOCATION, v);
-        }
-        return Err(Reply::Send(r));
-    }
-    match effect.error {
-        Some(e) => Err(on_error(e)),
-        None => Ok(effect.corrupt_signature),
-    }
-}
-
-pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-async fn read_request(req: hyper::Request<Incoming>) -> Request {
-    let (parts, body) = req.into_parts();
-    let raw_query = parts.uri.query().unwrap_or("").to_string();
-    let query = util::parse_query(&raw_query);
-    let declared = parts
-        .headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let (body, too_large) = if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        (Bytes::new(), true)
-    } else {
-        match Limited::new(body, MAX_BODY).collect().await {
-            Ok(c) => (c.to_bytes(), false),
-            Err(_) => (Bytes::new(), true),
-        }
-    };
-    Request {
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        query,
-        headers: parts.headers,
-        body,
-        too_large,
     }
 }
 

@@ -315,6 +315,15 @@ async fn instances_join_once(store: Arc<dyn Store>) {
         .claim_instance("aws", "123456789012/i-0abc", 12)
         .await
         .unwrap());
+    // Released (its certificates were not issued), it may join again.
+    store
+        .release_instance("aws", "123456789012/i-0abd")
+        .await
+        .unwrap();
+    assert!(store
+        .claim_instance("aws", "123456789012/i-0abd", 11)
+        .await
+        .unwrap());
     let all = store.joined_instances().await.unwrap();
     let seen: Vec<(&str, &str, u64)> = all
         .iter()

@@ -334,6 +334,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// so that of two replicas given the same instance's proof exactly
     /// one gets `true`.
     async fn claim_instance(&self, join: &str, instance: &str, now: u64) -> Result<bool>;
+    /// Forgets that `instance` joined through `join` (its certificates
+    /// could not be issued after all, so it may try again).
+    async fn release_instance(&self, join: &str, instance: &str) -> Result<()>;
     /// Every instance that joined, oldest first (for `sshca store copy`).
     async fn joined_instances(&self) -> Result<Vec<JoinedInstance>>;
     /// Whether the database answers.

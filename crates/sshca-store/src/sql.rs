@@ -360,6 +360,20 @@ macro_rules! sql_for {
             Ok(done.rows_affected() == 1)
         }
 
+        pub(crate) async fn release_instance(
+            pool: &sqlx::Pool<$db>,
+            join: &str,
+            instance: &str,
+        ) -> Result<()> {
+            sqlx::query("DELETE FROM join_instances WHERE join_name = $1 AND instance = $2")
+                .bind(join.to_owned())
+                .bind(instance.to_owned())
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable("cannot forget the joining instance", e))
+        }
+
         pub(crate) async fn joined_instances(
             pool: &sqlx::Pool<$db>,
         ) -> Result<Vec<JoinedInstance>> {

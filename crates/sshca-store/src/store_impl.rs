@@ -111,6 +111,10 @@ macro_rules! impl_store {
                 sql::claim_instance(&self.readers, join, instance, now).await
             }
 
+            async fn release_instance(&self, join: &str, instance: &str) -> Result<()> {
+                sql::release_instance(&self.readers, join, instance).await
+            }
+
             async fn joined_instances(&self) -> Result<Vec<$crate::JoinedInstance>> {
                 sql::joined_instances(&self.readers).await
             }

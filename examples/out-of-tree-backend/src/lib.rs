@@ -23,7 +23,9 @@ use ed25519_dalek::{Signer, SigningKey};
 use sha2::{Digest, Sha256};
 use sshca_core::ssh_key::public::Ed25519PublicKey;
 use sshca_core::{Algorithm, KeyData, SigAlg, Signature};
-use sshca_signer::{Error, ErrorKind, FixedKey, FixedKeyBackend, KeySigner, KeyUri, Registry, Result};
+use sshca_signer::{
+    Error, ErrorKind, FixedKey, FixedKeyBackend, KeySigner, KeyUri, Registry, Result,
+};
 
 /// The scheme.
 pub const SCHEME: &str = "demo";

@@ -264,10 +264,28 @@ impl Joining<'_> {
                 ));
             }
         }
-        let issued = app
+        let issued = match app
             .authority
             .issue_joined(joined, &identity, self.subjects, self.ctx.id(), now)
-            .await?;
+            .await
+        {
+            Ok(issued) => issued,
+            Err(refusal) => {
+                // Nothing was issued (the KMS or the store failed): the
+                // instance may try again.
+                if !self.join.allow_reenroll {
+                    if let Err(e) = app
+                        .authority
+                        .store()
+                        .release_instance(name, &instance.key)
+                        .await
+                    {
+                        tracing::error!(join = %name, instance = %instance.key, error = %e.report(), "cannot forget the joining instance after a failed issuance; it cannot join again until the row is removed");
+                    }
+                }
+                return Err(refusal.into());
+            }
+        };
         Ok((issued, principals))
     }
 }
