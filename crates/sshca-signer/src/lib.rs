@@ -219,17 +219,30 @@ impl FixedKey {
 /// key and algorithms from the [`FixedKey`], the check before
 /// [`FixedKeyBackend::sign_checked`]).
 ///
-/// ```ignore
+/// ```
+/// use async_trait::async_trait;
+/// use sshca_core::{SigAlg, Signature};
+/// use sshca_signer::{Error, ErrorKind, FixedKey, FixedKeyBackend, Result};
+///
+/// #[derive(Debug)]
+/// struct MySigner {
+///     key: FixedKey,
+/// }
+///
 /// #[async_trait]
 /// impl FixedKeyBackend for MySigner {
 ///     fn fixed_key(&self) -> &FixedKey {
 ///         &self.key
 ///     }
-///     async fn sign_checked(&self, alg: SigAlg, message: &[u8]) -> Result<Signature> {
-///         // ask the key service
+///     async fn sign_checked(&self, _alg: SigAlg, _message: &[u8]) -> Result<Signature> {
+///         // A real backend asks its key service here.
+///         Err(Error::new(ErrorKind::Unavailable, "the key service is away"))
 ///     }
 /// }
 /// sshca_signer::fixed_key_signer!(MySigner);
+///
+/// fn is_signer<T: sshca_signer::KeySigner>() {}
+/// is_signer::<MySigner>();
 /// ```
 #[async_trait]
 pub trait FixedKeyBackend: Send + Sync + fmt::Debug {
