@@ -209,6 +209,17 @@ impl Joins {
     }
 }
 
+impl Proof {
+    /// The join token, when the proof is `{"token"}` alone (what a `token`
+    /// join takes).
+    pub(crate) fn join_token(&self, name: &str) -> std::result::Result<&str, ApiError> {
+        match &self.token {
+            Some(t) if only(self, 1) => Ok(t),
+            _ => Err(shape(name, "token", "{\"token\"}")),
+        }
+    }
+}
+
 /// Whether `proof` has exactly `n` fields.
 fn only(proof: &Proof, n: usize) -> bool {
     [

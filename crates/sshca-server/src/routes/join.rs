@@ -104,21 +104,7 @@ async fn join(
         now: unix_now(),
     };
     let (issued, principals) = if j.method == "token" {
-        let token = match (
-            &b.proof.token,
-            b.proof.document.is_some()
-                || b.proof.signature.is_some()
-                || b.proof.identity_token.is_some()
-                || b.proof.access_token.is_some(),
-        ) {
-            (Some(t), false) => t,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "field `proof`: join `{name}` (token) takes {{\"token\"}}"
-                )))
-            }
-        };
-        joining.by_token(token).await?
+        joining.by_token(b.proof.join_token(&name)?).await?
     } else {
         joining.by_instance(&b.proof).await?
     };
