@@ -13,46 +13,45 @@ use serde::{Deserialize, Serialize};
 use crate::state::State;
 use crate::Reply;
 
-/// An emulated service: what counters and fault rules are keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Service {
-    /// AWS KMS.
-    Aws,
-    /// Google Cloud KMS.
-    Gcp,
-    /// Azure Key Vault.
-    Azure,
-    /// The external key manager.
-    Ekm,
-    /// The instance metadata services (IMDSv2, GCE, Azure IMDS).
-    Metadata,
+macro_rules! service_enum {
+    ($($field:ident: $variant:ident = $ty:ty => $store:ty,)*) => {
+        /// An emulated service: what counters and fault rules are keyed by.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Service {
+            $(
+                #[doc = concat!("`", stringify!($field), "`.")]
+                $variant,
+            )*
+        }
+
+        impl Service {
+            /// Every service, in port order.
+            pub const ALL: &'static [Service] = &[$(Service::$variant),*];
+
+            /// The name in `/stats` and fault rules (`aws`, `gcp`, ...).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Service::$variant => <$ty as crate::service::Emulated>::NAME,)*
+                }
+            }
+        }
+    };
 }
+crate::service::for_each_service!(service_enum);
 
 impl Service {
-    /// Every service.
-    pub const ALL: [Service; 5] = [
-        Service::Aws,
-        Service::Gcp,
-        Service::Azure,
-        Service::Ekm,
-        Service::Metadata,
-    ];
-
-    /// The name in `/stats` and fault rules: `aws`, `gcp`, `azure`, `ekm`,
-    /// `metadata`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Aws => "aws",
-            Service::Gcp => "gcp",
-            Service::Azure => "azure",
-            Service::Ekm => "ekm",
-            Service::Metadata => "metadata",
-        }
-    }
-
     /// The service of a name.
     pub fn parse(name: &str) -> Option<Service> {
-        Service::ALL.into_iter().find(|s| s.name() == name)
+        Service::ALL.iter().copied().find(|s| s.name() == name)
+    }
+
+    /// Every service's name, for messages (`aws, gcp, ...`).
+    pub fn names() -> String {
+        Service::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -129,8 +128,9 @@ impl Fault {
     pub fn validate(&self) -> Result<(), String> {
         if self.service != "*" && Service::parse(&self.service).is_none() {
             return Err(format!(
-                "fault: unknown service {:?} (aws, gcp, azure, ekm or *)",
-                self.service
+                "fault: unknown service {:?} ({} or *)",
+                self.service,
+                Service::names()
             ));
         }
         if let Some(r) = self.rate {
@@ -267,7 +267,7 @@ impl Faults {
     /// Request counts per service and operation.
     pub fn stats(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
         let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        for s in [Service::Aws, Service::Gcp, Service::Azure] {
+        for s in Service::ALL {
             out.entry(s.name().to_string()).or_default();
         }
         for ((service, op), n) in lock(&self.stats).iter() {

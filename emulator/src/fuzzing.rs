@@ -19,7 +19,8 @@ use http_body_util::BodyExt;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::Method;
 
-use crate::state::Seed;
+use crate::seed::Seed;
+use crate::service::Emulated;
 use crate::{Config, Reply, Request, State};
 
 /// Keys every fuzz input sees, as a seed file would describe them.
@@ -66,8 +67,9 @@ fn seed() -> &'static Seed {
     SEEDED.get_or_init(|| {
         let seed: Seed = toml::from_str(SEED).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
         let state = fresh(None);
-        (crate::seed::IO.apply)(seed, &state).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
-        (crate::seed::IO.export)(&state).unwrap_or_else(|e| panic!("fuzz seed export: {e}"))
+        seed.apply(&state)
+            .unwrap_or_else(|e| panic!("fuzz seed: {e}"));
+        Seed::export(&state).unwrap_or_else(|e| panic!("fuzz seed export: {e}"))
     })
 }
 
@@ -75,7 +77,9 @@ fn fresh(seed: Option<&Seed>) -> State {
     let state = State::new(Config::default(), crate::seed::IO)
         .unwrap_or_else(|e| panic!("fuzz state: {e}"));
     if let Some(s) = seed {
-        (crate::seed::IO.apply)(s.clone(), &state).unwrap_or_else(|e| panic!("fuzz seed: {e}"));
+        s.clone()
+            .apply(&state)
+            .unwrap_or_else(|e| panic!("fuzz seed: {e}"));
     }
     state
 }
@@ -133,80 +137,43 @@ fn answer(service: &str, reply: Reply) -> (u16, serde_json::Value) {
     (status, json)
 }
 
+/// Runs one raw request through service `S`'s fuzz entry on a fresh
+/// seeded state; fails when the answer is not JSON or an error answer does
+/// not have the service's error shape.
+pub(crate) fn service<S: Emulated>(data: &[u8]) -> Option<u16> {
+    let req = parse(data)?;
+    let state = Arc::new(fresh(Some(seed())));
+    let (status, json) = answer(S::NAME, runtime().block_on(S::fuzz(&state, req)));
+    if status >= 400 {
+        if let Err(e) = S::check_error(status, &json) {
+            panic!("{}: {e}", S::NAME);
+        }
+    }
+    Some(status)
+}
+
 /// AWS KMS: the SigV4 verifier sees the request as sent; the operation
 /// then runs as if it had been signed, so the fuzzer reaches the JSON
 /// parsing of every operation. Errors carry `__type` and `message`.
 pub fn aws(data: &[u8]) -> Option<u16> {
-    let req = parse(data)?;
-    let _ = crate::aws::sigv4::verify(&req, &[("test".into(), "test".into())]);
-    let op = req
-        .header("x-amz-target")
-        .and_then(|t| t.strip_prefix("TrentService."))?;
-    let state = fresh(Some(seed()));
-    let (status, json) = answer(
-        "aws",
-        crate::aws::dispatch(&state, op, &req.body, "us-east-1", false),
-    );
-    if status >= 400 && (json["__type"].as_str().is_none() || json["message"].as_str().is_none()) {
-        panic!("aws: error {status} without __type and message: {json}");
-    }
-    Some(status)
+    service::<crate::aws::Aws>(data)
 }
 
 /// Google Cloud KMS: the whole handler. Errors carry
 /// `error.code` (the HTTP status), `error.status` and `error.message`.
 pub fn gcp(data: &[u8]) -> Option<u16> {
-    let req = parse(data)?;
-    let state = Arc::new(fresh(Some(seed())));
-    let (status, json) = answer("gcp", runtime().block_on(crate::gcp::handle(&state, req)));
-    if status >= 400 {
-        let e = &json["error"];
-        if e["code"].as_u64() != Some(u64::from(status))
-            || e["status"].as_str().is_none()
-            || e["message"].as_str().is_none()
-        {
-            panic!("gcp: error {status} not in google.rpc.Status shape: {json}");
-        }
-    }
-    Some(status)
+    service::<crate::gcp::Gcp>(data)
 }
 
 /// Azure Key Vault: the whole handler (any bearer token is accepted).
 /// Errors carry `error.code` and `error.message`.
 pub fn azure(data: &[u8]) -> Option<u16> {
-    let req = parse(data)?;
-    let state = Arc::new(fresh(Some(seed())));
-    let (status, json) = answer(
-        "azure",
-        runtime().block_on(crate::azure::handle(&state, req)),
-    );
-    if status >= 400 {
-        let e = &json["error"];
-        if e["code"].as_str().is_none() || e["message"].as_str().is_none() {
-            panic!("azure: error {status} without error.code and error.message: {json}");
-        }
-    }
-    Some(status)
+    service::<crate::azure::Azure>(data)
 }
 
 /// The external key manager (replica 0, no bearer token required): the
 /// whole handler. Errors carry `error.code` (the HTTP status),
 /// `error.status` and `error.message`.
 pub fn ekm(data: &[u8]) -> Option<u16> {
-    let req = parse(data)?;
-    let state = Arc::new(fresh(Some(seed())));
-    let (status, json) = answer(
-        "ekm",
-        runtime().block_on(crate::ekm::handle(&state, req, 0)),
-    );
-    if status >= 400 {
-        let e = &json["error"];
-        if e["code"].as_u64() != Some(u64::from(status))
-            || e["status"].as_str().is_none()
-            || e["message"].as_str().is_none()
-        {
-            panic!("ekm: error {status} not in google.rpc.Status shape: {json}");
-        }
-    }
-    Some(status)
+    service::<crate::ekm::Ekm>(data)
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -36,6 +36,7 @@ mod google;
 mod http;
 pub mod metadata;
 mod seed;
+mod service;
 pub mod state;
 mod tls;
 mod util;
@@ -45,7 +46,8 @@ pub use crypto::{KeyKind, Material};
 pub(crate) use faults::inject_faults;
 pub use faults::{Effect, Fault, FaultError, Service};
 pub(crate) use http::{json_response, read_request, Reply, Request};
-pub use state::{Seed, State};
+pub use seed::Seed;
+pub use state::State;
 
 /// Largest request body accepted (bytes); larger bodies get the service's
 /// "request too large" error without being read.
@@ -68,7 +70,7 @@ pub enum StartError {
 }
 
 /// Where each service listens: the object written to the ready file.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Endpoints {
     /// AWS KMS endpoint URL (plain HTTP).
     pub aws: String,
@@ -97,6 +99,9 @@ pub struct Endpoints {
     pub metadata_gcp_jwks: String,
     /// JWKS URL of the Azure managed identity tokens' key.
     pub metadata_azure_jwks: String,
+    /// The entries of services without a field here.
+    #[serde(flatten)]
+    pub more: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// A running emulator; dropping it stops every listener and connection.
@@ -109,21 +114,81 @@ pub struct Emulator {
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// What one listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Svc {
-    Aws,
-    Gcp,
-    Azure,
+enum Listener {
     Admin,
-    Ekm(usize),
-    Metadata,
+    /// A service's listener `replica`.
+    Service(Service, usize),
 }
+
+macro_rules! services_glue {
+    ($($field:ident: $variant:ident = $ty:ty => $store:ty,)*) => {
+        /// Every listener with its fixed port, if any, and its transport,
+        /// in port order.
+        fn listener_plan(config: &Config) -> Vec<(Listener, Option<u16>, service::Transport)> {
+            let mut plan = Vec::new();
+            $(
+                for replica in 0..<$ty as service::Emulated>::listeners(config) {
+                    if plan.len() == service::ADMIN_SLOT {
+                        plan.push((
+                            Listener::Admin,
+                            config.port.map(|p| p.saturating_add(service::ADMIN_SLOT as u16)),
+                            service::Transport::Http,
+                        ));
+                    }
+                    let slot = plan.len();
+                    plan.push((
+                        Listener::Service(Service::$variant, replica),
+                        <$ty as service::Emulated>::port(config, slot),
+                        <$ty as service::Emulated>::TRANSPORT,
+                    ));
+                }
+            )*
+            if plan.len() <= service::ADMIN_SLOT {
+                plan.push((Listener::Admin, None, service::Transport::Http));
+            }
+            plan
+        }
+
+        /// Runs every service's start with the URLs of its listeners;
+        /// returns the ready file's entries.
+        async fn start_services(
+            setup: &service::Setup<'_>,
+            urls: &[(Listener, String)],
+        ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+            let mut ready = serde_json::Map::new();
+            $(
+                let own: Vec<String> = urls
+                    .iter()
+                    .filter(|(l, _)| matches!(l, Listener::Service(Service::$variant, _)))
+                    .map(|(_, u)| u.clone())
+                    .collect();
+                for (k, v) in <$ty as service::Emulated>::start(setup, &own).await? {
+                    ready.insert(k.to_string(), v);
+                }
+            )*
+            Ok(ready)
+        }
+
+        async fn dispatch(state: Arc<State>, listener: Listener, req: Request) -> Reply {
+            match listener {
+                Listener::Admin => admin::handle(&state, req).await,
+                $(
+                    Listener::Service(Service::$variant, replica) => {
+                        <$ty as service::Emulated>::handle(&state, req, replica).await
+                    }
+                )*
+            }
+        }
+    };
+}
+service::for_each_service!(services_glue);
 
 impl Emulator {
     /// Starts the emulator on the current tokio runtime.
     pub async fn start(config: Config) -> Result<Emulator, StartError> {
         let bind = config.bind;
-        let port = config.port;
         let (tmp, cert_dir) = match &config.cert_dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(|e| {
@@ -138,77 +203,48 @@ impl Emulator {
                 (Some(t), p)
             }
         };
-        let metadata_port = config.metadata_port;
-        // The metadata key (RSA) is generated while the rest starts.
-        let metadata_signer = tokio::task::spawn_blocking(metadata::Signer::generate);
         let state = Arc::new(State::new(config, seed::IO).map_err(StartError::Setup)?);
         let tls = tls::ServerTls::generate(bind).map_err(StartError::Setup)?;
-        let (chain, key) = &tls.client_identity;
-        state.ekm_link.set_identity(chain.clone(), key.clone_key());
-        let write_pem = |name: &str, pem: &str| {
-            let path = cert_dir.join(name);
-            std::fs::write(&path, pem)
-                .map(|()| path.clone())
-                .map_err(|e| StartError::Setup(format!("cannot write {}: {e}", path.display())))
-        };
-        let ca_path = write_pem("azure-ca.pem", &tls.ca_pem)?;
-        let ekm_ca = write_pem("ekm-ca.pem", &tls.ca_pem)?;
-        let ekm_server = write_pem("ekm-server.pem", &tls.server_pem)?;
-        let ekm_client = write_pem("ekm-client.pem", &tls.client_identity_pem)?;
-        let signer = metadata_signer
-            .await
-            .map_err(|e| StartError::Setup(format!("the metadata key task failed: {e}")))?
-            .map_err(StartError::Setup)?;
-        let aws_cert = write_pem("metadata-aws.pem", &signer.certificate_pem)?;
-        let _ = state.metadata_signer.set(signer);
 
         let mut tasks = JoinSet::new();
         let mut urls = Vec::new();
-        let services = [Svc::Aws, Svc::Gcp, Svc::Azure, Svc::Admin]
-            .into_iter()
-            .chain((0..state.config.ekm_replicas).map(Svc::Ekm))
-            .chain([Svc::Metadata]);
-        for (i, svc) in services.enumerate() {
-            let fixed = match svc {
-                Svc::Metadata => metadata_port.or(port.map(|p| p.saturating_add(i as u16))),
-                _ => port.map(|p| p.saturating_add(i as u16)),
-            };
+        for (listener, fixed, transport) in listener_plan(&state.config) {
             let addr = SocketAddr::new(bind, fixed.unwrap_or(0));
-            let listener = TcpListener::bind(addr)
+            let socket = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
-            let local = listener
+            let local = socket
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
             let host = url_host(bind, local);
-            let acceptor = match svc {
-                Svc::Azure => Some(tls.acceptor.clone()),
-                Svc::Ekm(_) => Some(tls.mtls_acceptor.clone()),
-                _ => None,
+            let acceptor = match transport {
+                service::Transport::Http => None,
+                service::Transport::Tls => Some(tls.acceptor.clone()),
+                service::Transport::MutualTls => Some(tls.mtls_acceptor.clone()),
             };
-            urls.push(if acceptor.is_some() {
-                format!("https://{host}")
-            } else {
-                format!("http://{host}")
-            });
-            tasks.spawn(serve(listener, acceptor, state.clone(), svc));
+            urls.push((
+                listener,
+                if acceptor.is_some() {
+                    format!("https://{host}")
+                } else {
+                    format!("http://{host}")
+                },
+            ));
+            tasks.spawn(serve(socket, acceptor, state.clone(), listener));
         }
-        let metadata_url = urls[urls.len() - 1].clone();
-        let endpoints = Endpoints {
-            aws: urls[0].clone(),
-            gcp: urls[1].clone(),
-            azure: urls[2].clone(),
-            azure_ca_cert: ca_path,
-            admin: urls[3].clone(),
-            ekm: urls[4..urls.len() - 1].to_vec(),
-            ekm_ca_cert: ekm_ca,
-            ekm_server_cert: ekm_server,
-            ekm_client_identity: ekm_client,
-            metadata_gcp_jwks: format!("{metadata_url}/gcp/oauth2/v3/certs"),
-            metadata_azure_jwks: format!("{metadata_url}/azure/discovery/v2.0/keys"),
-            metadata: metadata_url,
-            metadata_aws_certificate: aws_cert,
+        let setup = service::Setup {
+            state: &state,
+            cert_dir: &cert_dir,
+            tls: &tls,
         };
+        let mut ready = start_services(&setup, &urls)
+            .await
+            .map_err(StartError::Setup)?;
+        if let Some((_, admin)) = urls.iter().find(|(l, _)| *l == Listener::Admin) {
+            ready.insert("admin".into(), serde_json::Value::String(admin.clone()));
+        }
+        let endpoints: Endpoints = serde_json::from_value(serde_json::Value::Object(ready))
+            .map_err(|e| StartError::Setup(format!("the services' endpoints: {e}")))?;
         Ok(Emulator {
             endpoints,
             state,
@@ -445,17 +481,6 @@ fn url_host(bind: IpAddr, local: SocketAddr) -> String {
     }
 }
 
-async fn dispatch(state: Arc<State>, svc: Svc, req: Request) -> Reply {
-    match svc {
-        Svc::Aws => aws::handle(&state, req).await,
-        Svc::Gcp => gcp::handle(&state, req).await,
-        Svc::Azure => azure::handle(&state, req).await,
-        Svc::Admin => admin::handle(&state, req).await,
-        Svc::Ekm(replica) => ekm::handle(&state, req, replica).await,
-        Svc::Metadata => metadata::handle(&state, req).await,
-    }
-}
-
 #[derive(Debug)]
 struct Dropped;
 
@@ -468,14 +493,14 @@ impl std::fmt::Display for Dropped {
 impl std::error::Error for Dropped {}
 
 async fn serve(
-    listener: TcpListener,
+    socket: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
-    svc: Svc,
+    listener: Listener,
 ) {
     let mut conns = JoinSet::new();
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, _) = match socket.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -493,7 +518,7 @@ async fn serve(
                 let state = state.clone();
                 async move {
                     let req = read_request(req).await;
-                    match dispatch(state, svc, req).await {
+                    match dispatch(state, listener, req).await {
                         Reply::Send(r) => Ok(r),
                         Reply::Drop => Err(Dropped),
                     }

@@ -370,3 +370,55 @@ pub(crate) fn dispatch(state: &State, op: &str, body: &[u8], region: &str, corru
     };
     respond(operation(state, op, &body, region, corrupt))
 }
+
+/// AWS KMS: JSON 1.1 over plain HTTP with SigV4.
+#[derive(Debug)]
+pub struct Aws;
+
+impl crate::service::Emulated for Aws {
+    const NAME: &'static str = "aws";
+    const SEED_KEYS: &'static [&'static str] = &["aws"];
+    type Seed = store::AwsSections;
+
+    fn load_seed(state: &State, seed: Self::Seed) -> Result<(), String> {
+        seed::load_seed(state, seed.aws)
+    }
+
+    fn export_seed(state: &State) -> Result<Self::Seed, String> {
+        Ok(store::AwsSections {
+            aws: seed::export_seed(state)?,
+        })
+    }
+
+    fn resolve_files(seed: &mut Self::Seed, base: &std::path::Path) -> Result<(), String> {
+        for k in &mut seed.aws {
+            crate::seed::read_file(base, &mut k.private_key_file, &mut k.private_key)?;
+        }
+        Ok(())
+    }
+
+    async fn handle(state: &Arc<State>, req: Request, _replica: usize) -> Reply {
+        handle(state, req).await
+    }
+
+    /// The SigV4 verifier sees the request as sent; the operation then
+    /// runs as if it had been signed, so the fuzzer reaches the JSON
+    /// parsing of every operation.
+    async fn fuzz(state: &Arc<State>, req: Request) -> Reply {
+        let _ = sigv4::verify(&req, &[("test".into(), "test".into())]);
+        let Some(op) = req
+            .header("x-amz-target")
+            .and_then(|t| t.strip_prefix("TrentService."))
+        else {
+            return handle(state, req).await;
+        };
+        dispatch(state, op, &req.body, "us-east-1", false)
+    }
+
+    fn check_error(status: u16, body: &Value) -> Result<(), String> {
+        if body["__type"].as_str().is_none() || body["message"].as_str().is_none() {
+            return Err(format!("error {status} without __type and message: {body}"));
+        }
+        Ok(())
+    }
+}

@@ -93,3 +93,12 @@ pub struct AwsSeed {
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
 }
+
+/// AWS KMS's section of the seed and state file (`[[aws]]`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSections {
+    /// Keys.
+    #[serde(default)]
+    pub aws: Vec<AwsSeed>,
+}

@@ -1,14 +1,16 @@
 //! Azure Key Vault keys API over HTTPS with challenge authentication.
 
+mod seed;
 pub mod store;
+
+pub use seed::{seed_key, Azure};
 
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use crate::azure::store::AzureVersionSeed;
-use crate::azure::store::{AzureKey, AzureSeed, AzureVersion};
+use crate::azure::store::{AzureKey, AzureVersion};
 use crate::crypto::{self, EcFormat, Hash, KeyKind, Material, Scheme};
 use crate::faults::FaultError;
 use crate::state::{now, read, write, State};
@@ -43,7 +45,11 @@ fn not_found(name: &str) -> AzError {
     )
 }
 
-fn kind_for(kty: &str, crv: Option<&str>, size: Option<usize>) -> Result<KeyKind, String> {
+pub(super) fn kind_for(
+    kty: &str,
+    crv: Option<&str>,
+    size: Option<usize>,
+) -> Result<KeyKind, String> {
     match kty {
         "EC" | "EC-HSM" => match crv.unwrap_or("P-256") {
             "P-256" => Ok(KeyKind::P256),
@@ -65,7 +71,7 @@ fn kind_for(kty: &str, crv: Option<&str>, size: Option<usize>) -> Result<KeyKind
     }
 }
 
-fn default_ops(kty: &str) -> Vec<String> {
+pub(super) fn default_ops(kty: &str) -> Vec<String> {
     let ops: &[&str] = if kty.starts_with("EC") {
         &["sign", "verify"]
     } else {
@@ -81,12 +87,12 @@ fn default_ops(kty: &str) -> Vec<String> {
     ops.iter().map(|s| s.to_string()).collect()
 }
 
-fn new_version_id() -> String {
+pub(super) fn new_version_id() -> String {
     hex::encode(crypto::random_bytes(16))
 }
 
 /// Adds a version (creating the key); returns the version id.
-fn add_version(state: &State, name: &str, kty: &str, version: AzureVersion) -> String {
+pub(super) fn add_version(state: &State, name: &str, kty: &str, version: AzureVersion) -> String {
     let id = version.version.clone();
     let mut store = write(&state.azure);
     let key = store
@@ -102,64 +108,6 @@ fn add_version(state: &State, name: &str, kty: &str, version: AzureVersion) -> S
     drop(store);
     state.persist();
     id
-}
-
-/// Creates a seeded key; returns the newest version id.
-pub fn seed_key(state: &State, s: AzureSeed) -> Result<String, String> {
-    let what = format!("azure key {}", s.name);
-    let seeds = if s.versions.is_empty() {
-        vec![AzureVersionSeed {
-            version: None,
-            enabled: true,
-            private_key: None,
-            private_key_file: None,
-        }]
-    } else {
-        s.versions
-    };
-    let mut last = String::new();
-    for v in seeds {
-        let material = match &v.private_key {
-            Some(pem) => Material::from_pem(pem).map_err(|e| format!("{what}: {e}"))?,
-            None => {
-                let kind = kind_for(&s.kty, s.crv.as_deref(), s.key_size)
-                    .map_err(|e| format!("{what}: {e}"))?;
-                Material::generate(kind).map_err(|e| format!("{what}: {e}"))?
-            }
-        };
-        let ok = match material.kind() {
-            KeyKind::P256 | KeyKind::P384 | KeyKind::P521 => s.kty.starts_with("EC"),
-            KeyKind::Rsa(_) => s.kty.starts_with("RSA"),
-            _ => false,
-        };
-        if !ok {
-            return Err(format!(
-                "{what}: a {:?} key cannot be of type {}",
-                material.kind(),
-                s.kty
-            ));
-        }
-        if let Some(v) = &v.version {
-            if v.len() != 32 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("{what}: version {v:?} must be 32 hex digits"));
-            }
-        }
-        let t = now();
-        last = add_version(
-            state,
-            &s.name,
-            &s.kty,
-            AzureVersion {
-                version: v.version.clone().unwrap_or_else(new_version_id),
-                enabled: v.enabled,
-                created: t,
-                updated: t,
-                key_ops: default_ops(&s.kty),
-                material: Arc::new(material),
-            },
-        );
-    }
-    Ok(last)
 }
 
 fn attributes(v: &AzureVersion) -> Value {
@@ -617,33 +565,6 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         other => key_op(state, &base, &name, &version, other, &b, corrupt),
     };
     reply(result)
-}
-
-/// The `azure` section of the state file.
-pub(crate) fn export_seed(state: &State) -> Result<Vec<AzureSeed>, String> {
-    let mut seeds = Vec::new();
-    let pem = |m: &Material| m.to_pem().map_err(|e| e.to_string());
-
-    let az = read(&state.azure);
-    for k in az.keys.values() {
-        let mut versions = Vec::new();
-        for v in &k.versions {
-            versions.push(AzureVersionSeed {
-                version: Some(v.version.clone()),
-                enabled: v.enabled,
-                private_key: Some(pem(&v.material)?),
-                private_key_file: None,
-            });
-        }
-        seeds.push(AzureSeed {
-            name: k.name.clone(),
-            kty: k.kty.clone(),
-            crv: None,
-            key_size: None,
-            versions,
-        });
-    }
-    Ok(seeds)
 }
 
 #[cfg(test)]

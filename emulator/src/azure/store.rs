@@ -80,3 +80,12 @@ pub struct AzureVersionSeed {
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
 }
+
+/// Key Vault's section of the seed and state file (`[[azure]]`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSections {
+    /// Keys.
+    #[serde(default)]
+    pub azure: Vec<AzureSeed>,
+}

@@ -348,3 +348,72 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<EkmSeed>, String> {
     }
     Ok(seeds)
 }
+
+/// The external key manager: replicas over HTTPS with client certificates.
+#[derive(Debug)]
+pub struct Ekm;
+
+impl crate::service::Emulated for Ekm {
+    const NAME: &'static str = "ekm";
+    const SEED_KEYS: &'static [&'static str] = &["ekm"];
+    /// Before Cloud KMS, whose EXTERNAL_VPC keys name key manager keys.
+    const SEED_ORDER: u8 = 0;
+    const TRANSPORT: crate::service::Transport = crate::service::Transport::MutualTls;
+    type Seed = store::EkmSections;
+
+    fn listeners(config: &crate::Config) -> usize {
+        config.ekm_replicas
+    }
+
+    fn load_seed(state: &State, seed: Self::Seed) -> Result<(), String> {
+        for k in seed.ekm {
+            seed_key(state, k)?;
+        }
+        Ok(())
+    }
+
+    fn export_seed(state: &State) -> Result<Self::Seed, String> {
+        Ok(store::EkmSections {
+            ekm: export_seed(state)?,
+        })
+    }
+
+    fn resolve_files(seed: &mut Self::Seed, base: &std::path::Path) -> Result<(), String> {
+        for k in &mut seed.ekm {
+            crate::seed::read_file(base, &mut k.private_key_file, &mut k.private_key)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the CA, the server certificate and a client identity the
+    /// replicas accept.
+    async fn start(
+        setup: &crate::service::Setup<'_>,
+        urls: &[String],
+    ) -> Result<crate::service::ReadyEntries, String> {
+        let path = |p: std::path::PathBuf| Value::String(p.display().to_string());
+        Ok(vec![
+            ("ekm", json!(urls)),
+            (
+                "ekm_ca_cert",
+                path(setup.write_pem("ekm-ca.pem", &setup.tls.ca_pem)?),
+            ),
+            (
+                "ekm_server_cert",
+                path(setup.write_pem("ekm-server.pem", &setup.tls.server_pem)?),
+            ),
+            (
+                "ekm_client_identity",
+                path(setup.write_pem("ekm-client.pem", &setup.tls.client_identity_pem)?),
+            ),
+        ])
+    }
+
+    async fn handle(state: &Arc<State>, req: Request, replica: usize) -> Reply {
+        handle(state, req, replica).await
+    }
+
+    fn check_error(status: u16, body: &Value) -> Result<(), String> {
+        crate::service::check_rpc_status(status, body)
+    }
+}

@@ -48,3 +48,12 @@ pub struct EkmSeed {
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
 }
+
+/// The key manager's section of the seed and state file (`[[ekm]]`).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EkmSections {
+    /// Keys.
+    #[serde(default)]
+    pub ekm: Vec<EkmSeed>,
+}

@@ -453,3 +453,75 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     let (_, result) = route(state, &req, corrupt, enc, false).await;
     reply(result)
 }
+
+/// Google Cloud KMS: REST v1 over plain HTTP.
+#[derive(Debug)]
+pub struct Gcp;
+
+impl crate::service::Emulated for Gcp {
+    const NAME: &'static str = "gcp";
+    const SEED_KEYS: &'static [&'static str] = &["gcp", "gcp_ekm_connections", "gcp_ekm_configs"];
+    type Seed = store::GcpSections;
+
+    /// Connections first, then the keys (EXTERNAL_VPC keys name a
+    /// connection), then the configs (they name a connection).
+    fn load_seed(state: &State, seed: Self::Seed) -> Result<(), String> {
+        for c in seed.ekm_connections {
+            ekm_service::seed_connection(state, c)?;
+        }
+        for k in seed.keys {
+            seed::seed_key(state, k)?;
+        }
+        for c in seed.ekm_configs {
+            ekm_service::seed_config(state, c)?;
+        }
+        Ok(())
+    }
+
+    fn export_seed(state: &State) -> Result<Self::Seed, String> {
+        seed::export_seed(state)
+    }
+
+    fn resolve_files(seed: &mut Self::Seed, base: &std::path::Path) -> Result<(), String> {
+        for k in &mut seed.keys {
+            for v in &mut k.versions {
+                crate::seed::read_file(base, &mut v.private_key_file, &mut v.private_key)?;
+            }
+        }
+        for c in &mut seed.ekm_connections {
+            for r in &mut c.service_resolvers {
+                for f in std::mem::take(&mut r.server_certificate_files) {
+                    let mut pem = None;
+                    crate::seed::read_file(base, &mut Some(f), &mut pem)?;
+                    r.server_certificates.extend(pem);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cloud KMS reaches external key managers with the emulator's client
+    /// certificate.
+    async fn start(
+        setup: &crate::service::Setup<'_>,
+        urls: &[String],
+    ) -> Result<crate::service::ReadyEntries, String> {
+        let (chain, key) = &setup.tls.client_identity;
+        setup
+            .state
+            .ekm_link
+            .set_identity(chain.clone(), key.clone_key());
+        Ok(vec![(
+            "gcp",
+            Value::String(urls.first().cloned().unwrap_or_default()),
+        )])
+    }
+
+    async fn handle(state: &Arc<State>, req: Request, _replica: usize) -> Reply {
+        handle(state, req).await
+    }
+
+    fn check_error(status: u16, body: &Value) -> Result<(), String> {
+        crate::service::check_rpc_status(status, body)
+    }
+}

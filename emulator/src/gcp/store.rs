@@ -177,12 +177,18 @@ pub struct VersionSeed {
 }
 
 /// Cloud KMS's sections of the seed and state file, as one value.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GcpSections {
     /// Crypto keys (`gcp`).
+    #[serde(default, rename = "gcp")]
     pub keys: Vec<GcpSeed>,
-    /// EkmConnections (`gcp_ekm_connections`).
+    /// EkmConnections (`gcp_ekm_connections`), created before the keys
+    /// that use them.
+    #[serde(default, rename = "gcp_ekm_connections")]
     pub ekm_connections: Vec<EkmConnectionSeed>,
-    /// EkmConfigs (`gcp_ekm_configs`).
+    /// EkmConfigs (`gcp_ekm_configs`): the default connection of a
+    /// location.
+    #[serde(default, rename = "gcp_ekm_configs")]
     pub ekm_configs: Vec<EkmConfigSeed>,
 }

@@ -441,3 +441,78 @@ fn wrapped_b64(data: &[u8]) -> String {
         .collect();
     lines.join("\n")
 }
+
+/// The instance metadata services on one more port.
+#[derive(Debug)]
+pub struct Metadata;
+
+impl crate::service::Emulated for Metadata {
+    const NAME: &'static str = "metadata";
+    const SEED_KEYS: &'static [&'static str] = &["instances"];
+    type Seed = MetadataSections;
+
+    /// `--metadata-port`, else after the other listeners with `--port`.
+    fn port(config: &crate::Config, slot: usize) -> Option<u16> {
+        config.metadata_port.or(config
+            .port
+            .map(|p| p.saturating_add(u16::try_from(slot).unwrap_or(u16::MAX))))
+    }
+
+    fn load_seed(state: &State, seed: Self::Seed) -> Result<(), String> {
+        self::seed(state, seed.instances)
+    }
+
+    fn export_seed(state: &State) -> Result<Self::Seed, String> {
+        Ok(MetadataSections {
+            instances: export(state),
+        })
+    }
+
+    /// Generates the key documents and tokens are signed with and writes
+    /// the certificate that verifies EC2 signatures.
+    async fn start(
+        setup: &crate::service::Setup<'_>,
+        urls: &[String],
+    ) -> Result<crate::service::ReadyEntries, String> {
+        let signer = tokio::task::spawn_blocking(Signer::generate)
+            .await
+            .map_err(|e| format!("the metadata key task failed: {e}"))??;
+        let cert = setup.write_pem("metadata-aws.pem", &signer.certificate_pem)?;
+        let _ = setup.state.metadata_signer.set(signer);
+        let url = urls.first().cloned().unwrap_or_default();
+        Ok(vec![
+            (
+                "metadata_gcp_jwks",
+                serde_json::Value::String(format!("{url}/gcp/oauth2/v3/certs")),
+            ),
+            (
+                "metadata_azure_jwks",
+                serde_json::Value::String(format!("{url}/azure/discovery/v2.0/keys")),
+            ),
+            (
+                "metadata_aws_certificate",
+                serde_json::Value::String(cert.display().to_string()),
+            ),
+            ("metadata", serde_json::Value::String(url)),
+        ])
+    }
+
+    async fn handle(state: &Arc<State>, req: Request, _replica: usize) -> Reply {
+        handle(state, req).await
+    }
+
+    /// Answers are text or JSON as each cloud's are; any shape passes.
+    fn check_error(_status: u16, _body: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The metadata services' section of the seed and state file
+/// (`[[instances.aws]]`, ...).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataSections {
+    /// Instances the metadata services answer for.
+    #[serde(default)]
+    pub instances: Instances,
+}

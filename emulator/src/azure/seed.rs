@@ -1,0 +1,159 @@
+//! Key Vault's section of the seed and state file, and the service's
+//! registration.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::store::{self, AzureSeed, AzureVersion, AzureVersionSeed};
+use super::{add_version, default_ops, kind_for, new_version_id};
+use crate::crypto::{KeyKind, Material};
+use crate::state::{now, read, State};
+use crate::{Reply, Request};
+
+/// Creates a seeded key; returns the newest version id.
+pub fn seed_key(state: &State, s: AzureSeed) -> Result<String, String> {
+    let what = format!("azure key {}", s.name);
+    let seeds = if s.versions.is_empty() {
+        vec![AzureVersionSeed {
+            version: None,
+            enabled: true,
+            private_key: None,
+            private_key_file: None,
+        }]
+    } else {
+        s.versions
+    };
+    let mut last = String::new();
+    for v in seeds {
+        let material = match &v.private_key {
+            Some(pem) => Material::from_pem(pem).map_err(|e| format!("{what}: {e}"))?,
+            None => {
+                let kind = kind_for(&s.kty, s.crv.as_deref(), s.key_size)
+                    .map_err(|e| format!("{what}: {e}"))?;
+                Material::generate(kind).map_err(|e| format!("{what}: {e}"))?
+            }
+        };
+        let ok = match material.kind() {
+            KeyKind::P256 | KeyKind::P384 | KeyKind::P521 => s.kty.starts_with("EC"),
+            KeyKind::Rsa(_) => s.kty.starts_with("RSA"),
+            _ => false,
+        };
+        if !ok {
+            return Err(format!(
+                "{what}: a {:?} key cannot be of type {}",
+                material.kind(),
+                s.kty
+            ));
+        }
+        if let Some(v) = &v.version {
+            if v.len() != 32 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("{what}: version {v:?} must be 32 hex digits"));
+            }
+        }
+        let t = now();
+        last = add_version(
+            state,
+            &s.name,
+            &s.kty,
+            AzureVersion {
+                version: v.version.clone().unwrap_or_else(new_version_id),
+                enabled: v.enabled,
+                created: t,
+                updated: t,
+                key_ops: default_ops(&s.kty),
+                material: Arc::new(material),
+            },
+        );
+    }
+    Ok(last)
+}
+
+/// The `azure` section of the state file.
+pub(crate) fn export_seed(state: &State) -> Result<Vec<AzureSeed>, String> {
+    let mut seeds = Vec::new();
+    let pem = |m: &Material| m.to_pem().map_err(|e| e.to_string());
+
+    let az = read(&state.azure);
+    for k in az.keys.values() {
+        let mut versions = Vec::new();
+        for v in &k.versions {
+            versions.push(AzureVersionSeed {
+                version: Some(v.version.clone()),
+                enabled: v.enabled,
+                private_key: Some(pem(&v.material)?),
+                private_key_file: None,
+            });
+        }
+        seeds.push(AzureSeed {
+            name: k.name.clone(),
+            kty: k.kty.clone(),
+            crv: None,
+            key_size: None,
+            versions,
+        });
+    }
+    Ok(seeds)
+}
+
+/// Azure Key Vault keys: HTTPS with challenge authentication.
+#[derive(Debug)]
+pub struct Azure;
+
+impl crate::service::Emulated for Azure {
+    const NAME: &'static str = "azure";
+    const SEED_KEYS: &'static [&'static str] = &["azure"];
+    const TRANSPORT: crate::service::Transport = crate::service::Transport::Tls;
+    type Seed = store::AzureSections;
+
+    fn load_seed(state: &State, seed: Self::Seed) -> Result<(), String> {
+        for k in seed.azure {
+            seed_key(state, k)?;
+        }
+        Ok(())
+    }
+
+    fn export_seed(state: &State) -> Result<Self::Seed, String> {
+        Ok(store::AzureSections {
+            azure: export_seed(state)?,
+        })
+    }
+
+    fn resolve_files(seed: &mut Self::Seed, base: &std::path::Path) -> Result<(), String> {
+        for k in &mut seed.azure {
+            for v in &mut k.versions {
+                crate::seed::read_file(base, &mut v.private_key_file, &mut v.private_key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the CA that issued the server certificate (`azure_ca_cert`).
+    async fn start(
+        setup: &crate::service::Setup<'_>,
+        urls: &[String],
+    ) -> Result<crate::service::ReadyEntries, String> {
+        let ca = setup.write_pem("azure-ca.pem", &setup.tls.ca_pem)?;
+        Ok(vec![
+            (
+                "azure",
+                Value::String(urls.first().cloned().unwrap_or_default()),
+            ),
+            ("azure_ca_cert", Value::String(ca.display().to_string())),
+        ])
+    }
+
+    async fn handle(state: &Arc<State>, req: Request, _replica: usize) -> Reply {
+        super::handle(state, req).await
+    }
+
+    fn check_error(status: u16, body: &Value) -> Result<(), String> {
+        let e = &body["error"];
+        if e["code"].as_str().is_none() || e["message"].as_str().is_none() {
+            return Err(format!(
+                "error {status} without error.code and error.message: {body}"
+            ));
+        }
+        Ok(())
+    }
+}
