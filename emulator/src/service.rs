@@ -141,17 +141,20 @@ pub(crate) trait Emulated {
 
     /// What the fuzzer runs for one request; by default the whole handler
     /// of the first listener.
+    #[cfg(feature = "fuzzing")]
     fn fuzz(state: &Arc<State>, req: Request) -> impl Future<Output = Reply> + Send {
         Self::handle(state, req, 0)
     }
 
     /// Checks that an error answer (status ≥ 400) has the service's error
     /// shape; the fuzzer fails an input whose answer does not.
+    #[cfg(feature = "fuzzing")]
     fn check_error(status: u16, body: &serde_json::Value) -> Result<(), String>;
 }
 
 /// Checks a `google.rpc.Status` error body: `error.code` (the HTTP
 /// status), `error.status` and `error.message`.
+#[cfg(feature = "fuzzing")]
 pub(crate) fn check_rpc_status(status: u16, body: &serde_json::Value) -> Result<(), String> {
     let e = &body["error"];
     if e["code"].as_u64() != Some(u64::from(status))

@@ -404,6 +404,7 @@ impl crate::service::Emulated for Aws {
     /// The SigV4 verifier sees the request as sent; the operation then
     /// runs as if it had been signed, so the fuzzer reaches the JSON
     /// parsing of every operation.
+    #[cfg(feature = "fuzzing")]
     async fn fuzz(state: &Arc<State>, req: Request) -> Reply {
         let _ = sigv4::verify(&req, &[("test".into(), "test".into())]);
         let Some(op) = req
@@ -415,6 +416,7 @@ impl crate::service::Emulated for Aws {
         dispatch(state, op, &req.body, "us-east-1", false)
     }
 
+    #[cfg(feature = "fuzzing")]
     fn check_error(status: u16, body: &Value) -> Result<(), String> {
         if body["__type"].as_str().is_none() || body["message"].as_str().is_none() {
             return Err(format!("error {status} without __type and message: {body}"));

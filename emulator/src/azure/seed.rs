@@ -147,6 +147,7 @@ impl crate::service::Emulated for Azure {
         super::handle(state, req).await
     }
 
+    #[cfg(feature = "fuzzing")]
     fn check_error(status: u16, body: &Value) -> Result<(), String> {
         let e = &body["error"];
         if e["code"].as_str().is_none() || e["message"].as_str().is_none() {

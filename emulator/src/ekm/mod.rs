@@ -413,6 +413,7 @@ impl crate::service::Emulated for Ekm {
         handle(state, req, replica).await
     }
 
+    #[cfg(feature = "fuzzing")]
     fn check_error(status: u16, body: &Value) -> Result<(), String> {
         crate::service::check_rpc_status(status, body)
     }

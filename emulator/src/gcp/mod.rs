@@ -521,6 +521,7 @@ impl crate::service::Emulated for Gcp {
         handle(state, req).await
     }
 
+    #[cfg(feature = "fuzzing")]
     fn check_error(status: u16, body: &Value) -> Result<(), String> {
         crate::service::check_rpc_status(status, body)
     }
