@@ -75,3 +75,27 @@ impl Identity {
         Ok(())
     }
 }
+
+/// Most claims an audit event keeps.
+const MAX_AUDIT_CLAIMS: usize = 32;
+
+/// An identity's claims for an audit event: names and values capped
+/// (lists joined with commas), at most 32 of them.
+pub fn audit_claims(
+    claims: &sshca::core::template::Claims,
+) -> std::collections::BTreeMap<String, String> {
+    use sshca::core::template::Claim;
+    use sshca::core::text::cap;
+    claims
+        .iter()
+        .take(MAX_AUDIT_CLAIMS)
+        .map(|(k, v)| {
+            let v = match v {
+                Claim::Text(t) => cap(t).into_owned(),
+                Claim::List(l) => cap(&l.join(",")).into_owned(),
+                Claim::Other(kind) => format!("({kind})"),
+            };
+            (cap(k).into_owned(), v)
+        })
+        .collect()
+}

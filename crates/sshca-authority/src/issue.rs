@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use sshca::config::PolicyEntry;
 use sshca::core::policy::{Change, Request};
+use sshca::core::text::cap;
 use sshca::core::{random_serial, CertTemplate, Certificate, KeyData, SigAlg};
 use sshca::signer::{ErrorKind, KeySigner, SignerExt};
-use sshca_store::{IssuedCert, Recorded, Store};
+use sshca_store::{AuditEvent, IssuedCert, Recorded, Store};
 use tokio::sync::Semaphore;
 
 use crate::error::{Refusal, RefusalKind};
@@ -148,10 +149,10 @@ pub struct Signing<'a> {
 /// Who the certificate is recorded for.
 #[derive(Debug, Clone)]
 pub struct RecordAs<'a> {
-    /// The requester's name.
-    pub requester: &'a str,
-    /// Where its credential came from.
-    pub requester_source: &'a str,
+    /// Who asked.
+    pub identity: &'a Identity,
+    /// The audit event's type: `issue`, `renew` or `join`.
+    pub kind: &'static str,
     /// The policy's name.
     pub policy: &'a str,
     /// When (unix seconds).
@@ -206,8 +207,8 @@ pub async fn sign_and_record(
             valid_after: certificate.valid_after(),
             valid_before: certificate.valid_before(),
             subject_fingerprint: sshca::fingerprint(subject),
-            requester: who.requester.to_owned(),
-            requester_source: Some(who.requester_source.to_owned()),
+            requester: who.identity.name.clone(),
+            requester_source: Some(who.identity.source.clone()),
             policy: who.policy.to_owned(),
             issued_at: who.now,
             certificate: line.clone(),
@@ -223,7 +224,23 @@ pub async fn sign_and_record(
             });
         };
         let write_started = Instant::now();
-        let recorded = store.record(&row).await.map_err(|e| {
+        let event = AuditEvent {
+            identity: Some(cap(&who.identity.name).into_owned()),
+            auth_source: Some(who.identity.source.clone()),
+            claims: crate::identity::audit_claims(&who.identity.claims),
+            policy: Some(who.policy.to_owned()),
+            status: 200,
+            outcome: "allowed".into(),
+            code: match who.kind {
+                "renew" => "renewed",
+                "join" => "joined",
+                _ => "issued",
+            }
+            .into(),
+            ..AuditEvent::new(who.kind, who.request_id, who.now)
+        }
+        .with_cert(&row);
+        let recorded = store.record_audited(&row, &event).await.map_err(|e| {
             tracing::warn!(request_id = %who.request_id, error = %e.report(), "store write failed");
             Refusal::new(
                 RefusalKind::StoreUnavailable,

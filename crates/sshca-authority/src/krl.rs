@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use sshca::core::krl::{Krl, Serials};
 use sshca::core::{HashAlg, PublicKey};
 use sshca::signer::{Error, ErrorKind, Result, SignerExt};
-use sshca_store::{RevocationTarget, Store};
+use sshca_store::{AuditEvent, RevocationTarget, Store};
 
 use crate::ca::OpenedCa;
 use crate::revoke::invalid;
@@ -109,6 +109,22 @@ pub async fn build_krl(
         .map_err(|e| {
             Error::new(ErrorKind::Internal, "cannot encode the KRL signature").with_source(e)
         })?;
+    store
+        .audit(&AuditEvent {
+            ca_fingerprint: Some(ca.current.fingerprint.clone()),
+            status: 200,
+            outcome: "allowed".into(),
+            code: "krl_built".into(),
+            reason: format!(
+                "CA `{}`: KRL version {} with {} revocations ({} expired serials left out)",
+                ca.name,
+                krl.version,
+                revocations.len(),
+                pruned.len()
+            ),
+            ..AuditEvent::new("krl", &format!("krl-{}", krl.version), now)
+        })
+        .await?;
     Ok(BuiltKrl {
         version: krl.version,
         krl: bytes,

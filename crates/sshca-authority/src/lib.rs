@@ -31,7 +31,7 @@ mod store;
 pub use bundle::{bundle_text, BundleFormat};
 pub use ca::{open_cas, CaKey, KeyRole, OpenedCa};
 pub use error::{Refusal, RefusalKind};
-pub use identity::Identity;
+pub use identity::{audit_claims, Identity};
 pub use issue::{Issued, NoObserver, Observer, Prepared, SignBounds};
 pub use krl::{build_krl, BuiltKrl, KRL_NAMESPACE};
 pub use renew::{RenewRequest, Renewed};
@@ -217,8 +217,8 @@ impl Authority {
         issue::pin_source_address(entry, &mut prepared, r.source_address)?;
         let signing = self.signing(&entry.ca, ca);
         let who = issue::RecordAs {
-            requester: &r.identity.name,
-            requester_source: &r.identity.source,
+            identity: r.identity,
+            kind: "issue",
             policy: r.policy,
             now,
             request_id: r.request_id,
@@ -449,8 +449,8 @@ impl Authority {
         let ca = self.ca(&entry.ca)?;
         let signing = self.signing(&entry.ca, ca);
         let who = issue::RecordAs {
-            requester: &identity.name,
-            requester_source: &identity.source,
+            identity,
+            kind: "join",
             policy: joined.policy,
             now,
             request_id,

@@ -297,8 +297,8 @@ impl Authority {
         }
         let signing = self.signing(&entry.ca, self.ca(&entry.ca)?);
         let who = issue::RecordAs {
-            requester: &identity.name,
-            requester_source: &identity.source,
+            identity: &identity,
+            kind: "renew",
             policy: &row.policy,
             now,
             request_id: r.request_id,

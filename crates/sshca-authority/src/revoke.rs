@@ -134,12 +134,10 @@ pub async fn revoke(
     store.revoke(&r).await?;
     store
         .audit(&AuditEvent {
-            at: now,
-            request_id: by.request_id.clone(),
             identity: Some(by.identity.clone()),
             auth_source: Some(by.source.clone()),
-            policy: None,
             status: 200,
+            outcome: "allowed".into(),
             code: "revoked".into(),
             reason: format!(
                 "CA `{ca}`: {} revoked{}",
@@ -150,6 +148,7 @@ pub async fn revoke(
                     format!(": {reason}")
                 }
             ),
+            ..AuditEvent::new("revoke", &by.request_id, now)
         })
         .await?;
     Ok(r)

@@ -144,9 +144,10 @@ async fn issues_only_once_recorded_and_draws_again_on_a_taken_serial() {
         bounds: None,
         observer: &NoObserver,
     };
+    let ci = sshca_authority::Identity::new("token", "ci");
     let who = RecordAs {
-        requester: "ci",
-        requester_source: "token",
+        identity: &ci,
+        kind: "issue",
         policy: "ci",
         now,
         request_id: "r2",

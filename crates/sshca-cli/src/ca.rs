@@ -112,6 +112,32 @@ async fn rotate(name: &str, config: &Path) -> Result<()> {
     sshca::config::Config::parse(&out, config)
         .map_err(|e| e.context("the rotated config would not load"))?;
     crate::files::write_atomic(config, out.as_bytes())?;
+    let now = crate::output::now();
+    let event = sshca_store::AuditEvent {
+        identity: Some(std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+        auth_source: Some("cli".into()),
+        ca_fingerprint: Some(new_fp.clone()),
+        status: 200,
+        outcome: "allowed".into(),
+        code: "ca_rotated".into(),
+        reason: format!("ca `{name}`: current key is now {new_key}; {old_key} is retired"),
+        ..sshca_store::AuditEvent::new(
+            "ca_rotate",
+            &format!("cli-{}-{now}", std::process::id()),
+            now,
+        )
+    };
+    // The rotation stands; a store that cannot take its event is said.
+    let recorded = match sshca_authority::open_store(None, &cfg).await {
+        Ok(store) => store.audit(&event).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        eprintln!(
+            "warning: the rotation is done, but its audit event was not recorded: {}",
+            e.report()
+        );
+    }
     println!(
         "ca `{name}`: current key is now {new_key} ({new_fp}); {old_key} is retired.\n\
          Restart `sshca serve` to sign with it; keep the retired key in the trust \

@@ -4,6 +4,8 @@
 #[cfg(feature = "agent")]
 mod agent;
 #[cfg(feature = "store")]
+mod audit;
+#[cfg(feature = "store")]
 mod ca;
 mod conformance;
 #[cfg(any(feature = "ekm", feature = "gcp"))]
@@ -111,9 +113,10 @@ enum Cmd {
     #[cfg(feature = "store")]
     #[command(subcommand)]
     Certs(records::CertsCmd),
-    /// Refused requests recorded by the signing service (who, why).
+    /// The audit trail: the newest events; `verify` checks its hash
+    /// chains, `export` writes and signs a time range.
     #[cfg(feature = "store")]
-    Audit(records::AuditArgs),
+    Audit(audit::AuditArgs),
     /// The signing service's store: migrate, copy (SQLite to PostgreSQL).
     #[cfg(feature = "store")]
     #[command(subcommand)]
@@ -202,9 +205,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(feature = "store")]
         Cmd::Store(c) => store::run(c, &cli.config).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "store")]
-        Cmd::Audit(a) => records::audit(a, &cli.config)
-            .await
-            .map(|()| ExitCode::SUCCESS),
+        Cmd::Audit(a) => audit::run(a, &cli.config).await,
         #[cfg(feature = "client")]
         Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "client")]

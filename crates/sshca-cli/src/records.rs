@@ -1,4 +1,4 @@
-//! `sshca certs` and `sshca audit`: the record the signing service keeps
+//! `sshca certs`: the record the signing service keeps
 //! (read from its store, without the service).
 
 use std::path::Path;
@@ -16,10 +16,10 @@ pub struct StoreArg {
     /// Store URL (default: the config's `[server] store`, or
     /// sqlite:<data_dir>/sshca.db).
     #[arg(long)]
-    store: Option<String>,
+    pub(crate) store: Option<String>,
     /// JSON output.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -53,7 +53,7 @@ pub enum CertsCmd {
     },
 }
 
-async fn open_store(
+pub(crate) async fn open_store(
     arg: &StoreArg,
     config: &Path,
 ) -> Result<std::sync::Arc<dyn sshca_store::Store>> {
@@ -80,43 +80,6 @@ fn print_rows(rows: &[IssuedCert]) {
             sshca::core::validity::describe(r.valid_after, r.valid_before)
         );
     }
-}
-
-#[derive(Args, Debug)]
-pub struct AuditArgs {
-    #[command(flatten)]
-    store: StoreArg,
-    /// At most this many events, newest first.
-    #[arg(long, default_value_t = 100)]
-    limit: u32,
-}
-
-/// `sshca audit`: the refused requests the service recorded.
-pub async fn audit(a: AuditArgs, config: &Path) -> Result<()> {
-    let s = open_store(&a.store, config).await?;
-    let rows = s.audit_events(a.limit).await?;
-    if a.store.json {
-        println!("{}", to_json(&rows)?);
-        return Ok(());
-    }
-    println!(
-        "{:<10}  {:<16}  {:<20}  {:<11}  {:<12}  {:<6}  {:<20}  REASON",
-        "AT", "REQUEST", "IDENTITY", "SOURCE", "POLICY", "STATUS", "CODE"
-    );
-    for r in rows {
-        println!(
-            "{:<10}  {:<16}  {:<20}  {:<11}  {:<12}  {:<6}  {:<20}  {}",
-            r.at,
-            r.request_id,
-            sshca::core::text::escape(r.identity.as_deref().unwrap_or("-")),
-            r.auth_source.as_deref().unwrap_or("-"),
-            sshca::core::text::escape(r.policy.as_deref().unwrap_or("-")),
-            r.status,
-            r.code,
-            sshca::core::text::escape(&r.reason)
-        );
-    }
-    Ok(())
 }
 
 /// `sshca certs`.

@@ -83,10 +83,11 @@ pub async fn run(cmd: StoreCmd, config: &Path) -> Result<()> {
             }
             let mut after = 0;
             loop {
-                let page = src.audit_after(after, PAGE).await?;
-                let Some((last, _)) = page.last() else { break };
-                after = *last;
-                let rows: Vec<_> = page.into_iter().map(|(_, e)| e).collect();
+                // Rows keep their JSON and chain links: the copy verifies
+                // as the original does.
+                let rows = src.audit_rows(after, PAGE).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.id;
                 events += dst.import(&[], &rows).await?.1;
             }
             let revocations = src.revocations(None).await?;

@@ -283,7 +283,8 @@ fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("30 certificates")
-            && said.contains("10 audit")
+            // Ten refusals and the thirty issuances.
+            && said.contains("40 audit")
             && said.contains("1 join tokens")
             && said.contains("1 joined instances"),
         "{said}"
@@ -298,6 +299,18 @@ fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
             .unwrap());
     });
     assert_eq!(rows_in(&s.config, &sqlite), rows_in(&s.config, &target));
+    // The copied trail verifies with the same chain heads.
+    let heads = |store: &str| {
+        let out = run(sshca().args(["audit", "verify", "--store", store]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("head "))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let source_heads = heads(&sqlite);
+    assert!(!source_heads.is_empty());
+    assert_eq!(source_heads, heads(&target));
     let audit = |store: &str| {
         let out = run(sshca().args(["audit", "--json", "--limit", "1000", "--store", store]));
         serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()

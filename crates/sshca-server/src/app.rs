@@ -32,6 +32,8 @@ pub(crate) struct App {
     pub unauthenticated: Option<RateLimiter>,
     /// Unauthenticated refusals audited: one row per address per minute.
     pub audit_sample: AuditSample,
+    /// The audit sinks (`[audit.*]`).
+    pub audit: crate::audit::Audit,
 }
 
 /// At most one audit row per client address per minute for refusals made

@@ -17,7 +17,7 @@ use sshca_authority::{unix_now, Identity};
 use sshca_store::AuditEvent;
 
 use crate::app::App;
-use crate::error::Outcome;
+use crate::error::{ApiError, Outcome};
 
 /// What a request's handler learnt.
 #[derive(Debug, Default)]
@@ -107,11 +107,26 @@ pub(crate) fn tracked(
     ))
 }
 
+/// Routes that issue certificates: a required audit sink that cannot take
+/// events stops them before anything is signed.
+const ISSUING: [&str; 3] = ["sign", "renew", "join"];
+
 async fn track(app: Arc<App>, route: &'static str, mut req: Request, next: Next) -> Response {
     let ctx = Ctx::new();
     let started = Instant::now();
     req.extensions_mut().insert(ctx.clone());
-    let mut response = next.run(req).await;
+    let gate = if ISSUING.contains(&route) && req.method() == axum::http::Method::POST {
+        app.audit.ready()
+    } else {
+        Ok(())
+    };
+    let mut response = match gate {
+        Ok(()) => next.run(req).await,
+        Err(sink) => axum::response::IntoResponse::into_response(ApiError::unavailable(
+            "audit_unavailable",
+            format!("the audit sink `{sink}` cannot take events now; nothing was issued"),
+        )),
+    };
     let status = response.status();
     let (code, reason) = match response.extensions().get::<Outcome>() {
         Some(o) => (o.code, o.reason.clone()),
@@ -158,21 +173,35 @@ async fn track(app: Arc<App>, route: &'static str, mut req: Request, next: Next)
                 .allow(facts.client.as_deref().unwrap_or("-"), unix_now()));
     if audited {
         let event = AuditEvent {
-            at: unix_now(),
-            request_id: ctx.id().to_owned(),
             identity,
             auth_source: source.map(str::to_owned),
+            claims: facts
+                .identity
+                .as_ref()
+                .map(|i| sshca_authority::audit_claims(&i.claims))
+                .unwrap_or_default(),
             policy: facts.policy.clone(),
             status: status.as_u16(),
+            outcome: if status.is_server_error() {
+                "failed"
+            } else {
+                "refused"
+            }
+            .into(),
             code: code.to_owned(),
             reason,
+            ..AuditEvent::new("refuse", ctx.id(), unix_now())
         };
-        let store = app.authority.store().clone();
+        let app = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = store.audit(&event).await {
+            if let Err(e) = app.authority.store().audit(&event).await {
                 tracing::warn!(request_id = %event.request_id, error = %e.report(), "cannot write the audit row");
             }
+            app.audit.wake();
         });
+    } else if status.is_success() {
+        // An issuance, a revocation, a KRL build: its event is in the store.
+        app.audit.wake();
     }
     if let Ok(v) = ctx.id().parse() {
         response.headers_mut().insert("x-request-id", v);

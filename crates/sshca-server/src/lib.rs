@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 mod app;
+mod audit;
 mod auth;
 mod client;
 pub mod config;
@@ -89,6 +90,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         &sshca_store::StoreOptions {
             write_timeout: settings.store_timeout,
             pool_size: settings.store_pool,
+            replica_id: settings.replica_id.clone(),
             ..Default::default()
         },
     )
@@ -124,6 +126,14 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         Error::new(ErrorKind::Io, "cannot read the listening address").with_source(e)
     })?;
     let metrics = Arc::new(metrics::Metrics::new());
+    let audit = audit::Audit::start(
+        &service.audits,
+        store.clone(),
+        &settings.replica_id,
+        service.server.data_dir.as_deref(),
+        metrics.clone(),
+    )
+    .await?;
     let authority = Authority::with_cas(
         config,
         cas,
@@ -154,6 +164,7 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
             .unauthenticated_limit
             .map(|(n, secs)| limit::RateLimiter::new(n, secs)),
         audit_sample: Default::default(),
+        audit,
         metrics,
         authority,
         service,
@@ -171,6 +182,18 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
         f(&url);
     }
     let router = routes::router(app.clone());
+    // SIGHUP reopens the audit files (logrotate); it no longer stops the
+    // service.
+    #[cfg(unix)]
+    if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        let app = app.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reopening the audit files");
+                app.audit.reopen();
+            }
+        });
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown: Shutdown = options
@@ -240,6 +263,9 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
             grace.as_secs()
         );
     }
+    // The requests in flight wrote their events; the sinks' workers end
+    // (what they have not delivered waits in the store).
+    app.audit.stop();
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -24,8 +25,17 @@ struct BackendLabels {
 }
 
 /// The service's counters and histograms.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    audit_backlog: Family<SinkLabels, Gauge>,
+    audit_up: Family<SinkLabels, Gauge>,
+    audit_delivered: Family<SinkLabels, Counter>,
+    audit_dropped: Family<SinkLabels, Counter>,
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     sign_seconds: Histogram,
@@ -67,7 +77,35 @@ impl Metrics {
             "Requests refused before an identity was established, by code",
             unauthenticated.clone(),
         );
+        let audit_backlog = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "audit_sink_backlog",
+            "Audit events this replica wrote that a sink has not taken yet",
+            audit_backlog.clone(),
+        );
+        let audit_up = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "audit_sink_up",
+            "Whether the last delivery to an audit sink succeeded (1) or not (0)",
+            audit_up.clone(),
+        );
+        let audit_delivered = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "audit_sink_delivered",
+            "Audit events delivered to a sink",
+            audit_delivered.clone(),
+        );
+        let audit_dropped = Family::<SinkLabels, Counter>::default();
+        registry.register(
+            "audit_sink_skipped",
+            "Audit events a sink that is not required skipped because its backlog was full",
+            audit_dropped.clone(),
+        );
         Self {
+            audit_backlog,
+            audit_up,
+            audit_delivered,
+            audit_dropped,
             registry,
             requests,
             sign_seconds,
@@ -113,6 +151,32 @@ impl Metrics {
                 code: code.to_owned(),
             })
             .inc();
+    }
+
+    pub fn audit_sink(&self, sink: &str, up: bool, backlog: u64) {
+        let l = SinkLabels {
+            sink: sink.to_owned(),
+        };
+        self.audit_up.get_or_create(&l).set(i64::from(up));
+        self.audit_backlog
+            .get_or_create(&l)
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+    }
+
+    pub fn audit_delivered(&self, sink: &str, n: u64) {
+        self.audit_delivered
+            .get_or_create(&SinkLabels {
+                sink: sink.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn audit_dropped(&self, sink: &str, n: u64) {
+        self.audit_dropped
+            .get_or_create(&SinkLabels {
+                sink: sink.to_owned(),
+            })
+            .inc_by(n);
     }
 
     pub fn encode(&self) -> String {

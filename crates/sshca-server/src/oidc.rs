@@ -631,37 +631,8 @@ fn parse_jwks(name: &str, bytes: &[u8]) -> Result<Vec<Key>> {
     Ok(keys)
 }
 
-fn jwks_client(name: &str, o: &OidcConfig) -> Result<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    match &o.jwks_ca {
-        Some(path) => {
-            for c in crate::tls::load_certs(path, "JWKS CA (jwks_ca)")? {
-                roots
-                    .add(c)
-                    .map_err(|e| invalid(name, format_args!("field `jwks_ca`: {e}")))?;
-            }
-        }
-        None => {
-            for c in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(c);
-            }
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::new(ErrorKind::Internal, "TLS setup").with_source(e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            Error::new(ErrorKind::Internal, "cannot set up the JWKS client").with_source(e)
-        })
+fn jwks_client(_name: &str, o: &OidcConfig) -> Result<reqwest::Client> {
+    crate::tls::https_client(o.jwks_ca.as_deref(), "JWKS CA (jwks_ca)")
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub struct Settings {
     pub store_timeout: Duration,
     /// Most database connections for reads.
     pub store_pool: u32,
+    /// This replica's audit chain.
+    pub replica_id: String,
 }
 
 /// Default listen address.
@@ -127,6 +129,10 @@ impl Settings {
             max_concurrent_signs: s.max_concurrent_signs.unwrap_or(64).max(1),
             store_timeout: duration(&s.store_timeout, "store_timeout", 5)?,
             store_pool: s.store_pool.unwrap_or(8).max(1),
+            replica_id: s
+                .replica_id
+                .clone()
+                .unwrap_or_else(sshca_store::chain::default_replica_id),
         })
     }
 

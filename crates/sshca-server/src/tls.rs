@@ -75,3 +75,51 @@ pub(crate) fn server_config(s: &Settings) -> Result<Arc<rustls::ServerConfig>> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// An HTTPS client (TLS 1.2 and 1.3, ring) that trusts the certificates
+/// of `ca` (`what` names the file in errors), else the system's roots,
+/// and follows no redirect.
+pub(crate) fn https_client(ca: Option<&Path>, what: &str) -> Result<reqwest::Client> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for c in load_certs(path, what)? {
+                roots
+                    .add(c)
+                    .map_err(|e| bad(path, format_args!("{what}: {e}")))?;
+            }
+        }
+        None => {
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::new(ErrorKind::Internal, "TLS setup").with_source(e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            Error::new(ErrorKind::Internal, "cannot set up an HTTPS client").with_source(e)
+        })
+}
+
+/// An error and its causes, `: `-separated.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -32,14 +32,17 @@ pub fn cert(serial: u64, requester: &str) -> IssuedCert {
 /// An audit row for tests.
 pub fn event(n: u64) -> AuditEvent {
     AuditEvent {
+        id: format!("e{n}"),
         at: n,
         request_id: format!("r{n}"),
+        kind: "refuse".into(),
         identity: (n % 2 == 0).then(|| "ci".to_string()),
         auth_source: Some("token".into()),
-        policy: None,
         status: 401,
+        outcome: "refused".into(),
         code: "unauthenticated".into(),
         reason: format!("reason {n}"),
+        ..AuditEvent::default()
     }
 }
 
@@ -79,6 +82,61 @@ where
         .await
         .unwrap();
     assert_eq!(before, after);
+    // A certificate and its issuance event go in together; a taken serial
+    // writes neither.
+    let issued = AuditEvent {
+        kind: "issue".into(),
+        status: 200,
+        outcome: "allowed".into(),
+        code: "issued".into(),
+        ..event(99)
+    }
+    .with_cert(&cert(4242, "ci"));
+    assert_eq!(
+        store
+            .record_audited(&cert(4242, "ci"), &issued)
+            .await
+            .unwrap(),
+        Recorded::Stored
+    );
+    let again = AuditEvent {
+        id: "e-again".into(),
+        ..issued.clone()
+    };
+    assert_eq!(
+        store
+            .record_audited(&cert(4242, "ci"), &again)
+            .await
+            .unwrap(),
+        Recorded::SerialTaken
+    );
+    let newest = store.audit_events(2).await.unwrap();
+    assert_eq!(newest[0], issued);
+    assert_eq!(newest[0].serial, Some(4242));
+    assert!(newest.iter().all(|e| e.id != "e-again"));
+    // Two handles on one database appending to the same chain at once
+    // (two processes with one replica id) leave one intact chain.
+    let other = open().await;
+    let mut tasks = Vec::new();
+    for n in 100..140u64 {
+        let s = if n % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move { s.audit(&event(n)).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let mut v = crate::chain::Verifier::new(Vec::new());
+    for r in store.audit_rows(0, 1000).await.unwrap() {
+        v.push(&r).unwrap();
+    }
+    let report = v.finish().unwrap();
+    assert_eq!(report.heads.len(), 1);
+    assert_eq!(report.heads[0].seq, 46);
+    assert_eq!(store.audit_heads().await.unwrap(), report.heads);
 }
 
 async fn records_queries_and_refuses_a_second_serial(store: &dyn Store) {
@@ -382,6 +440,17 @@ async fn audit_rows(store: &dyn Store) {
     }
     let got = store.audit_events(3).await.unwrap();
     assert_eq!(got, vec![event(5), event(4), event(3)]);
+    // Each row is linked into the store's chain, and the chain verifies.
+    let rows = store.audit_rows(0, 100).await.unwrap();
+    let mut v = crate::chain::Verifier::new(store.audit_heads().await.unwrap());
+    for r in &rows {
+        assert!(r.link.is_some() && r.body.is_some(), "{r:?}");
+        v.push(r).unwrap();
+    }
+    let report = v.finish().unwrap();
+    assert_eq!(report.rows, 5);
+    assert_eq!(report.heads.len(), 1);
+    assert_eq!(report.heads[0].seq, 5);
 }
 
 async fn paging(store: &dyn Store) {

@@ -16,9 +16,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use sshca_signer::{Error, ErrorKind, Result};
 
+pub mod chain;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod postgres;
@@ -27,6 +30,7 @@ mod sqlite;
 mod store_impl;
 mod writer;
 
+pub use chain::{AuditRow, ChainHead, ChainLink};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -76,25 +80,83 @@ impl IssuedCert {
     }
 }
 
-/// One refused request (or any other request outcome worth auditing).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One audit event (schema version [`AUDIT_SCHEMA`], written in
+/// docs/audit.md): an issuance, a renewal, a refusal, a revocation, a KRL
+/// build, a CA rotation, a join or an admin action.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditEvent {
+    /// Unique id (for at-least-once delivery: a receiver drops repeats).
+    pub id: String,
     /// When (unix seconds).
     pub at: u64,
-    /// The request id the service logged.
+    /// The request id the service logged (or the offline command's).
     pub request_id: String,
+    /// What happened: `issue`, `renew`, `refuse`, `revoke`, `krl`,
+    /// `ca_rotate`, `join`, `admin`.
+    #[serde(rename = "type")]
+    pub kind: String,
     /// The authenticated identity, when there was one.
     pub identity: Option<String>,
     /// Where the identity came from (`token`, `client-cert`, ...).
     pub auth_source: Option<String>,
+    /// The identity's claims (values capped).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
     /// The policy asked for, when there was one.
     pub policy: Option<String>,
-    /// HTTP status answered.
+    /// SHA256 fingerprint of the CA key involved.
+    pub ca_fingerprint: Option<String>,
+    /// Serial of the certificate issued.
+    pub serial: Option<u64>,
+    /// Key id of the certificate issued.
+    pub key_id: Option<String>,
+    /// Principals of the certificate issued.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub principals: Vec<String>,
+    /// Start of its validity (unix seconds).
+    pub valid_after: Option<u64>,
+    /// End of its validity (unix seconds).
+    pub valid_before: Option<u64>,
+    /// SHA256 fingerprint of the certified key.
+    pub subject_fingerprint: Option<String>,
+    /// HTTP status answered (200 for offline commands).
     pub status: u16,
-    /// Error code answered (`unauthenticated`, `policy_refused`, ...).
+    /// `allowed`, `refused` or `failed`.
+    pub outcome: String,
+    /// Reason code (`issued`, `unauthenticated`, `policy_refused`, ...).
     pub code: String,
     /// Why, in words.
     pub reason: String,
+}
+
+/// The version of the audit event schema.
+pub const AUDIT_SCHEMA: u32 = 1;
+
+impl AuditEvent {
+    /// An event of `kind` at `at` for `request_id`, with a fresh id; the
+    /// other fields empty.
+    pub fn new(kind: &str, request_id: &str, at: u64) -> Self {
+        Self {
+            id: chain::new_event_id(),
+            at,
+            request_id: request_id.to_owned(),
+            kind: kind.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Copies what a certificate row says about the certificate.
+    pub fn with_cert(mut self, cert: &IssuedCert) -> Self {
+        self.ca_fingerprint = Some(cert.ca_fingerprint.clone());
+        self.serial = Some(cert.serial);
+        self.key_id = Some(cert.key_id.clone());
+        self.principals.clone_from(&cert.principals);
+        self.valid_after = Some(cert.valid_after);
+        self.valid_before = Some(cert.valid_before);
+        self.subject_fingerprint = Some(cert.subject_fingerprint.clone());
+        self
+    }
 }
 
 /// What a revocation revokes.
@@ -242,6 +304,9 @@ pub struct StoreOptions {
     /// Most database connections for reads (PostgreSQL; SQLite uses at
     /// most 16).
     pub pool_size: u32,
+    /// The audit chain this store handle appends to (one per replica; two
+    /// processes naming the same one share it, one row at a time).
+    pub replica_id: String,
 }
 
 impl Default for StoreOptions {
@@ -250,6 +315,7 @@ impl Default for StoreOptions {
             write_timeout: Duration::from_secs(5),
             max_batch: 256,
             pool_size: 8,
+            replica_id: chain::default_replica_id(),
         }
     }
 }
@@ -262,6 +328,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Errors are [`ErrorKind::Unavailable`] when the database cannot be
     /// written: the certificate must then not be handed out.
     async fn record(&self, cert: &IssuedCert) -> Result<Recorded>;
+    /// Records an issued certificate and the audit event of its issuance
+    /// in one transaction: the event is written only when the
+    /// certificate is ([`Recorded::Stored`]).
+    async fn record_audited(&self, cert: &IssuedCert, event: &AuditEvent) -> Result<Recorded>;
     /// Records an audit event (durable when it returns).
     async fn audit(&self, event: &AuditEvent) -> Result<()>;
     /// Issued certificates matching `query`, newest first.
@@ -273,12 +343,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>>;
     /// Audit events with row ids after `after`, oldest first, with their ids.
     async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, AuditEvent)>>;
+    /// Audit rows with row ids after `after`, oldest first, as stored: the
+    /// event, its JSON and its chain link (to verify or copy the trail).
+    async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>>;
+    /// The newest row of every audit chain.
+    async fn audit_heads(&self) -> Result<Vec<ChainHead>>;
+    /// The rows of one chain after place `after_seq`, in order (what an
+    /// audit sink delivers next).
+    async fn audit_chain_rows(
+        &self,
+        replica_id: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>>;
     /// Writes rows read from another store, in their order (`sshca store
-    /// copy`): one [`Recorded`] per certificate, and how many events went in.
+    /// copy`): one [`Recorded`] per certificate, and how many events went
+    /// in. Audit rows keep their JSON and chain links as they were.
     async fn import(
         &self,
         certs: &[IssuedCert],
-        events: &[AuditEvent],
+        events: &[AuditRow],
     ) -> Result<(Vec<Recorded>, usize)>;
     /// Records a revocation (durable when it returns).
     async fn revoke(&self, revocation: &Revocation) -> Result<()>;

@@ -19,6 +19,7 @@ mod sql {
         conn = sqlx::postgres::PgConnection,
         row = sqlx::postgres::PgRow,
         begin = "BEGIN",
+        chain_lock = ("SELECT pg_advisory_xact_lock(hashtext(", ")::bigint)"),
         principal = (" AND principals::jsonb @> jsonb_build_array(", "::text)"),
     );
 }
@@ -36,6 +37,7 @@ pub struct PgStore {
 struct Sink {
     conn: Option<PgConnection>,
     connect: PgConnectOptions,
+    replica: String,
 }
 
 #[async_trait::async_trait]
@@ -53,7 +55,7 @@ impl BatchSink for Sink {
             .conn
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Unavailable, "store: no connection"))?;
-        sql::write_batch(c, batch).await
+        sql::write_batch(c, batch, &self.replica).await
     }
 
     async fn reset(&mut self) {
@@ -107,6 +109,7 @@ impl PgStore {
         let sink = Sink {
             conn: Some(conn),
             connect,
+            replica: options.replica_id.clone(),
         };
         Ok(Self {
             writer: Writer::spawn(sink, options.max_batch, options.write_timeout),

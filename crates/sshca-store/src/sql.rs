@@ -9,36 +9,62 @@ macro_rules! sql_for {
         conn = $conn:ty,
         row = $row:ty,
         begin = $begin:expr,
+        chain_lock = ($lpre:expr, $lpost:expr),
         principal = ($pre:expr, $post:expr) $(,)?
     ) => {
         use sqlx::{QueryBuilder, Row};
 
         use sshca_signer::{Error, ErrorKind, Result};
         use $crate::writer::Job;
+        use $crate::chain::{event_json, link_hash, GENESIS};
         use $crate::{
-            from_db, to_db, unavailable, AuditEvent, CertQuery, IssuedCert, JoinRefusal,
-            JoinToken, JoinedInstance, Recorded, Revocation, RevocationTarget,
+            from_db, to_db, unavailable, AuditEvent, AuditRow, CertQuery, ChainHead, ChainLink,
+            IssuedCert, JoinRefusal, JoinToken, JoinedInstance, Recorded, Revocation,
+            RevocationTarget,
         };
+
+        /// The newest row of `replica`'s chain, read inside the write
+        /// transaction after taking the chain's lock (PostgreSQL: an
+        /// advisory lock per replica; SQLite's write transaction is
+        /// already exclusive).
+        async fn chain_head(c: &mut $conn, replica: &str) -> Result<(u64, String)> {
+            let read = |e| unavailable("cannot read the audit chain", e);
+            if !$lpre.is_empty() {
+                let mut b: QueryBuilder<$db> = QueryBuilder::new($lpre);
+                b.push_bind(replica.to_owned()).push($lpost);
+                b.build().execute(&mut *c).await.map_err(read)?;
+            }
+            let mut b: QueryBuilder<$db> =
+                QueryBuilder::new("SELECT seq, hash FROM audit WHERE replica_id = ");
+            b.push_bind(replica.to_owned())
+                .push(" AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1");
+            match b.build().fetch_optional(&mut *c).await.map_err(read)? {
+                Some(r) => {
+                    let seq: i64 = r.try_get("seq").map_err(read)?;
+                    let hash: String = r.try_get("hash").map_err(read)?;
+                    Ok((from_db(seq), hash))
+                }
+                None => Ok((0, GENESIS.to_owned())),
+            }
+        }
 
         /// One transaction for the whole batch: one multi-row INSERT for
         /// the certificates (RETURNING tells which rows went in), one for
-        /// the audit rows.
-        pub(crate) async fn write_batch(c: &mut $conn, batch: &[Job]) -> Result<Vec<Recorded>> {
+        /// the audit rows (new events appended to `replica`'s chain).
+        pub(crate) async fn write_batch(
+            c: &mut $conn,
+            batch: &[Job],
+            replica: &str,
+        ) -> Result<Vec<Recorded>> {
             let write = |e| unavailable("cannot write to the database", e);
             let certs: Vec<&IssuedCert> = batch
                 .iter()
                 .filter_map(|j| match j {
-                    Job::Cert(cert, _) => Some(cert),
+                    Job::Cert(cert, _, _) => Some(cert),
                     Job::Audit(..) => None,
                 })
                 .collect();
-            let events: Vec<&AuditEvent> = batch
-                .iter()
-                .filter_map(|j| match j {
-                    Job::Audit(e, _) => Some(e),
-                    Job::Cert(..) => None,
-                })
-                .collect();
+
             let mut principals = Vec::with_capacity(certs.len());
             for cert in &certs {
                 principals.push(serde_json::to_string(&cert.principals).map_err(|e| {
@@ -85,12 +111,58 @@ macro_rules! sql_for {
                     inserted.insert((ca, from_db(serial)));
                 }
             }
-            for chunk in events.chunks(2000) {
+            // The events of the certificates that went in, then the audit
+            // jobs, each with its JSON and link: new ones get the next
+            // places in this replica's chain.
+            let mut went_in = inserted.clone();
+            let events: Vec<(&AuditEvent, Option<&$crate::writer::Copied>)> = batch
+                .iter()
+                .filter_map(|j| match j {
+                    Job::Cert(cert, Some(e), _)
+                        if went_in.remove(&(cert.ca_fingerprint.clone(), cert.serial)) =>
+                    {
+                        Some((e, None))
+                    }
+                    Job::Cert(..) => None,
+                    Job::Audit(e, copied, _) => Some((e, copied.as_ref())),
+                })
+                .collect();
+            let mut head: Option<(u64, String)> = None;
+            let mut rows = Vec::with_capacity(events.len());
+            for (e, copied) in events {
+                let (body, link) = match copied {
+                    Some(c) => (c.body.clone(), c.link.clone()),
+                    None => {
+                        let (seq, prev) = match head.take() {
+                            Some(h) => h,
+                            None => chain_head(c, replica).await?,
+                        };
+                        let body = event_json(e).map_err(|e| {
+                            Error::new(ErrorKind::Internal, "cannot encode an audit event")
+                                .with_source(e)
+                        })?;
+                        let seq = seq + 1;
+                        let hash = link_hash(replica, seq, &prev, &body);
+                        head = Some((seq, hash.clone()));
+                        (
+                            Some(body),
+                            Some(ChainLink {
+                                replica_id: replica.to_owned(),
+                                seq,
+                                prev_hash: prev,
+                                hash,
+                            }),
+                        )
+                    }
+                };
+                rows.push((e, body, link));
+            }
+            for chunk in rows.chunks(1000) {
                 let mut b: QueryBuilder<$db> = QueryBuilder::new(
                     "INSERT INTO audit (at, request_id, identity, auth_source, policy, status, \
-                     code, reason) ",
+                     code, reason, event_type, body, replica_id, seq, prev_hash, hash) ",
                 );
-                b.push_values(chunk, |mut row, e| {
+                b.push_values(chunk, |mut row, (e, body, link)| {
                     row.push_bind(to_db(e.at))
                         .push_bind(e.request_id.clone())
                         .push_bind(e.identity.clone())
@@ -98,7 +170,13 @@ macro_rules! sql_for {
                         .push_bind(e.policy.clone())
                         .push_bind(i64::from(e.status))
                         .push_bind(e.code.clone())
-                        .push_bind(e.reason.clone());
+                        .push_bind(e.reason.clone())
+                        .push_bind(body.as_ref().map(|_| e.kind.clone()))
+                        .push_bind(body.clone())
+                        .push_bind(link.as_ref().map(|l| l.replica_id.clone()))
+                        .push_bind(link.as_ref().map(|l| to_db(l.seq)))
+                        .push_bind(link.as_ref().map(|l| l.prev_hash.clone()))
+                        .push_bind(link.as_ref().map(|l| l.hash.clone()));
                 });
                 b.build().execute(&mut *c).await.map_err(write)?;
             }
@@ -112,7 +190,7 @@ macro_rules! sql_for {
             Ok(batch
                 .iter()
                 .map(|j| match j {
-                    Job::Cert(cert, _) => {
+                    Job::Cert(cert, _, _) => {
                         if inserted.remove(&(cert.ca_fingerprint.clone(), cert.serial)) {
                             Recorded::Stored
                         } else {
@@ -153,21 +231,109 @@ macro_rules! sql_for {
             ))
         }
 
-        fn audit_row(r: &$row) -> std::result::Result<(i64, AuditEvent), sqlx::Error> {
+        /// An audit row: the event from its JSON when it has one, else
+        /// from the columns of a row written before the chains.
+        fn audit_row(r: &$row) -> std::result::Result<AuditRow, sqlx::Error> {
             let status: i64 = r.try_get("status")?;
-            Ok((
-                r.try_get("id")?,
-                AuditEvent {
+            let status = u16::try_from(status).unwrap_or(0);
+            let body: Option<String> = r.try_get("body")?;
+            let legacy = |r: &$row| -> std::result::Result<AuditEvent, sqlx::Error> {
+                let code: String = r.try_get("code")?;
+                let (kind, outcome) = if code == "revoked" {
+                    ("revoke", "allowed")
+                } else if status >= 400 {
+                    ("refuse", "refused")
+                } else {
+                    ("admin", "allowed")
+                };
+                Ok(AuditEvent {
                     at: from_db(r.try_get("at")?),
                     request_id: r.try_get("request_id")?,
+                    kind: kind.into(),
                     identity: r.try_get("identity")?,
                     auth_source: r.try_get("auth_source")?,
                     policy: r.try_get("policy")?,
-                    status: u16::try_from(status).unwrap_or(0),
-                    code: r.try_get("code")?,
+                    status,
+                    outcome: outcome.into(),
+                    code,
                     reason: r.try_get("reason")?,
+                    ..AuditEvent::default()
+                })
+            };
+            let columns = legacy(r)?;
+            let kind: Option<String> = r.try_get("event_type")?;
+            let (event, columns_match) = match &body {
+                Some(b) => match serde_json::from_str::<AuditEvent>(b) {
+                    Ok(e) => {
+                        let same = e.at == columns.at
+                            && e.request_id == columns.request_id
+                            && e.identity == columns.identity
+                            && e.auth_source == columns.auth_source
+                            && e.policy == columns.policy
+                            && e.status == columns.status
+                            && e.code == columns.code
+                            && e.reason == columns.reason
+                            && kind.as_deref() == Some(e.kind.as_str());
+                        (e, same)
+                    }
+                    // An unreadable body is reported by the verifier; the
+                    // columns still say what they say.
+                    Err(_) => (columns, false),
                 },
-            ))
+                None => (columns, true),
+            };
+            let replica: Option<String> = r.try_get("replica_id")?;
+            let link = match replica {
+                Some(replica_id) => Some(ChainLink {
+                    replica_id,
+                    seq: from_db(r.try_get::<Option<i64>, _>("seq")?.unwrap_or(0)),
+                    prev_hash: r.try_get::<Option<String>, _>("prev_hash")?.unwrap_or_default(),
+                    hash: r.try_get::<Option<String>, _>("hash")?.unwrap_or_default(),
+                }),
+                None => None,
+            };
+            Ok(AuditRow {
+                id: r.try_get("id")?,
+                event,
+                body,
+                link,
+                columns_match,
+            })
+        }
+
+        /// One chain's rows after `after_seq`, in order.
+        pub(crate) async fn audit_chain_rows(
+            pool: &sqlx::Pool<$db>,
+            replica: &str,
+            after_seq: u64,
+            limit: u32,
+        ) -> Result<Vec<AuditRow>> {
+            let mut b: QueryBuilder<$db> =
+                QueryBuilder::new("SELECT * FROM audit WHERE replica_id = ");
+            b.push_bind(replica.to_owned())
+                .push(" AND seq > ")
+                .push_bind(to_db(after_seq))
+                .push(" ORDER BY seq LIMIT ")
+                .push_bind(i64::from(limit.max(1)));
+            fetch_rows(pool, &mut b, "the audit chain", audit_row).await
+        }
+
+        /// The newest row of every chain.
+        pub(crate) async fn audit_heads(pool: &sqlx::Pool<$db>) -> Result<Vec<ChainHead>> {
+            let mut b: QueryBuilder<$db> = QueryBuilder::new(
+                "SELECT a.replica_id, a.seq, a.hash FROM audit a JOIN \
+                 (SELECT replica_id, MAX(seq) AS seq FROM audit WHERE replica_id IS NOT NULL \
+                 GROUP BY replica_id) h ON a.replica_id = h.replica_id AND a.seq = h.seq \
+                 ORDER BY a.replica_id",
+            );
+            fetch_rows(pool, &mut b, "the audit chains", |r| {
+                Ok(ChainHead {
+                    replica_id: r.try_get("replica_id")?,
+                    seq: from_db(r.try_get("seq")?),
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .await
         }
 
         /// Runs a built query and maps its rows; the database failing, or a
@@ -241,7 +407,7 @@ macro_rules! sql_for {
             pool: &sqlx::Pool<$db>,
             after: Option<i64>,
             limit: u32,
-        ) -> Result<Vec<(i64, AuditEvent)>> {
+        ) -> Result<Vec<AuditRow>> {
             let mut b: QueryBuilder<$db> = QueryBuilder::new("SELECT * FROM audit");
             match after {
                 Some(a) => {

@@ -20,6 +20,7 @@ mod sql {
         conn = sqlx::sqlite::SqliteConnection,
         row = sqlx::sqlite::SqliteRow,
         begin = "BEGIN IMMEDIATE",
+        chain_lock = ("", ""),
         principal = (
             " AND EXISTS (SELECT 1 FROM json_each(certs.principals) WHERE value = ",
             ")"
@@ -40,6 +41,7 @@ pub struct SqliteStore {
 struct Sink {
     conn: Option<SqliteConnection>,
     connect: SqliteConnectOptions,
+    replica: String,
 }
 
 #[async_trait::async_trait]
@@ -57,7 +59,7 @@ impl BatchSink for Sink {
             .conn
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Unavailable, "store: no connection"))?;
-        sql::write_batch(c, batch).await
+        sql::write_batch(c, batch, &self.replica).await
     }
 
     async fn reset(&mut self) {
@@ -112,6 +114,7 @@ impl SqliteStore {
         let sink = Sink {
             conn: Some(conn),
             connect,
+            replica: options.replica_id.clone(),
         };
         Ok(Self {
             shown: format!("sqlite:{shown}"),

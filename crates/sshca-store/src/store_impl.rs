@@ -10,12 +10,23 @@ macro_rules! impl_store {
         impl $crate::Store for $store {
             async fn record(&self, cert: &IssuedCert) -> Result<Recorded> {
                 let cert = cert.clone();
-                self.writer.submit(|tx| Job::Cert(cert, tx)).await
+                self.writer.submit(|tx| Job::Cert(cert, None, tx)).await
+            }
+
+            async fn record_audited(
+                &self,
+                cert: &IssuedCert,
+                event: &AuditEvent,
+            ) -> Result<Recorded> {
+                let (cert, event) = (cert.clone(), event.clone());
+                self.writer
+                    .submit(|tx| Job::Cert(cert, Some(event), tx))
+                    .await
             }
 
             async fn audit(&self, event: &AuditEvent) -> Result<()> {
                 let event = event.clone();
-                self.writer.submit(|tx| Job::Audit(event, tx)).await
+                self.writer.submit(|tx| Job::Audit(event, None, tx)).await
             }
 
             async fn certs(&self, q: &CertQuery) -> Result<Vec<IssuedCert>> {
@@ -29,17 +40,35 @@ macro_rules! impl_store {
             async fn audit_events(&self, limit: u32) -> Result<Vec<AuditEvent>> {
                 let rows =
                     sql::query_audit(&self.readers, None, limit.min(CertQuery::MAX_LIMIT)).await?;
-                Ok(rows.into_iter().map(|(_, e)| e).collect())
+                Ok(rows.into_iter().map(|r| r.event).collect())
             }
 
             async fn audit_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, AuditEvent)>> {
+                let rows = sql::query_audit(&self.readers, Some(after), limit).await?;
+                Ok(rows.into_iter().map(|r| (r.id, r.event)).collect())
+            }
+
+            async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<$crate::AuditRow>> {
                 sql::query_audit(&self.readers, Some(after), limit).await
+            }
+
+            async fn audit_heads(&self) -> Result<Vec<$crate::ChainHead>> {
+                sql::audit_heads(&self.readers).await
+            }
+
+            async fn audit_chain_rows(
+                &self,
+                replica_id: &str,
+                after_seq: u64,
+                limit: u32,
+            ) -> Result<Vec<$crate::AuditRow>> {
+                sql::audit_chain_rows(&self.readers, replica_id, after_seq, limit).await
             }
 
             async fn import(
                 &self,
                 certs: &[IssuedCert],
-                events: &[AuditEvent],
+                events: &[$crate::AuditRow],
             ) -> Result<(Vec<Recorded>, usize)> {
                 self.writer.submit_all(certs, events).await
             }

@@ -14,26 +14,40 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{unavailable, AuditEvent, IssuedCert, Recorded};
 use sshca_signer::{Error, ErrorKind, Result};
 
-/// One row to write, with where its result goes.
+/// An audit row copied from another store as it was (its JSON and its
+/// link, both `None` for a row from before the chains).
+pub(crate) struct Copied {
+    pub body: Option<String>,
+    pub link: Option<crate::ChainLink>,
+}
+
+/// One row to write, with where its result goes. An audit event without
+/// [`Copied`] is new: it is appended to this store's chain.
 pub(crate) enum Job {
-    Cert(IssuedCert, oneshot::Sender<Result<Recorded>>),
-    Audit(AuditEvent, oneshot::Sender<Result<()>>),
+    /// A certificate, with the event that records its issuance (written
+    /// in the same transaction, only when the certificate went in).
+    Cert(
+        IssuedCert,
+        Option<AuditEvent>,
+        oneshot::Sender<Result<Recorded>>,
+    ),
+    Audit(AuditEvent, Option<Copied>, oneshot::Sender<Result<()>>),
 }
 
 impl Job {
     fn answer(self, r: &Result<Recorded>) {
         let copy = |e: &Error| Error::new(e.kind(), e.report());
         match (self, r) {
-            (Job::Cert(_, tx), Ok(r)) => {
+            (Job::Cert(_, _, tx), Ok(r)) => {
                 let _ = tx.send(Ok(*r));
             }
-            (Job::Audit(_, tx), Ok(_)) => {
+            (Job::Audit(_, _, tx), Ok(_)) => {
                 let _ = tx.send(Ok(()));
             }
-            (Job::Cert(_, tx), Err(e)) => {
+            (Job::Cert(_, _, tx), Err(e)) => {
                 let _ = tx.send(Err(copy(e)));
             }
-            (Job::Audit(_, tx), Err(e)) => {
+            (Job::Audit(_, _, tx), Err(e)) => {
                 let _ = tx.send(Err(copy(e)));
             }
         }
@@ -83,14 +97,14 @@ impl Writer {
     pub async fn submit_all(
         &self,
         certs: &[IssuedCert],
-        events: &[AuditEvent],
+        events: &[crate::AuditRow],
     ) -> Result<(Vec<Recorded>, usize)> {
         let gone = || Error::new(ErrorKind::Unavailable, "store: the writer has stopped");
         let mut cert_rx = Vec::with_capacity(certs.len());
         for c in certs {
             let (tx, rx) = oneshot::channel();
             self.certs
-                .send(Job::Cert(c.clone(), tx))
+                .send(Job::Cert(c.clone(), None, tx))
                 .await
                 .map_err(|_| gone())?;
             cert_rx.push(rx);
@@ -99,7 +113,14 @@ impl Writer {
         for e in events {
             let (tx, rx) = oneshot::channel();
             self.audit
-                .send(Job::Audit(e.clone(), tx))
+                .send(Job::Audit(
+                    e.event.clone(),
+                    Some(Copied {
+                        body: e.body.clone(),
+                        link: e.link.clone(),
+                    }),
+                    tx,
+                ))
                 .await
                 .map_err(|_| gone())?;
             event_rx.push(rx);
@@ -220,7 +241,7 @@ mod tests {
         for n in 0..400u64 {
             let w = w.clone();
             flood.spawn(async move {
-                w.submit(|tx| Job::Audit(crate::conformance::event(n), tx))
+                w.submit(|tx| Job::Audit(crate::conformance::event(n), None, tx))
                     .await
                     .unwrap();
             });
@@ -231,7 +252,7 @@ mod tests {
         }
         let written_before = batches.lock().unwrap().len();
         let recorded = w
-            .submit(|tx| Job::Cert(crate::conformance::cert(1, "ci"), tx))
+            .submit(|tx| Job::Cert(crate::conformance::cert(1, "ci"), None, tx))
             .await
             .unwrap();
         assert_eq!(recorded, Recorded::Stored);

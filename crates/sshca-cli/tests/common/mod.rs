@@ -8,6 +8,19 @@ use std::process::Command;
 
 pub use sshca_testkit::cli::*;
 
+/// Runs `cmd` with `input` on its stdin; its output.
+pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn sshca() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sshca"))
 }

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use sshca::config::{cfg_err, check_matcher_issuers, duration, matchers, Config};
 use sshca::signer::Result;
 
+mod audit;
 mod join;
+use audit::check_audit;
+pub use audit::{AuditSinkConfig, AUDIT_SINKS};
 use join::check_join;
 pub use join::{JoinConfig, JOIN_METHODS};
 
@@ -72,6 +75,9 @@ pub struct ServerConfig {
     /// replicas behind a load balancer share it), which renewal proofs
     /// sign (default: `https://` and the listening address).
     pub public_url: Option<String>,
+    /// This replica's audit chain (default: the machine's name); replicas
+    /// sharing a database each need their own.
+    pub replica_id: Option<String>,
 }
 
 /// An `[oidc.NAME]` table: JWTs from an OpenID Connect issuer accepted as
@@ -150,6 +156,8 @@ pub struct ServiceConfig {
     pub oidc: BTreeMap<String, OidcConfig>,
     /// Join methods by name (`[join.NAME]`).
     pub joins: BTreeMap<String, JoinConfig>,
+    /// Audit sinks by name (`[audit.NAME]`).
+    pub audits: BTreeMap<String, AuditSinkConfig>,
 }
 
 impl ServiceConfig {
@@ -288,6 +296,30 @@ impl ServiceConfig {
             check_join(&name, &mut j, cfg)
                 .map_err(|m| cfg_err(&cfg.path, format_args!("join `{name}`: {m}")))?;
             out.joins.insert(name, j);
+        }
+        for (name, v) in cfg.audits.clone() {
+            let mut a = AuditSinkConfig::deserialize(v)
+                .map_err(|e| cfg_err(&cfg.path, format_args!("audit `{name}`: {}", e.message())))?;
+            check_audit(&name, &mut a, &cfg.path)
+                .map_err(|m| cfg_err(&cfg.path, format_args!("audit `{name}`: {m}")))?;
+            out.audits.insert(name, a);
+        }
+        if let Some(r) = &out.server.replica_id {
+            if r.is_empty()
+                || r.len() > 128
+                || r.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
+                return Err(cfg_err(
+                    &cfg.path,
+                    "[server]: field `replica_id`: 1 to 128 characters, no spaces",
+                ));
+            }
+        }
+        if !out.audits.is_empty() && out.server.data_dir.is_none() {
+            return Err(cfg_err(
+                &cfg.path,
+                "[audit]: the sinks keep their place in [server] data_dir: set it",
+            ));
         }
         out.check_vault(cfg)
             .map_err(|m| cfg_err(&cfg.path, format_args!("[server]: {m}")))?;

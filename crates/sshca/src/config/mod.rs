@@ -149,6 +149,9 @@ pub struct Config {
     /// The `[join.NAME]` tables as written (parsed by the service): how
     /// hosts enroll themselves.
     pub joins: BTreeMap<String, toml::Value>,
+    /// The `[audit.NAME]` tables as written (parsed by the service): where
+    /// audit events go besides the store.
+    pub audits: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +170,8 @@ struct FileShape {
     oidc: BTreeMap<String, toml::Value>,
     #[serde(default)]
     join: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    audit: BTreeMap<String, toml::Value>,
 }
 
 /// An error in the config file at `path`.
@@ -291,6 +296,7 @@ impl Config {
         cfg.tokens = shape.token;
         cfg.oidc = shape.oidc;
         cfg.joins = shape.join;
+        cfg.audits = shape.audit;
         for (name, v) in shape.ca {
             let mut ca = CaConfig::deserialize(v)
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: {}", e.message())))?;
