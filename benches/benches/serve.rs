@@ -122,6 +122,58 @@ fn main() {
     // Over HTTPS: one replica on SQLite, then one and three on PostgreSQL.
     let config = dir.join("sshca.toml");
     let sqlite = https_run(&rt, &bin, dir, &config, 1, &token, &subject_line, None);
+
+    // The same with an audit file sink, then with an HTTPS sink (a
+    // receiver in this process that counts what it gets).
+    let with_sink = |name: &str, table: &str| {
+        let text = std::fs::read_to_string(&config).unwrap() + table;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let file_config = with_sink(
+        "sshca-file.toml",
+        "[audit.f]\ntype = \"file\"\npath = \"audit.jsonl\"\n",
+    );
+    let with_file = https_run(&rt, &bin, dir, &file_config, 1, &token, &subject_line, None);
+    let received = Arc::new(AtomicU64::new(0));
+    let receiver = rt.block_on(receiver(dir, received.clone()));
+    std::fs::write(dir.join("sink.secret"), "bench-secret-0123456789\n").unwrap();
+    let http_config = with_sink(
+        "sshca-http.toml",
+        &format!(
+            "[audit.h]\ntype = \"http\"\nurl = \"{receiver}\"\nca_cert = \"tls-ca.pem\"\n\
+             secret_file = \"sink.secret\"\n"
+        ),
+    );
+    let with_http = https_run(&rt, &bin, dir, &http_config, 1, &token, &subject_line, None);
+    let file_events = std::fs::read_to_string(dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.contains("\"chain_head\""))
+        .count();
+    let cost = |r: &Run| 1e6 / r.rate - 1e6 / sqlite.rate;
+    println!(
+        "audit sinks: none {:.0}/s, file {:.0}/s ({:+.1} µs per certificate, {file_events} events \
+         written), HTTPS {:.0}/s ({:+.1} µs, {} events received); server CPU per certificate {:.0} / \
+         {:.0} / {:.0} µs",
+        sqlite.rate,
+        with_file.rate,
+        cost(&with_file),
+        with_http.rate,
+        cost(&with_http),
+        received.load(Ordering::Relaxed),
+        sqlite.server_cpu,
+        with_file.server_cpu,
+        with_http.server_cpu
+    );
+    sshca_benches::record(&serde_json::json!({
+        "bench": "audit_sinks", "concurrency": CONCURRENCY,
+        "none_rate": sqlite.rate, "file_rate": with_file.rate, "http_rate": with_http.rate,
+        "none_cpu_us": sqlite.server_cpu, "file_cpu_us": with_file.server_cpu,
+        "http_cpu_us": with_http.server_cpu,
+        "file_events": file_events, "http_events": received.load(Ordering::Relaxed),
+    }));
     let pg = sshca_testkit::pg::PgCluster::start_durable();
     let url = pg.database("bench");
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -177,6 +229,65 @@ fn main() {
             "server_cpu_us": r.server_cpu, "db_cpu_us": db, "client_cpu_us": r.client_cpu,
         }));
     }
+}
+
+/// An HTTPS audit receiver on 127.0.0.1 (the bench's server certificate)
+/// that counts the events of each batch; its URL.
+async fn receiver(dir: &Path, received: Arc<AtomicU64>) -> String {
+    let certs: Vec<_> =
+        rustls_pemfile::certs(&mut std::fs::read(dir.join("tls.pem")).unwrap().as_slice())
+            .map(|c| c.unwrap())
+            .collect();
+    let key =
+        rustls_pemfile::private_key(&mut std::fs::read(dir.join("tls.key")).unwrap().as_slice())
+            .unwrap()
+            .unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/audit", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, received) = (acceptor.clone(), received.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let received = received.clone();
+                        async move {
+                            use http_body_util::BodyExt;
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let n = serde_json::from_slice::<Vec<serde_json::Value>>(&body)
+                                .map(|v| v.iter().filter(|e| e["type"] != "chain_head").count())
+                                .unwrap_or(0);
+                            received.fetch_add(n as u64, Ordering::Relaxed);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::new()),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    url
 }
 
 fn per_cert(d: Duration, rate: f64) -> f64 {

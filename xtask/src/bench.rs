@@ -355,6 +355,31 @@ pub fn bench() -> Result<()> {
                 ),
                 format!("{:.3}x ssh-keygen's size", f("ours_bytes") / f("ssh_keygen_bytes")),
             ),
+            Some("audit_sinks") => row(
+                &format!(
+                    "sshca serve with audit sinks, SQLite, C={}: issuance with a file sink and with an HTTPS sink (goal ≤ 10 % each)",
+                    f("concurrency")
+                ),
+                format!(
+                    "file {:.0}/s ({:+.1} µs per certificate), HTTPS {:.0}/s ({:+.1} µs); server CPU {:.0} / {:.0} µs per certificate",
+                    f("file_rate"),
+                    1e6 / f("file_rate") - 1e6 / f("none_rate"),
+                    f("http_rate"),
+                    1e6 / f("http_rate") - 1e6 / f("none_rate"),
+                    f("file_cpu_us"),
+                    f("http_cpu_us")
+                ),
+                format!(
+                    "no sink: {:.0}/s, server CPU {:.0} µs per certificate",
+                    f("none_rate"),
+                    f("none_cpu_us")
+                ),
+                format!(
+                    "file {:+.1} %, HTTPS {:+.1} % of the rate",
+                    100.0 * (f("file_rate") / f("none_rate") - 1.0),
+                    100.0 * (f("http_rate") / f("none_rate") - 1.0)
+                ),
+            ),
             Some("serve_pg") => row(
                 &format!(
                     "sshca serve on PostgreSQL (fsync on), {} replica(s), C={}",

@@ -161,6 +161,25 @@ pub async fn token(cmd: TokenCmd, config: &Path) -> Result<()> {
                     created_by: "local".into(),
                 })
                 .await?;
+            store
+                .audit(&sshca_store::AuditEvent {
+                    identity: Some(std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+                    auth_source: Some("cli".into()),
+                    principals: principals.clone(),
+                    status: 200,
+                    outcome: "allowed".into(),
+                    code: "join_token_created".into(),
+                    reason: format!(
+                        "join token {id} for [join.{name}]: {uses} use(s), expires at {}",
+                        now.saturating_add(ttl)
+                    ),
+                    ..sshca_store::AuditEvent::new(
+                        "admin",
+                        &format!("cli-{}-{now}", std::process::id()),
+                        now,
+                    )
+                })
+                .await?;
             eprintln!(
                 "# join token {id} for [join.{name}]: principals {}, {uses} use(s), expires in {}",
                 principals.join(","),
