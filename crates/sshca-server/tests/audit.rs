@@ -254,26 +254,9 @@ fn hex_decode(s: &str) -> Vec<u8> {
 
 impl Receiver {
     async fn start(dir: &Path) -> Receiver {
-        let (ca, ca_key) = sshca_testkit::tls::ca("receiver CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        let ca_path = dir.join("receiver-ca.pem");
-        std::fs::write(&ca_path, ca.pem()).unwrap();
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let (tls, ca_path) =
+            sshca_testkit::tls::loopback_server(dir, "receiver CA", "receiver-ca.pem");
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}/ingest", listener.local_addr().unwrap());
         let events = Arc::new(Mutex::new(Vec::new()));

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rcgen::{CertificateParams, KeyPair};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -99,26 +98,7 @@ impl Provider {
     /// Starts a provider; its TLS CA goes to `dir/oidc-ca.pem`. One client,
     /// `sshca-cli`, is registered without a secret.
     pub fn start(dir: &Path) -> Provider {
-        let ca = crate::tls::ca("test OIDC CA");
-        let tls_key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".into()])
-            .unwrap()
-            .signed_by(&tls_key, &ca.0, &ca.1)
-            .unwrap();
-        let ca_path = dir.join("oidc-ca.pem");
-        std::fs::write(&ca_path, ca.0.pem()).unwrap();
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(tls_key.serialize_der().into()),
-        )
-        .unwrap();
-        let tls = Arc::new(tls);
+        let (tls, ca_path) = crate::tls::loopback_server(dir, "test OIDC CA", "oidc-ca.pem");
 
         use p256::pkcs8::EncodePrivateKey;
         let secret = p256::SecretKey::random(&mut rand_core::OsRng);

@@ -38,6 +38,32 @@ pub fn client_identity(
     .unwrap();
 }
 
+/// A TLS server configuration for 127.0.0.1 with a certificate from a
+/// fresh CA named `name`, whose certificate goes to `dir/FILE` (`file`);
+/// the configuration and that path.
+pub fn loopback_server(dir: &Path, name: &str, file: &str) -> (Arc<rustls::ServerConfig>, PathBuf) {
+    let ca = ca(name);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca.0, &ca.1)
+        .unwrap();
+    let ca_path = dir.join(file);
+    std::fs::write(&ca_path, ca.0.pem()).unwrap();
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    (Arc::new(tls), ca_path)
+}
+
 /// In `dir`: `tls.pem`/`tls.key` (the server, for 127.0.0.1 and
 /// localhost) and `tls-ca.pem` (its CA); `client-ca.pem` with
 /// `deploy.pem` (DNS SAN `deploy.example.com`) and `cn-only.pem` (CN
