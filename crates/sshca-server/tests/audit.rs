@@ -44,6 +44,9 @@ fn read(path: &Path) -> String {
 async fn file_and_syslog_sinks_get_every_event_and_sighup_reopens_the_file() {
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sockets = tempfile::tempdir().unwrap();
+    let log_socket = sockets.path().join("log");
+    let unix = tokio::net::UnixDatagram::bind(&log_socket).unwrap();
     let s = setup(
         "",
         &format!(
@@ -51,6 +54,10 @@ async fn file_and_syslog_sinks_get_every_event_and_sighup_reopens_the_file() {
 [audit.file]
 type = "file"
 path = "data/audit.jsonl"
+
+[audit.unix]
+type = "syslog"
+address = "unix:{}"
 
 [audit.udp]
 type = "syslog"
@@ -60,10 +67,21 @@ address = "udp://{}"
 type = "syslog"
 address = "tcp://{}"
 "#,
+            log_socket.display(),
             udp.local_addr().unwrap(),
             tcp.local_addr().unwrap()
         ),
     );
+    let unix_lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let u = unix_lines.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = unix.recv(&mut buf).await {
+            u.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
     let datagrams = Arc::new(Mutex::new(Vec::<String>::new()));
     let d = datagrams.clone();
     tokio::spawn(async move {
@@ -183,6 +201,22 @@ address = "tcp://{}"
     })
     .await;
     assert!(frames.iter().all(|f| f.starts_with("<8")), "{frames:?}");
+    // And over a unix datagram socket (as to /dev/log).
+    let local = until("4 messages on the unix socket", || {
+        let l = unix_lines.lock().unwrap().clone();
+        let ev: Vec<_> = l
+            .into_iter()
+            .filter(|l| !l.contains("chain_head"))
+            .collect();
+        (ev.len() == 4).then_some(ev)
+    })
+    .await;
+    assert!(
+        local
+            .iter()
+            .all(|l| l.starts_with("<8") && l.contains(" sshca ")),
+        "{local:?}"
+    );
 
     // logrotate: the file is moved, SIGHUP, the next event opens a new one.
     let rotated = s.dir.join("data/audit.jsonl.1");

@@ -137,6 +137,12 @@ where
     assert_eq!(report.heads.len(), 1);
     assert_eq!(report.heads[0].seq, 46);
     assert_eq!(store.audit_heads().await.unwrap(), report.heads);
+    let replica = &report.heads[0].replica_id;
+    assert_eq!(
+        store.audit_head(replica).await.unwrap().as_ref(),
+        Some(&report.heads[0])
+    );
+    assert_eq!(store.audit_head("no-such-replica").await.unwrap(), None);
 }
 
 async fn records_queries_and_refuses_a_second_serial(store: &dyn Store) {

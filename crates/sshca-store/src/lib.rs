@@ -348,6 +348,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>>;
     /// The newest row of every audit chain.
     async fn audit_heads(&self) -> Result<Vec<ChainHead>>;
+    /// The newest row of one chain (an index lookup, unlike
+    /// [`Store::audit_heads`]).
+    async fn audit_head(&self, replica_id: &str) -> Result<Option<ChainHead>>;
     /// The rows of one chain after place `after_seq`, in order (what an
     /// audit sink delivers next).
     async fn audit_chain_rows(

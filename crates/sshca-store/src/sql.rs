@@ -318,6 +318,26 @@ macro_rules! sql_for {
             fetch_rows(pool, &mut b, "the audit chain", audit_row).await
         }
 
+        /// The newest row of one chain.
+        pub(crate) async fn audit_head(
+            pool: &sqlx::Pool<$db>,
+            replica: &str,
+        ) -> Result<Option<ChainHead>> {
+            let mut b: QueryBuilder<$db> =
+                QueryBuilder::new("SELECT replica_id, seq, hash FROM audit WHERE replica_id = ");
+            b.push_bind(replica.to_owned())
+                .push(" AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1");
+            let rows = fetch_rows(pool, &mut b, "the audit chain", |r| {
+                Ok(ChainHead {
+                    replica_id: r.try_get("replica_id")?,
+                    seq: from_db(r.try_get("seq")?),
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .await?;
+            Ok(rows.into_iter().next())
+        }
+
         /// The newest row of every chain.
         pub(crate) async fn audit_heads(pool: &sqlx::Pool<$db>) -> Result<Vec<ChainHead>> {
             let mut b: QueryBuilder<$db> = QueryBuilder::new(

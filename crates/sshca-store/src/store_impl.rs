@@ -56,6 +56,10 @@ macro_rules! impl_store {
                 sql::audit_heads(&self.readers).await
             }
 
+            async fn audit_head(&self, replica_id: &str) -> Result<Option<$crate::ChainHead>> {
+                sql::audit_head(&self.readers, replica_id).await
+            }
+
             async fn audit_chain_rows(
                 &self,
                 replica_id: &str,

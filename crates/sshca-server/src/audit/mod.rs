@@ -27,6 +27,10 @@ pub(crate) use sinks::Sink;
 const POLL: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts at a sink that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a woken sink lets events gather before it reads them, unless
+/// a whole batch is already waiting: under load it delivers batches, not
+/// one event at a time.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// One sink's state, shared by its worker and the request path.
 #[derive(Debug)]
@@ -86,12 +90,7 @@ impl Audit {
             .map_err(|e| Error::io("cannot create the audit directory", &dir, &e))?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         audit.stop = Some(stop);
-        let head = store
-            .audit_heads()
-            .await?
-            .into_iter()
-            .find(|h| h.replica_id == replica)
-            .map_or(0, |h| h.seq);
+        let head = store.audit_head(replica).await?.map_or(0, |h| h.seq);
         for (name, cfg) in configs {
             let pos_file = dir.join(format!("{name}.pos"));
             // A new sink starts at the chain's present head.
@@ -265,6 +264,9 @@ impl Worker {
                 if !self.pause(POLL, Some(woken)).await {
                     return;
                 }
+                if !self.pause(GATHER, None).await {
+                    return;
+                }
                 if let Some(h) = self.refresh_head().await {
                     head_hash = Some(h);
                 }
@@ -316,12 +318,10 @@ impl Worker {
     /// not read yet); its hash when the sink has delivered up to it.
     async fn refresh_head(&self) -> Option<(u64, String)> {
         let mut caught_up = None;
-        if let Ok(heads) = self.store.audit_heads().await {
-            if let Some(h) = heads.into_iter().find(|h| h.replica_id == self.replica) {
-                self.state.head.fetch_max(h.seq, Ordering::Relaxed);
-                if h.seq == self.state.delivered.load(Ordering::Relaxed) {
-                    caught_up = Some((h.seq, h.hash));
-                }
+        if let Ok(Some(h)) = self.store.audit_head(&self.replica).await {
+            self.state.head.fetch_max(h.seq, Ordering::Relaxed);
+            if h.seq == self.state.delivered.load(Ordering::Relaxed) {
+                caught_up = Some((h.seq, h.hash));
             }
         }
         self.metrics.audit_sink(
