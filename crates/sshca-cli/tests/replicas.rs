@@ -283,8 +283,8 @@ fn store_copy_from_sqlite_to_postgres_keeps_every_row() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("30 certificates")
-            // Ten refusals and the thirty issuances.
-            && said.contains("40 audit")
+            // Ten refusals, the thirty issuances and the join token made.
+            && said.contains("41 audit")
             && said.contains("1 join tokens")
             && said.contains("1 joined instances"),
         "{said}"
