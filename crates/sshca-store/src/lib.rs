@@ -26,6 +26,7 @@ pub mod chain;
 pub mod conformance;
 mod postgres;
 mod sql;
+mod sql_audit;
 mod sqlite;
 mod store_impl;
 mod writer;
