@@ -133,7 +133,7 @@ macro_rules! services_glue {
                     if plan.len() == service::ADMIN_SLOT {
                         plan.push((
                             Listener::Admin,
-                            config.port.map(|p| p.saturating_add(service::ADMIN_SLOT as u16)),
+                            service::slot_port(config, service::ADMIN_SLOT),
                             service::Transport::Http,
                         ));
                     }

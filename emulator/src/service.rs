@@ -44,6 +44,13 @@ pub(crate) use for_each_service;
 /// as the first releases had it).
 pub(crate) const ADMIN_SLOT: usize = 3;
 
+/// The port of listener `slot` with `--port N`: N + slot.
+pub(crate) fn slot_port(config: &crate::Config, slot: usize) -> Option<u16> {
+    config
+        .port
+        .map(|p| p.saturating_add(u16::try_from(slot).unwrap_or(u16::MAX)))
+}
+
 /// How a service's listeners speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
@@ -102,9 +109,7 @@ pub(crate) trait Emulated {
 
     /// The fixed port of its listener at `slot`, if any.
     fn port(config: &crate::Config, slot: usize) -> Option<u16> {
-        config
-            .port
-            .map(|p| p.saturating_add(u16::try_from(slot).unwrap_or(u16::MAX)))
+        slot_port(config, slot)
     }
 
     /// Puts its seed sections into the state.

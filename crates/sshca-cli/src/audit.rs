@@ -266,14 +266,9 @@ async fn export(
     if let Some(e) = bad {
         return Err(Error::new(ErrorKind::Internal, "cannot encode an event").with_source(e));
     }
+    let now = crate::output::now();
     for h in store.audit_heads().await? {
-        let line = serde_json::json!({
-            "type": "chain_head",
-            "replica_id": h.replica_id,
-            "seq": h.seq,
-            "hash": h.hash,
-        });
-        out.push_str(&line.to_string());
+        out.push_str(&h.line(now));
         out.push('\n');
     }
     let sig = signer

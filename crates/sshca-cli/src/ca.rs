@@ -114,18 +114,14 @@ async fn rotate(name: &str, config: &Path) -> Result<()> {
     crate::files::write_atomic(config, out.as_bytes())?;
     let now = crate::output::now();
     let event = sshca_store::AuditEvent {
-        identity: Some(std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+        identity: Some(crate::output::local_user()),
         auth_source: Some("cli".into()),
         ca_fingerprint: Some(new_fp.clone()),
         status: 200,
         outcome: "allowed".into(),
         code: "ca_rotated".into(),
         reason: format!("ca `{name}`: current key is now {new_key}; {old_key} is retired"),
-        ..sshca_store::AuditEvent::new(
-            "ca_rotate",
-            &format!("cli-{}-{now}", std::process::id()),
-            now,
-        )
+        ..sshca_store::AuditEvent::new("ca_rotate", &crate::output::cli_request_id(now), now)
     };
     // The rotation stands; a store that cannot take its event is said.
     let recorded = match sshca_authority::open_store(None, &cfg).await {

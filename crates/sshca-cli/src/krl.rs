@@ -92,9 +92,9 @@ pub async fn revoke(a: RevokeArgs, config: &Path) -> Result<()> {
     let store = sshca_authority::open_store(a.store.as_deref(), &cfg).await?;
     let now = crate::output::now();
     let by = rv::Revoker {
-        identity: std::env::var("USER").unwrap_or_else(|_| "cli".into()),
+        identity: crate::output::local_user(),
         source: "cli".into(),
-        request_id: format!("cli-{}-{now}", std::process::id()),
+        request_id: crate::output::cli_request_id(now),
     };
     let r = rv::revoke(&*store, &a.ca, target, &a.reason, &by, now).await?;
     println!(

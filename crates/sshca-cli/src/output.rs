@@ -10,6 +10,18 @@ use sshca::core::{Certificate, KeyData, PublicKey};
 use sshca::signer::{Error, ErrorKind, Result};
 
 /// Seconds since the epoch.
+/// Who runs an offline command, for its audit event: `$USER`, else `cli`.
+#[cfg(feature = "store")]
+pub fn local_user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// The request id of an offline command's audit event.
+#[cfg(feature = "store")]
+pub fn cli_request_id(now: u64) -> String {
+    format!("cli-{}-{now}", std::process::id())
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

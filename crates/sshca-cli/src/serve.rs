@@ -163,7 +163,7 @@ pub async fn token(cmd: TokenCmd, config: &Path) -> Result<()> {
                 .await?;
             store
                 .audit(&sshca_store::AuditEvent {
-                    identity: Some(std::env::var("USER").unwrap_or_else(|_| "cli".into())),
+                    identity: Some(crate::output::local_user()),
                     auth_source: Some("cli".into()),
                     principals: principals.clone(),
                     status: 200,
@@ -175,7 +175,7 @@ pub async fn token(cmd: TokenCmd, config: &Path) -> Result<()> {
                     ),
                     ..sshca_store::AuditEvent::new(
                         "admin",
-                        &format!("cli-{}-{now}", std::process::id()),
+                        &crate::output::cli_request_id(now),
                         now,
                     )
                 })

@@ -57,6 +57,22 @@ pub struct ChainHead {
     pub hash: String,
 }
 
+impl ChainHead {
+    /// The head as the JSON line sinks and exports carry:
+    /// `{"v":1,"type":"chain_head","at":AT,"replica_id":..,"seq":..,"hash":..}`.
+    pub fn line(&self, at: u64) -> String {
+        serde_json::json!({
+            "v": AUDIT_SCHEMA,
+            "type": "chain_head",
+            "at": at,
+            "replica_id": self.replica_id,
+            "seq": self.seq,
+            "hash": self.hash,
+        })
+        .to_string()
+    }
+}
+
 impl fmt::Display for ChainHead {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.replica_id, self.seq, self.hash)

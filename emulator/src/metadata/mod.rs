@@ -453,9 +453,9 @@ impl crate::service::Emulated for Metadata {
 
     /// `--metadata-port`, else after the other listeners with `--port`.
     fn port(config: &crate::Config, slot: usize) -> Option<u16> {
-        config.metadata_port.or(config
-            .port
-            .map(|p| p.saturating_add(u16::try_from(slot).unwrap_or(u16::MAX))))
+        config
+            .metadata_port
+            .or(crate::service::slot_port(config, slot))
     }
 
     fn load_seed(state: &State, seed: Self::Seed) -> Result<(), String> {

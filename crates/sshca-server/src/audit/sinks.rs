@@ -213,15 +213,12 @@ impl Sink {
         seq: u64,
         hash: &str,
     ) -> std::result::Result<(), String> {
-        let line = serde_json::json!({
-            "v": sshca_store::AUDIT_SCHEMA,
-            "type": "chain_head",
-            "at": sshca_authority::unix_now(),
-            "replica_id": replica,
-            "seq": seq,
-            "hash": hash,
-        })
-        .to_string();
+        let line = sshca_store::ChainHead {
+            replica_id: replica.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+        }
+        .line(sshca_authority::unix_now());
         self.deliver(&[line]).await
     }
 }
