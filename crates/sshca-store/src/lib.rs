@@ -21,16 +21,19 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sshca_signer::{Error, ErrorKind, Result};
 
+mod approval;
 pub mod chain;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod postgres;
 mod sql;
+mod sql_approval;
 mod sql_audit;
 mod sqlite;
 mod store_impl;
 mod writer;
 
+pub use approval::{Approval, Vote};
 pub use chain::{AuditRow, ChainHead, ChainLink};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -427,6 +430,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn release_instance(&self, join: &str, instance: &str) -> Result<()>;
     /// Every instance that joined, oldest first (for `sshca store copy`).
     async fn joined_instances(&self) -> Result<Vec<JoinedInstance>>;
+    /// Keeps a new sign request waiting for approval.
+    async fn add_approval(&self, approval: &Approval) -> Result<()>;
+    /// The approval request `id`.
+    async fn approval(&self, id: &str) -> Result<Option<Approval>>;
+    /// Approval requests in `state` (all when `None`), oldest first, at
+    /// most `limit`.
+    async fn approvals(&self, state: Option<&str>, limit: u32) -> Result<Vec<Approval>>;
+    /// Writes `approval`'s state, votes, decision and certificate when the
+    /// stored record's version is still `approval.version` (then bumped):
+    /// `false` when another change came first, so of two replicas deciding
+    /// at once exactly one succeeds.
+    async fn update_approval(&self, approval: &Approval) -> Result<bool>;
     /// Whether the database answers.
     async fn health(&self) -> Result<()>;
     /// The store's URL, with any password removed.

@@ -19,6 +19,7 @@ macro_rules! sql_for {
             row = $row,
             chain_lock = ($lpre, $lpost),
         );
+        $crate::sql_approval::approval_sql_for!(db = $db, row = $row);
 
         use sqlx::{QueryBuilder, Row};
 

@@ -152,6 +152,26 @@ macro_rules! impl_store {
                 sql::joined_instances(&self.readers).await
             }
 
+            async fn add_approval(&self, a: &$crate::Approval) -> Result<()> {
+                sql::add_approval(&self.readers, a).await
+            }
+
+            async fn approval(&self, id: &str) -> Result<Option<$crate::Approval>> {
+                sql::approval(&self.readers, id).await
+            }
+
+            async fn approvals(
+                &self,
+                state: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<$crate::Approval>> {
+                sql::approvals(&self.readers, state, limit).await
+            }
+
+            async fn update_approval(&self, a: &$crate::Approval) -> Result<bool> {
+                sql::update_approval(&self.readers, a).await
+            }
+
             async fn health(&self) -> Result<()> {
                 sqlx::query("SELECT 1")
                     .execute(&self.readers)
