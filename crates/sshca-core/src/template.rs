@@ -1,6 +1,8 @@
-//! Identity templates in policies: `{identity}` and `{claims.NAME}` in
-//! principals and key ids, filled from the requester's credential (pure:
-//! the caller supplies the claims it verified).
+//! Identity templates in policies: `{identity}`, `{claims.NAME}` and
+//! `{webhook.NAME.FIELD}` in principals, key ids and extension values,
+//! filled from the requester's credential and what the policy's webhooks
+//! answered (pure: the caller supplies the claims it verified; a
+//! webhook's field is the claim named `webhook.NAME.FIELD`).
 //!
 //! A list claim expands an entry into one value per item (several
 //! placeholders: every combination, at most [`MAX_EXPANSION`]). A value
@@ -44,9 +46,25 @@ enum Part<'a> {
     Var(&'a str),
 }
 
+/// The prefix of the claims that hold webhooks' answers
+/// (`webhook.NAME.FIELD`); a credential's own claims never use it.
+pub const WEBHOOK_PREFIX: &str = "webhook.";
+
 /// Whether `text` uses an identity placeholder.
 pub fn is_template(text: &str) -> bool {
-    text.contains("{identity}") || text.contains("{claims.")
+    text.contains("{identity}") || text.contains("{claims.") || text.contains("{webhook.")
+}
+
+/// The webhooks whose answers `text` uses (`{webhook.NAME.FIELD}`).
+pub fn webhooks_used(text: &str) -> Vec<&str> {
+    parse(text, false)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| match p {
+            Part::Claim(c) => c.strip_prefix(WEBHOOK_PREFIX)?.split('.').next(),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Splits `text` into literals and placeholders. `strict`: every `{` must
@@ -67,11 +85,28 @@ fn parse(text: &str, strict: bool) -> std::result::Result<Vec<Part<'_>>, String>
                 if name.is_empty() || name.contains('{') {
                     return Err(format!("`{text}`: `{{{i}}}` names no claim"));
                 }
+                if name.starts_with(WEBHOOK_PREFIX) {
+                    return Err(format!(
+                        "`{text}`: a webhook's answer is `{{{name}}}`, not `{{{i}}}`"
+                    ));
+                }
                 Some(Part::Claim(name))
+            }
+            Some(i) if i.starts_with(WEBHOOK_PREFIX) => {
+                let ok = i[WEBHOOK_PREFIX.len()..]
+                    .split_once('.')
+                    .is_some_and(|(n, f)| !n.is_empty() && !f.is_empty() && !i.contains('{'));
+                if !ok {
+                    return Err(format!(
+                        "`{text}`: `{{{i}}}` is not `{{webhook.NAME.FIELD}}`"
+                    ));
+                }
+                Some(Part::Claim(i))
             }
             _ if strict => {
                 return Err(format!(
-                    "`{text}`: `{{` opens neither `{{identity}}` nor `{{claims.NAME}}`"
+                    "`{text}`: `{{` opens neither `{{identity}}`, `{{claims.NAME}}` nor \
+                     `{{webhook.NAME.FIELD}}`"
                 ))
             }
             Some(i) if !i.contains('{') => Some(Part::Var(i)),
@@ -153,6 +188,15 @@ pub fn expand(
                 refuse("`{identity}` is used but the request has no requester identity".into())
             })?],
             Part::Claim(name) => match claims.get(name) {
+                None if name.starts_with(WEBHOOK_PREFIX) => {
+                    return Err(refuse(format!(
+                        "the answer of webhook `{}` has no field `{}` (used by `{text}`)",
+                        name[WEBHOOK_PREFIX.len()..].split('.').next().unwrap_or_default(),
+                        name[WEBHOOK_PREFIX.len()..]
+                            .split_once('.')
+                            .map_or("", |(_, f)| f)
+                    )))
+                }
                 None => {
                     return Err(refuse(format!(
                         "the credential has no claim `{name}` (used by `{text}`)"
@@ -268,6 +312,11 @@ mod tests {
         assert_eq!(k.unwrap(), ["p/acme/web"]);
         assert!(check("{requester}").is_err() && check("a}").is_err());
         assert!(check("{claims.}").is_err() && check("x-{claims.sub}").is_ok());
+        assert!(check("u-{webhook.hr.login}").is_ok());
+        for bad in ["{webhook.hr}", "{webhook..x}", "{webhook.hr.}", "{claims.webhook.hr.x}"] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+        assert_eq!(webhooks_used("{webhook.hr.a}-{claims.x}-{webhook.cmdb.b}"), ["hr", "cmdb"]);
     }
 
     #[test]

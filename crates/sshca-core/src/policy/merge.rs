@@ -33,6 +33,27 @@ impl Policy {
             Ok(out)
         };
         let mut p = self.clone();
+        for (field, map) in [
+            ("extensions", &mut p.extensions),
+            ("default_extensions", &mut p.default_extensions),
+        ] {
+            for v in map.values_mut() {
+                if let OptionValue::Text(t) = v {
+                    if template::is_template(t) {
+                        let filled = template::expand(
+                            t,
+                            field,
+                            Use::KeyId,
+                            req.requester.as_deref(),
+                            &req.claims,
+                            &[],
+                        )
+                        .map_err(refuse)?;
+                        *t = filled.concat();
+                    }
+                }
+            }
+        }
         if let Some(v) = &self.valid_principals {
             p.valid_principals = Some(fill(v, "valid_principals")?);
         }
@@ -71,7 +92,7 @@ impl Policy {
         now: u64,
         serial: u64,
     ) -> Result<(CertTemplate, Vec<Change>)> {
-        if self.has_principal_templates() {
+        if self.has_principal_templates() || self.has_extension_templates() {
             return self.filled(req)?.merge_filled(req, subject, now, serial);
         }
         self.merge_filled(req, subject, now, serial)

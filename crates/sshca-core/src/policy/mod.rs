@@ -185,6 +185,16 @@ impl Policy {
         if let Some(k) = &self.key_id {
             template::check_key_id(k).map_err(|m| bad("key_id", m))?;
         }
+        for (field, map) in [
+            ("extensions", &self.extensions),
+            ("default_extensions", &self.default_extensions),
+        ] {
+            for v in map.values() {
+                if let OptionValue::Text(t) = v {
+                    template::check_key_id(t).map_err(|m| bad(field, m))?;
+                }
+            }
+        }
         // With templates, defaults are checked against the allowed list
         // once both are filled, at merge time.
         if let Some(allowed) = self
@@ -240,7 +250,49 @@ impl Policy {
         Ok(())
     }
 
-    /// Whether a principal field uses `{identity}` or `{claims.NAME}`.
+    /// The texts that may hold templates: principal fields, globs, the key
+    /// id and extension values.
+    fn template_texts(&self) -> impl Iterator<Item = &str> {
+        let ext = [&self.extensions, &self.default_extensions]
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|v| match v {
+                OptionValue::Text(t) => Some(t.as_str()),
+                _ => None,
+            });
+        self.valid_principals
+            .iter()
+            .flatten()
+            .chain(&self.default_valid_principals)
+            .map(String::as_str)
+            .chain(
+                self.allowed_valid_principals
+                    .iter()
+                    .flatten()
+                    .map(|g| g.as_str()),
+            )
+            .chain(self.key_id.as_deref())
+            .chain(ext)
+    }
+
+    /// The webhooks whose answers the policy's templates use
+    /// (`{webhook.NAME.FIELD}`).
+    pub fn webhooks_used(&self) -> std::collections::BTreeSet<&str> {
+        self.template_texts()
+            .flat_map(template::webhooks_used)
+            .collect()
+    }
+
+    /// Whether an extension value uses a template.
+    pub(super) fn has_extension_templates(&self) -> bool {
+        [&self.extensions, &self.default_extensions]
+            .into_iter()
+            .flat_map(|m| m.values())
+            .any(|v| matches!(v, OptionValue::Text(t) if template::is_template(t)))
+    }
+
+    /// Whether a principal field uses `{identity}`, `{claims.NAME}` or
+    /// `{webhook.NAME.FIELD}`.
     pub fn has_principal_templates(&self) -> bool {
         self.valid_principals
             .iter()
@@ -429,5 +481,42 @@ mod template_tests {
             .unwrap_err()
             .to_string()
             .contains("valid_principals"));
+    }
+
+    #[test]
+    fn webhook_answers_fill_principals_key_ids_and_extensions() {
+        let mut p = Policy::new("db", CertType::User);
+        p.valid_principals = Some(vec!["{webhook.hr.login}".into()]);
+        p.key_id = Some("{identity} ticket {webhook.tickets.id}".into());
+        p.extensions
+            .insert("login@github.com".into(), OptionValue::Text("{webhook.hr.gh}".into()));
+        p.extensions.insert("permit-pty".into(), OptionValue::Flag);
+        p.check().unwrap();
+        assert_eq!(
+            p.webhooks_used().into_iter().collect::<Vec<_>>(),
+            ["hr", "tickets"]
+        );
+        let r = req(&[
+            ("webhook.hr.login", Claim::Text("alice".into())),
+            ("webhook.hr.gh", Claim::Text("alice-gh".into())),
+            ("webhook.tickets.id", Claim::Text("OPS-12".into())),
+        ]);
+        let (t, _) = p.merge(&r, &key(), 1_000_000, 5).unwrap();
+        assert_eq!(t.principals, ["alice"]);
+        assert_eq!(t.key_id, "alice@example.com ticket OPS-12");
+        assert_eq!(
+            t.extensions.get("login@github.com"),
+            Some(&OptionValue::Text("alice-gh".into()))
+        );
+        // A missing field names the webhook; a value passes the claims' checks.
+        let e = p.merge(&req(&[]), &key(), 1, 5).unwrap_err().to_string();
+        assert!(e.contains("the answer of webhook `hr` has no field"), "{e}");
+        let r = req(&[
+            ("webhook.hr.login", Claim::Text("a,b".into())),
+            ("webhook.hr.gh", Claim::Text("x".into())),
+            ("webhook.tickets.id", Claim::Text("1".into())),
+        ]);
+        let e = p.merge(&r, &key(), 1, 5).unwrap_err().to_string();
+        assert!(e.contains("holds `,`"), "{e}");
     }
 }
