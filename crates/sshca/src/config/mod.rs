@@ -72,7 +72,7 @@ use sshca_core::{CertOptions, OptionValue};
 use sshca_signer::{Error, ErrorKind, KeyUri, Result};
 
 mod policy;
-pub use policy::PolicyConfig;
+pub use policy::{ApprovalConfig, ApprovalRule, PolicyConfig};
 
 /// A CA entry.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -121,6 +121,10 @@ pub struct PolicyEntry {
     /// How long after its first certificate a chain of renewals ends,
     /// seconds; `None` when certificates are not renewable.
     pub renew_max_age: Option<u64>,
+    /// The `[webhook.NAME]`s asked before issuing, in order.
+    pub webhooks: Vec<String>,
+    /// Who must approve before a certificate is issued.
+    pub approval: Option<ApprovalRule>,
     /// The policy as written (for `policy show`).
     pub raw: PolicyConfig,
 }
@@ -152,6 +156,9 @@ pub struct Config {
     /// The `[audit.NAME]` tables as written (parsed by the service): where
     /// audit events go besides the store.
     pub audits: BTreeMap<String, toml::Value>,
+    /// The `[webhook.NAME]` tables as written (parsed by the service): who
+    /// is asked before a policy's certificates are issued.
+    pub webhooks: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +179,8 @@ struct FileShape {
     join: BTreeMap<String, toml::Value>,
     #[serde(default)]
     audit: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    webhook: BTreeMap<String, toml::Value>,
 }
 
 /// An error in the config file at `path`.
@@ -297,6 +306,7 @@ impl Config {
         cfg.oidc = shape.oidc;
         cfg.joins = shape.join;
         cfg.audits = shape.audit;
+        cfg.webhooks = shape.webhook;
         for (name, v) in shape.ca {
             let mut ca = CaConfig::deserialize(v)
                 .map_err(|e| cfg_err(path, format_args!("ca `{name}`: {}", e.message())))?;
@@ -355,6 +365,9 @@ impl Config {
             let (pin_source_address, renew_max_age) = raw
                 .service_settings(&policy)
                 .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
+            let (webhooks, approval) = raw
+                .gates(&policy, &cfg.webhooks, &cfg.oidc)
+                .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
             let requesters = policy.requesters.as_deref().unwrap_or_default();
             check_matcher_issuers(requesters, "requesters", &cfg.oidc)
                 .map_err(|m| cfg_err(path, format_args!("policy `{name}`: {m}")))?;
@@ -388,6 +401,8 @@ impl Config {
                     auth: raw.auth.clone(),
                     pin_source_address,
                     renew_max_age,
+                    webhooks,
+                    approval,
                     raw,
                 },
             );
@@ -559,5 +574,39 @@ mod tests {
         );
         let e = parse("[servr]\nlisten = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("servr"), "{e}");
+    }
+
+    #[test]
+    fn webhooks_and_approval_are_checked() {
+        let head = "[oidc.corp]\nissuer = \"i\"\n[webhook.hr]\nurl = \"https://x\"\n\
+                    [ca.u]\nkey = \"file:/k\"\n[policy.p]\nca = \"u\"\n";
+        let c = parse(&format!(
+            "{head}webhooks = [\"hr\"]\nvalid_principals = [\"{{webhook.hr.login}}\"]\n\
+             approval = {{ approvers = [\"oidc:corp:ops-*\"], count = 2, expires = \"1h\", \
+             notify = \"hr\" }}\n"
+        ))
+        .unwrap();
+        let p = &c.policies["p"];
+        assert_eq!(p.webhooks, ["hr"]);
+        let a = p.approval.as_ref().unwrap();
+        assert_eq!((a.count, a.expires, a.notify.as_deref()), (2, 3600, Some("hr")));
+        for (extra, needle) in [
+            ("webhooks = [\"crm\"]\n", "no [webhook.crm] table (defined: hr)"),
+            ("webhooks = [\"hr\", \"hr\"]\n", "listed twice"),
+            ("key_id = \"{webhook.crm.x}\"\n", "`webhooks` does not list `crm`"),
+            ("approval = { approvers = [] }\n", "at least one approver"),
+            ("approval = { approvers = [\"oidc:gh:*\"] }\n", "issuer `gh`"),
+            ("approval = { approvers = [\"a\"], count = 0 }\n", "between 1 and 10"),
+            ("approval = { approvers = [\"a\"], expires = \"8d\" }\n", "between 1m and 7d"),
+            ("approval = { approvers = [\"a\"], notify = \"x\" }\n", "approval.notify"),
+            ("approval = { approvers = [\"a\"], whom = 1 }\n", "whom"),
+            (
+                "renewable = true\nrenew_max_age = \"1d\"\napproval = { approvers = [\"a\"] }\n",
+                "renew without approval",
+            ),
+        ] {
+            let e = parse(&format!("{head}{extra}")).unwrap_err().to_string();
+            assert!(e.contains(needle), "{extra}: {e}");
+        }
     }
 }

@@ -9,7 +9,9 @@ use sshca_core::policy::{OnDisallowed, Policy};
 use sshca_core::validity::parse_ttl;
 use sshca_core::CertType;
 
-use super::{cert_options, duration, globs, matchers};
+use sshca_core::matcher::IdentityMatcher;
+
+use super::{cert_options, check_matcher_issuers, duration, globs, matchers};
 
 /// A policy as written in the file (all fields optional but `ca`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -51,7 +53,45 @@ pub struct PolicyConfig {
     /// How long after its first certificate a chain of renewals ends
     /// (required when `renewable`).
     pub renew_max_age: Option<String>,
+    /// The `[webhook.NAME]`s asked before a certificate is issued (each may
+    /// deny, or add fields templates use as `{webhook.NAME.FIELD}`).
+    pub webhooks: Option<Vec<String>>,
+    /// Certificates are issued only once approvers approve the request.
+    pub approval: Option<ApprovalConfig>,
 }
+
+/// A policy's `approval` table as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalConfig {
+    /// Who may approve: identity matchers (`oidc:corp:ops-*`, `token:lead`).
+    pub approvers: Vec<String>,
+    /// How many distinct approvers must approve (default 1).
+    pub count: Option<u32>,
+    /// How long a request stays open to approval (default `15m`).
+    pub expires: Option<String>,
+    /// A `[webhook.NAME]` told about each new request (chat, ticketing).
+    pub notify: Option<String>,
+}
+
+/// A policy's approval rule, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// Who may approve (never the requester).
+    pub approvers: Vec<IdentityMatcher>,
+    /// How many distinct approvers must approve.
+    pub count: u32,
+    /// Seconds a request stays open to approval.
+    pub expires: u64,
+    /// The webhook told about new requests.
+    pub notify: Option<String>,
+}
+
+/// Most approvers a rule may require.
+const MAX_APPROVALS: u32 = 10;
+
+/// Longest a request may stay open to approval: a week.
+const MAX_APPROVAL_WAIT: u64 = 7 * 86_400;
 
 impl PolicyConfig {
     pub(super) fn build(&self, name: &str) -> std::result::Result<Policy, String> {
@@ -162,5 +202,89 @@ impl PolicyConfig {
             (false, None) => None,
         };
         Ok((pin, renew_max_age))
+    }
+}
+
+impl PolicyConfig {
+    /// The policy's webhooks and approval rule, checked against the
+    /// config's `[webhook.NAME]` and `[oidc.NAME]` tables.
+    pub(super) fn gates(
+        &self,
+        policy: &Policy,
+        webhooks: &BTreeMap<String, toml::Value>,
+        oidc: &BTreeMap<String, toml::Value>,
+    ) -> std::result::Result<(Vec<String>, Option<ApprovalRule>), String> {
+        let defined = || {
+            if webhooks.is_empty() {
+                "none".to_owned()
+            } else {
+                webhooks.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        let listed = self.webhooks.clone().unwrap_or_default();
+        for (i, w) in listed.iter().enumerate() {
+            if !webhooks.contains_key(w) {
+                return Err(format!(
+                    "field `webhooks`: no [webhook.{w}] table (defined: {})",
+                    defined()
+                ));
+            }
+            if listed[..i].contains(w) {
+                return Err(format!("field `webhooks`: `{w}` is listed twice"));
+            }
+        }
+        if let Some(w) = policy
+            .webhooks_used()
+            .into_iter()
+            .find(|w| !listed.iter().any(|l| l == w))
+        {
+            return Err(format!(
+                "a template uses `{{webhook.{w}.…}}`, but `webhooks` does not list `{w}`"
+            ));
+        }
+        let Some(a) = &self.approval else {
+            return Ok((listed, None));
+        };
+        if self.renewable.unwrap_or(false) {
+            return Err(
+                "field `approval`: a renewable policy would renew without approval; \
+                 use one or the other"
+                    .into(),
+            );
+        }
+        let approvers = matchers(Some(&a.approvers), "approval.approvers")?.unwrap_or_default();
+        if approvers.is_empty() {
+            return Err("field `approval.approvers`: name at least one approver".into());
+        }
+        check_matcher_issuers(&approvers, "approval.approvers", oidc)?;
+        let count = a.count.unwrap_or(1);
+        if !(1..=MAX_APPROVALS).contains(&count) {
+            return Err(format!(
+                "field `approval.count`: {count} is not between 1 and {MAX_APPROVALS}"
+            ));
+        }
+        let expires = duration(a.expires.as_ref(), "approval.expires")?.unwrap_or(900);
+        if !(60..=MAX_APPROVAL_WAIT).contains(&expires) {
+            return Err(format!(
+                "field `approval.expires`: between 1m and 7d (got {expires} s)"
+            ));
+        }
+        if let Some(n) = &a.notify {
+            if !webhooks.contains_key(n) {
+                return Err(format!(
+                    "field `approval.notify`: no [webhook.{n}] table (defined: {})",
+                    defined()
+                ));
+            }
+        }
+        Ok((
+            listed,
+            Some(ApprovalRule {
+                approvers,
+                count,
+                expires,
+                notify: a.notify.clone(),
+            }),
+        ))
     }
 }
