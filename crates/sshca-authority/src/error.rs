@@ -44,6 +44,16 @@ pub enum RefusalKind {
     /// No CA of this service issued the certificate, or the store has no
     /// record of it (404).
     CertificateUnknown,
+    /// A policy's webhook denied the request, or failed under
+    /// `on_error = "deny"` (403).
+    WebhookDenied,
+    /// The policy needs approval, which this front end cannot wait for
+    /// (403).
+    ApprovalRequired,
+    /// The approval request was not approved in time (410).
+    ApprovalExpired,
+    /// The approval request was already decided (409).
+    ApprovalDecided,
     /// sshca's own failure (500).
     Internal,
 }
@@ -69,6 +79,10 @@ impl RefusalKind {
             Self::RenewalExpired => "renewal_expired",
             Self::CertificateRevoked => "certificate_revoked",
             Self::CertificateUnknown => "certificate_unknown",
+            Self::WebhookDenied => "webhook_denied",
+            Self::ApprovalRequired => "approval_required",
+            Self::ApprovalExpired => "approval_expired",
+            Self::ApprovalDecided => "approval_decided",
             Self::Internal => "internal",
         }
     }
@@ -160,6 +174,10 @@ impl From<Refusal> for Error {
         let kind = match r.kind {
             RefusalKind::NotFound | RefusalKind::CertificateUnknown => ErrorKind::NotFound,
             RefusalKind::Forbidden
+            | RefusalKind::WebhookDenied
+            | RefusalKind::ApprovalRequired
+            | RefusalKind::ApprovalExpired
+            | RefusalKind::ApprovalDecided
             | RefusalKind::RenewNotAllowed
             | RefusalKind::RenewalExpired
             | RefusalKind::CertificateRevoked => ErrorKind::PermissionDenied,

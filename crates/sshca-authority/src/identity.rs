@@ -4,6 +4,7 @@
 
 use sshca::config::PolicyEntry;
 use sshca::core::matcher::IdentityMatcher;
+use sshca::core::template::{Claim, Claims};
 
 use crate::error::Refusal;
 
@@ -96,6 +97,55 @@ pub fn audit_claims(
                 Claim::Other(kind) => format!("({kind})"),
             };
             (cap(k).into_owned(), v)
+        })
+        .collect()
+}
+
+/// Claims as templates read them, from a JSON object (an OIDC token's
+/// payload, a webhook's `data`).
+pub fn claims_from_json(map: serde_json::Map<String, serde_json::Value>) -> Claims {
+    use serde_json::Value;
+    map.into_iter()
+        .map(|(k, v)| {
+            let c = match v {
+                Value::String(s) => Claim::Text(s),
+                Value::Array(items) => {
+                    let texts: Option<Vec<String>> = items
+                        .into_iter()
+                        .map(|i| match i {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        })
+                        .collect();
+                    texts.map_or(Claim::Other("a list holding non-strings"), Claim::List)
+                }
+                Value::Number(_) => Claim::Other("a number"),
+                Value::Bool(_) => Claim::Other("a boolean"),
+                Value::Null => Claim::Other("null"),
+                Value::Object(_) => Claim::Other("an object"),
+            };
+            (k, c)
+        })
+        .collect()
+}
+
+/// Claims as a JSON object that [`claims_from_json`] reads back the same
+/// (a value templates cannot use becomes a JSON value of its kind).
+pub fn claims_to_json(claims: &Claims) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{json, Value};
+    claims
+        .iter()
+        .map(|(k, c)| {
+            let v = match c {
+                Claim::Text(t) => json!(t),
+                Claim::List(l) => json!(l),
+                Claim::Other("a number") => json!(0),
+                Claim::Other("a boolean") => json!(false),
+                Claim::Other("a list holding non-strings") => json!([0]),
+                Claim::Other("an object") => json!({}),
+                Claim::Other(_) => Value::Null,
+            };
+            (k.clone(), v)
         })
         .collect()
 }

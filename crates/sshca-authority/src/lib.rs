@@ -18,9 +18,11 @@ use sshca::core::KeyData;
 use sshca_store::{CertQuery, IssuedCert, Revocation, RevocationTarget, Store};
 use tokio::sync::Mutex;
 
+mod approval;
 pub mod bundle;
 pub mod ca;
 mod error;
+pub mod gate;
 mod identity;
 pub mod issue;
 pub mod krl;
@@ -28,10 +30,11 @@ pub mod renew;
 pub mod revoke;
 mod store;
 
+pub use approval::{requested, Requested};
 pub use bundle::{bundle_text, BundleFormat};
 pub use ca::{open_cas, CaKey, KeyRole, OpenedCa};
 pub use error::{Refusal, RefusalKind};
-pub use identity::{audit_claims, Identity};
+pub use identity::{audit_claims, claims_from_json, claims_to_json, Identity};
 pub use issue::{Issued, NoObserver, Observer, Prepared, SignBounds};
 pub use krl::{build_krl, BuiltKrl, KRL_NAMESPACE};
 pub use renew::{RenewRequest, Renewed};
@@ -66,6 +69,8 @@ pub struct AuthorityOptions {
     pub bounds: Option<SignBounds>,
     /// What is counted.
     pub observer: Arc<dyn Observer>,
+    /// The webhooks policies ask (`None`: a policy with webhooks refuses).
+    pub webhooks: Option<Arc<dyn gate::Webhooks>>,
 }
 
 impl Default for AuthorityOptions {
@@ -73,6 +78,7 @@ impl Default for AuthorityOptions {
         Self {
             bounds: None,
             observer: Arc::new(NoObserver),
+            webhooks: None,
         }
     }
 }
@@ -195,36 +201,29 @@ impl Authority {
     }
 
     /// Issues under a policy the identity may use (see
-    /// [`Authority::policy`]): merged, signed, recorded, only then
-    /// returned.
+    /// [`Authority::policy`]): its webhooks asked, merged, signed,
+    /// recorded, only then returned. A policy that needs approval is
+    /// refused (`approval_required`): [`Authority::request`] keeps such
+    /// requests for approvers.
     pub async fn issue(&self, r: IssueRequest<'_>, now: u64) -> Result<Issued, Refusal> {
         let entry = self.policy(r.policy, r.identity)?;
-        let ca = self.cas.get(&entry.ca).ok_or_else(|| {
-            Refusal::new(
-                RefusalKind::BackendUnavailable,
-                format!("CA `{}` is not open", entry.ca),
-            )
-            .retry(1)
-        })?;
-        let mut prepared = issue::prepare(
-            entry,
-            r.identity,
-            r.subject,
-            r.request,
-            now,
-            sshca::core::random_serial(),
-        )?;
-        issue::pin_source_address(entry, &mut prepared, r.source_address)?;
-        let signing = self.signing(&entry.ca, ca);
-        let who = issue::RecordAs {
-            identity: r.identity,
-            kind: "issue",
-            policy: r.policy,
-            now,
-            request_id: r.request_id,
-            renewal: None,
-        };
-        issue::sign_and_record(&signing, prepared, r.subject, &who).await
+        if entry.approval.is_some() {
+            return Err(Refusal::new(
+                RefusalKind::ApprovalRequired,
+                format!(
+                    "policy `{}` issues only once approvers approve; ask where a request can \
+                     wait for them (`sshca request`, POST /v1/sign/{})",
+                    r.policy, r.policy
+                ),
+            ));
+        }
+        match self.request(r, now).await? {
+            Requested::Issued(issued) => Ok(issued),
+            Requested::Pending(a) => Err(Refusal::new(
+                RefusalKind::Internal,
+                format!("approval request `{}` was kept instead of issuing", a.id),
+            )),
+        }
     }
 
     /// The trust bundle of CA `name`: its current and next keys, and

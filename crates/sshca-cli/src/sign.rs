@@ -97,6 +97,20 @@ fn plan(a: &SignArgs, config: &Path) -> Result<Plan> {
     if let Some(name) = &a.policy {
         let cfg = sshca::config::Config::load(config)?;
         let (entry, ca) = cfg.policy(name)?;
+        if entry.approval.is_some() || !entry.webhooks.is_empty() {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "policy `{name}` asks {} before issuing, which only `sshca serve` does; \
+                     ask the service with `sshca request`",
+                    if entry.approval.is_some() {
+                        "approvers"
+                    } else {
+                        "webhooks"
+                    }
+                ),
+            ));
+        }
         let mut opts = OptionsBuilder::empty();
         opts.apply_all(a.options.iter().map(String::as_str))?;
         let (crit, ext) = opts.build()?;

@@ -109,7 +109,7 @@ pub(crate) fn tracked(
 
 /// Routes that issue certificates: a required audit sink that cannot take
 /// events stops them before anything is signed.
-const ISSUING: [&str; 3] = ["sign", "renew", "join"];
+const ISSUING: [&str; 4] = ["sign", "renew", "join", "approve"];
 
 async fn track(app: Arc<App>, route: &'static str, mut req: Request, next: Next) -> Response {
     let ctx = Ctx::new();

@@ -76,6 +76,8 @@ impl From<Refusal> for ApiError {
         let status = match r.kind {
             RefusalKind::NotFound | RefusalKind::CertificateUnknown => StatusCode::NOT_FOUND,
             RefusalKind::Forbidden
+            | RefusalKind::WebhookDenied
+            | RefusalKind::ApprovalRequired
             | RefusalKind::RenewNotAllowed
             | RefusalKind::RenewalExpired
             | RefusalKind::CertificateRevoked => StatusCode::FORBIDDEN,
@@ -83,6 +85,8 @@ impl From<Refusal> for ApiError {
             | RefusalKind::RenewProofReplayed
             | RefusalKind::RenewProofStale => StatusCode::UNAUTHORIZED,
             RefusalKind::InvalidInput => StatusCode::BAD_REQUEST,
+            RefusalKind::ApprovalExpired => StatusCode::GONE,
+            RefusalKind::ApprovalDecided => StatusCode::CONFLICT,
             RefusalKind::PolicyRefused | RefusalKind::NotACaKey => StatusCode::UNPROCESSABLE_ENTITY,
             RefusalKind::BackendThrottled
             | RefusalKind::BackendUnavailable

@@ -34,6 +34,7 @@ mod routes;
 mod settings;
 mod tls;
 mod tokens;
+mod webhooks;
 
 pub use config::ServiceConfig;
 pub use settings::Settings;
@@ -144,6 +145,14 @@ pub async fn serve(config: Config, mut options: ServeOptions) -> Result<()> {
                 settings.request_timeout,
             )),
             observer: metrics.clone(),
+            webhooks: if service.webhooks.is_empty() {
+                None
+            } else {
+                Some(Arc::new(webhooks::HttpWebhooks::open(
+                    &service.webhooks,
+                    metrics.clone(),
+                )?))
+            },
         },
     );
     let url = format!("https://{addr}");

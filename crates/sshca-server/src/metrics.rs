@@ -30,8 +30,15 @@ struct SinkLabels {
     sink: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: String,
+    outcome: String,
+}
+
 #[derive(Debug)]
 pub(crate) struct Metrics {
+    webhook_calls: Family<WebhookLabels, Counter>,
     audit_backlog: Family<SinkLabels, Gauge>,
     audit_up: Family<SinkLabels, Gauge>,
     audit_delivered: Family<SinkLabels, Counter>,
@@ -77,6 +84,12 @@ impl Metrics {
             "Requests refused before an identity was established, by code",
             unauthenticated.clone(),
         );
+        let webhook_calls = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "webhook_calls",
+            "Webhook calls by webhook and outcome (allow, deny, error, notified)",
+            webhook_calls.clone(),
+        );
         let audit_backlog = Family::<SinkLabels, Gauge>::default();
         registry.register(
             "audit_sink_backlog",
@@ -102,6 +115,7 @@ impl Metrics {
             audit_dropped.clone(),
         );
         Self {
+            webhook_calls,
             audit_backlog,
             audit_up,
             audit_delivered,
@@ -149,6 +163,16 @@ impl Metrics {
         self.unauthenticated
             .get_or_create(&CodeLabels {
                 code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A call to webhook `webhook` ended with `outcome`.
+    pub fn webhook_call(&self, webhook: &str, outcome: &str) {
+        self.webhook_calls
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

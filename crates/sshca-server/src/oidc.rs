@@ -17,7 +17,6 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use sshca::core::template::{Claim, Claims};
 use sshca::core::validity::parse_ttl;
 use sshca::signer::{Error, ErrorKind, Result};
 use sshca_authority::Identity;
@@ -547,35 +546,9 @@ impl Issuer {
         Ok(Identity {
             source: self.source.clone(),
             name,
-            claims: to_claims(claims),
+            claims: sshca_authority::claims_from_json(claims),
         })
     }
-}
-
-/// Claims as templates read them.
-fn to_claims(map: Map<String, Value>) -> Claims {
-    map.into_iter()
-        .map(|(k, v)| {
-            let c = match v {
-                Value::String(s) => Claim::Text(s),
-                Value::Array(items) => {
-                    let texts: Option<Vec<String>> = items
-                        .into_iter()
-                        .map(|i| match i {
-                            Value::String(s) => Some(s),
-                            _ => None,
-                        })
-                        .collect();
-                    texts.map_or(Claim::Other("a list holding non-strings"), Claim::List)
-                }
-                Value::Number(_) => Claim::Other("a number"),
-                Value::Bool(_) => Claim::Other("a boolean"),
-                Value::Null => Claim::Other("null"),
-                Value::Object(_) => Claim::Other("an object"),
-            };
-            (k, c)
-        })
-        .collect()
 }
 
 /// The verification keys of a JWKS document. Keys for encryption,

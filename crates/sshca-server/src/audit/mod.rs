@@ -8,7 +8,7 @@
 //! chain's head goes to every sink every `head_interval`, so a cut tail is
 //! found later.
 
-mod sinks;
+pub(crate) mod sinks;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -32,8 +32,35 @@ pub(crate) fn signature(secret: &[u8], unix: u64, body: &[u8]) -> String {
     format!("t={unix},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The secret of an HTTP sink: never shown.
+/// The secret of an HTTP sink or a webhook: never shown.
 pub(crate) struct Secret(Vec<u8>);
+
+impl Secret {
+    /// The secret in `path` (surrounding white space trimmed), at least 16
+    /// bytes; `what` names its owner in errors.
+    pub fn read(path: &std::path::Path, what: &str) -> Result<Self> {
+        let secret = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(&format!("cannot read the secret of {what}"), path, &e))?
+            .trim()
+            .as_bytes()
+            .to_vec();
+        if secret.len() < 16 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{what}: {}: the secret is shorter than 16 bytes",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Self(secret))
+    }
+
+    /// `X-Sshca-Signature` of `body` at `unix`.
+    pub fn sign(&self, unix: u64, body: &[u8]) -> String {
+        signature(&self.0, unix, body)
+    }
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -111,26 +138,14 @@ impl Sink {
                     .secret_file
                     .clone()
                     .ok_or_else(|| invalid("no `secret_file`".into()))?;
-                let secret = std::fs::read_to_string(&secret_file)
-                    .map_err(|e| {
-                        Error::io("cannot read the audit sink's secret", &secret_file, &e)
-                    })?
-                    .trim()
-                    .as_bytes()
-                    .to_vec();
-                if secret.len() < 16 {
-                    return Err(invalid(format!(
-                        "{}: the secret is shorter than 16 bytes",
-                        secret_file.display()
-                    )));
-                }
+                let secret = Secret::read(&secret_file, &format!("audit `{name}`"))?;
                 Sink::Http {
                     url: cfg.url.clone().unwrap_or_default(),
                     client: crate::tls::https_client(
                         cfg.ca_cert.as_deref(),
                         &format!("audit `{name}` CA (ca_cert)"),
                     )?,
-                    secret: Secret(secret),
+                    secret,
                 }
             }
             other => return Err(invalid(format!("unknown type {other:?}"))),
@@ -192,7 +207,7 @@ impl Sink {
                 let r = client
                     .post(url.as_str())
                     .header("content-type", "application/json")
-                    .header(SIGNATURE_HEADER, signature(&secret.0, now, body.as_bytes()))
+                    .header(SIGNATURE_HEADER, secret.sign(now, body.as_bytes()))
                     .body(body)
                     .send()
                     .await

@@ -126,10 +126,7 @@ pub(super) fn check_audit(
         "http" => {
             need("url", a.url.is_some())?;
             need("secret_file", a.secret_file.is_some())?;
-            let url = a.url.as_deref().unwrap_or_default();
-            if !url.starts_with("https://") || url.len() <= "https://".len() {
-                return Err(format!("field `url`: {url:?} is not an https:// URL"));
-            }
+            super::webhook::https_url("url", a.url.as_deref().unwrap_or_default())?;
         }
         _ => {}
     }

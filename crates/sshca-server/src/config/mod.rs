@@ -13,10 +13,13 @@ use sshca::signer::Result;
 
 mod audit;
 mod join;
+mod webhook;
 use audit::check_audit;
 pub use audit::{AuditSinkConfig, AUDIT_SINKS};
 use join::check_join;
 pub use join::{JoinConfig, JOIN_METHODS};
+use webhook::check_webhook;
+pub use webhook::WebhookConfig;
 
 /// The `[server]` table: how `sshca serve` listens and where it keeps its
 /// record. Relative paths are relative to the config file.
@@ -158,6 +161,8 @@ pub struct ServiceConfig {
     pub joins: BTreeMap<String, JoinConfig>,
     /// Audit sinks by name (`[audit.NAME]`).
     pub audits: BTreeMap<String, AuditSinkConfig>,
+    /// Webhooks by name (`[webhook.NAME]`).
+    pub webhooks: BTreeMap<String, WebhookConfig>,
 }
 
 impl ServiceConfig {
@@ -303,6 +308,14 @@ impl ServiceConfig {
             check_audit(&name, &mut a, &cfg.path)
                 .map_err(|m| cfg_err(&cfg.path, format_args!("audit `{name}`: {m}")))?;
             out.audits.insert(name, a);
+        }
+        for (name, v) in cfg.webhooks.clone() {
+            let mut w = WebhookConfig::deserialize(v).map_err(|e| {
+                cfg_err(&cfg.path, format_args!("webhook `{name}`: {}", e.message()))
+            })?;
+            check_webhook(&name, &mut w, &cfg.path)
+                .map_err(|m| cfg_err(&cfg.path, format_args!("webhook `{name}`: {m}")))?;
+            out.webhooks.insert(name, w);
         }
         if let Some(r) = &out.server.replica_id {
             if r.is_empty()

@@ -12,6 +12,7 @@ use axum::Router;
 use crate::app::App;
 use crate::error::ApiError;
 
+mod approvals;
 mod ca;
 mod certs;
 mod health;
@@ -28,6 +29,7 @@ mod vault;
 pub(crate) fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .merge(sign::router(&app))
+        .merge(approvals::router(&app))
         .merge(ca::router(&app))
         .merge(revoke::router(&app))
         .merge(certs::router(&app))

@@ -18,7 +18,7 @@ use sshca::config::PolicyEntry;
 use sshca::core::policy::Request;
 use sshca::core::validity::parse_validity;
 use sshca::core::KeyData;
-use sshca_authority::{unix_now, Identity, IssueRequest, Issued};
+use sshca_authority::{unix_now, Identity, IssueRequest, Issued, Requested};
 
 use super::request::{parse_cert_type, parse_json, parse_subject, read_body, request_options};
 use crate::app::App;
@@ -142,7 +142,31 @@ async fn sign(
     let (bytes, _) = open(&app, &ctx, &identity, &policy, &headers, body).await?;
     let now = unix_now();
     let (subject, request) = parse_sign_body(&bytes, now)?;
-    let issued = issue(&app, &ctx, &identity, &policy, &subject, request, now).await?;
+    let requested = app
+        .authority
+        .request(
+            IssueRequest {
+                policy: &policy,
+                identity: &identity,
+                subject: &subject,
+                request,
+                request_id: ctx.id(),
+                source_address: ctx.client_ip(),
+            },
+            now,
+        )
+        .await?;
+    let issued = match requested {
+        Requested::Issued(issued) => issued,
+        Requested::Pending(a) => {
+            let mut v = super::approvals::view(&app, &a);
+            if let Value::Object(m) = &mut v {
+                m.insert("status".into(), json!("pending"));
+            }
+            return Ok((StatusCode::ACCEPTED, Json(v)).into_response());
+        }
+    };
+    ctx.set_serial(issued.row.serial);
     let row = &issued.row;
     Ok(Json(json!({
         "certificate": issued.line,
