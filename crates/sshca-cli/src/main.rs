@@ -3,6 +3,8 @@
 
 #[cfg(feature = "agent")]
 mod agent;
+#[cfg(feature = "client")]
+mod approvals;
 #[cfg(feature = "store")]
 mod audit;
 #[cfg(feature = "store")]
@@ -124,6 +126,10 @@ enum Cmd {
     /// Ask a signing service for certificates (written as `sshca sign` does).
     #[cfg(feature = "client")]
     Request(request::RequestArgs),
+    /// Sign requests waiting for approval: list those you may decide,
+    /// approve or deny one.
+    #[cfg(feature = "client")]
+    Approvals(approvals::ApprovalsArgs),
     /// Renew certificates from a signing service by proof of possession
     /// of their keys (when little of their lifetime is left).
     #[cfg(feature = "client")]
@@ -207,7 +213,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         #[cfg(feature = "store")]
         Cmd::Audit(a) => audit::run(a, &cli.config).await,
         #[cfg(feature = "client")]
-        Cmd::Request(a) => request::run(a).await.map(|()| ExitCode::SUCCESS),
+        Cmd::Request(a) => request::run(a).await,
+        #[cfg(feature = "client")]
+        Cmd::Approvals(a) => approvals::run(a).await,
         #[cfg(feature = "client")]
         Cmd::Renew(a) => renew::run(a).await.map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "login")]

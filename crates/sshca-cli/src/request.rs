@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,61 @@ use sshca::core::{CertOptions, OptionValue};
 use sshca::signer::{Error, ErrorKind, Result, Secret};
 
 use crate::output::invalid;
+
+/// How a client of the service authenticates, and which CA its TLS
+/// certificate chains to.
+#[derive(Args, Debug, Clone)]
+pub struct Credentials {
+    /// File holding the bearer token (default: $SSHCA_TOKEN).
+    #[arg(long, global = true, conflicts_with = "id_token_file")]
+    pub token_file: Option<PathBuf>,
+    /// File holding an OIDC ID token (a JWT, e.g. a CI job's), sent as the
+    /// bearer token (default: $SSHCA_ID_TOKEN).
+    #[arg(long, global = true)]
+    pub id_token_file: Option<PathBuf>,
+    /// PEM file with a client certificate and its private key.
+    #[arg(long, global = true)]
+    pub identity: Option<PathBuf>,
+    /// PEM certificates to trust for the service (default: the system's).
+    #[arg(long, global = true)]
+    pub server_ca: Option<PathBuf>,
+}
+
+impl Credentials {
+    /// The bearer credential and the HTTPS client: an error when there is
+    /// neither a token nor a client certificate.
+    pub(crate) fn open(&self) -> Result<(Option<Secret>, reqwest::Client)> {
+        let token = self.token()?;
+        if token.is_none() && self.identity.is_none() {
+            return Err(invalid(
+                "no credential: give --token-file or --id-token-file, set SSHCA_TOKEN or SSHCA_ID_TOKEN, or give --identity (a client certificate)",
+            ));
+        }
+        let client = https_client(self.server_ca.as_deref(), self.identity.as_deref())?;
+        Ok((token, client))
+    }
+
+    /// The bearer credential: `--token-file`, `--id-token-file`, else
+    /// `$SSHCA_TOKEN`, else `$SSHCA_ID_TOKEN`.
+    fn token(&self) -> Result<Option<Secret>> {
+        let a = self;
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read_to_string(path).map_err(|e| Error::io(what, path, &e))
+        };
+        let text = match (&a.token_file, &a.id_token_file) {
+            (Some(path), _) => Some(read(path, "cannot read the token file")?),
+            (None, Some(path)) => Some(read(path, "cannot read the ID token file")?),
+            (None, None) => std::env::var("SSHCA_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .or_else(|| std::env::var("SSHCA_ID_TOKEN").ok()),
+        };
+        Ok(text
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new))
+    }
+}
 
 #[derive(Args, Debug)]
 #[command(disable_help_flag = true)]
@@ -39,19 +95,13 @@ pub struct RequestArgs {
     /// Ask for host certificates.
     #[arg(short = 'h')]
     host: bool,
-    /// File holding the bearer token (default: $SSHCA_TOKEN).
-    #[arg(long, conflicts_with = "id_token_file")]
-    token_file: Option<PathBuf>,
-    /// File holding an OIDC ID token (a JWT, e.g. a CI job's), sent as the
-    /// bearer token (default: $SSHCA_ID_TOKEN).
+    #[command(flatten)]
+    creds: Credentials,
+    /// Under a policy that needs approval: wait for it (polling), then
+    /// write the certificate. Without it, a pending request's id is
+    /// printed and the exit status is 3.
     #[arg(long)]
-    id_token_file: Option<PathBuf>,
-    /// PEM file with a client certificate and its private key.
-    #[arg(long)]
-    identity: Option<PathBuf>,
-    /// PEM certificates to trust for the service (default: the system's).
-    #[arg(long)]
-    server_ca: Option<PathBuf>,
+    wait: bool,
     /// Quiet: no report line per certificate.
     #[arg(short = 'q')]
     quiet: bool,
@@ -161,26 +211,6 @@ pub(crate) fn https_client_with(
         .map_err(|e| {
             Error::new(ErrorKind::Internal, "cannot set up the HTTPS client").with_source(e)
         })
-}
-
-/// The bearer credential: `--token-file`, `--id-token-file`, else
-/// `$SSHCA_TOKEN`, else `$SSHCA_ID_TOKEN`.
-fn token(a: &RequestArgs) -> Result<Option<Secret>> {
-    let read = |path: &PathBuf, what: &str| {
-        std::fs::read_to_string(path).map_err(|e| Error::io(what, path, &e))
-    };
-    let text = match (&a.token_file, &a.id_token_file) {
-        (Some(path), _) => Some(read(path, "cannot read the token file")?),
-        (None, Some(path)) => Some(read(path, "cannot read the ID token file")?),
-        (None, None) => std::env::var("SSHCA_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .or_else(|| std::env::var("SSHCA_ID_TOKEN").ok()),
-    };
-    Ok(text
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-        .map(Secret::new))
 }
 
 fn option_map(opts: &CertOptions) -> BTreeMap<String, String> {
@@ -341,8 +371,9 @@ pub(crate) fn refusal(status: reqwest::StatusCode, v: &Value, what: &str) -> Err
     )
 }
 
-/// `sshca request`.
-pub async fn run(a: RequestArgs) -> Result<()> {
+/// `sshca request`: exit status 3 when a request waits for approval
+/// (without `--wait`).
+pub async fn run(a: RequestArgs) -> Result<ExitCode> {
     for s in &a.servers {
         if !s.starts_with("https://") {
             return Err(invalid(format!(
@@ -350,17 +381,11 @@ pub async fn run(a: RequestArgs) -> Result<()> {
             )));
         }
     }
-    let token = token(&a)?;
-    if token.is_none() && a.identity.is_none() {
-        return Err(invalid(
-            "no credential: give --token-file or --id-token-file, set SSHCA_TOKEN or SSHCA_ID_TOKEN, or give --identity (a client certificate)",
-        ));
-    }
+    let (token, client) = a.creds.open()?;
     let mut opts = OptionsBuilder::empty();
     opts.apply_all(a.options.iter().map(String::as_str))?;
     let (crit, ext) = opts.build()?;
     let cleared = a.options.iter().any(|o| o.eq_ignore_ascii_case("clear"));
-    let client = https_client(a.server_ca.as_deref(), a.identity.as_deref())?;
     for key_path in &a.keys {
         let (key, comment) = sshca::read_subject_key(key_path)?;
         let line = sshca::core::PublicKey::new(key.clone(), comment)
@@ -389,6 +414,31 @@ pub async fn run(a: RequestArgs) -> Result<()> {
         let mut issued = None;
         for server in &a.servers {
             match ask(&client, server, &a.policy, token.as_ref(), &body).await {
+                Ok(Outcome::Issued(v)) if v["status"] == "pending" => {
+                    let id = v["request_id"].as_str().unwrap_or_default().to_owned();
+                    if !a.wait {
+                        println!("{id}");
+                        eprintln!(
+                            "sshca: {}: pending: policy `{}` needs approval (request {id}); \
+                             rerun with --wait, or ask an approver to run \
+                             `sshca approvals approve {id}`",
+                            key_path.display(),
+                            a.policy
+                        );
+                        return Ok(ExitCode::from(3));
+                    }
+                    if !a.quiet {
+                        eprintln!(
+                            "sshca: {}: waiting for approval of request {id}",
+                            key_path.display()
+                        );
+                    }
+                    let done = crate::approvals::wait(&client, server, token.as_ref(), &id)
+                        .await
+                        .map_err(|e| e.context(key_path.display()))?;
+                    issued = Some(done);
+                    break;
+                }
                 Ok(Outcome::Issued(v)) => {
                     issued = Some(v);
                     break;
@@ -432,7 +482,7 @@ pub async fn run(a: RequestArgs) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `GET {server}{path}`: the body, or an error naming the status.

@@ -11,10 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use support::*;
+use support::receiver;
 
 /// Waits until `f` says yes (40 s at most: a sink that was down retries
 /// with a backoff of up to 30 s).
@@ -260,93 +259,29 @@ struct Receiver {
 
 const SECRET: &str = "0123456789abcdef-audit-secret";
 
-fn check_signature(header: &str, body: &[u8]) -> bool {
-    let Some((t, v1)) = header.strip_prefix("t=").and_then(|r| r.split_once(",v1=")) else {
-        return false;
-    };
-    let Ok(t) = t.parse::<u64>() else {
-        return false;
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    if now.abs_diff(t) > 300 {
-        return false;
-    }
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(body);
-    mac.verify_slice(&hex_decode(v1)).is_ok()
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Receiver {
     async fn start(dir: &Path) -> Receiver {
-        let (tls, ca_path) =
-            sshca_testkit::tls::loopback_server(dir, "receiver CA", "receiver-ca.pem");
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}/ingest", listener.local_addr().unwrap());
         let events = Arc::new(Mutex::new(Vec::new()));
         let down = Arc::new(AtomicBool::new(false));
         let bad = Arc::new(AtomicUsize::new(0));
         let (ev, dn, bd) = (events.clone(), down.clone(), bad.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (acceptor, ev, dn, bd) = (acceptor.clone(), ev.clone(), dn.clone(), bd.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let (ev, dn, bd) = (ev.clone(), dn.clone(), bd.clone());
-                            async move {
-                                use http_body_util::BodyExt;
-                                let sig = req
-                                    .headers()
-                                    .get("x-sshca-signature")
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or_default()
-                                    .to_owned();
-                                let body = req.into_body().collect().await.unwrap().to_bytes();
-                                let status = if dn.load(Ordering::SeqCst) {
-                                    503
-                                } else if !check_signature(&sig, &body) {
-                                    bd.fetch_add(1, Ordering::SeqCst);
-                                    401
-                                } else {
-                                    let batch: Vec<Value> = serde_json::from_slice(&body).unwrap();
-                                    ev.lock().unwrap().extend(batch);
-                                    200
-                                };
-                                Ok::<_, std::convert::Infallible>(
-                                    hyper::Response::builder()
-                                        .status(status)
-                                        .body(http_body_util::Full::new(bytes::Bytes::new()))
-                                        .unwrap(),
-                                )
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
+        let handler: receiver::Handler = Arc::new(move |sig, body| {
+            let status = if dn.load(Ordering::SeqCst) {
+                503
+            } else if !receiver::check_signature(SECRET, &sig, &body) {
+                bd.fetch_add(1, Ordering::SeqCst);
+                401
+            } else {
+                let batch: Vec<Value> = serde_json::from_slice(&body).unwrap();
+                ev.lock().unwrap().extend(batch);
+                200
+            };
+            Box::pin(async move { (status, Vec::new()) })
         });
+        let (url, ca) = receiver::start(dir, handler).await;
         Receiver {
             url,
-            ca: ca_path,
+            ca,
             events,
             down,
             bad_signatures: bad,

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
+pub mod receiver;
+
 pub use sshca_testkit::cli::{keygen, run, user};
 pub use sshca_testkit::tls::{client, code, message, pki};
 

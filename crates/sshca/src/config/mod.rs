@@ -597,7 +597,7 @@ mod tests {
             ("approval = { approvers = [] }\n", "at least one approver"),
             ("approval = { approvers = [\"oidc:gh:*\"] }\n", "issuer `gh`"),
             ("approval = { approvers = [\"a\"], count = 0 }\n", "between 1 and 10"),
-            ("approval = { approvers = [\"a\"], expires = \"8d\" }\n", "between 1m and 7d"),
+            ("approval = { approvers = [\"a\"], expires = \"8d\" }\n", "between 1s and 7d"),
             ("approval = { approvers = [\"a\"], notify = \"x\" }\n", "approval.notify"),
             ("approval = { approvers = [\"a\"], whom = 1 }\n", "whom"),
             (

@@ -264,9 +264,9 @@ impl PolicyConfig {
             ));
         }
         let expires = duration(a.expires.as_ref(), "approval.expires")?.unwrap_or(900);
-        if !(60..=MAX_APPROVAL_WAIT).contains(&expires) {
+        if !(1..=MAX_APPROVAL_WAIT).contains(&expires) {
             return Err(format!(
-                "field `approval.expires`: between 1m and 7d (got {expires} s)"
+                "field `approval.expires`: between 1s and 7d (got {expires} s)"
             ));
         }
         if let Some(n) = &a.notify {
