@@ -28,9 +28,9 @@ const CAS_TRIES: usize = 8;
 #[derive(Debug)]
 pub enum Requested {
     /// A certificate, signed and recorded.
-    Issued(Issued),
+    Issued(Box<Issued>),
     /// A request waiting for approval.
-    Pending(Approval),
+    Pending(Box<Approval>),
 }
 
 /// What the store keeps of a request waiting for approval: what was asked,
@@ -114,7 +114,7 @@ impl Authority {
             let signing = self.signing(&entry.ca, ca);
             return issue::sign_and_record(&signing, prepared, r.subject, &who)
                 .await
-                .map(Requested::Issued);
+                .map(|i| Requested::Issued(Box::new(i)));
         };
         let stored = Stored {
             request: view.clone(),
@@ -161,7 +161,7 @@ impl Authority {
             };
             hooks.notify(name, call.to_json());
         }
-        Ok(Requested::Pending(approval))
+        Ok(Requested::Pending(Box::new(approval)))
     }
 
     fn call<'a>(
@@ -197,10 +197,7 @@ impl Authority {
             .ok_or_else(|| {
                 Refusal::new(
                     RefusalKind::ApprovalDecided,
-                    format!(
-                        "policy `{}` no longer takes approvals; ask again",
-                        a.policy
-                    ),
+                    format!("policy `{}` no longer takes approvals; ask again", a.policy),
                 )
             })
     }
@@ -275,7 +272,10 @@ impl Authority {
             let me = identity.qualified();
             let voted = a.votes.iter().any(|v| v.by == me);
             if !voted {
-                a.votes.push(Vote { by: me.clone(), at: now });
+                a.votes.push(Vote {
+                    by: me.clone(),
+                    at: now,
+                });
             }
             if (a.votes.len() as u64) < u64::from(rule.count) {
                 if voted {
@@ -373,8 +373,8 @@ impl Authority {
                 a.policy
             )));
         }
-        let stale = a.state == "issuing"
-            && now.saturating_sub(a.decided_at.unwrap_or(0)) > ISSUING_STALE;
+        let stale =
+            a.state == "issuing" && now.saturating_sub(a.decided_at.unwrap_or(0)) > ISSUING_STALE;
         if stale {
             a.state = "pending".into();
         }

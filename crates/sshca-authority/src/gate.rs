@@ -128,12 +128,10 @@ impl RequestView {
                 principals: self.principals.clone(),
                 critical_options: opts(&self.critical_options, "critical_options")?,
                 extensions: opts(&self.extensions, "extensions")?,
-                validity: self
-                    .validity
-                    .map(|(a, b)| sshca::core::validity::Validity {
-                        valid_after: a,
-                        valid_before: b,
-                    }),
+                validity: self.validity.map(|(a, b)| sshca::core::validity::Validity {
+                    valid_after: a,
+                    valid_before: b,
+                }),
                 key_id: self.key_id.clone(),
                 ..Default::default()
             },
@@ -267,10 +265,9 @@ pub async fn ask(
             (name.as_str(), body)
         })
         .collect();
-    let verdicts = futures_util::future::join_all(
-        bodies.iter().map(|(name, body)| hooks.call(name, body)),
-    )
-    .await;
+    let verdicts =
+        futures_util::future::join_all(bodies.iter().map(|(name, body)| hooks.call(name, body)))
+            .await;
     let mut refusal = None;
     for ((name, _), verdict) in bodies.iter().zip(verdicts) {
         let mut ev = AuditEvent {

@@ -218,7 +218,7 @@ impl Authority {
             ));
         }
         match self.request(r, now).await? {
-            Requested::Issued(issued) => Ok(issued),
+            Requested::Issued(issued) => Ok(*issued),
             Requested::Pending(a) => Err(Refusal::new(
                 RefusalKind::Internal,
                 format!("approval request `{}` was kept instead of issuing", a.id),

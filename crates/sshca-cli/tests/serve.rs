@@ -388,3 +388,109 @@ fn dev_mode_serves_with_a_printed_token() {
         "the throwaway data dir outlived the dev server"
     );
 }
+
+#[test]
+fn request_waits_for_approval_and_approvers_decide_from_the_command_line() {
+    let s = setup("", None);
+    let dir = &s.dir;
+    let (ops, ops_table) = token("ops1");
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str(&format!(
+        "\n{ops_table}\n[policy.root]\nca = \"users\"\nrequesters = [\"ci\"]\n\
+         valid_principals = [\"root\"]\napproval = {{ approvers = [\"token:ops*\"] }}\n"
+    ));
+    std::fs::write(&s.config, config).unwrap();
+    let svc = Service::start(&s.dir, &s.config);
+    std::fs::write(dir.join("ci.token"), format!("{}\n", s.ci)).unwrap();
+    std::fs::write(dir.join("ops.token"), format!("{ops}\n")).unwrap();
+    let as_who = |c: &mut Command, who: &str| {
+        c.arg("--server")
+            .arg(&svc.url)
+            .arg("--server-ca")
+            .arg(&s.pki.tls_ca)
+            .arg("--token-file")
+            .arg(dir.join(who))
+            .env_remove("SSHCA_TOKEN");
+    };
+    let request = |key: &std::path::Path, wait: bool| {
+        let mut c = sshca();
+        c.args(["request", "--policy", "root"]);
+        if wait {
+            c.arg("--wait");
+        }
+        as_who(&mut c, "ci.token");
+        c.arg(key.with_extension("pub"));
+        c
+    };
+    let approvals = |args: &[&str]| {
+        let mut c = sshca();
+        c.arg("approvals").args(args);
+        as_who(&mut c, "ops.token");
+        c.output().unwrap()
+    };
+
+    // Without --wait: the id on stdout, "pending" on stderr, exit 3.
+    let key = keygen(dir, "id_root", "ed25519", None);
+    let out = request(&key, false).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let first = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(first.len(), 32, "{first}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pending"));
+    assert!(!cert_of(&key.with_extension("pub")).exists());
+
+    // With --wait: the certificate is written once an approver approves.
+    let waiting = request(&key, true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = loop {
+        let out = approvals(&["list"]);
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = text.lines().find(|l| !l.starts_with(&first)) {
+            assert!(line.contains("policy=root") && line.contains("requester=token:ci"));
+            break line.split_whitespace().next().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = approvals(&["approve", &second]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate serial"));
+    let out = waiting.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cert = cert_of(&key.with_extension("pub"));
+    let listed =
+        String::from_utf8(run(Command::new("ssh-keygen").arg("-L").arg("-f").arg(&cert)).stdout)
+            .unwrap();
+    assert!(listed.contains("root"), "{listed}");
+
+    // Denied: the waiting request fails with the approver's reason.
+    let key2 = keygen(dir, "id_root2", "ed25519", None);
+    let waiting = request(&key2, true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let third = loop {
+        let text = String::from_utf8_lossy(&approvals(&["list"]).stdout).into_owned();
+        if let Some(line) = text.lines().find(|l| !l.starts_with(&first)) {
+            break line.split_whitespace().next().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = approvals(&["deny", &third, "--reason", "outside the change window"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = waiting.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("denied") && err.contains("outside the change window"),
+        "{err}"
+    );
+    assert!(!cert_of(&key2.with_extension("pub")).exists());
+    // Deciding again is refused with the service's answer.
+    let out = approvals(&["approve", &third]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409 approval_decided"));
+}

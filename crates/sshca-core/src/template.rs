@@ -191,7 +191,10 @@ pub fn expand(
                 None if name.starts_with(WEBHOOK_PREFIX) => {
                     return Err(refuse(format!(
                         "the answer of webhook `{}` has no field `{}` (used by `{text}`)",
-                        name[WEBHOOK_PREFIX.len()..].split('.').next().unwrap_or_default(),
+                        name[WEBHOOK_PREFIX.len()..]
+                            .split('.')
+                            .next()
+                            .unwrap_or_default(),
                         name[WEBHOOK_PREFIX.len()..]
                             .split_once('.')
                             .map_or("", |(_, f)| f)
@@ -313,10 +316,18 @@ mod tests {
         assert!(check("{requester}").is_err() && check("a}").is_err());
         assert!(check("{claims.}").is_err() && check("x-{claims.sub}").is_ok());
         assert!(check("u-{webhook.hr.login}").is_ok());
-        for bad in ["{webhook.hr}", "{webhook..x}", "{webhook.hr.}", "{claims.webhook.hr.x}"] {
+        for bad in [
+            "{webhook.hr}",
+            "{webhook..x}",
+            "{webhook.hr.}",
+            "{claims.webhook.hr.x}",
+        ] {
             assert!(check(bad).is_err(), "{bad}");
         }
-        assert_eq!(webhooks_used("{webhook.hr.a}-{claims.x}-{webhook.cmdb.b}"), ["hr", "cmdb"]);
+        assert_eq!(
+            webhooks_used("{webhook.hr.a}-{claims.x}-{webhook.cmdb.b}"),
+            ["hr", "cmdb"]
+        );
     }
 
     #[test]

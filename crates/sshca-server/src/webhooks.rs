@@ -104,9 +104,8 @@ impl Hook {
                 }
                 got.extend_from_slice(&chunk);
             }
-            serde_json::from_slice::<Answer>(&got).map_err(|e| {
-                format!("its answer is not {{\"allow\", \"reason\", \"data\"}}: {e}")
-            })
+            serde_json::from_slice::<Answer>(&got)
+                .map_err(|e| format!("its answer is not {{\"allow\", \"reason\", \"data\"}}: {e}"))
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,

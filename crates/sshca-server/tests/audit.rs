@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::*;
 use support::receiver;
+use support::*;
 
 /// Waits until `f` says yes (40 s at most: a sink that was down retries
 /// with a backoff of up to 30 s).

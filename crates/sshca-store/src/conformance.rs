@@ -335,7 +335,10 @@ async fn approvals_change_once(store: Arc<dyn Store>) {
         ..now.clone()
     };
     assert!(store.update_approval(&done).await.unwrap());
-    assert!(!store.update_approval(&done).await.unwrap(), "stale version");
+    assert!(
+        !store.update_approval(&done).await.unwrap(),
+        "stale version"
+    );
     let got = store.approval("ap-1").await.unwrap().unwrap();
     assert_eq!(got, Approval { version: 2, ..done });
     let later = Approval {
@@ -345,7 +348,10 @@ async fn approvals_change_once(store: Arc<dyn Store>) {
     };
     store.add_approval(&later).await.unwrap();
     let pending = store.approvals(Some("pending"), 10).await.unwrap();
-    assert_eq!(pending.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["ap-2"]);
+    assert_eq!(
+        pending.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["ap-2"]
+    );
     assert_eq!(store.approvals(None, 10).await.unwrap().len(), 2);
     assert_eq!(store.approvals(None, 1).await.unwrap()[0].id, "ap-1");
 }

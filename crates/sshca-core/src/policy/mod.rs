@@ -488,8 +488,10 @@ mod template_tests {
         let mut p = Policy::new("db", CertType::User);
         p.valid_principals = Some(vec!["{webhook.hr.login}".into()]);
         p.key_id = Some("{identity} ticket {webhook.tickets.id}".into());
-        p.extensions
-            .insert("login@github.com".into(), OptionValue::Text("{webhook.hr.gh}".into()));
+        p.extensions.insert(
+            "login@github.com".into(),
+            OptionValue::Text("{webhook.hr.gh}".into()),
+        );
         p.extensions.insert("permit-pty".into(), OptionValue::Flag);
         p.check().unwrap();
         assert_eq!(

@@ -73,7 +73,9 @@ pub(super) fn check_webhook(
     }
     if let Some(o) = &w.on_error {
         if o != "deny" && o != "allow" {
-            return Err(format!("field `on_error`: {o:?} is not \"deny\" or \"allow\""));
+            return Err(format!(
+                "field `on_error`: {o:?} is not \"deny\" or \"allow\""
+            ));
         }
     }
     let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -97,22 +99,33 @@ mod tests {
         let cfg = sshca::config::Config::parse(&text, Path::new("/etc/sshca/sshca.toml"))
             .map_err(|e| e.to_string())?;
         let mut out = super::super::ServiceConfig::from_config(&cfg).map_err(|e| e.to_string())?;
-        out.webhooks.remove("hr").ok_or_else(|| "no webhook".to_owned())
+        out.webhooks
+            .remove("hr")
+            .ok_or_else(|| "no webhook".to_owned())
     }
 
     #[test]
     fn fields_are_checked() {
-        let w = check("url = \"https://hr.example.com/sshca\"\nsecret_file = \"hr.secret\"")
-            .unwrap();
+        let w =
+            check("url = \"https://hr.example.com/sshca\"\nsecret_file = \"hr.secret\"").unwrap();
         assert_eq!(w.secret_file, Path::new("/etc/sshca/hr.secret"));
         assert_eq!(w.timeout(), Duration::from_secs(5));
         assert!(!w.allows_on_error());
         for (t, want) in [
             ("url = \"http://x\"\nsecret_file = \"s\"", "https://"),
             ("url = \"https://x\"", "secret_file"),
-            ("url = \"https://x\"\nsecret_file = \"s\"\ntimeout = \"2m\"", "between 1s and 60s"),
-            ("url = \"https://x\"\nsecret_file = \"s\"\non_error = \"maybe\"", "on_error"),
-            ("url = \"https://x\"\nsecret_file = \"s\"\nretries = 2", "retries"),
+            (
+                "url = \"https://x\"\nsecret_file = \"s\"\ntimeout = \"2m\"",
+                "between 1s and 60s",
+            ),
+            (
+                "url = \"https://x\"\nsecret_file = \"s\"\non_error = \"maybe\"",
+                "on_error",
+            ),
+            (
+                "url = \"https://x\"\nsecret_file = \"s\"\nretries = 2",
+                "retries",
+            ),
         ] {
             let e = check(t).unwrap_err();
             assert!(e.contains(want), "{t}: {e}");

@@ -70,10 +70,7 @@ pub(super) fn view(app: &App, a: &Approval) -> Value {
     v
 }
 
-async fn list(
-    State(app): State<Arc<App>>,
-    Auth(identity): Auth,
-) -> Result<Response, ApiError> {
+async fn list(State(app): State<Arc<App>>, Auth(identity): Auth) -> Result<Response, ApiError> {
     let list = app.authority.approvals_for(&identity, unix_now()).await?;
     let out: Vec<Value> = list.iter().map(|a| view(&app, a)).collect();
     Ok(Json(json!({ "approvals": out })).into_response())

@@ -157,7 +157,7 @@ async fn sign(
         )
         .await?;
     let issued = match requested {
-        Requested::Issued(issued) => issued,
+        Requested::Issued(issued) => *issued,
         Requested::Pending(a) => {
             let mut v = super::approvals::view(&app, &a);
             if let Value::Object(m) = &mut v {

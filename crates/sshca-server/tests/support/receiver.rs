@@ -34,8 +34,8 @@ pub async fn start(dir: &Path, handler: Handler) -> (String, PathBuf) {
                 let Ok(tls) = acceptor.accept(stream).await else {
                     return;
                 };
-                let svc =
-                    hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         async move {
                             use http_body_util::BodyExt;
@@ -55,7 +55,8 @@ pub async fn start(dir: &Path, handler: Handler) -> (String, PathBuf) {
                                     .unwrap(),
                             )
                         }
-                    });
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
                     .await;

@@ -589,16 +589,37 @@ mod tests {
         let p = &c.policies["p"];
         assert_eq!(p.webhooks, ["hr"]);
         let a = p.approval.as_ref().unwrap();
-        assert_eq!((a.count, a.expires, a.notify.as_deref()), (2, 3600, Some("hr")));
+        assert_eq!(
+            (a.count, a.expires, a.notify.as_deref()),
+            (2, 3600, Some("hr"))
+        );
         for (extra, needle) in [
-            ("webhooks = [\"crm\"]\n", "no [webhook.crm] table (defined: hr)"),
+            (
+                "webhooks = [\"crm\"]\n",
+                "no [webhook.crm] table (defined: hr)",
+            ),
             ("webhooks = [\"hr\", \"hr\"]\n", "listed twice"),
-            ("key_id = \"{webhook.crm.x}\"\n", "`webhooks` does not list `crm`"),
+            (
+                "key_id = \"{webhook.crm.x}\"\n",
+                "`webhooks` does not list `crm`",
+            ),
             ("approval = { approvers = [] }\n", "at least one approver"),
-            ("approval = { approvers = [\"oidc:gh:*\"] }\n", "issuer `gh`"),
-            ("approval = { approvers = [\"a\"], count = 0 }\n", "between 1 and 10"),
-            ("approval = { approvers = [\"a\"], expires = \"8d\" }\n", "between 1s and 7d"),
-            ("approval = { approvers = [\"a\"], notify = \"x\" }\n", "approval.notify"),
+            (
+                "approval = { approvers = [\"oidc:gh:*\"] }\n",
+                "issuer `gh`",
+            ),
+            (
+                "approval = { approvers = [\"a\"], count = 0 }\n",
+                "between 1 and 10",
+            ),
+            (
+                "approval = { approvers = [\"a\"], expires = \"8d\" }\n",
+                "between 1s and 7d",
+            ),
+            (
+                "approval = { approvers = [\"a\"], notify = \"x\" }\n",
+                "approval.notify",
+            ),
             ("approval = { approvers = [\"a\"], whom = 1 }\n", "whom"),
             (
                 "renewable = true\nrenew_max_age = \"1d\"\napproval = { approvers = [\"a\"] }\n",
