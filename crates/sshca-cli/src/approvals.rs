@@ -144,13 +144,7 @@ pub async fn run(a: ApprovalsArgs) -> Result<ExitCode> {
                     r["request_id"].as_str().unwrap_or("?"),
                     r["policy"].as_str().unwrap_or("?"),
                     r["requester"].as_str().unwrap_or("?"),
-                    req["principals"]
-                        .as_array()
-                        .map(|p| p
-                            .iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(","))
+                    crate::output::joined(&req["principals"])
                         .unwrap_or_else(|| "(policy's)".into()),
                     r["approvals"].as_array().map_or(0, Vec::len),
                     r["approvals_required"].as_u64().unwrap_or(1),

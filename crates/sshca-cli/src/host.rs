@@ -385,14 +385,7 @@ async fn enroll(a: EnrollArgs) -> Result<()> {
         "sshca: enrolled with `{}`: {} host certificate(s), principals {}",
         a.join,
         certs.len(),
-        v["principals"]
-            .as_array()
-            .map(|p| p
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(","))
-            .unwrap_or_default()
+        crate::output::joined(&v["principals"]).unwrap_or_default()
     );
     Ok(())
 }

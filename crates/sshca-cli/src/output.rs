@@ -177,3 +177,15 @@ pub fn issued_summary(cert: &Certificate) -> String {
         sshca::core::validity::describe(info.valid_after, info.valid_before)
     )
 }
+
+/// A JSON array of strings joined with `,` (`None` when `v` is not an
+/// array).
+pub(crate) fn joined(v: &serde_json::Value) -> Option<String> {
+    v.as_array().map(|items| {
+        items
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}

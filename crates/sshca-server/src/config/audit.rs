@@ -139,15 +139,12 @@ pub(super) fn check_audit(
     if duration(a.head_interval.as_ref(), "head_interval")? == Some(0) {
         return Err("field `head_interval`: at least 1s".into());
     }
-    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    for p in [&mut a.path, &mut a.ca_cert, &mut a.secret_file]
-        .into_iter()
-        .flatten()
-    {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
-    }
+    super::relative_to_config(
+        path,
+        [&mut a.path, &mut a.ca_cert, &mut a.secret_file]
+            .into_iter()
+            .flatten(),
+    );
     Ok(())
 }
 

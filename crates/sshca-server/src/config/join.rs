@@ -78,6 +78,13 @@ pub(super) fn check_join(
     let Some(entry) = cfg.policies.get(&j.policy) else {
         return Err(format!("field `policy`: no policy named `{}`", j.policy));
     };
+    if entry.approval.is_some() || !entry.webhooks.is_empty() {
+        return Err(format!(
+            "field `policy`: policy `{}` asks webhooks or approvers, which a join does not \
+             wait for; give the join a policy of its own",
+            j.policy
+        ));
+    }
     if entry.policy.cert_type != sshca::core::CertType::Host {
         return Err(format!(
             "field `policy`: policy `{}` issues user certificates; a join issues host certificates",

@@ -173,20 +173,17 @@ impl ServiceConfig {
         if let Some(v) = cfg.server.clone() {
             let mut server = ServerConfig::deserialize(v)
                 .map_err(|e| cfg_err(&cfg.path, format_args!("[server]: {}", e.message())))?;
-            let base = cfg.path.parent().unwrap_or(Path::new(""));
-            for p in [
-                &mut server.tls_cert,
-                &mut server.tls_key,
-                &mut server.client_ca,
-                &mut server.data_dir,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            }
+            relative_to_config(
+                &cfg.path,
+                [
+                    &mut server.tls_cert,
+                    &mut server.tls_key,
+                    &mut server.client_ca,
+                    &mut server.data_dir,
+                ]
+                .into_iter()
+                .flatten(),
+            );
             if server.tls_cert.is_some() != server.tls_key.is_some() {
                 return Err(cfg_err(
                     &cfg.path,
@@ -494,6 +491,17 @@ fn check_oidc(name: &str, o: &mut OidcConfig, path: &Path) -> std::result::Resul
 }
 
 /// One URL path segment of letters, digits, `-`, `_` or `.`.
+/// Makes each relative path relative to the directory of the config file
+/// at `config`.
+fn relative_to_config<'a>(config: &Path, paths: impl IntoIterator<Item = &'a mut PathBuf>) {
+    let base = config.parent().unwrap_or(Path::new(""));
+    for p in paths {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+}
+
 fn is_path_segment(s: &str) -> bool {
     !s.is_empty()
         && s.chars()

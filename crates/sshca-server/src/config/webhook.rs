@@ -78,15 +78,12 @@ pub(super) fn check_webhook(
             ));
         }
     }
-    let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    for p in [Some(&mut w.secret_file), w.ca_cert.as_mut()]
-        .into_iter()
-        .flatten()
-    {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
-    }
+    super::relative_to_config(
+        path,
+        [Some(&mut w.secret_file), w.ca_cert.as_mut()]
+            .into_iter()
+            .flatten(),
+    );
     Ok(())
 }
 

@@ -625,6 +625,10 @@ mod tests {
                 "renewable = true\nrenew_max_age = \"1d\"\napproval = { approvers = [\"a\"] }\n",
                 "renew without approval",
             ),
+            (
+                "renewable = true\nrenew_max_age = \"1d\"\nwebhooks = [\"hr\"]\n",
+                "without asking its webhooks",
+            ),
         ] {
             let e = parse(&format!("{head}{extra}")).unwrap_err().to_string();
             assert!(e.contains(needle), "{extra}: {e}");

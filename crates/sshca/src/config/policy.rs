@@ -242,6 +242,13 @@ impl PolicyConfig {
                 "a template uses `{{webhook.{w}.…}}`, but `webhooks` does not list `{w}`"
             ));
         }
+        if self.renewable.unwrap_or(false) && !listed.is_empty() {
+            return Err(
+                "field `webhooks`: a renewable policy would renew without asking its webhooks; \
+                 use one or the other"
+                    .into(),
+            );
+        }
         let Some(a) = &self.approval else {
             return Ok((listed, None));
         };
