@@ -230,6 +230,8 @@ impl Authority {
                 a.id
             )));
         }
+        let mut a = a;
+        self.recover(&mut a, now).await?;
         expired(&a, now)?;
         Ok(a)
     }
@@ -290,14 +292,22 @@ impl Authority {
                 return Ok(a);
             }
             let pending = a.clone();
+            // The serial is drawn before signing and kept with the request,
+            // so that a replica finding it stuck in `issuing` can tell
+            // whether its certificate was recorded.
+            let serial = sshca::core::random_serial();
             a.state = "issuing".into();
             a.decided_by = Some(me);
             a.decided_at = Some(now);
+            a.serial = Some(serial);
             if !self.save_approval(&a).await? {
                 continue;
             }
             a.version += 1;
-            return match self.issue_approved(entry, &a, request_id, now).await {
+            return match self
+                .issue_approved(entry, &a, serial, request_id, now)
+                .await
+            {
                 Ok(issued) => {
                     a.state = "approved".into();
                     a.serial = Some(issued.row.serial);
@@ -314,6 +324,7 @@ impl Authority {
                     // of any of them issues.
                     let back = Approval {
                         version: a.version,
+                        serial: None,
                         ..pending
                     };
                     let _ = self.save_approval(&back).await;
@@ -373,11 +384,7 @@ impl Authority {
                 a.policy
             )));
         }
-        let stale =
-            a.state == "issuing" && now.saturating_sub(a.decided_at.unwrap_or(0)) > ISSUING_STALE;
-        if stale {
-            a.state = "pending".into();
-        }
+        self.recover(&mut a, now).await?;
         match a.state.as_str() {
             "pending" => {}
             "issuing" => {
@@ -398,6 +405,47 @@ impl Authority {
         Ok(a)
     }
 
+    /// A request stuck in `issuing` for [`ISSUING_STALE`] (its replica
+    /// stopped while signing): `approved` with its certificate when that
+    /// was recorded under the serial drawn for it, else `pending` again
+    /// (only in `a`: the caller's decision writes it).
+    async fn recover(&self, a: &mut Approval, now: u64) -> Result<(), Refusal> {
+        if a.state != "issuing" || now.saturating_sub(a.decided_at.unwrap_or(0)) <= ISSUING_STALE {
+            return Ok(());
+        }
+        let recorded = match a.serial {
+            Some(serial) => self
+                .store
+                .certs(&sshca_store::CertQuery {
+                    serial: Some(serial),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Refusal::store("the store cannot be read", e))?
+                .into_iter()
+                .find(|c| {
+                    c.policy == a.policy
+                        && c.requester == a.requester
+                        && c.requester_source.as_deref() == Some(a.requester_source.as_str())
+                }),
+            None => None,
+        };
+        match recorded {
+            Some(row) => {
+                a.state = "approved".into();
+                a.certificate = Some(row.certificate);
+                if self.save_approval(a).await? {
+                    a.version += 1;
+                }
+            }
+            None => {
+                a.state = "pending".into();
+                a.serial = None;
+            }
+        }
+        Ok(())
+    }
+
     async fn save_approval(&self, a: &Approval) -> Result<bool, Refusal> {
         self.store
             .update_approval(a)
@@ -411,6 +459,7 @@ impl Authority {
         &self,
         entry: &PolicyEntry,
         a: &Approval,
+        serial: u64,
         request_id: &str,
         now: u64,
     ) -> Result<Issued, Refusal> {
@@ -434,14 +483,7 @@ impl Authority {
             claims: claims_from_json(stored.claims),
         };
         let ca = self.ca(&entry.ca)?;
-        let mut prepared = issue::prepare(
-            entry,
-            &requester,
-            &subject,
-            request,
-            now,
-            sshca::core::random_serial(),
-        )?;
+        let mut prepared = issue::prepare(entry, &requester, &subject, request, now, serial)?;
         issue::pin_source_address(entry, &mut prepared, stored.source_address)?;
         let who = issue::RecordAs {
             identity: &requester,

@@ -45,6 +45,12 @@ key_id = "{{requester}}"
 ca = "users"
 auth = ["oidc:corp"]
 valid_principals = ["{{claims.login}}"]
+
+[policy.root]
+ca = "users"
+requesters = ["ci"]
+valid_principals = ["root"]
+approval = {{ approvers = ["ops*"], expires = "1h" }}
 "#,
             ca.display()
         ),
@@ -357,4 +363,85 @@ async fn revocations_and_the_krl_cache() {
         .await
         .unwrap_err();
     assert_eq!(r.kind, RefusalKind::Forbidden);
+}
+
+#[tokio::test]
+async fn a_request_stuck_while_signing_is_recovered_from_the_store() {
+    let e = env().await;
+    let ci = Identity::new("token", "ci");
+    let ops = Identity::new("token", "ops1");
+    let ask = |id: &'static str| IssueRequest {
+        policy: "root",
+        identity: &ci,
+        subject: &e.subject,
+        request: request(None),
+        request_id: id,
+        source_address: None,
+    };
+    // Issuing directly is refused; asking keeps a pending request.
+    let r = e.authority.issue(ask("r0"), 1_000).await.unwrap_err();
+    assert_eq!(r.kind, RefusalKind::ApprovalRequired);
+    let store = e.authority.store().clone();
+    let mut pending = Vec::new();
+    for id in ["r1", "r2"] {
+        match e.authority.request(ask(id), 1_000).await.unwrap() {
+            sshca_authority::Requested::Pending(a) => pending.push(*a),
+            other => panic!("{other:?}"),
+        }
+    }
+    // r1's replica signed and recorded, then stopped before saying so;
+    // r2's stopped before signing. Both are stuck in `issuing`.
+    let done = e
+        .authority
+        .approve(&pending[0].id, &ops, "a1", 1_010)
+        .await
+        .unwrap();
+    assert_eq!(done.state, "approved");
+    let cert = done.certificate.clone().unwrap();
+    for (a, serial) in [(&pending[0], done.serial), (&pending[1], Some(7))] {
+        let mut stuck = store.approval(&a.id).await.unwrap().unwrap();
+        stuck.state = "issuing".into();
+        stuck.certificate = None;
+        stuck.serial = serial;
+        stuck.decided_at = Some(1_020);
+        assert!(store.update_approval(&stuck).await.unwrap());
+    }
+    // Within 5 minutes it is still being signed.
+    let r = e
+        .authority
+        .approve(&pending[1].id, &ops, "a2", 1_100)
+        .await
+        .unwrap_err();
+    assert_eq!(r.kind, RefusalKind::ApprovalDecided);
+    // Later, r1 is found approved with its recorded certificate, not signed twice.
+    let got = e
+        .authority
+        .approval(&pending[0].id, &ci, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.state.as_str(), got.certificate.as_deref()),
+        ("approved", Some(cert.as_str()))
+    );
+    let r = e
+        .authority
+        .approve(&pending[0].id, &ops, "a3", 2_000)
+        .await
+        .unwrap_err();
+    assert_eq!(r.kind, RefusalKind::ApprovalDecided);
+    // r2 is open again and approving it issues.
+    let got = e
+        .authority
+        .approve(&pending[1].id, &ops, "a4", 2_000)
+        .await
+        .unwrap();
+    assert_eq!(got.state, "approved");
+    let rows = store
+        .certs(&CertQuery {
+            requester: Some("ci".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().filter(|c| c.policy == "root").count(), 2);
 }
