@@ -37,31 +37,79 @@ fn tls(dir: &Path) {
     std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
 }
 
-/// Runs `f` on C tasks for WARMUP + MEASURE; returns completions per second
-/// during MEASURE.
-async fn rate<F, Fut>(f: F) -> f64
+/// How long a load runs.
+#[derive(Clone, Copy)]
+enum Until {
+    /// WARMUP, then MEASURE.
+    Time,
+    /// This many completions in all (no warm-up).
+    Count(u64),
+}
+
+/// What a load measured: completions per second, and the median and 99th
+/// percentile latency (µs) of the measured completions.
+#[derive(Clone, Copy, Default)]
+struct Load {
+    rate: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Runs `f` on `concurrency` tasks until `until`.
+async fn load<F, Fut>(concurrency: usize, until: Until, f: F) -> Load
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let f = Arc::new(f);
     let done = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
     let start = Instant::now();
-    let stop = start + WARMUP + MEASURE;
+    let (warmup, stop) = match until {
+        Until::Time => (WARMUP, Some(start + WARMUP + MEASURE)),
+        Until::Count(_) => (Duration::ZERO, None),
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENCY {
-        let (f, done) = (f.clone(), done.clone());
+    for _ in 0..concurrency {
+        let (f, done, started, latencies) =
+            (f.clone(), done.clone(), started.clone(), latencies.clone());
         tasks.spawn(async move {
-            while Instant::now() < stop {
+            let mut mine = Vec::new();
+            loop {
+                match (stop, until) {
+                    (Some(stop), _) if Instant::now() >= stop => break,
+                    (None, Until::Count(n)) if started.fetch_add(1, Ordering::Relaxed) >= n => {
+                        break
+                    }
+                    _ => {}
+                }
+                let t = Instant::now();
                 f().await;
-                if Instant::now() > start + WARMUP {
+                if t > start + warmup {
                     done.fetch_add(1, Ordering::Relaxed);
+                    mine.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
+            latencies.lock().unwrap().extend(mine);
         });
     }
     while tasks.join_next().await.is_some() {}
-    done.load(Ordering::Relaxed) as f64 / MEASURE.as_secs_f64()
+    let measured = match until {
+        Until::Time => MEASURE.as_secs_f64(),
+        Until::Count(_) => start.elapsed().as_secs_f64(),
+    };
+    let mut l = std::mem::take(&mut *latencies.lock().unwrap());
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map_or(f64::NAN, |v| f64::from(*v))
+    };
+    Load {
+        rate: done.load(Ordering::Relaxed) as f64 / measured,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    }
 }
 
 fn main() {
@@ -106,7 +154,7 @@ fn main() {
             .await
             .unwrap();
         let key = subject.public_key().key_data().clone();
-        rate(move || {
+        load(CONCURRENCY, Until::Time, move || {
             let (signer, key) = (signer.clone(), key.clone());
             async move {
                 let mut t = sshca_core::CertTemplate::new(sshca_core::CertType::User, "bench");
@@ -117,11 +165,40 @@ fn main() {
             }
         })
         .await
+        .rate
     });
 
-    // Over HTTPS: one replica on SQLite, then one and three on PostgreSQL.
+    // Over HTTPS: one replica on SQLite (at C=32, at C=1, and for 100,000
+    // certificates to read its memory after), then one and three on
+    // PostgreSQL.
     let config = dir.join("sshca.toml");
-    let sqlite = https_run(&rt, &bin, dir, &config, 1, &token, &subject_line, None);
+    let run = |config: &Path, replicas, c, until, db: Option<&str>| {
+        https_run(
+            &rt,
+            &bin,
+            dir,
+            config,
+            replicas,
+            (c, until),
+            &token,
+            &subject_line,
+            db,
+        )
+    };
+    let sqlite = run(&config, 1, CONCURRENCY, Until::Time, None);
+    let sqlite_c1 = run(&config, 1, 1, Until::Time, None);
+    let long = run(&config, 1, CONCURRENCY, Until::Count(100_000), None);
+    println!(
+        "serve latency: C={CONCURRENCY} p50 {:.0} µs p99 {:.0} µs; C=1 {:.0}/s p50 {:.0} µs p99 \
+         {:.0} µs; RSS after 100,000 certificates {:.1} MB ({:.0}/s)",
+        sqlite.load.p50_us,
+        sqlite.load.p99_us,
+        sqlite_c1.load.rate,
+        sqlite_c1.load.p50_us,
+        sqlite_c1.load.p99_us,
+        long.rss_mb,
+        long.load.rate
+    );
 
     // The same with an audit file sink, then with an HTTPS sink (a
     // receiver in this process that counts what it gets).
@@ -135,7 +212,7 @@ fn main() {
         "sshca-file.toml",
         "[audit.f]\ntype = \"file\"\npath = \"audit.jsonl\"\n",
     );
-    let with_file = https_run(&rt, &bin, dir, &file_config, 1, &token, &subject_line, None);
+    let with_file = run(&file_config, 1, CONCURRENCY, Until::Time, None);
     let received = Arc::new(AtomicU64::new(0));
     let receiver = rt.block_on(receiver(dir, received.clone()));
     std::fs::write(dir.join("sink.secret"), "bench-secret-0123456789\n").unwrap();
@@ -146,7 +223,7 @@ fn main() {
              secret_file = \"sink.secret\"\n"
         ),
     );
-    let with_http = https_run(&rt, &bin, dir, &http_config, 1, &token, &subject_line, None);
+    let with_http = run(&http_config, 1, CONCURRENCY, Until::Time, None);
     let file_events = std::fs::read_to_string(dir.join("audit.jsonl"))
         .unwrap_or_default()
         .lines()
@@ -183,26 +260,8 @@ fn main() {
     let pg_config = dir.join("sshca-pg.toml");
     std::fs::write(&pg_config, text).unwrap();
     let pg_pid = pg.postmaster_pid();
-    let one = https_run(
-        &rt,
-        &bin,
-        dir,
-        &pg_config,
-        1,
-        &token,
-        &subject_line,
-        Some(&pg_pid),
-    );
-    let three = https_run(
-        &rt,
-        &bin,
-        dir,
-        &pg_config,
-        3,
-        &token,
-        &subject_line,
-        Some(&pg_pid),
-    );
+    let one = run(&pg_config, 1, CONCURRENCY, Until::Time, Some(&pg_pid));
+    let three = run(&pg_config, 3, CONCURRENCY, Until::Time, Some(&pg_pid));
     let (pg_one, pg_three) = (one.db_cpu, three.db_cpu);
     let https = sqlite.rate;
     println!(
@@ -222,6 +281,9 @@ fn main() {
     sshca_benches::record(&serde_json::json!({
         "bench": "serve", "concurrency": CONCURRENCY, "https_rate": https, "inprocess_rate": inprocess,
         "server_cpu_us": sqlite.server_cpu, "client_cpu_us": sqlite.client_cpu,
+        "p50_us": sqlite.load.p50_us, "p99_us": sqlite.load.p99_us,
+        "c1_rate": sqlite_c1.load.rate, "c1_p50_us": sqlite_c1.load.p50_us,
+        "c1_p99_us": sqlite_c1.load.p99_us, "rss_100k_mb": long.rss_mb,
     }));
     for (n, r, db) in [(1, &one, pg_one), (3, &three, pg_three)] {
         sshca_benches::record(&serde_json::json!({
@@ -296,6 +358,9 @@ fn per_cert(d: Duration, rate: f64) -> f64 {
 
 struct Run {
     rate: f64,
+    load: Load,
+    /// The (first) server's resident memory when the load ended, MB.
+    rss_mb: f64,
     server_cpu: f64,
     client_cpu: f64,
     /// CPU of the database's processes per certificate.
@@ -312,6 +377,7 @@ fn https_run(
     dir: &Path,
     config: &Path,
     replicas: usize,
+    (concurrency, until): (usize, Until),
     token: &str,
     subject_line: &str,
     db_pid: Option<&str>,
@@ -355,7 +421,7 @@ fn https_run(
     .with_no_client_auth();
     let client = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
-        .pool_max_idle_per_host(CONCURRENCY)
+        .pool_max_idle_per_host(concurrency)
         .build()
         .unwrap();
     let body = serde_json::json!({"public_key": subject_line, "principals": ["alice"]}).to_string();
@@ -366,10 +432,10 @@ fn https_run(
     let db_cpu = || db_pid.map(cpu_time_of_tree).unwrap_or_default();
     let (server_cpu0, client_cpu0, db_cpu0) = (servers_cpu(), cpu_time_of("self"), db_cpu());
     let token = token.to_owned();
-    let rate = rt.block_on({
+    let load_result = rt.block_on({
         let errors = errors.clone();
         async move {
-            rate(move || {
+            load(concurrency, until, move || {
                 let n = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let (client, url, body, token, errors) = (
                     client.clone(),
@@ -399,6 +465,16 @@ fn https_run(
             .await
         }
     });
+    let rate = load_result.rate;
+    let rss_mb = std::fs::read_to_string(format!("/proc/{}/status", pids[0]))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0);
     let server_cpu = per_cert(servers_cpu().saturating_sub(server_cpu0), rate);
     let client_cpu = per_cert(cpu_time_of("self").saturating_sub(client_cpu0), rate);
     let db_cpu = per_cert(db_cpu().saturating_sub(db_cpu0), rate);
@@ -412,6 +488,8 @@ fn https_run(
     assert_eq!(errors, 0, "{errors} requests failed");
     Run {
         rate,
+        load: load_result,
+        rss_mb,
         server_cpu,
         client_cpu,
         db_cpu,

@@ -1,13 +1,16 @@
 //! Project tasks, run as `cargo xtask TASK`:
 //! - `ci`: format check, clippy with `-D warnings`, every test;
 //! - `demo`: issue certificates with `sshca` and check them with OpenSSH;
-//! - `bench`: the criterion benchmarks;
+//! - `bench [--list] [--only NAME]... [--runs N]`: the benchmarks, each
+//!   group run N times (default 3), figures as median and spread;
 //! - `fuzz [--time SECS]`: every cargo-fuzz target (default 60 s each).
 
 use std::env;
 use std::process::ExitCode;
 
 mod bench;
+mod bench_login;
+mod bench_runs;
 mod ci;
 mod demo;
 mod fuzz;
@@ -19,7 +22,7 @@ fn main() -> ExitCode {
     let res = match task.as_str() {
         "ci" => ci::ci(),
         "demo" => demo::demo(),
-        "bench" => bench::bench(),
+        "bench" => bench::bench(&env::args().skip(2).collect::<Vec<_>>()),
         "fuzz" => {
             let args: Vec<String> = env::args().skip(2).collect();
             match args.as_slice() {
@@ -32,7 +35,7 @@ fn main() -> ExitCode {
             }
         }
         _ => Err(format!(
-            "unknown task `{task}`; tasks: ci (format, clippy, tests, docs), demo (issue and check certificates), bench (criterion benchmarks), fuzz [--time SECS] (every fuzz target)"
+            "unknown task `{task}`; tasks: ci (format, clippy, tests, docs), demo (issue and check certificates), bench [--list] [--only NAME]... [--runs N] (benchmarks, median of N runs), fuzz [--time SECS] (every fuzz target)"
         )),
     };
     match res {

@@ -180,6 +180,7 @@ pub fn issued_summary(cert: &Certificate) -> String {
 
 /// A JSON array of strings joined with `,` (`None` when `v` is not an
 /// array).
+#[cfg(feature = "client")]
 pub(crate) fn joined(v: &serde_json::Value) -> Option<String> {
     v.as_array().map(|items| {
         items
