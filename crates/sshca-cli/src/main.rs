@@ -248,13 +248,23 @@ fn report(e: &Error) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // `sshca login --check` runs before every `ssh`: one thread, no log
+    // set-up (it prints nothing).
+    #[cfg(feature = "login")]
+    let quick = matches!(&cli.cmd, Cmd::Login(a) if a.is_check());
+    #[cfg(not(feature = "login"))]
+    let quick = false;
+    let mut builder = if quick {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     // The service uses every core; a command two threads.
     #[cfg(feature = "server")]
     let serving = matches!(cli.cmd, Cmd::Serve(_));
     #[cfg(not(feature = "server"))]
     let serving = false;
-    if !serving {
+    if !serving && !quick {
         builder.worker_threads(2);
         // Warnings (a PIN file others can read, a store file others can
         // read) on stderr; `sshca serve` sets up its own logging.

@@ -73,6 +73,13 @@ pub struct LoginArgs {
     min_valid: String,
 }
 
+impl LoginArgs {
+    /// `--check`: runs before every `ssh`, so it starts as little as it can.
+    pub fn is_check(&self) -> bool {
+        self.check
+    }
+}
+
 fn check_server(server: &str) -> Result<()> {
     if !server.starts_with("https://") {
         return Err(invalid(format!(
