@@ -49,6 +49,17 @@ impl Authority {
     /// as a pending request ([`Requested::Pending`]).
     pub async fn request(&self, r: IssueRequest<'_>, now: u64) -> Result<Requested, Refusal> {
         let entry = self.policy(r.policy, r.identity)?;
+        self.request_under(entry, r, now).await
+    }
+
+    /// [`Authority::request`] under `entry`, the policy `r` names (which
+    /// the identity may use).
+    pub(crate) async fn request_under(
+        &self,
+        entry: &PolicyEntry,
+        r: IssueRequest<'_>,
+        now: u64,
+    ) -> Result<Requested, Refusal> {
         let ca = self.cas.get(&entry.ca).ok_or_else(|| {
             Refusal::new(
                 RefusalKind::BackendUnavailable,
@@ -56,7 +67,10 @@ impl Authority {
             )
             .retry(1)
         })?;
-        let view = RequestView::of(r.subject, &r.request);
+        // What webhooks and a stored request carry; not made on the plain
+        // path.
+        let view = (!entry.webhooks.is_empty() || entry.approval.is_some())
+            .then(|| RequestView::of(r.subject, &r.request));
         let merge = |identity: &Identity| -> Result<Prepared, Refusal> {
             let mut p = issue::prepare(
                 entry,
@@ -69,8 +83,8 @@ impl Authority {
             issue::pin_source_address(entry, &mut p, r.source_address)?;
             Ok(p)
         };
-        let mut identity = r.identity.clone();
-        if !entry.webhooks.is_empty() {
+        let mut identity = std::borrow::Cow::Borrowed(r.identity);
+        if let Some(view) = view.as_ref().filter(|_| !entry.webhooks.is_empty()) {
             // The certificate as it would be without the webhooks' answers
             // (refused here when the policy refuses it anyway).
             let preview = if entry.policy.webhooks_used().is_empty() {
@@ -82,7 +96,7 @@ impl Authority {
             } else {
                 None
             };
-            let call = self.call(r.policy, r.identity, r.request_id, &view, preview, None);
+            let call = self.call(r.policy, r.identity, r.request_id, view, preview, None);
             let mut events = Vec::new();
             let asked = gate::ask(
                 self.options.webhooks.as_deref(),
@@ -99,7 +113,7 @@ impl Authority {
                     .await
                     .map_err(|e| Refusal::store("the audit trail cannot be written", e))?;
             }
-            identity = asked?;
+            identity = std::borrow::Cow::Owned(asked?);
         }
         let prepared = merge(&identity)?;
         let Some(rule) = &entry.approval else {
@@ -116,6 +130,7 @@ impl Authority {
                 .await
                 .map(|i| Requested::Issued(Box::new(i)));
         };
+        let view = view.unwrap_or_else(|| RequestView::of(r.subject, &r.request));
         let stored = Stored {
             request: view.clone(),
             claims: claims_to_json(&identity.claims),

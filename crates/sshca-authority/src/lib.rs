@@ -217,7 +217,7 @@ impl Authority {
                 ),
             ));
         }
-        match self.request(r, now).await? {
+        match self.request_under(entry, r, now).await? {
             Requested::Issued(issued) => Ok(*issued),
             Requested::Pending(a) => Err(Refusal::new(
                 RefusalKind::Internal,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use sshca::signer::{Error, ErrorKind, Result, Secret};
 
 use crate::output::invalid;
-use crate::request::{error_chain, refusal, Credentials};
+use crate::request::{refusal, unreachable, Credentials};
 
 /// How often a waiting request is polled.
 const POLL: Duration = Duration::from_secs(2);
@@ -67,12 +67,7 @@ async fn call(
     if let Some(t) = token {
         req = req.bearer_auth(t.expose());
     }
-    let resp = req.send().await.map_err(|e| {
-        Error::new(
-            ErrorKind::Unavailable,
-            format!("{url}: cannot reach the service: {}", error_chain(&e)),
-        )
-    })?;
+    let resp = req.send().await.map_err(|e| unreachable(&url, e))?;
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {

@@ -340,7 +340,7 @@ pub(crate) async fn post_json(
 }
 
 /// The error of a request that did not reach the service at `url`.
-fn unreachable(url: &str, e: reqwest::Error) -> Error {
+pub(crate) fn unreachable(url: &str, e: reqwest::Error) -> Error {
     Error::new(
         ErrorKind::Unavailable,
         format!("{url}: cannot reach the service"),

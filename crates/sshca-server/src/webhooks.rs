@@ -76,37 +76,36 @@ impl HttpWebhooks {
 }
 
 impl Hook {
-    /// POSTs `body` and reads the answer within the timeout.
-    async fn post(&self, body: Vec<u8>) -> std::result::Result<Answer, String> {
-        let call = async {
-            let sig = self.secret.sign(unix_now(), &body);
-            let mut resp = self
-                .client
-                .post(&self.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, sig)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| format!("cannot call it: {}", crate::tls::error_chain(&e)))?;
-            let status = resp.status();
-            if !status.is_success() {
-                return Err(format!("it answered HTTP {}", status.as_u16()));
-            }
-            let mut got = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| format!("cannot read its answer: {}", crate::tls::error_chain(&e)))?
-            {
-                if got.len() + chunk.len() > MAX_ANSWER {
-                    return Err(format!("its answer is larger than {MAX_ANSWER} bytes"));
+    /// POSTs `body` and reads the answer's body (2xx only) within the
+    /// timeout.
+    async fn post(&self, body: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+        let call =
+            async {
+                let sig = self.secret.sign(unix_now(), &body);
+                let mut resp = self
+                    .client
+                    .post(&self.url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(SIGNATURE_HEADER, sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot call it: {}", crate::tls::error_chain(&e)))?;
+                let status = resp.status();
+                if !status.is_success() {
+                    return Err(format!("it answered HTTP {}", status.as_u16()));
                 }
-                got.extend_from_slice(&chunk);
-            }
-            serde_json::from_slice::<Answer>(&got)
-                .map_err(|e| format!("its answer is not {{\"allow\", \"reason\", \"data\"}}: {e}"))
-        };
+                let mut got = Vec::new();
+                while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                    format!("cannot read its answer: {}", crate::tls::error_chain(&e))
+                })? {
+                    if got.len() + chunk.len() > MAX_ANSWER {
+                        return Err(format!("its answer is larger than {MAX_ANSWER} bytes"));
+                    }
+                    got.extend_from_slice(&chunk);
+                }
+                Ok(got)
+            };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
@@ -123,7 +122,11 @@ impl Webhooks for HttpWebhooks {
                 allow: false,
             };
         };
-        let verdict = match hook.post(call.to_vec()).await {
+        let answer = hook.post(call.to_vec()).await.and_then(|body| {
+            serde_json::from_slice::<Answer>(&body)
+                .map_err(|e| format!("its answer is not {{\"allow\", \"reason\", \"data\"}}: {e}"))
+        });
+        let verdict = match answer {
             Ok(a) if a.allow => Verdict::Allow(a.data.unwrap_or_default()),
             Ok(a) => Verdict::Deny(a.reason.unwrap_or_else(|| "no reason given".into())),
             Err(error) => {
@@ -150,10 +153,9 @@ impl Webhooks for HttpWebhooks {
         let (name, metrics) = (name.to_owned(), self.metrics.clone());
         tokio::spawn(async move {
             // A notice's receiver need not answer {"allow": ...}: any 2xx
-            // with a readable body or not is taken.
+            // is taken.
             let outcome = match hook.post(call).await {
                 Ok(_) => "notified",
-                Err(e) if e.starts_with("its answer is not") => "notified",
                 Err(error) => {
                     tracing::warn!(webhook = %name, %error, "webhook notice failed");
                     "error"

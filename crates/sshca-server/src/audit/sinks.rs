@@ -20,7 +20,7 @@ use crate::config::AuditSinkConfig;
 pub(crate) const SIGNATURE_HEADER: &str = "x-sshca-signature";
 
 /// `t=UNIX,v1=HEX(HMAC-SHA256(secret, "UNIX." + body))`.
-pub(crate) fn signature(secret: &[u8], unix: u64, body: &[u8]) -> String {
+fn signature(secret: &[u8], unix: u64, body: &[u8]) -> String {
     // HMAC takes a key of any length.
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(m) => m,

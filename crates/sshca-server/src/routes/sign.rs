@@ -61,6 +61,25 @@ pub(super) async fn open<'a>(
     Ok((bytes, entry))
 }
 
+/// What the authority is asked for this request: its id and the client's
+/// address from the request context.
+fn issue_request<'a>(
+    ctx: &'a Ctx,
+    identity: &'a Identity,
+    policy: &'a str,
+    subject: &'a KeyData,
+    request: Request,
+) -> IssueRequest<'a> {
+    IssueRequest {
+        policy,
+        identity,
+        subject,
+        request,
+        request_id: ctx.id(),
+        source_address: ctx.client_ip(),
+    }
+}
+
 /// Issues through the authority: merged, signed, recorded, only then
 /// returned.
 pub(super) async fn issue(
@@ -74,17 +93,7 @@ pub(super) async fn issue(
 ) -> Result<Issued, ApiError> {
     let issued = app
         .authority
-        .issue(
-            IssueRequest {
-                policy,
-                identity,
-                subject,
-                request,
-                request_id: ctx.id(),
-                source_address: ctx.client_ip(),
-            },
-            now,
-        )
+        .issue(issue_request(ctx, identity, policy, subject, request), now)
         .await?;
     ctx.set_serial(issued.row.serial);
     Ok(issued)
@@ -145,25 +154,16 @@ async fn sign(
     let requested = app
         .authority
         .request(
-            IssueRequest {
-                policy: &policy,
-                identity: &identity,
-                subject: &subject,
-                request,
-                request_id: ctx.id(),
-                source_address: ctx.client_ip(),
-            },
+            issue_request(&ctx, &identity, &policy, &subject, request),
             now,
         )
         .await?;
     let issued = match requested {
         Requested::Issued(issued) => *issued,
         Requested::Pending(a) => {
-            let mut v = super::approvals::view(&app, &a);
-            if let Value::Object(m) = &mut v {
-                m.insert("status".into(), json!("pending"));
-            }
-            return Ok((StatusCode::ACCEPTED, Json(v)).into_response());
+            return Ok(
+                (StatusCode::ACCEPTED, Json(super::approvals::view(&app, &a))).into_response(),
+            )
         }
     };
     ctx.set_serial(issued.row.serial);
