@@ -465,6 +465,25 @@ pub fn bench(args: &[String]) -> Result<()> {
                 ),
                 String::new(),
             ),
+            Some("frontends") => {
+                let reference = format!(
+                    "sshca request (one token-authenticated sign from the CLI) {:.1} ms{}",
+                    f("request_ms"),
+                    spr("request_ms")
+                );
+                for (key, what) in [
+                    ("login_ms", "sshca login end to end (OIDC provider, service and ssh-agent on loopback; the browser's requests made at once)"),
+                    ("renew_ms", "sshca renew of a user certificate (proof of possession, /v1/renew)"),
+                    ("enroll3_ms", "sshca host enroll, 3 host keys (join token; certificates, CA bundle, KRL, sshd drop-in)"),
+                ] {
+                    row(
+                        &format!("{what}, wall time, median of {:.0}", f("runs")),
+                        format!("{:.1} ms{}", f(key), spr(key)),
+                        reference.clone(),
+                        format!("{:.2}x the reference", f(key) / f("request_ms")),
+                    );
+                }
+            }
             Some("emulator_cpu") => row(
                 "kms-emulator, AWS Sign P-256 over HTTP (C=64, no injected latency), CPU per request",
                 format!("{:.0} µs{}", f("emulator_cpu_us"), spr("emulator_cpu_us")),

@@ -10,7 +10,7 @@ use crate::util::*;
 
 /// The groups `--only` names: each criterion bench target of
 /// `sshca-benches`, and the bulk command-line comparison.
-pub const GROUPS: [(&str, &str); 8] = [
+pub const GROUPS: [(&str, &str); 9] = [
     (
         "hot_path",
         "to-be-signed encoding, signature conversion, assembly, local signing; openssl speed as its reference",
@@ -29,6 +29,10 @@ pub const GROUPS: [(&str, &str); 8] = [
     (
         "login_check",
         "sshca login --check (before every ssh) against ssh-add -l",
+    ),
+    (
+        "frontends",
+        "sshca login end to end, sshca renew, sshca host enroll of 3 keys against sshca request",
     ),
     (
         "bulk",
@@ -230,7 +234,7 @@ impl Figures {
 
 /// The numbers of a result line that say what was measured, not what came
 /// out.
-const SETTINGS: [&str; 4] = ["concurrency", "latency_ms", "replicas", "serials"];
+const SETTINGS: [&str; 5] = ["concurrency", "latency_ms", "replicas", "serials", "runs"];
 
 /// What identifies a result line across runs: its text fields and its
 /// settings.

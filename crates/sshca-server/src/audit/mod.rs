@@ -27,9 +27,9 @@ pub(crate) use sinks::Sink;
 const POLL: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts at a sink that is down.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long a woken sink lets events gather before it reads them, unless
-/// a whole batch is already waiting: under load it delivers batches, not
-/// one event at a time.
+/// How long a sink lets events gather before it reads them again, when it
+/// was woken or has just delivered less than a whole batch: under load it
+/// delivers batches, not one event at a time.
 const GATHER: Duration = Duration::from_millis(50);
 
 /// One sink's state, shared by its worker and the request path.
@@ -304,6 +304,11 @@ impl Worker {
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
+            }
+            // Caught up: let the next events gather rather than deliver
+            // them one at a time.
+            if rows.len() < self.batch && !self.pause(GATHER, None).await {
+                return;
             }
             self.skip_if_full();
             self.metrics.audit_sink(

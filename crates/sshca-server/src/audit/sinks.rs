@@ -178,13 +178,22 @@ impl Sink {
                 }
                 let mut text = lines.join("\n");
                 text.push('\n');
-                let f = file.as_mut().ok_or("the file is not open")?;
-                let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_data());
-                if let Err(e) = written {
-                    *file = None;
-                    return Err(format!("{}: {e}", path.display()));
+                let mut f = file.take().ok_or("the file is not open")?;
+                // Written and made durable off the request threads; a file
+                // that failed is opened again next time.
+                let (f, written) = tokio::task::spawn_blocking(move || {
+                    let written = f.write_all(text.as_bytes()).and_then(|()| f.sync_data());
+                    (f, written)
+                })
+                .await
+                .map_err(|e| format!("{}: the writer stopped: {e}", path.display()))?;
+                match written {
+                    Ok(()) => {
+                        *file = Some(f);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("{}: {e}", path.display())),
                 }
-                Ok(())
             }
             Sink::Stdout => {
                 let mut out = std::io::stdout().lock();
