@@ -1,4 +1,5 @@
-//! The admin API: health, request counters, reset and fault injection.
+//! The admin API: health, request counters, the request log, reset and
+//! fault injection.
 
 use std::sync::Arc;
 
@@ -23,6 +24,19 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     match (&req.method, path) {
         (&Method::GET, "/health") => ok(json!({"status": "ok"})),
         (&Method::GET, "/stats") => ok(json!(state.faults.stats())),
+        (&Method::GET, "/requests") => {
+            let since = match req.query("since").map(str::parse::<u64>) {
+                None => 0,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => {
+                    return bad(
+                        StatusCode::BAD_REQUEST,
+                        "query parameter `since` must be a place in the log (a number)",
+                    )
+                }
+            };
+            ok(json!({"requests": state.requests.since(since), "last": state.requests.last()}))
+        }
         (&Method::POST, "/reset") => {
             state.faults.reset();
             if req.query("keys").is_some_and(|v| v == "true" || v == "1") {

@@ -9,6 +9,12 @@ use std::path::PathBuf;
 pub struct Config {
     /// Address to bind (default 127.0.0.1).
     pub bind: IpAddr,
+    /// Address the admin API binds (default 127.0.0.1, whatever `bind`
+    /// is: reset, faults and the request log stay off the network when
+    /// the services are exposed).
+    pub admin_bind: IpAddr,
+    /// File the request log is appended to (JSON lines), if any.
+    pub request_log: Option<PathBuf>,
     /// First port: AWS on it, then GCP, Azure, admin on the next ones;
     /// `None` lets the OS choose each.
     pub port: Option<u16>,
@@ -43,6 +49,8 @@ impl std::fmt::Debug for Config {
         let redacted = |t: &Option<String>| t.as_ref().map(|_| "<redacted>");
         f.debug_struct("Config")
             .field("bind", &self.bind)
+            .field("admin_bind", &self.admin_bind)
+            .field("request_log", &self.request_log)
             .field("port", &self.port)
             .field("seed", &self.seed)
             .field("state_file", &self.state_file)
@@ -69,6 +77,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            admin_bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            request_log: None,
             port: None,
             seed: None,
             state_file: None,

@@ -237,6 +237,7 @@ impl Faults {
 
     /// Counts one request and decides its faults.
     pub fn on_request(&self, service: Service, op: &'static str, replica: Option<usize>) -> Effect {
+        crate::requests::note_operation(op);
         *lock(&self.stats).entry((service, op)).or_default() += 1;
         let mut effect = Effect::default();
         let mut rules = lock(&self.rules);

@@ -35,6 +35,7 @@ pub mod gcp;
 mod google;
 mod http;
 pub mod metadata;
+pub mod requests;
 mod seed;
 mod service;
 pub mod state;
@@ -188,7 +189,7 @@ service::for_each_service!(services_glue);
 impl Emulator {
     /// Starts the emulator on the current tokio runtime.
     pub async fn start(config: Config) -> Result<Emulator, StartError> {
-        let bind = config.bind;
+        let (bind, admin_bind) = (config.bind, config.admin_bind);
         let (tmp, cert_dir) = match &config.cert_dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(|e| {
@@ -209,14 +210,19 @@ impl Emulator {
         let mut tasks = JoinSet::new();
         let mut urls = Vec::new();
         for (listener, fixed, transport) in listener_plan(&state.config) {
-            let addr = SocketAddr::new(bind, fixed.unwrap_or(0));
+            let ip = if listener == Listener::Admin {
+                admin_bind
+            } else {
+                bind
+            };
+            let addr = SocketAddr::new(ip, fixed.unwrap_or(0));
             let socket = TcpListener::bind(addr)
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
             let local = socket
                 .local_addr()
                 .map_err(|source| StartError::Bind { addr, source })?;
-            let host = url_host(bind, local);
+            let host = url_host(ip, local);
             let acceptor = match transport {
                 service::Transport::Http => None,
                 service::Transport::Tls => Some(tls.acceptor.clone()),
@@ -518,7 +524,19 @@ async fn serve(
                 let state = state.clone();
                 async move {
                     let req = read_request(req).await;
-                    match dispatch(state, listener, req).await {
+                    let reply = match listener {
+                        Listener::Service(service, _) => {
+                            let pending = requests::begin(service, &req);
+                            requests::logged(
+                                &state.requests,
+                                pending,
+                                dispatch(state.clone(), listener, req),
+                            )
+                            .await
+                        }
+                        Listener::Admin => dispatch(state, listener, req).await,
+                    };
+                    match reply {
                         Reply::Send(r) => Ok(r),
                         Reply::Drop => Err(Dropped),
                     }

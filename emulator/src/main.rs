@@ -112,7 +112,11 @@ ekmConfig, verifyConnectivity) and EXTERNAL_VPC keys, whose getPublicKey and
 asymmetricSign go to the connection's resolvers over TLS, trusting only the
 resolvers' serverCertificates and presenting the EKM client identity.
 
-ADMIN API: GET /health, GET /stats, POST /reset[?keys=true], GET|POST|DELETE /faults,
+ADMIN API (on --admin-bind, loopback by default): GET /health, GET /stats,
+GET /requests?since=N (the request log: the last 10,000 requests after place N, and
+`last`, the newest place; each {seq, time, service, operation, key, caller, status,
+error_code, latency_ms}, a bearer token shown as `bearer:` and 12 hex digits of its
+SHA-256), POST /reset[?keys=true], GET|POST|DELETE /faults,
 POST /metadata/select?cloud=C&instance=ID
 (a fault: {\"service\": \"aws|gcp|azure|ekm|metadata|*\", \"replica\": 0, \"operation\": \"Sign\", \"latency_ms\": 20,
 \"error\": \"throttle|unavailable|internal\", \"drop_connection\": false,
@@ -125,6 +129,14 @@ struct Args {
     /// Address to bind; loopback unless told otherwise.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
+    /// Address of the admin API (reset, faults, the request log); loopback
+    /// unless told otherwise, also when --bind exposes the services.
+    #[arg(long, default_value = "127.0.0.1")]
+    admin_bind: IpAddr,
+    /// Append every request the services answer to FILE as JSON lines
+    /// (created 0600); the admin API's GET /requests holds the last 10,000.
+    #[arg(long, value_name = "FILE")]
+    request_log: Option<PathBuf>,
     /// First port (AWS); the next three serve Google Cloud, Azure and admin. OS-chosen when absent.
     #[arg(long)]
     port: Option<u16>,
@@ -169,6 +181,8 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let mut config = kms_emulator::Config {
         bind: args.bind,
+        admin_bind: args.admin_bind,
+        request_log: args.request_log,
         port: args.port,
         seed: args.seed,
         state_file: args.state,

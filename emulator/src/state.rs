@@ -44,6 +44,9 @@ macro_rules! state_struct {
             )*
             /// Faults and counters.
             pub faults: Faults,
+            /// Every service's requests (the admin API's `GET /requests`,
+            /// `--request-log`).
+            pub requests: crate::requests::RequestLog,
             /// How the emulated Cloud KMS reaches external key managers.
             pub ekm_link: Link,
             /// The key metadata documents and tokens are signed with (set at
@@ -57,11 +60,16 @@ macro_rules! state_struct {
         }
 
         impl State {
-            fn empty(config: Config, seed_io: SeedIo) -> State {
+            fn empty(
+                config: Config,
+                seed_io: SeedIo,
+                requests: crate::requests::RequestLog,
+            ) -> State {
                 State {
                     config,
                     $($field: RwLock::default(),)*
                     faults: Faults::default(),
+                    requests,
                     ekm_link: Link::default(),
                     metadata_signer: std::sync::OnceLock::new(),
                     seed_io,
@@ -91,7 +99,8 @@ pub fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl State {
     /// Builds the state: the state file when it exists, else the seed file.
     pub fn new(config: Config, seed_io: SeedIo) -> Result<State, String> {
-        let state = State::empty(config, seed_io);
+        let requests = crate::requests::RequestLog::open(config.request_log.as_deref())?;
+        let state = State::empty(config, seed_io, requests);
         state.load_keys()?;
         Ok(state)
     }

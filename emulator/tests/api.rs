@@ -925,3 +925,108 @@ default_ekm_connection = "{conn}"
     .unwrap_err();
     assert!(e.to_string().contains("need crypto_key_backend"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_log_and_admin_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let emu = Emulator::start(Config {
+        admin_bind: "127.0.0.2".parse().unwrap(),
+        request_log: Some(log.clone()),
+        gcp_token: Some("gcp-secret-token".into()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let admin = emu.endpoints().admin.clone();
+    let (aws_url, gcp) = (emu.endpoints().aws.clone(), emu.endpoints().gcp.clone());
+    // The admin API on its own address; the services where they were.
+    assert!(admin.starts_with("http://127.0.0.2:"), "{admin}");
+    assert!(aws_url.starts_with("http://127.0.0.1:"), "{aws_url}");
+    let admin_port: u16 = admin.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(TcpStream::connect(("127.0.0.1", admin_port)).is_err());
+    let v = emu
+        .create_gcp_key(
+            "projects/p/locations/global/keyRings/r/cryptoKeys/k",
+            "EC_SIGN_P256_SHA256",
+        )
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let r = aws(
+            &aws_url,
+            "DescribeKey",
+            &json!({"KeyId": "alias/missing"}),
+            "test",
+        );
+        assert_eq!(aws_type(&r), "NotFoundException");
+        let bearer = [("authorization", "Bearer gcp-secret-token".to_owned())];
+        let path = format!("/v1/{v}/publicKey");
+        assert_eq!(http(&gcp, "GET", &path, &bearer, b"").status, 200);
+        assert_eq!(http(&gcp, "GET", &path, &[], b"").status, 401);
+        // Admin requests are not logged.
+        let all = http(&admin, "GET", "/requests", &[], b"").body;
+        assert_eq!(all["last"], json!(3));
+        let r = all["requests"].as_array().unwrap();
+        assert_eq!(r.len(), 3, "{all}");
+        let fingerprint = hex::encode(Sha256::digest(b"gcp-secret-token"));
+        let expect = [
+            (
+                1,
+                "aws",
+                "DescribeKey",
+                json!("alias/missing"),
+                json!("test"),
+                400,
+                json!("NotFoundException"),
+            ),
+            (
+                2,
+                "gcp",
+                "getPublicKey",
+                json!(v),
+                json!(format!("bearer:{}", &fingerprint[..12])),
+                200,
+                Value::Null,
+            ),
+            (
+                3,
+                "gcp",
+                "-",
+                json!(v),
+                Value::Null,
+                401,
+                json!("UNAUTHENTICATED"),
+            ),
+        ];
+        for (e, (seq, service, op, key, caller, status, code)) in r.iter().zip(expect) {
+            assert_eq!(e["seq"], json!(seq), "{e}");
+            assert_eq!(e["service"], json!(service), "{e}");
+            assert_eq!(e["operation"], json!(op), "{e}");
+            assert_eq!(e["key"], key, "{e}");
+            assert_eq!(e["caller"], caller, "{e}");
+            assert_eq!(e["status"], json!(status), "{e}");
+            assert_eq!(e["error_code"], code, "{e}");
+            assert!(e["latency_ms"].as_f64().unwrap() >= 0.0, "{e}");
+            assert!(e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+        }
+        let later = http(&admin, "GET", "/requests?since=2", &[], b"").body;
+        assert_eq!(later["requests"].as_array().unwrap().len(), 1, "{later}");
+        assert_eq!(later["requests"][0]["seq"], json!(3));
+        let bad = http(&admin, "GET", "/requests?since=yesterday", &[], b"");
+        assert_eq!(bad.status, 400);
+        assert!(bad.body["error"].as_str().unwrap().contains("since"));
+        // The file holds the same entries, and never the token.
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.as_slice(), r.as_slice());
+        assert!(!text.contains("gcp-secret-token"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    })
+    .await
+    .unwrap();
+}

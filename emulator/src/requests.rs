@@ -1,0 +1,253 @@
+//! The request log: one entry per request a service answered (or dropped),
+//! kept in memory (the last [`KEPT`], for the admin API's `GET /requests`)
+//! and, with `--request-log FILE`, appended to FILE as JSON lines, so that a
+//! test can assert what was called. Secrets never reach it: a bearer token
+//! is shown as a fingerprint.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::faults::{lock, Service};
+use crate::Request;
+
+/// Entries kept in memory.
+pub const KEPT: usize = 10_000;
+
+tokio::task_local! {
+    /// The operation the service named for the request being handled.
+    static OPERATION: std::cell::Cell<Option<&'static str>>;
+}
+
+/// Notes the operation of the request being handled (what its service's
+/// handler named when it counted the request).
+pub(crate) fn note_operation(op: &'static str) {
+    let _ = OPERATION.try_with(|o| o.set(Some(op)));
+}
+
+/// One request as the log shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Its place in the log (1, 2, ...).
+    pub seq: u64,
+    /// When it arrived (RFC 3339, UTC).
+    pub time: String,
+    /// `aws`, `gcp`, `azure`, `ekm` or `metadata`.
+    pub service: &'static str,
+    /// The operation (`Sign`, `asymmetricSign`, `sign`, ...); `-` when the
+    /// request was refused before its operation was known.
+    pub operation: String,
+    /// The key it named (AWS `KeyId`; the resource path elsewhere).
+    pub key: Option<String>,
+    /// Who called: the AWS access key, or `bearer:` and the first 12 hex
+    /// digits of the token's SHA-256.
+    pub caller: Option<String>,
+    /// The HTTP status answered; 0 when the connection was dropped.
+    pub status: u16,
+    /// The error code answered (AWS `__type`, Cloud KMS `error.status`,
+    /// Key Vault `error.code`), if any.
+    pub error_code: Option<String>,
+    /// Time to answer, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// The log of every service's requests.
+#[derive(Debug)]
+pub struct RequestLog {
+    kept: Mutex<(u64, VecDeque<Entry>)>,
+    file: Option<Mutex<std::fs::File>>,
+}
+
+impl RequestLog {
+    /// A log kept in memory and, when `file` is given, appended to it
+    /// (created 0600 when absent).
+    pub fn open(file: Option<&Path>) -> Result<Self, String> {
+        let file = match file {
+            Some(p) => {
+                let mut o = std::fs::OpenOptions::new();
+                o.create(true).append(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+                Some(Mutex::new(o.open(p).map_err(|e| {
+                    format!("cannot open the request log {}: {e}", p.display())
+                })?))
+            }
+            None => None,
+        };
+        Ok(Self {
+            kept: Mutex::new((0, VecDeque::new())),
+            file,
+        })
+    }
+
+    /// The entries after `since` (at most [`KEPT`], oldest first).
+    pub fn since(&self, since: u64) -> Vec<Entry> {
+        let kept = lock(&self.kept);
+        kept.1.iter().filter(|e| e.seq > since).cloned().collect()
+    }
+
+    /// The place of the newest entry (0 before the first).
+    pub fn last(&self) -> u64 {
+        lock(&self.kept).0
+    }
+
+    fn add(&self, mut entry: Entry) {
+        {
+            let mut kept = lock(&self.kept);
+            kept.0 += 1;
+            entry.seq = kept.0;
+            if kept.1.len() == KEPT {
+                kept.1.pop_front();
+            }
+            kept.1.push_back(entry.clone());
+        }
+        if let Some(f) = &self.file {
+            if let Ok(line) = serde_json::to_string(&entry) {
+                let mut f = lock(f);
+                if let Err(e) = writeln!(f, "{line}") {
+                    tracing::warn!("cannot write the request log: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// What is known of a request before it is handled.
+pub(crate) struct Pending {
+    started: Instant,
+    time: String,
+    service: Service,
+    key: Option<String>,
+    caller: Option<String>,
+}
+
+/// Reads the key and caller of `req`, before its handler takes it.
+pub(crate) fn begin(service: Service, req: &Request) -> Pending {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Pending {
+        started: Instant::now(),
+        time: crate::util::rfc3339(secs),
+        service,
+        key: key_of(service, req),
+        caller: caller_of(req),
+    }
+}
+
+/// Runs `handle` with its operation noted, and logs the request with what
+/// it answered (`None`: the connection was dropped).
+pub(crate) async fn logged<F>(log: &RequestLog, pending: Pending, handle: F) -> crate::Reply
+where
+    F: std::future::Future<Output = crate::Reply>,
+{
+    let (reply, op) = OPERATION
+        .scope(std::cell::Cell::new(None), async {
+            let reply = handle.await;
+            (reply, OPERATION.with(std::cell::Cell::get))
+        })
+        .await;
+    let (status, error_code) = match &reply {
+        crate::Reply::Send(r) => {
+            let status = r.status().as_u16();
+            let code = if status >= 400 {
+                error_code(r.body())
+            } else {
+                None
+            };
+            (status, code)
+        }
+        crate::Reply::Drop => (0, Some("dropped".to_owned())),
+    };
+    log.add(Entry {
+        seq: 0,
+        time: pending.time,
+        service: pending.service.name(),
+        operation: op.unwrap_or("-").to_owned(),
+        key: pending.key,
+        caller: pending.caller,
+        status,
+        error_code,
+        latency_ms: (pending.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+    });
+    reply
+}
+
+/// The error code of a JSON error answer in any service's shape.
+fn error_code(body: &http_body_util::Full<bytes::Bytes>) -> Option<String> {
+    let bytes = whole(body.clone())?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let pick = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    pick(&v["__type"])
+        .or_else(|| pick(&v["error"]["status"]))
+        .or_else(|| pick(&v["error"]["code"]))
+        .or_else(|| pick(&v["error"]))
+        .map(|c| c.rsplit('#').next().unwrap_or(&c).to_owned())
+}
+
+/// The bytes of a `Full` body: one frame already in memory, so one poll
+/// returns it.
+fn whole(body: http_body_util::Full<bytes::Bytes>) -> Option<bytes::Bytes> {
+    use hyper::body::Body;
+    let mut body = std::pin::pin!(body);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match body.as_mut().poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(frame))) => frame.into_data().ok(),
+        _ => None,
+    }
+}
+
+/// The key a request names: AWS's `KeyId` (or `SourceKeyId`), else the
+/// resource of the path (Cloud KMS without `/v1/`, the `:verb` and
+/// `/publicKey`; Key Vault's `keys/NAME[/VERSION]`; the key manager's
+/// path).
+fn key_of(service: Service, req: &Request) -> Option<String> {
+    match service.name() {
+        "aws" => {
+            let v: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+            v["KeyId"]
+                .as_str()
+                .or_else(|| v["SourceKeyId"].as_str())
+                .map(str::to_owned)
+        }
+        "metadata" => None,
+        _ => {
+            let path = req.path.trim_start_matches("/v1/").trim_start_matches('/');
+            let path = path.split(':').next().unwrap_or(path);
+            let path = path.strip_suffix("/publicKey").unwrap_or(path);
+            let path = match path.find("keys/") {
+                Some(i) if service.name() == "azure" => {
+                    // keys/NAME[/VERSION], without the operation after it.
+                    let rest = &path[i..];
+                    let parts: Vec<&str> = rest.split('/').take(3).collect();
+                    parts.join("/")
+                }
+                _ => path.to_owned(),
+            };
+            (!path.is_empty()).then_some(path)
+        }
+    }
+}
+
+/// Who called: the AWS access key of a SigV4 `Authorization`, or a
+/// fingerprint of a bearer token.
+fn caller_of(req: &Request) -> Option<String> {
+    let auth = req.header("authorization")?;
+    if let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 ") {
+        let cred = rest
+            .split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix("Credential="))?;
+        return cred.split('/').next().map(str::to_owned);
+    }
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))?;
+    let digest = hex::encode(sha2::Sha256::digest(token.trim().as_bytes()));
+    Some(format!("bearer:{}", &digest[..12]))
+}
