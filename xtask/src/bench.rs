@@ -172,7 +172,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     }
     run(
         "release build (profiling profile) of sshca and kms-emulator",
-        cargo().args([
+        plain_cargo().args([
             "build",
             "--profile",
             "profiling",
@@ -203,7 +203,7 @@ pub fn bench(args: &[String]) -> Result<()> {
             }
             run(
                 &format!("run {n} of {}: criterion benchmarks `{group}`", a.runs),
-                cargo()
+                plain_cargo()
                     .args(["bench", "--profile", "profiling", "-p", "sshca-benches"])
                     .args(["--bench", group])
                     .env("KMS_EMULATOR_BIN", release.join("kms-emulator"))

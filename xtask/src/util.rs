@@ -26,6 +26,46 @@ pub fn cargo() -> Command {
     c
 }
 
+/// `cargo` as a shell starts it, for builds that should share what plain
+/// `cargo build` invocations built: `cargo run` (which starts xtask) and
+/// rustup set variables a nested cargo would fingerprint, so every
+/// dependency would be built twice, once per way of starting cargo.
+pub fn plain_cargo() -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(root());
+    for (name, _) in env::vars_os() {
+        let name = name.to_string_lossy();
+        let nested = name == "CARGO"
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "RUSTUP_TOOLCHAIN_SOURCE"
+                    | "RUST_RECURSION_COUNT"
+            );
+        if nested {
+            c.env_remove(&*name);
+        }
+    }
+    // The library paths cargo run added (its build directories) go.
+    if let Some(paths) = env::var_os("LD_LIBRARY_PATH") {
+        let target = target_dir();
+        let kept: Vec<PathBuf> = env::split_paths(&paths)
+            .filter(|p| !p.as_os_str().is_empty() && !p.starts_with(&target))
+            .collect();
+        if kept.is_empty() {
+            c.env_remove("LD_LIBRARY_PATH");
+        } else if let Ok(joined) = env::join_paths(kept) {
+            c.env("LD_LIBRARY_PATH", joined);
+        }
+    }
+    c
+}
+
 pub fn run(what: &str, cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {what}");
     let st = cmd
