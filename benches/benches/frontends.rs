@@ -122,7 +122,10 @@ policy = "hosts"
         ),
     )
     .unwrap();
-    let svc = start(&bin, dir, &config);
+    // Its errors, if it cannot start, go to the bench's stderr.
+    let (child, url) =
+        sshca_benches::start_serve(&bin, &config, &dir.join("ready.json"), Stdio::inherit());
+    let svc = Service { child, url };
     let agent = SshAgent::start(dir, "agent.sock");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -215,36 +218,6 @@ policy = "hosts"
         "bench": "frontends", "runs": RUNS, "request_ms": req, "renew_ms": renew,
         "login_ms": login_ms, "enroll3_ms": enroll,
     }));
-}
-
-/// Starts `sshca serve` on `config` and waits for its ready file.
-fn start(bin: &str, dir: &Path, config: &Path) -> Service {
-    let ready = dir.join("ready.json");
-    let log = dir.join("serve.log");
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(config)
-        .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
-        .arg(&ready)
-        .env("SSHCA_LOG", "warn")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("sshca serve exited ({status}): {log}");
-        }
-        assert!(Instant::now() < deadline, "sshca serve did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-    Service {
-        child,
-        url: v["url"].as_str().unwrap().to_owned(),
-    }
 }
 
 /// One `sshca login --no-browser` into `agent`, the browser played as

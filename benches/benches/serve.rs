@@ -397,24 +397,8 @@ fn https_run(
     for i in 0..replicas {
         let stem = config.file_stem().unwrap_or_default().to_string_lossy();
         let ready = dir.join(format!("ready-{stem}-{i}.json"));
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(config)
-            .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
-            .arg(&ready)
-            .env("SSHCA_LOG", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ready.exists() {
-            assert!(Instant::now() < deadline, "sshca serve did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
-        urls.push(format!("{}/v1/sign/p", v["url"].as_str().unwrap()));
+        let (child, url) = sshca_benches::start_serve(bin, config, &ready, Stdio::inherit());
+        urls.push(format!("{url}/v1/sign/p"));
         children.push(child);
     }
     let mut roots = rustls::RootCertStore::empty();

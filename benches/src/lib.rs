@@ -56,6 +56,47 @@ pub fn emulator_in_process() -> (tokio::runtime::Runtime, kms_emulator::Emulator
     (rt, emu)
 }
 
+/// Starts `bin serve` on `config` (loopback, an OS-chosen port, logging
+/// warnings to `stderr`) and waits up to 30 s for its ready file `ready`:
+/// the child and the service's URL.
+///
+/// # Panics
+/// When it cannot start, exits, or is not ready in time (the benchmark
+/// cannot run).
+#[allow(clippy::expect_used, clippy::panic)]
+pub fn start_serve(
+    bin: &str,
+    config: &std::path::Path,
+    ready: &std::path::Path,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, String) {
+    let _ = std::fs::remove_file(ready);
+    let mut child = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", "127.0.0.1:0", "--ready-file"])
+        .arg(ready)
+        .env("SSHCA_LOG", "warn")
+        .stderr(stderr)
+        .spawn()
+        .expect("sshca serve starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            panic!("sshca serve exited: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sshca serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(ready).expect("the ready file can be read");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the ready file is JSON");
+    let url = v["url"].as_str().expect("the ready file names the URL");
+    (child, url.to_owned())
+}
+
 /// CPU time (user + system) a process has used so far; `pid` is a process
 /// id or `self`. Zero when /proc cannot be read.
 pub fn cpu_time_of(pid: &str) -> Duration {

@@ -35,7 +35,8 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
                     )
                 }
             };
-            ok(json!({"requests": state.requests.since(since), "last": state.requests.last()}))
+            let (requests, last) = state.requests.since(since);
+            ok(json!({"requests": requests, "last": last}))
         }
         (&Method::POST, "/reset") => {
             state.faults.reset();

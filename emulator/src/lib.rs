@@ -526,12 +526,9 @@ async fn serve(
                     let req = read_request(req).await;
                     let reply = match listener {
                         Listener::Service(service, _) => {
-                            let pending = requests::begin(service, &req);
-                            requests::logged(
-                                &state.requests,
-                                pending,
-                                dispatch(state.clone(), listener, req),
-                            )
+                            requests::logged(&state.requests, service, req, |req| {
+                                dispatch(state.clone(), listener, req)
+                            })
                             .await
                         }
                         Listener::Admin => dispatch(state, listener, req).await,

@@ -41,7 +41,7 @@ pub struct Entry {
     pub service: &'static str,
     /// The operation (`Sign`, `asymmetricSign`, `sign`, ...); `-` when the
     /// request was refused before its operation was known.
-    pub operation: String,
+    pub operation: &'static str,
     /// The key it named (AWS `KeyId`; the resource path elsewhere).
     pub key: Option<String>,
     /// Who called: the AWS access key, or `bearer:` and the first 12 hex
@@ -58,9 +58,15 @@ pub struct Entry {
 
 /// The log of every service's requests.
 #[derive(Debug)]
-pub struct RequestLog {
-    kept: Mutex<(u64, VecDeque<Entry>)>,
-    file: Option<Mutex<std::fs::File>>,
+pub struct RequestLog(Mutex<Kept>);
+
+/// Under one lock, so that places, the entries kept and the file's lines
+/// always agree.
+#[derive(Debug)]
+struct Kept {
+    last: u64,
+    entries: VecDeque<Entry>,
+    file: Option<std::fs::File>,
 }
 
 impl RequestLog {
@@ -73,82 +79,69 @@ impl RequestLog {
                 o.create(true).append(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-                Some(Mutex::new(o.open(p).map_err(|e| {
-                    format!("cannot open the request log {}: {e}", p.display())
-                })?))
+                Some(
+                    o.open(p)
+                        .map_err(|e| format!("cannot open the request log {}: {e}", p.display()))?,
+                )
             }
             None => None,
         };
-        Ok(Self {
-            kept: Mutex::new((0, VecDeque::new())),
+        Ok(Self(Mutex::new(Kept {
+            last: 0,
+            entries: VecDeque::new(),
             file,
-        })
+        })))
     }
 
-    /// The entries after `since` (at most [`KEPT`], oldest first).
-    pub fn since(&self, since: u64) -> Vec<Entry> {
-        let kept = lock(&self.kept);
-        kept.1.iter().filter(|e| e.seq > since).cloned().collect()
-    }
-
-    /// The place of the newest entry (0 before the first).
-    pub fn last(&self) -> u64 {
-        lock(&self.kept).0
+    /// The entries after place `since` (at most [`KEPT`], oldest first)
+    /// and the newest place, read together: polling again from that place
+    /// misses nothing.
+    pub fn since(&self, since: u64) -> (Vec<Entry>, u64) {
+        let kept = lock(&self.0);
+        let entries = kept
+            .entries
+            .iter()
+            .filter(|e| e.seq > since)
+            .cloned()
+            .collect();
+        (entries, kept.last)
     }
 
     fn add(&self, mut entry: Entry) {
-        {
-            let mut kept = lock(&self.kept);
-            kept.0 += 1;
-            entry.seq = kept.0;
-            if kept.1.len() == KEPT {
-                kept.1.pop_front();
-            }
-            kept.1.push_back(entry.clone());
-        }
-        if let Some(f) = &self.file {
+        let mut kept = lock(&self.0);
+        kept.last += 1;
+        entry.seq = kept.last;
+        if let Some(f) = kept.file.as_mut() {
             if let Ok(line) = serde_json::to_string(&entry) {
-                let mut f = lock(f);
                 if let Err(e) = writeln!(f, "{line}") {
                     tracing::warn!("cannot write the request log: {e}");
                 }
             }
         }
+        if kept.entries.len() == KEPT {
+            kept.entries.pop_front();
+        }
+        kept.entries.push_back(entry);
     }
 }
 
-/// What is known of a request before it is handled.
-pub(crate) struct Pending {
-    started: Instant,
-    time: String,
+/// Hands `req` to `handle` with its operation noted, and logs it with what
+/// was answered.
+pub(crate) async fn logged<F, Fut>(
+    log: &RequestLog,
     service: Service,
-    key: Option<String>,
-    caller: Option<String>,
-}
-
-/// Reads the key and caller of `req`, before its handler takes it.
-pub(crate) fn begin(service: Service, req: &Request) -> Pending {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Pending {
-        started: Instant::now(),
-        time: crate::util::rfc3339(secs),
-        service,
-        key: key_of(service, req),
-        caller: caller_of(req),
-    }
-}
-
-/// Runs `handle` with its operation noted, and logs the request with what
-/// it answered (`None`: the connection was dropped).
-pub(crate) async fn logged<F>(log: &RequestLog, pending: Pending, handle: F) -> crate::Reply
+    req: Request,
+    handle: F,
+) -> crate::Reply
 where
-    F: std::future::Future<Output = crate::Reply>,
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = crate::Reply>,
 {
+    let (started, time) = (Instant::now(), crate::util::rfc3339(crate::state::now()));
+    let (key, caller) = (key_of(service, &req), caller_of(&req));
     let (reply, op) = OPERATION
         .scope(std::cell::Cell::new(None), async {
-            let reply = handle.await;
+            let reply = handle(req).await;
             (reply, OPERATION.with(std::cell::Cell::get))
         })
         .await;
@@ -166,14 +159,14 @@ where
     };
     log.add(Entry {
         seq: 0,
-        time: pending.time,
-        service: pending.service.name(),
-        operation: op.unwrap_or("-").to_owned(),
-        key: pending.key,
-        caller: pending.caller,
+        time,
+        service: service.name(),
+        operation: op.unwrap_or("-"),
+        key,
+        caller,
         status,
         error_code,
-        latency_ms: (pending.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        latency_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
     });
     reply
 }

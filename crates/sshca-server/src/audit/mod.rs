@@ -292,6 +292,11 @@ impl Worker {
                     backoff = Duration::from_millis(100);
                     self.metrics
                         .audit_delivered(&self.state.name, lines.len() as u64);
+                    // Caught up: let the next events gather rather than
+                    // deliver them one at a time.
+                    if rows.len() < self.batch && !self.pause(GATHER, None).await {
+                        return;
+                    }
                 }
                 Err(e) => {
                     if self.state.up.swap(false, Ordering::Relaxed) {
@@ -304,11 +309,6 @@ impl Worker {
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
-            }
-            // Caught up: let the next events gather rather than deliver
-            // them one at a time.
-            if rows.len() < self.batch && !self.pause(GATHER, None).await {
-                return;
             }
             self.skip_if_full();
             self.metrics.audit_sink(
