@@ -1,5 +1,5 @@
-//! The admin API: health, request counters, the request log, reset and
-//! fault injection.
+//! The admin API: health, request counters, the request log, the clock,
+//! reset and fault injection.
 
 use std::sync::Arc;
 
@@ -16,6 +16,15 @@ fn ok(v: serde_json::Value) -> Reply {
 
 fn bad(status: StatusCode, msg: impl Into<String>) -> Reply {
     Reply::Send(json_response(status, &json!({"error": msg.into()})))
+}
+
+fn clock(state: &State) -> serde_json::Value {
+    let now = state.now();
+    json!({
+        "offset_seconds": state.clock.offset(),
+        "now": crate::util::rfc3339(now),
+        "now_seconds": now,
+    })
 }
 
 /// Handles one admin request.
@@ -40,12 +49,37 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         }
         (&Method::POST, "/reset") => {
             state.faults.reset();
+            state.clock.set_offset(state.config.clock_offset);
             if req.query("keys").is_some_and(|v| v == "true" || v == "1") {
-                if let Err(e) = state.load_keys() {
+                if let Err(e) = state.reset_to_seed() {
                     return bad(StatusCode::INTERNAL_SERVER_ERROR, e);
                 }
             }
             ok(json!({"status": "reset"}))
+        }
+        (&Method::GET, "/clock") => ok(clock(state)),
+        (&Method::POST, "/clock") => {
+            if req.too_large {
+                return bad(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            }
+            let body = match crate::util::json_object(&req.body) {
+                Ok(b) => b,
+                Err(e) => return bad(StatusCode::BAD_REQUEST, e),
+            };
+            let offset = match body.get("offset") {
+                Some(serde_json::Value::String(s)) => crate::util::parse_offset(s),
+                Some(serde_json::Value::Number(n)) => n
+                    .as_i64()
+                    .ok_or_else(|| format!("offset {n} is not a whole number of seconds")),
+                _ => Err("`offset` is required: a duration such as \"-1h\" or seconds".into()),
+            };
+            match offset {
+                Ok(secs) => {
+                    state.clock.set_offset(secs);
+                    ok(clock(state))
+                }
+                Err(e) => bad(StatusCode::BAD_REQUEST, e),
+            }
         }
         (&Method::POST, "/metadata/select") => {
             let (Some(cloud), Some(instance)) = (req.query("cloud"), req.query("instance")) else {

@@ -42,6 +42,9 @@ pub struct Config {
     /// Port of the instance metadata services; after the key manager
     /// replicas with `port`, else chosen by the OS, when `None`.
     pub metadata_port: Option<u16>,
+    /// Seconds the emulated clock runs ahead of the machine's (negative:
+    /// behind) at start and after a reset.
+    pub clock_offset: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -69,6 +72,7 @@ impl std::fmt::Debug for Config {
             .field("ekm_replicas", &self.ekm_replicas)
             .field("ekm_token", &redacted(&self.ekm_token))
             .field("metadata_port", &self.metadata_port)
+            .field("clock_offset", &self.clock_offset)
             .finish()
     }
 }
@@ -90,6 +94,7 @@ impl Default for Config {
             ekm_replicas: 2,
             ekm_token: None,
             metadata_port: None,
+            clock_offset: 0,
         }
     }
 }

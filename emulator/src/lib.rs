@@ -49,6 +49,7 @@ pub use faults::{Effect, Fault, FaultError, Service};
 pub(crate) use http::{json_response, read_request, Reply, Request};
 pub use seed::Seed;
 pub use state::State;
+pub use util::parse_offset;
 
 /// Largest request body accepted (bytes); larger bodies get the service's
 /// "request too large" error without being read.
@@ -428,6 +429,8 @@ impl Emulator {
                 crv,
                 key_size: size,
                 versions: Vec::new(),
+                rotation_policy: None,
+                deleted: None,
             },
         )?;
         Ok(format!("{}/keys/{name}/{version}", self.endpoints.azure))

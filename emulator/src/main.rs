@@ -116,7 +116,10 @@ ADMIN API (on --admin-bind, loopback by default): GET /health, GET /stats,
 GET /requests?since=N (the request log: the last 10,000 requests after place N, and
 `last`, the newest place; each {seq, time, service, operation, key, caller, status,
 error_code, latency_ms}, a bearer token shown as `bearer:` and 12 hex digits of its
-SHA-256), POST /reset[?keys=true], GET|POST|DELETE /faults,
+SHA-256), POST /reset[?keys=true] (faults, counters and the clock; with keys=true every
+service's keys, versions, aliases and deletions return to the seed),
+GET /clock, POST /clock {\"offset\": \"-1h\"} (the emulated clock: the machine's
+plus the offset, negative allowed), GET|POST|DELETE /faults,
 POST /metadata/select?cloud=C&instance=ID
 (a fault: {\"service\": \"aws|gcp|azure|ekm|metadata|*\", \"replica\": 0, \"operation\": \"Sign\", \"latency_ms\": 20,
 \"error\": \"throttle|unavailable|internal\", \"drop_connection\": false,
@@ -174,11 +177,25 @@ struct Args {
     /// manager replicas with --port, else OS-chosen).
     #[arg(long, value_name = "PORT")]
     metadata_port: Option<u16>,
+    /// Start the emulated clock this far from the machine's: -1h, +30d,
+    /// 90m, or seconds (negative: behind). Token expiry, deletion and
+    /// destroy windows, exp/nbf and rotation schedules follow it; the admin
+    /// API's POST /clock moves it.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    clock_offset: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    let clock_offset = match args.clock_offset.as_deref().map(kms_emulator::parse_offset) {
+        None => 0,
+        Some(Ok(secs)) => secs,
+        Some(Err(e)) => {
+            eprintln!("kms-emulator: --clock-offset: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut config = kms_emulator::Config {
         bind: args.bind,
         admin_bind: args.admin_bind,
@@ -192,6 +209,7 @@ async fn main() -> ExitCode {
         ekm_replicas: args.ekm_replicas,
         ekm_token: args.ekm_token,
         metadata_port: args.metadata_port,
+        clock_offset,
         ..Default::default()
     };
     if !args.aws_credentials.is_empty() {

@@ -137,7 +137,10 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = crate::Reply>,
 {
-    let (started, time) = (Instant::now(), crate::util::rfc3339(crate::state::now()));
+    let (started, time) = (
+        Instant::now(),
+        crate::util::rfc3339(crate::state::real_now()),
+    );
     let (key, caller) = (key_of(service, &req), caller_of(&req));
     let (reply, op) = OPERATION
         .scope(std::cell::Cell::new(None), async {
@@ -213,14 +216,25 @@ fn key_of(service: Service, req: &Request) -> Option<String> {
             let path = req.path.trim_start_matches("/v1/").trim_start_matches('/');
             let path = path.split(':').next().unwrap_or(path);
             let path = path.strip_suffix("/publicKey").unwrap_or(path);
-            let path = match path.find("keys/") {
-                Some(i) if service.name() == "azure" => {
-                    // keys/NAME[/VERSION], without the operation after it.
-                    let rest = &path[i..];
-                    let parts: Vec<&str> = rest.split('/').take(3).collect();
-                    parts.join("/")
+            let path = if service.name() == "azure" {
+                // keys/NAME[/VERSION] or deletedkeys/NAME, without the
+                // operation after it.
+                let parts: Vec<&str> = path.split('/').collect();
+                match parts.as_slice() {
+                    [kind @ ("keys" | "deletedkeys"), name, rest @ ..] if !name.is_empty() => {
+                        match rest.first() {
+                            Some(v)
+                                if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                            {
+                                format!("{kind}/{name}/{v}")
+                            }
+                            _ => format!("{kind}/{name}"),
+                        }
+                    }
+                    _ => path.to_owned(),
                 }
-                _ => path.to_owned(),
+            } else {
+                path.to_owned()
             };
             (!path.is_empty()).then_some(path)
         }
@@ -241,6 +255,12 @@ fn caller_of(req: &Request) -> Option<String> {
     let token = auth
         .strip_prefix("Bearer ")
         .or_else(|| auth.strip_prefix("bearer "))?;
-    let digest = hex::encode(sha2::Sha256::digest(token.trim().as_bytes()));
-    Some(format!("bearer:{}", &digest[..12]))
+    Some(token_caller(token.trim()))
+}
+
+/// How a bearer token is named in logs and errors: `bearer:` and 12 hex
+/// digits of its SHA-256, never the token.
+pub(crate) fn token_caller(token: &str) -> String {
+    let digest = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    format!("bearer:{}", &digest[..12])
 }

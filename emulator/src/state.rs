@@ -3,6 +3,7 @@
 //! file), the faults and counters, and how the state file is written.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,12 +24,40 @@ pub struct SeedIo {
     pub export: fn(&State) -> Result<String, String>,
 }
 
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
+/// Seconds since the Unix epoch by the machine's clock (SigV4 and the
+/// request log); the services' own times come from [`State::now`].
+pub fn real_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The emulated clock: the machine's clock moved by an offset
+/// (`--clock-offset`, the admin API's `POST /clock`). Token expiry,
+/// deletion and destroy windows, `exp`/`nbf` and rotation schedules follow
+/// it.
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset: AtomicI64,
+}
+
+impl Clock {
+    /// Seconds since the Unix epoch on the emulated clock.
+    pub fn now(&self) -> u64 {
+        let t = real_now() as i64 + self.offset();
+        t.max(0) as u64
+    }
+
+    /// The offset from the machine's clock, in seconds.
+    pub fn offset(&self) -> i64 {
+        self.offset.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock to the machine's clock plus `secs`.
+    pub fn set_offset(&self, secs: i64) {
+        self.offset.store(secs, Ordering::SeqCst);
+    }
 }
 
 macro_rules! state_struct {
@@ -44,6 +73,8 @@ macro_rules! state_struct {
             )*
             /// Faults and counters.
             pub faults: Faults,
+            /// The emulated clock.
+            pub clock: Clock,
             /// Every service's requests (the admin API's `GET /requests`,
             /// `--request-log`).
             pub requests: crate::requests::RequestLog,
@@ -68,6 +99,7 @@ macro_rules! state_struct {
                 State {
                     config,
                     $($field: RwLock::default(),)*
+                    clock: Clock::default(),
                     faults: Faults::default(),
                     requests,
                     ekm_link: Link::default(),
@@ -101,8 +133,14 @@ impl State {
     pub fn new(config: Config, seed_io: SeedIo) -> Result<State, String> {
         let requests = crate::requests::RequestLog::open(config.request_log.as_deref())?;
         let state = State::empty(config, seed_io, requests);
+        state.clock.set_offset(state.config.clock_offset);
         state.load_keys()?;
         Ok(state)
+    }
+
+    /// Seconds since the Unix epoch on the emulated clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// (Re)loads the keys from the state file or the seed.
@@ -111,10 +149,19 @@ impl State {
             Some(p) if p.exists() => Some(p.clone()),
             _ => self.config.seed.clone(),
         };
+        self.load_from(source.as_deref())
+    }
+
+    /// Returns every service's whole state to the seed (the state file is
+    /// rewritten from it).
+    pub fn reset_to_seed(&self) -> Result<(), String> {
+        self.load_from(self.config.seed.as_deref())
+    }
+
+    fn load_from(&self, source: Option<&Path>) -> Result<(), String> {
         self.clear_stores();
-        use std::sync::atomic::Ordering;
         self.loading.store(true, Ordering::SeqCst);
-        let loaded = (self.seed_io.load)(source.as_deref(), self);
+        let loaded = (self.seed_io.load)(source, self);
         self.loading.store(false, Ordering::SeqCst);
         loaded?;
         self.persist();
@@ -126,7 +173,7 @@ impl State {
         let Some(path) = &self.config.state_file else {
             return;
         };
-        if self.loading.load(std::sync::atomic::Ordering::SeqCst) {
+        if self.loading.load(Ordering::SeqCst) {
             return;
         }
         let _guard = lock(&self.persist);
@@ -138,7 +185,19 @@ impl State {
             }
         };
         let tmp = path.with_extension("tmp");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)) {
+        // The state holds private keys: owner only.
+        let written = {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::remove_file(&tmp);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        };
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
             tracing::error!("cannot write state file {}: {e}", path.display());
         }
     }

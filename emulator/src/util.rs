@@ -136,6 +136,54 @@ pub(crate) fn default_true() -> bool {
     true
 }
 
+/// A signed clock offset: `-1h`, `+2d12h`, `90m`, `30s` or plain seconds
+/// (`-3600`), in seconds. Units: `s`, `m`, `h`, `d`, `w`.
+pub fn parse_offset(text: &str) -> Result<i64, String> {
+    let bad =
+        || format!("clock offset {text:?} is not a duration such as -1h, +2d12h, 90m or -3600");
+    let t = text.trim();
+    let (sign, body) = match t.strip_prefix('-') {
+        Some(rest) => (-1i64, rest),
+        None => (1, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if body.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = body.parse::<i64>() {
+        return Ok(sign * secs);
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in body.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: i64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n: i64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !digits.is_empty() {
+        return Err(bad());
+    }
+    // About 100 years either way: beyond that the clock means nothing.
+    if total > 100 * 366 * 86_400 {
+        return Err(format!("clock offset {text:?} is more than 100 years"));
+    }
+    Ok(sign * total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +195,18 @@ mod tests {
         for d in [-1000, 0, 59, 60, 365, 11_000, 20_000, 30_000] {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, m, dd), d);
+        }
+    }
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset("-1h"), Ok(-3600));
+        assert_eq!(parse_offset("+2d12h"), Ok(216_000));
+        assert_eq!(parse_offset("90m"), Ok(5400));
+        assert_eq!(parse_offset("-3600"), Ok(-3600));
+        assert_eq!(parse_offset("0"), Ok(0));
+        for bad in ["", "-", "1x", "h", "1h2", "--1h", "99999999999999w"] {
+            assert!(parse_offset(bad).is_err(), "{bad}");
         }
     }
 

@@ -1030,3 +1030,132 @@ async fn request_log_and_admin_bind() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_and_reset_to_the_seed() {
+    let d = tempfile::tempdir().unwrap();
+    let seed = d.path().join("seed.toml");
+    std::fs::write(
+        &seed,
+        r#"
+[[aws]]
+id = "11111111-2222-3333-4444-555555555555"
+spec = "ECC_NIST_P256"
+aliases = ["alias/ssh-ca"]
+"#,
+    )
+    .unwrap();
+    let state = d.path().join("state.toml");
+    let emu = Emulator::start(Config {
+        seed: Some(seed),
+        state_file: Some(state.clone()),
+        clock_offset: -3600,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let url = emu.endpoints().aws.clone();
+    let admin = emu.endpoints().admin.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::PermissionsExt;
+        let id = "11111111-2222-3333-4444-555555555555";
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let c = http(&admin, "GET", "/clock", &[], b"").body;
+        assert_eq!(c["offset_seconds"], json!(-3600));
+        assert!(
+            (c["now_seconds"].as_i64().unwrap() - (real - 3600)).abs() < 5,
+            "{c}"
+        );
+        // Bad offsets are refused with the reason, and change nothing.
+        for bad in [&br#"{"offset":"soon"}"#[..], br#"{}"#, b"[1]"] {
+            let r = http(&admin, "POST", "/clock", &[], bad);
+            assert_eq!(r.status, 400, "{}", r.body);
+            assert!(
+                r.body["error"].as_str().unwrap().contains("offset")
+                    || r.body["error"].as_str().unwrap().contains("JSON"),
+                "{}",
+                r.body
+            );
+        }
+        assert_eq!(
+            http(&admin, "GET", "/clock", &[], b"").body["offset_seconds"],
+            json!(-3600)
+        );
+        // A key scheduled for deletion in 7 days is gone once the clock
+        // passes its deletion date, with its alias.
+        let r = aws(
+            &url,
+            "ScheduleKeyDeletion",
+            &json!({"KeyId": id, "PendingWindowInDays": 7}),
+            "test",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let date = r.body["DeletionDate"].as_i64().unwrap();
+        assert!(
+            (date - (real - 3600 + 7 * 86_400)).abs() < 5,
+            "deletion date on the emulated clock"
+        );
+        let r = http(&admin, "POST", "/clock", &[], br#"{"offset":"6d"}"#);
+        assert_eq!(r.body["offset_seconds"], json!(6 * 86_400));
+        let r = aws(&url, "DescribeKey", &json!({"KeyId": id}), "test");
+        assert_eq!(r.body["KeyMetadata"]["KeyState"], json!("PendingDeletion"));
+        http(&admin, "POST", "/clock", &[], br#"{"offset":"+7d1h"}"#);
+        let r = aws(&url, "DescribeKey", &json!({"KeyId": id}), "test");
+        assert_eq!(aws_type(&r), "NotFoundException", "{}", r.body);
+        let r = aws(
+            &url,
+            "DescribeKey",
+            &json!({"KeyId": "alias/ssh-ca"}),
+            "test",
+        );
+        assert_eq!(aws_type(&r), "NotFoundException", "{}", r.body);
+        let r = aws(
+            &url,
+            "CreateKey",
+            &json!({"KeySpec": "ECC_NIST_P384", "KeyUsage": "SIGN_VERIFY"}),
+            "test",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        // The state file holds private keys: owner only.
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Reset with keys: the seed again (not the state file), and the
+        // clock back at its configured offset.
+        let r = http(&admin, "POST", "/reset?keys=true", &[], b"");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            http(&admin, "GET", "/clock", &[], b"").body["offset_seconds"],
+            json!(-3600)
+        );
+        let r = aws(&url, "ListKeys", &json!({}), "test");
+        let ids: Vec<&str> = r.body["Keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["KeyId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [id]);
+        let r = aws(
+            &url,
+            "DescribeKey",
+            &json!({"KeyId": "alias/ssh-ca"}),
+            "test",
+        );
+        assert_eq!(
+            r.body["KeyMetadata"]["KeyState"],
+            json!("Enabled"),
+            "{}",
+            r.body
+        );
+        let saved = std::fs::read_to_string(&state).unwrap();
+        assert!(
+            saved.contains(id) && !saved.contains("ECC_NIST_P384"),
+            "{saved}"
+        );
+    })
+    .await
+    .unwrap();
+}

@@ -18,7 +18,7 @@ use crate::aws::model::*;
 use crate::aws::store::{AwsKey, AwsKeyState, AWS_ACCOUNT};
 use crate::crypto::{self};
 use crate::faults::FaultError;
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 use crate::util::{b64, json_object};
 use crate::{Reply, Request};
 
@@ -56,7 +56,7 @@ pub fn create_key(
         spec: spec.to_string(),
         usage: usage.to_string(),
         state: AwsKeyState::Enabled,
-        created: now(),
+        created: state.now(),
         deletion_date: None,
         description: description.to_string(),
         material: Arc::new(material),
@@ -114,7 +114,7 @@ fn set_state(
             }
             let days = window.unwrap_or(30);
             key.state = AwsKeyState::PendingDeletion;
-            key.deletion_date = Some(now() + days * 86_400);
+            key.deletion_date = Some(state.now() + days * 86_400);
             json!({"KeyId": key.arn(), "DeletionDate": key.deletion_date, "KeyState": "PendingDeletion", "PendingWindowInDays": days})
         }
         Some(s) => {
@@ -362,8 +362,29 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     dispatch(state, op, &req.body, &verified.region, corrupt)
 }
 
+/// Deletes the keys whose pending deletion ended on the emulated clock,
+/// with their aliases.
+fn sweep(state: &State) {
+    let t = state.now();
+    let due = |k: &AwsKey| {
+        k.state == AwsKeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= t)
+    };
+    if !read(&state.aws).keys.values().any(due) {
+        return;
+    }
+    {
+        let mut guard = write(&state.aws);
+        let store = &mut *guard;
+        store.keys.retain(|_, k| !due(k));
+        let keys = &store.keys;
+        store.aliases.retain(|_, id| keys.contains_key(id));
+    }
+    state.persist();
+}
+
 /// Runs one operation on an already authenticated request body.
 pub(crate) fn dispatch(state: &State, op: &str, body: &[u8], region: &str, corrupt: bool) -> Reply {
+    sweep(state);
     let body = match json_object(body) {
         Ok(b) => b,
         Err(e) => return respond(Err(e400("SerializationException", e))),

@@ -4,7 +4,7 @@ use crate::aws::model::*;
 use crate::aws::store::AwsSeed;
 use crate::aws::store::{AwsKey, AwsKeyState};
 use crate::crypto::{material_from, Material};
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 
 /// Puts the `aws` section of a seed into the store.
 pub(crate) fn load_seed(state: &State, seeds: Vec<AwsSeed>) -> Result<(), String> {
@@ -26,7 +26,7 @@ pub(crate) fn load_seed(state: &State, seeds: Vec<AwsSeed>) -> Result<(), String
             } else {
                 AwsKeyState::Disabled
             },
-            created: now(),
+            created: state.now(),
             deletion_date: None,
             description: k.description,
             material,

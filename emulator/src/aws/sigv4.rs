@@ -122,7 +122,7 @@ pub fn verify(req: &Request, credentials: &[(String, String)]) -> Result<Verifie
             "credential date does not match X-Amz-Date".into(),
         ));
     }
-    let now = crate::state::now();
+    let now = crate::state::real_now();
     if when.abs_diff(now) > 15 * 60 {
         return Err(SigError::Mismatch(format!(
             "Signature expired: {amz_date} is more than 15 minutes from the server's time"

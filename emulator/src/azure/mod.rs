@@ -1,10 +1,13 @@
 //! Azure Key Vault keys API over HTTPS with challenge authentication.
 
+mod lifecycle;
+mod rbac;
 mod seed;
 pub mod store;
 
 pub use seed::{seed_key, Azure};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
@@ -13,7 +16,7 @@ use serde_json::{json, Map, Value};
 use crate::azure::store::{AzureKey, AzureVersion};
 use crate::crypto::{self, EcFormat, Hash, KeyKind, Material, Scheme};
 use crate::faults::FaultError;
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 use crate::util::{b64url, json_object, unb64url};
 use crate::{Reply, Request};
 
@@ -22,7 +25,9 @@ use crate::{Reply, Request};
 pub struct AzError {
     status: StatusCode,
     code: &'static str,
-    message: String,
+    pub(crate) message: String,
+    /// `error.innererror.code`, when Key Vault gives one.
+    inner: Option<&'static str>,
 }
 
 fn aerr(status: StatusCode, code: &'static str, message: impl Into<String>) -> AzError {
@@ -30,6 +35,7 @@ fn aerr(status: StatusCode, code: &'static str, message: impl Into<String>) -> A
         status,
         code,
         message: message.into(),
+        inner: None,
     }
 }
 
@@ -102,6 +108,7 @@ pub(super) fn add_version(state: &State, name: &str, kty: &str, version: AzureVe
             name: name.to_string(),
             kty: kty.to_string(),
             versions: Vec::new(),
+            rotation_policy: None,
         });
     key.kty = kty.to_string();
     key.versions.push(version);
@@ -111,13 +118,92 @@ pub(super) fn add_version(state: &State, name: &str, kty: &str, version: AzureVe
 }
 
 fn attributes(v: &AzureVersion) -> Value {
-    json!({
+    let mut a = json!({
         "enabled": v.enabled,
         "created": v.created,
         "updated": v.updated,
         "recoveryLevel": "Recoverable+Purgeable",
-        "recoverableDays": 90,
-    })
+        "recoverableDays": lifecycle::RECOVERABLE_DAYS,
+    });
+    if let Some(exp) = v.exp {
+        a["exp"] = json!(exp);
+    }
+    if let Some(nbf) = v.nbf {
+        a["nbf"] = json!(nbf);
+    }
+    a
+}
+
+/// `attributes.enabled`, `.exp` and `.nbf` of a request body, each when
+/// given.
+type Validity = (Option<bool>, Option<u64>, Option<u64>);
+
+/// `attributes.enabled`, `.exp` and `.nbf` of a request body.
+fn validity(b: &Map<String, Value>) -> Result<Validity, AzError> {
+    let Some(attrs) = b.get("attributes") else {
+        return Ok((None, None, None));
+    };
+    let attrs = match attrs {
+        Value::Object(a) => a,
+        Value::Null => return Ok((None, None, None)),
+        _ => return Err(bad("attributes must be an object.")),
+    };
+    let enabled = match attrs.get("enabled") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(e)) => Some(*e),
+        Some(_) => return Err(bad("attributes.enabled must be a boolean.")),
+    };
+    let time = |f: &str| match attrs.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("attributes.{f} must be a time in Unix seconds."))),
+    };
+    let (exp, nbf) = (time("exp")?, time("nbf")?);
+    if let (Some(e), Some(n)) = (exp, nbf) {
+        if n >= e {
+            return Err(bad("attributes.nbf must be before attributes.exp."));
+        }
+    }
+    Ok((enabled, exp, nbf))
+}
+
+/// `tags` of a request body.
+fn tags(b: &Map<String, Value>) -> Result<Option<BTreeMap<String, String>>, AzError> {
+    match b.get("tags") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(t)) => {
+            if t.len() > 15 {
+                return Err(bad("A key takes at most 15 tags."));
+            }
+            t.iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) if k.len() <= 512 && s.len() <= 512 => {
+                        Ok((k.clone(), s.clone()))
+                    }
+                    Value::String(_) => {
+                        Err(bad("Tag names and values take at most 512 characters."))
+                    }
+                    _ => Err(bad(format!("Tag {k:?} must be a string."))),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some)
+        }
+        Some(_) => Err(bad("tags must be an object of strings.")),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), AzError> {
+    if name.is_empty()
+        || name.len() > 127
+        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+    {
+        return Err(bad(format!(
+            "The key name {name:?} is invalid (1-127 letters, digits and dashes)."
+        )));
+    }
+    Ok(())
 }
 
 fn bundle(base: &str, k: &AzureKey, v: &AzureVersion) -> Value {
@@ -140,7 +226,11 @@ fn bundle(base: &str, k: &AzureKey, v: &AzureVersion) -> Value {
         jwk["n"] = json!(b64url(&n));
         jwk["e"] = json!(b64url(&e));
     }
-    json!({"key": jwk, "attributes": attributes(v)})
+    let mut out = json!({"key": jwk, "attributes": attributes(v)});
+    if !v.tags.is_empty() {
+        out["tags"] = json!(v.tags);
+    }
+    out
 }
 
 fn find(state: &State, name: &str, version: &str) -> Result<(AzureKey, AzureVersion), AzError> {
@@ -184,7 +274,25 @@ fn sign_scheme(alg: &str, kind: KeyKind) -> Result<Scheme, AzError> {
     Ok(s)
 }
 
-fn allowed(v: &AzureVersion, op: &str) -> Result<(), AzError> {
+fn allowed(v: &AzureVersion, op: &str, now: u64) -> Result<(), AzError> {
+    // Key Vault refuses to make new signatures and ciphertexts outside the
+    // validity window, but still verifies, decrypts and unwraps.
+    if matches!(op, "sign" | "encrypt" | "wrapKey") {
+        if v.exp.is_some_and(|e| now >= e) {
+            return Err(aerr(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("Operation {op} is not allowed on an expired key."),
+            ));
+        }
+        if v.nbf.is_some_and(|n| now < n) {
+            return Err(aerr(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("Operation {op} is not allowed on a key that is not yet valid (nbf)."),
+            ));
+        }
+    }
     if !v.enabled {
         return Err(aerr(
             StatusCode::FORBIDDEN,
@@ -230,7 +338,7 @@ fn key_op(
     let alg = alg_field(b)?;
     match op {
         "sign" | "verify" => {
-            allowed(&v, op)?;
+            allowed(&v, op, state.now())?;
             let scheme = sign_scheme(alg, v.material.kind())?;
             let digest = value_field(b, if op == "sign" { "value" } else { "digest" })?;
             let h = scheme.hash().ok_or_else(|| bad("no hash"))?;
@@ -268,7 +376,7 @@ fn key_op(
                 "encrypt" => "encrypt",
                 _ => "decrypt",
             };
-            allowed(&v, ops_name)?;
+            allowed(&v, ops_name, state.now())?;
             if !matches!(v.material.kind(), KeyKind::Rsa(_)) {
                 return Err(bad(format!(
                     "Key and encryption algorithm {alg} are not compatible."
@@ -293,14 +401,8 @@ fn key_op(
 }
 
 fn create(state: &State, base: &str, name: &str, b: &Map<String, Value>) -> Result<Value, AzError> {
-    if name.is_empty()
-        || name.len() > 127
-        || !name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
-    {
-        return Err(bad(format!(
-            "The key name {name:?} is invalid (1-127 letters, digits and dashes)."
-        )));
-    }
+    check_name(name)?;
+    lifecycle::check_not_deleted(state, name)?;
     let kty = b
         .get("kty")
         .and_then(Value::as_str)
@@ -322,11 +424,8 @@ fn create(state: &State, base: &str, name: &str, b: &Map<String, Value>) -> Resu
             .collect::<Result<Vec<_>, _>>()?,
         _ => default_ops(kty),
     };
-    let enabled = b
-        .get("attributes")
-        .and_then(|a| a.get("enabled"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let (enabled, exp, nbf) = validity(b)?;
+    let tags = tags(b)?.unwrap_or_default();
     let material = Material::generate(kind).map_err(|e| {
         aerr(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -334,15 +433,27 @@ fn create(state: &State, base: &str, name: &str, b: &Map<String, Value>) -> Resu
             e.to_string(),
         )
     })?;
-    let t = now();
-    let version = AzureVersion {
+    let t = state.now();
+    let mut version = AzureVersion {
         version: new_version_id(),
-        enabled,
+        enabled: enabled.unwrap_or(true),
         created: t,
         updated: t,
         key_ops: ops,
+        exp,
+        nbf,
+        tags,
         material: Arc::new(material),
     };
+    if exp.is_none() {
+        let policy_expiry = read(&state.azure)
+            .keys
+            .get(name)
+            .and_then(|k| k.rotation_policy.as_ref()?.expiry_time.clone());
+        version.exp = policy_expiry
+            .and_then(|e| lifecycle::iso_duration(&e).ok())
+            .map(|secs| t + secs);
+    }
     add_version(state, name, kty, version);
     let (k, v) = find(state, name, "")?;
     Ok(bundle(base, &k, &v))
@@ -363,12 +474,23 @@ fn update(
         k.versions.iter_mut().find(|v| v.version == version)
     }
     .ok_or_else(|| not_found(&format!("{name}/{version}")))?;
-    if let Some(attrs) = b.get("attributes") {
-        match attrs.get("enabled") {
-            Some(Value::Bool(e)) => v.enabled = *e,
-            None | Some(Value::Null) => {}
-            Some(_) => return Err(bad("attributes.enabled must be a boolean")),
+    let (enabled, exp, nbf) = validity(b)?;
+    if let Some(e) = enabled {
+        v.enabled = e;
+    }
+    if exp.is_some() {
+        v.exp = exp;
+    }
+    if nbf.is_some() {
+        v.nbf = nbf;
+    }
+    if let (Some(e), Some(n)) = (v.exp, v.nbf) {
+        if n >= e {
+            return Err(bad("attributes.nbf must be before attributes.exp."));
         }
+    }
+    if let Some(t) = tags(b)? {
+        v.tags = t;
     }
     if let Some(Value::Array(ops)) = b.get("key_ops") {
         v.key_ops = ops
@@ -376,7 +498,7 @@ fn update(
             .filter_map(|o| o.as_str().map(str::to_string))
             .collect();
     }
-    v.updated = now();
+    v.updated = state.now();
     let vc = v.clone();
     let kc = k.clone();
     drop(store);
@@ -384,13 +506,33 @@ fn update(
     Ok(bundle(base, &kc, &vc))
 }
 
+fn set_policy(
+    state: &State,
+    base: &str,
+    name: &str,
+    b: &Map<String, Value>,
+) -> Result<Value, AzError> {
+    let t = state.now();
+    let mut store = write(&state.azure);
+    let k = store.keys.get_mut(name).ok_or_else(|| not_found(name))?;
+    let policy = lifecycle::parse_policy(b, t, k.rotation_policy.as_ref())?;
+    let out = lifecycle::policy_json(base, name, Some(&policy));
+    k.rotation_policy = Some(policy);
+    drop(store);
+    state.persist();
+    Ok(out)
+}
+
 fn reply(result: Result<Value, AzError>) -> Reply {
     match result {
         Ok(v) => Reply::Send(crate::json_response(StatusCode::OK, &v)),
-        Err(e) => Reply::Send(crate::json_response(
-            e.status,
-            &json!({"error": {"code": e.code, "message": e.message}}),
-        )),
+        Err(e) => {
+            let mut body = json!({"error": {"code": e.code, "message": e.message}});
+            if let Some(inner) = e.inner {
+                body["error"]["innererror"] = json!({"code": inner});
+            }
+            Reply::Send(crate::json_response(e.status, &body))
+        }
     }
 }
 
@@ -416,6 +558,17 @@ fn fault_error(e: FaultError) -> AzError {
 
 /// (operation, key name, version) for a path, or None.
 fn classify(method: &Method, path: &str) -> Option<(&'static str, String, String)> {
+    if let Some(rest) = path.strip_prefix("/deletedkeys") {
+        let parts: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        let op = match (method, parts.as_slice()) {
+            (&Method::GET, [""]) => "listDeletedKeys",
+            (&Method::GET, [_]) => "getDeletedKey",
+            (&Method::DELETE, [_]) => "purgeDeletedKey",
+            (&Method::POST, [_, "recover"]) => "recoverDeletedKey",
+            _ => return None,
+        };
+        return Some((op, parts[0].to_string(), String::new()));
+    }
     let rest = path.strip_prefix("/keys")?;
     if rest.is_empty() || rest == "/" {
         return (method == Method::GET).then(|| ("listKeys", String::new(), String::new()));
@@ -424,6 +577,10 @@ fn classify(method: &Method, path: &str) -> Option<(&'static str, String, String
     let name = parts[0].to_string();
     let op = match (method, parts.as_slice()) {
         (&Method::POST, [_, "create"]) => "createKey",
+        (&Method::POST, [_, "rotate"]) => "rotateKey",
+        (&Method::GET, [_, "rotationpolicy"]) => "getRotationPolicy",
+        (&Method::PUT, [_, "rotationpolicy"]) => "updateRotationPolicy",
+        (&Method::PUT, [_]) => "importKey",
         (&Method::GET, [_]) | (&Method::GET, [_, ""]) => "getKey",
         (&Method::DELETE, [_]) => "deleteKey",
         (&Method::GET, [_, "versions"]) => "listKeyVersions",
@@ -441,11 +598,45 @@ fn classify(method: &Method, path: &str) -> Option<(&'static str, String, String
         _ => return None,
     };
     let version = match (op, parts.as_slice()) {
-        ("listKeyVersions" | "createKey", _) => String::new(),
-        (_, [_, v, ..]) => v.to_string(),
+        (
+            "getKey" | "updateKey" | "sign" | "verify" | "wrapKey" | "unwrapKey" | "encrypt"
+            | "decrypt",
+            [_, v, ..],
+        ) => v.to_string(),
         _ => String::new(),
     };
     Some((op, name, version))
+}
+
+/// One page of a list (`maxresults`, 1 to 25; `$skiptoken` from the
+/// previous page's `nextLink`).
+fn page(req: &Request, base: &str, items: Vec<Value>) -> Result<Value, AzError> {
+    let max = match req.query("maxresults") {
+        None => 25,
+        Some(m) => match m.parse::<usize>() {
+            Ok(n @ 1..=25) => n,
+            _ => return Err(bad(format!("maxresults {m:?} is out of range: 1 to 25."))),
+        },
+    };
+    let skip = match req.query("$skiptoken") {
+        None => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad(format!("The skip token {t:?} is invalid.")))?,
+    };
+    let end = (skip + max).min(items.len());
+    let next = (end < items.len()).then(|| {
+        format!(
+            "{base}{}?api-version={}&$skiptoken={end}&maxresults={max}",
+            req.path,
+            req.query("api-version").unwrap_or("7.5")
+        )
+    });
+    let value: Vec<Value> = items
+        .get(skip.min(end)..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
+    Ok(json!({"value": value, "nextLink": next}))
 }
 
 /// Handles one Azure Key Vault request.
@@ -481,7 +672,11 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     let ok = match &state.config.azure_token {
         Some(t) => token == t,
         None => !token.is_empty(),
-    };
+    } || (!token.is_empty()
+        && read(&state.azure)
+            .identities
+            .iter()
+            .any(|i| i.token == token));
     if !ok {
         return reply(Err(aerr(
             StatusCode::UNAUTHORIZED,
@@ -518,50 +713,62 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         Ok(b) => b,
         Err(e) => return reply(Err(bad(e))),
     };
+    lifecycle::sweep(state);
+    if let Err(e) = rbac::authorize(&read(&state.azure), token, op, &name) {
+        return reply(Err(e));
+    }
     let result = match op {
         "listKeys" => {
-            let store = read(&state.azure);
-            let items: Vec<Value> = store
+            let items: Vec<Value> = read(&state.azure)
                 .keys
                 .values()
                 .filter_map(|k| {
                     k.versions.last().map(|v| {
-                        json!({"kid": format!("{base}/keys/{}", k.name), "attributes": attributes(v)})
+                        let mut item = json!({"kid": format!("{base}/keys/{}", k.name), "attributes": attributes(v)});
+                        if !v.tags.is_empty() {
+                            item["tags"] = json!(v.tags);
+                        }
+                        item
                     })
                 })
                 .collect();
-            Ok(json!({"value": items, "nextLink": null}))
+            page(&req, &base, items)
         }
-        "listKeyVersions" => read(&state.azure)
-            .keys
-            .get(&name)
-            .map(|k| {
-                let items: Vec<Value> = k
-                    .versions
+        "listKeyVersions" => {
+            let items = read(&state.azure).keys.get(&name).map(|k| {
+                k.versions
                     .iter()
                     .map(|v| json!({"kid": format!("{base}/keys/{}/{}", k.name, v.version), "attributes": attributes(v)}))
-                    .collect();
-                json!({"value": items, "nextLink": null})
-            })
-            .ok_or_else(|| not_found(&name)),
-        "createKey" => create(state, &base, &name, &b),
-        "getKey" => find(state, &name, &version).map(|(k, v)| bundle(&base, &k, &v)),
-        "updateKey" => update(state, &base, &name, &version, &b),
-        "deleteKey" => {
-            let removed = write(&state.azure).keys.remove(&name);
-            match removed {
-                Some(k) => {
-                    state.persist();
-                    let t = now();
-                    let mut out = k.versions.last().map(|v| bundle(&base, &k, v)).unwrap_or_else(|| json!({}));
-                    out["recoveryId"] = json!(format!("{base}/deletedkeys/{name}"));
-                    out["deletedDate"] = json!(t);
-                    out["scheduledPurgeDate"] = json!(t + 90 * 86_400);
-                    Ok(out)
-                }
+                    .collect::<Vec<Value>>()
+            });
+            match items {
+                Some(items) => page(&req, &base, items),
                 None => Err(not_found(&name)),
             }
         }
+        "createKey" => create(state, &base, &name, &b),
+        "importKey" => lifecycle::import(state, &base, &name, &b),
+        "getKey" => find(state, &name, &version).map(|(k, v)| bundle(&base, &k, &v)),
+        "updateKey" => update(state, &base, &name, &version, &b),
+        "deleteKey" => lifecycle::delete(state, &base, &name),
+        "rotateKey" => lifecycle::rotate(state, &base, &name),
+        "getRotationPolicy" => read(&state.azure)
+            .keys
+            .get(&name)
+            .map(|k| lifecycle::policy_json(&base, &name, k.rotation_policy.as_ref()))
+            .ok_or_else(|| not_found(&name)),
+        "updateRotationPolicy" => set_policy(state, &base, &name, &b),
+        "listDeletedKeys" => page(&req, &base, lifecycle::list_deleted(state, &base)),
+        "getDeletedKey" => lifecycle::get_deleted(state, &base, &name),
+        "recoverDeletedKey" => lifecycle::recover(state, &base, &name),
+        "purgeDeletedKey" => match lifecycle::purge(state, &name) {
+            Ok(()) => {
+                let mut r = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                return Reply::Send(r);
+            }
+            Err(e) => Err(e),
+        },
         other => key_op(state, &base, &name, &version, other, &b, corrupt),
     };
     reply(result)
@@ -597,6 +804,28 @@ mod tests {
             c(Method::GET, "/keys/ca/versions").as_deref(),
             Some("listKeyVersions ca ")
         );
-        assert_eq!(c(Method::PUT, "/keys/ca"), None);
+        assert_eq!(c(Method::PUT, "/keys/ca").as_deref(), Some("importKey ca "));
+        assert_eq!(
+            c(Method::POST, "/keys/ca/rotate").as_deref(),
+            Some("rotateKey ca ")
+        );
+        assert_eq!(
+            c(Method::PUT, "/keys/ca/rotationpolicy").as_deref(),
+            Some("updateRotationPolicy ca ")
+        );
+        assert_eq!(
+            c(Method::GET, "/deletedkeys").as_deref(),
+            Some("listDeletedKeys  ")
+        );
+        assert_eq!(
+            c(Method::POST, "/deletedkeys/ca/recover").as_deref(),
+            Some("recoverDeletedKey ca ")
+        );
+        assert_eq!(
+            c(Method::DELETE, "/deletedkeys/ca").as_deref(),
+            Some("purgeDeletedKey ca ")
+        );
+        assert_eq!(c(Method::PUT, "/keys/ca/v1"), None);
+        assert_eq!(c(Method::POST, "/deletedkeys/ca"), None);
     }
 }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::store::{self, AzureSeed, AzureVersion, AzureVersionSeed};
+use super::store::{self, AzureKey, AzureSeed, AzureVersion, AzureVersionSeed, DeletedKey};
 use super::{add_version, default_ops, kind_for, new_version_id};
 use crate::crypto::{KeyKind, Material};
-use crate::state::{now, read, State};
+use crate::state::{read, write, State};
 use crate::{Reply, Request};
 
 /// Creates a seeded key; returns the newest version id.
@@ -18,6 +18,11 @@ pub fn seed_key(state: &State, s: AzureSeed) -> Result<String, String> {
         vec![AzureVersionSeed {
             version: None,
             enabled: true,
+            exp: None,
+            nbf: None,
+            tags: Default::default(),
+            key_ops: None,
+            created: None,
             private_key: None,
             private_key_file: None,
         }]
@@ -51,7 +56,7 @@ pub fn seed_key(state: &State, s: AzureSeed) -> Result<String, String> {
                 return Err(format!("{what}: version {v:?} must be 32 hex digits"));
             }
         }
-        let t = now();
+        let t = v.created.unwrap_or_else(|| state.now());
         last = add_version(
             state,
             &s.name,
@@ -61,10 +66,33 @@ pub fn seed_key(state: &State, s: AzureSeed) -> Result<String, String> {
                 enabled: v.enabled,
                 created: t,
                 updated: t,
-                key_ops: default_ops(&s.kty),
+                key_ops: v.key_ops.clone().unwrap_or_else(|| default_ops(&s.kty)),
+                exp: v.exp,
+                nbf: v.nbf,
+                tags: v.tags.clone(),
                 material: Arc::new(material),
             },
         );
+    }
+    let mut store = write(&state.azure);
+    if let Some(policy) = s.rotation_policy {
+        super::lifecycle::check_policy(&policy).map_err(|e| format!("{what}: {}", e.message))?;
+        if let Some(k) = store.keys.get_mut(&s.name) {
+            k.rotation_policy = Some(policy);
+        }
+    }
+    if let Some(deleted) = s.deleted {
+        if let Some(key) = store.keys.remove(&s.name) {
+            let purge = deleted + super::lifecycle::RECOVERABLE_DAYS * 86_400;
+            store.deleted.insert(
+                s.name.clone(),
+                DeletedKey {
+                    key,
+                    deleted,
+                    purge,
+                },
+            );
+        }
     }
     Ok(last)
 }
@@ -75,25 +103,42 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AzureSeed>, String> {
     let pem = |m: &Material| m.to_pem().map_err(|e| e.to_string());
 
     let az = read(&state.azure);
-    for k in az.keys.values() {
-        let mut versions = Vec::new();
-        for v in &k.versions {
-            versions.push(AzureVersionSeed {
-                version: Some(v.version.clone()),
-                enabled: v.enabled,
-                private_key: Some(pem(&v.material)?),
-                private_key_file: None,
-            });
-        }
-        seeds.push(AzureSeed {
-            name: k.name.clone(),
-            kty: k.kty.clone(),
-            crv: None,
-            key_size: None,
-            versions,
-        });
+    let keys = az.keys.values().map(|k| (k, None));
+    let deleted = az.deleted.values().map(|d| (&d.key, Some(d.deleted)));
+    for (k, deleted) in keys.chain(deleted) {
+        seeds.push(export_key(k, deleted, &pem)?);
     }
     Ok(seeds)
+}
+
+fn export_key(
+    k: &AzureKey,
+    deleted: Option<u64>,
+    pem: &dyn Fn(&Material) -> Result<String, String>,
+) -> Result<AzureSeed, String> {
+    let mut versions = Vec::new();
+    for v in &k.versions {
+        versions.push(AzureVersionSeed {
+            version: Some(v.version.clone()),
+            enabled: v.enabled,
+            exp: v.exp,
+            nbf: v.nbf,
+            tags: v.tags.clone(),
+            key_ops: Some(v.key_ops.clone()),
+            created: Some(v.created),
+            private_key: Some(pem(&v.material)?),
+            private_key_file: None,
+        });
+    }
+    Ok(AzureSeed {
+        name: k.name.clone(),
+        kty: k.kty.clone(),
+        crv: None,
+        key_size: None,
+        versions,
+        rotation_policy: k.rotation_policy.clone(),
+        deleted,
+    })
 }
 
 /// Azure Key Vault keys: HTTPS with challenge authentication.
@@ -102,7 +147,7 @@ pub struct Azure;
 
 impl crate::service::Emulated for Azure {
     const NAME: &'static str = "azure";
-    const SEED_KEYS: &'static [&'static str] = &["azure"];
+    const SEED_KEYS: &'static [&'static str] = &["azure", "azure_identities"];
     const TRANSPORT: crate::service::Transport = crate::service::Transport::Tls;
     type Seed = store::AzureSections;
 
@@ -110,12 +155,17 @@ impl crate::service::Emulated for Azure {
         for k in seed.azure {
             seed_key(state, k)?;
         }
+        for i in &seed.azure_identities {
+            super::rbac::check_identity(i)?;
+        }
+        write(&state.azure).identities = seed.azure_identities;
         Ok(())
     }
 
     fn export_seed(state: &State) -> Result<Self::Seed, String> {
         Ok(store::AzureSections {
             azure: export_seed(state)?,
+            azure_identities: read(&state.azure).identities.clone(),
         })
     }
 

@@ -20,7 +20,7 @@ use crate::gcp::link::host_port;
 use crate::gcp::model::{name_of, parse_enum, Enc};
 use crate::gcp::store::{EkmConnection, ServiceResolver};
 use crate::google::{already_exists, gerr, invalid, not_found, precondition, valid_id, GcpError};
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 use crate::util::{b64, rfc3339, unb64, valid_path};
 use crate::Request;
 
@@ -229,10 +229,11 @@ pub(crate) fn check_connection(c: &EkmConnection) -> Result<(), GcpError> {
 pub(crate) fn connection_from(
     name: &str,
     b: &Map<String, Value>,
+    created: u64,
 ) -> Result<EkmConnection, GcpError> {
     let c = EkmConnection {
         name: name.to_string(),
-        created: now(),
+        created,
         resolvers: parse_resolvers(b.get("serviceResolvers").unwrap_or(&Value::Null))?,
         mode: parse_mode(b.get("keyManagementMode").unwrap_or(&Value::Null))?,
         crypto_space_path: str_of(b, "cryptoSpacePath", "")?.to_string(),
@@ -335,7 +336,7 @@ pub(crate) async fn handle(
                 )));
             }
             let name = format!("{location}/ekmConnections/{id}");
-            let c = connection_from(&name, b)?;
+            let c = connection_from(&name, b, state.now())?;
             let out = connection_json(&c, enc);
             let mut store = write(&state.gcp);
             if store.ekm_connections.contains_key(&name) {
@@ -519,7 +520,7 @@ pub fn seed_connection(
     };
     let c = EkmConnection {
         name: s.name.clone(),
-        created: now(),
+        created: state.now(),
         resolvers,
         mode,
         crypto_space_path: s.crypto_space_path,

@@ -20,7 +20,7 @@ use crate::gcp::store::{GcpKey, GcpVersion};
 use crate::google::{
     already_exists, fault_error, gerr, invalid, not_found, precondition, reply, valid_id, GcpError,
 };
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 use crate::util::{json_object, rfc3339};
 use crate::{Reply, Request};
 
@@ -61,7 +61,7 @@ async fn external_version(
     Ok(GcpVersion {
         number: 0,
         state: ENABLED,
-        created: now(),
+        created: state.now(),
         material: None,
         ekm_key_path: Some(path),
     })
@@ -112,7 +112,7 @@ async fn create_version(
                 protection_name(k.protection).unwrap_or("?")
             )));
         }
-        new_version(&k, None, ENABLED)
+        new_version(&k, None, ENABLED, state.now())
             .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e))?
     };
     store_version(state, key, v, enc)
@@ -201,7 +201,7 @@ async fn create_key(
         purpose,
         algorithm,
         protection,
-        created: now(),
+        created: state.now(),
         versions: Vec::new(),
         primary: None,
         backend,
@@ -210,7 +210,7 @@ async fn create_key(
         let mut v = if protection == EXTERNAL_VPC {
             external_version(state, &key, None).await?
         } else {
-            new_version(&key, None, ENABLED)
+            new_version(&key, None, ENABLED, state.now())
                 .map_err(|e| gerr(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e))?
         };
         v.number = 1;
@@ -330,7 +330,7 @@ async fn route(
                 )));
             }
             let name = format!("{}/keyRings/{id}", segs[..4].join("/"));
-            let t = now();
+            let t = state.now();
             let mut store = write(&state.gcp);
             if store.rings.contains_key(&name) {
                 return Err(already_exists(&format!("KeyRing {name}")));

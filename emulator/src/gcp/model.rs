@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use crate::crypto;
 use crate::gcp::store::{GcpKey, GcpVersion};
-use crate::state::now;
 use crate::util::rfc3339;
 use serde_json::{json, Value};
 
@@ -287,6 +286,7 @@ pub(crate) fn new_version(
     key: &GcpKey,
     material: Option<Arc<crypto::Material>>,
     st: i32,
+    created: u64,
 ) -> Result<GcpVersion, String> {
     let alg = alg_by_num(key.algorithm).ok_or("unknown algorithm")?;
     let material = match material {
@@ -304,7 +304,7 @@ pub(crate) fn new_version(
     Ok(GcpVersion {
         number: key.versions.len() as u32 + 1,
         state: st,
-        created: now(),
+        created,
         material: Some(material),
         ekm_key_path: None,
     })

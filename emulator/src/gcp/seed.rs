@@ -9,7 +9,7 @@ use crate::crypto::{self};
 use crate::gcp::model::*;
 use crate::gcp::store::{EkmConfigSeed, VersionSeed};
 use crate::gcp::store::{GcpKey, GcpSeed, GcpVersion};
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 
 /// Creates a seeded key (and its key ring).
 pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
@@ -71,7 +71,7 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
         purpose,
         algorithm: alg.num,
         protection,
-        created: now(),
+        created: state.now(),
         versions: Vec::new(),
         primary: None,
         backend,
@@ -101,7 +101,7 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
                 key.versions.push(GcpVersion {
                     number: key.versions.len() as u32 + 1,
                     state: st,
-                    created: now(),
+                    created: state.now(),
                     material: None,
                     ekm_key_path: Some(path.clone()),
                 });
@@ -125,14 +125,17 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
             )),
             None => None,
         };
-        let version = new_version(&key, m, st).map_err(|e| format!("{what}: {e}"))?;
+        let version = new_version(&key, m, st, state.now()).map_err(|e| format!("{what}: {e}"))?;
         key.versions.push(version);
     }
     if purpose == ENCRYPT_DECRYPT {
         key.primary = Some(1);
     }
     let mut store = write(&state.gcp);
-    store.rings.entry(ring.to_string()).or_insert_with(now);
+    store
+        .rings
+        .entry(ring.to_string())
+        .or_insert_with(|| state.now());
     store.keys.insert(key.name.clone(), key);
     drop(store);
     state.persist();

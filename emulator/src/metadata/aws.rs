@@ -16,7 +16,7 @@ use serde_json::json;
 use spki::AlgorithmIdentifierOwned;
 
 use super::{pick, text, wrapped_b64, AwsInstance, Signer};
-use crate::state::{now, read, write, State};
+use crate::state::{read, write, State};
 use crate::{Reply, Request};
 
 /// The longest session token IMDSv2 hands out (6 hours).
@@ -76,7 +76,7 @@ fn session_token(state: &State, req: &Request) -> Reply {
     let mut raw = [0u8; 32];
     rand_core::OsRng.fill_bytes(&mut raw);
     let token = crate::util::b64url(&raw);
-    let t = now();
+    let t = state.now();
     let mut m = write(&state.metadata);
     m.imds_tokens.retain(|_, (_, exp)| *exp > t);
     m.imds_tokens
@@ -100,7 +100,7 @@ fn session(state: &State, req: &Request) -> Result<AwsInstance, StatusCode> {
         .ok_or(StatusCode::UNAUTHORIZED)?;
     let m = read(&state.metadata);
     let (id, exp) = m.imds_tokens.get(token).ok_or(StatusCode::UNAUTHORIZED)?;
-    if *exp <= now() {
+    if *exp <= state.now() {
         return Err(StatusCode::UNAUTHORIZED);
     }
     m.instances

@@ -326,7 +326,7 @@ impl Signer {
             certificate_pem: cert.pem(),
             certificate_der: cert.der().to_vec(),
             kid: hex::encode(&digest[..20]),
-            started: crate::state::now(),
+            started: crate::state::real_now(),
         })
     }
 

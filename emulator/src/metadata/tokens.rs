@@ -7,7 +7,7 @@ use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 
 use super::{json, pick, text, AzureInstance, GcpInstance, Signer};
-use crate::state::{now, read, State};
+use crate::state::{read, State};
 use crate::util::b64url;
 use crate::{Reply, Request};
 
@@ -66,7 +66,7 @@ pub(super) fn gcp(state: &State, signer: &Signer, req: &Request) -> Reply {
                 );
             };
             let full = req.query("format") == Some("full");
-            gcp_token(signer, i, audience, full)
+            gcp_token(signer, i, audience, full, state.now())
         }
         "/computeMetadata/v1/instance/id" => Ok(i.instance_id.clone()),
         "/computeMetadata/v1/instance/name" => Ok(i.instance_name.clone()),
@@ -95,8 +95,8 @@ fn gcp_token(
     i: &GcpInstance,
     audience: &str,
     full: bool,
+    t: u64,
 ) -> Result<String, String> {
-    let t = now();
     let account = i
         .service_account
         .clone()
@@ -165,7 +165,7 @@ pub(super) fn azure(state: &State, signer: &Signer, req: &Request) -> Reply {
     }) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such instance");
     };
-    let t = now();
+    let t = state.now();
     match azure_token(signer, i, resource, t) {
         Ok(token) => json(
             StatusCode::OK,
