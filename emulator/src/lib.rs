@@ -371,6 +371,7 @@ impl Emulator {
                 protection_level: None,
                 versions: Vec::new(),
                 crypto_key_backend: None,
+                ..Default::default()
             },
         )?;
         Ok(format!("{key_name}/cryptoKeyVersions/1"))
@@ -398,8 +399,10 @@ impl Emulator {
                     private_key: None,
                     private_key_file: None,
                     ekm_connection_key_path: Some(ekm_key_path.to_string()),
+                    ..Default::default()
                 }],
                 crypto_key_backend: Some(connection.to_string()),
+                ..Default::default()
             },
         )?;
         Ok(format!("{key_name}/cryptoKeyVersions/1"))

@@ -104,3 +104,38 @@ async fn azure_keyvault_keys() {
     )
     .await;
 }
+
+const GCP_SEED: &str = r#"
+[[gcp_identities]]
+token = "signer-token"
+member = "serviceAccount:signer@p.iam.gserviceaccount.com"
+
+[[gcp_identities]]
+token = "viewer-token"
+member = "user:viewer@example.com"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn google_cloud_kms_rest() {
+    let Some(python) = python_with(&["google.cloud.kms", "cryptography"], "google-cloud-kms")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, GCP_SEED).unwrap();
+    let emu = Emulator::start(Config {
+        seed: Some(seed),
+        gcp_token: Some("owner-token".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = emu.endpoints();
+    run(
+        python,
+        "gcp_kms.py",
+        vec![("KMS_URL", e.gcp.clone()), ("ADMIN_URL", e.admin.clone())],
+    )
+    .await;
+}

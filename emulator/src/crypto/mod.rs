@@ -221,6 +221,25 @@ impl Material {
             .map_err(|_| err("PKCS#8 key is not P-256, P-384, P-521, Ed25519 or RSA"))
     }
 
+    /// Imports a PKCS#8 DER private key (P-256, P-384, P-521, Ed25519, RSA).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Material, CryptoError> {
+        if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
+            return Ok(Material::P256(k.into()));
+        }
+        if let Ok(k) = p384::SecretKey::from_pkcs8_der(der) {
+            return Ok(Material::P384(k.into()));
+        }
+        if let Ok(k) = p521::SecretKey::from_pkcs8_der(der) {
+            return Ok(Material::P521(k.into()));
+        }
+        if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_der(der) {
+            return Ok(Material::Ed25519(k));
+        }
+        rsa::RsaPrivateKey::from_pkcs8_der(der)
+            .map(|k| Material::Rsa(Box::new(k)))
+            .map_err(|_| err("PKCS#8 key is not P-256, P-384, P-521, Ed25519 or RSA"))
+    }
+
     /// Exports the private key as PKCS#8 PEM (hex for AES keys).
     pub fn to_pem(&self) -> Result<String, CryptoError> {
         let r = match self {

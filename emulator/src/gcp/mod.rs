@@ -4,6 +4,9 @@
 mod crypto_ops;
 pub mod ekm_service;
 pub(crate) mod external;
+mod iam;
+mod import;
+mod lifecycle;
 pub mod link;
 pub mod model;
 pub(crate) mod seed;
@@ -64,6 +67,7 @@ async fn external_version(
         created: state.now(),
         material: None,
         ekm_key_path: Some(path),
+        ..Default::default()
     })
 }
 
@@ -89,6 +93,7 @@ async fn create_version(
     enc: Enc,
 ) -> Result<Value, GcpError> {
     let k = crypto_key(state, key)?;
+    lifecycle::check_not_import_only(&k)?;
     let path = match b.get("externalProtectionLevelOptions") {
         None | Some(Value::Null) => None,
         Some(Value::Object(o)) => match o.get("ekmConnectionKeyPath") {
@@ -175,6 +180,11 @@ async fn create_key(
         Some(_) => return Err(invalid("cryptoKeyBackend must be a string")),
     };
     let skip = req.query("skipInitialVersionCreation") == Some("true");
+    if b.get("importOnly").and_then(Value::as_bool) == Some(true) && !skip {
+        return Err(invalid(
+            "importOnly keys need skipInitialVersionCreation=true: their versions are imported",
+        ));
+    }
     let backend = if protection == EXTERNAL_VPC {
         if purpose != ASYMMETRIC_SIGN {
             return Err(invalid(
@@ -205,7 +215,10 @@ async fn create_key(
         versions: Vec::new(),
         primary: None,
         backend,
+        destroy_scheduled: crate::gcp::store::DEFAULT_DESTROY_SCHEDULED,
+        ..Default::default()
     };
+    lifecycle::create_fields(&mut key, b)?;
     if !skip {
         let mut v = if protection == EXTERNAL_VPC {
             external_version(state, &key, None).await?
@@ -271,6 +284,32 @@ async fn route(
             (7, &Method::GET, None) if segs[6] == "cryptoKeys" => "listCryptoKeys",
             (7, &Method::POST, None) if segs[6] == "cryptoKeys" => "createCryptoKey",
             (8, &Method::GET, None) if segs[6] == "cryptoKeys" => "getCryptoKey",
+            (8, &Method::PATCH, None) if segs[6] == "cryptoKeys" => "updateCryptoKey",
+            (8, &Method::POST, Some("updatePrimaryVersion")) if segs[6] == "cryptoKeys" => {
+                "updateCryptoKeyPrimaryVersion"
+            }
+            (6, &Method::GET | &Method::POST, Some("getIamPolicy")) => "getIamPolicy",
+            (8, &Method::GET | &Method::POST, Some("getIamPolicy")) if segs[6] == "cryptoKeys" => {
+                "getIamPolicy"
+            }
+            (6, &Method::POST, Some("setIamPolicy")) => "setIamPolicy",
+            (8, &Method::POST, Some("setIamPolicy")) if segs[6] == "cryptoKeys" => "setIamPolicy",
+            (6, &Method::POST, Some("testIamPermissions")) => "testIamPermissions",
+            (8, &Method::POST, Some("testIamPermissions")) if segs[6] == "cryptoKeys" => {
+                "testIamPermissions"
+            }
+            (7, &Method::GET, None) if segs[6] == "importJobs" => "listImportJobs",
+            (7, &Method::POST, None) if segs[6] == "importJobs" => "createImportJob",
+            (8, &Method::GET, None) if segs[6] == "importJobs" => "getImportJob",
+            (9, &Method::POST, Some("import")) if segs[8] == "cryptoKeyVersions" => {
+                "importCryptoKeyVersion"
+            }
+            (10, &Method::POST, Some("destroy")) if segs[8] == "cryptoKeyVersions" => {
+                "destroyCryptoKeyVersion"
+            }
+            (10, &Method::POST, Some("restore")) if segs[8] == "cryptoKeyVersions" => {
+                "restoreCryptoKeyVersion"
+            }
             (8, &Method::POST, Some("encrypt")) if segs[6] == "cryptoKeys" => "encrypt",
             (8, &Method::POST, Some("decrypt")) if segs[6] == "cryptoKeys" => "decrypt",
             (9, &Method::GET, None) if segs[8] == "cryptoKeyVersions" => "listCryptoKeyVersions",
@@ -309,6 +348,10 @@ async fn route(
     };
     let ring = segs.get(..6).map(|s| s.join("/")).unwrap_or_default();
     let key = segs.get(..8).map(|s| s.join("/")).unwrap_or_default();
+    let token = bearer(req);
+    if let Err(e) = iam::authorize(state, token, op, &segs) {
+        return (op, Err(e));
+    }
     let result = match op {
         "listKeyRings" => {
             let parent = segs[..4].join("/") + "/keyRings/";
@@ -318,7 +361,7 @@ async fn route(
                 .filter(|(n, _)| n.starts_with(&parent))
                 .map(|(n, t)| json!({"name": n, "createTime": rfc3339(*t)}))
                 .collect();
-            Ok(json!({"totalSize": rings.len(), "keyRings": rings}))
+            lifecycle::page(req, "keyRings", rings)
         }
         "createKeyRing" => (|| {
             let id = req
@@ -356,21 +399,25 @@ async fn route(
                     .filter(|k| k.name.starts_with(&prefix))
                     .map(|k| key_json(k, enc))
                     .collect();
-                Ok(json!({"totalSize": keys.len(), "cryptoKeys": keys}))
+                lifecycle::page(req, "cryptoKeys", keys)
             }
         }
         "createCryptoKey" => create_key(state, &ring, req, &b, enc).await,
         "getCryptoKey" => crypto_key(state, &key).map(|k| key_json(&k, enc)),
         "encrypt" => encrypt(state, &key, &b, enc),
         "decrypt" => decrypt(state, &key, &b, enc),
-        "listCryptoKeyVersions" => crypto_key(state, &key).map(|k| {
-            let vs: Vec<Value> = k
-                .versions
-                .iter()
-                .map(|v| version_json(&k, v, enc))
-                .collect();
-            json!({"totalSize": vs.len(), "cryptoKeyVersions": vs})
-        }),
+        "listCryptoKeyVersions" => lifecycle::list_versions(state, &key, req, enc),
+        "updateCryptoKey" => lifecycle::update_key(state, &key, req, &b, enc),
+        "updateCryptoKeyPrimaryVersion" => lifecycle::update_primary(state, &key, &b, enc),
+        "destroyCryptoKeyVersion" => lifecycle::destroy(state, &key, segs[9], enc),
+        "restoreCryptoKeyVersion" => lifecycle::restore(state, &key, segs[9], enc),
+        "getIamPolicy" => iam::get_policy(state, &segs),
+        "setIamPolicy" => iam::set_policy(state, &segs, &b),
+        "testIamPermissions" => iam::test_permissions(state, token, &segs, &b),
+        "createImportJob" => import::create_job(state, &ring, req, &b, enc),
+        "getImportJob" => import::get_job(state, &segs.join("/"), enc),
+        "listImportJobs" => import::list_jobs(state, &ring, req, enc),
+        "importCryptoKeyVersion" => import::import_version(state, &key, &b, enc),
         "createCryptoKeyVersion" => create_version(state, &key, &b, enc).await,
         "getCryptoKeyVersion" => {
             find_version(state, &key, segs[9]).map(|(k, v)| version_json(&k, &v, enc))
@@ -418,6 +465,12 @@ async fn route(
     (op, result)
 }
 
+/// The bearer token of a request.
+fn bearer(req: &Request) -> Option<&str> {
+    req.header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))
+}
+
 /// Handles one Google Cloud KMS request.
 pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     let enc = Enc {
@@ -426,10 +479,11 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
             .is_some_and(|a| a.contains("enum-encoding=int")),
     };
     if let Some(token) = &state.config.gcp_token {
-        let got = req
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "));
-        if got != Some(token.as_str()) {
+        let got = bearer(&req);
+        let known = got.is_some_and(|g| {
+            g == token.as_str() || read(&state.gcp).identities.iter().any(|i| i.token == g)
+        });
+        if !known {
             return reply(Err(gerr(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
@@ -450,6 +504,7 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         Ok(c) => c,
         Err(r) => return r,
     };
+    lifecycle::sweep(state);
     let (_, result) = route(state, &req, corrupt, enc, false).await;
     reply(result)
 }
@@ -460,7 +515,13 @@ pub struct Gcp;
 
 impl crate::service::Emulated for Gcp {
     const NAME: &'static str = "gcp";
-    const SEED_KEYS: &'static [&'static str] = &["gcp", "gcp_ekm_connections", "gcp_ekm_configs"];
+    const SEED_KEYS: &'static [&'static str] = &[
+        "gcp",
+        "gcp_ekm_connections",
+        "gcp_ekm_configs",
+        "gcp_key_ring_iam",
+        "gcp_identities",
+    ];
     type Seed = store::GcpSections;
 
     /// Connections first, then the keys (EXTERNAL_VPC keys name a
@@ -475,7 +536,7 @@ impl crate::service::Emulated for Gcp {
         for c in seed.ekm_configs {
             ekm_service::seed_config(state, c)?;
         }
-        Ok(())
+        iam::seed(state, seed.ring_iam, seed.identities)
     }
 
     fn export_seed(state: &State) -> Result<Self::Seed, String> {

@@ -20,6 +20,10 @@ pub const ASYMMETRIC_SIGN: i32 = 5;
 pub const ENABLED: i32 = 1;
 /// CryptoKeyVersionState DISABLED.
 pub const DISABLED: i32 = 2;
+/// CryptoKeyVersionState DESTROYED.
+pub const DESTROYED: i32 = 3;
+/// CryptoKeyVersionState DESTROY_SCHEDULED.
+pub const DESTROY_SCHEDULED: i32 = 4;
 /// ProtectionLevel SOFTWARE.
 pub const SOFTWARE: i32 = 1;
 /// ProtectionLevel EXTERNAL_VPC (keys held by an external key manager,
@@ -260,6 +264,16 @@ pub(crate) fn version_json(key: &GcpKey, v: &GcpVersion, enc: Enc) -> Value {
     if let Some(path) = &v.ekm_key_path {
         out["externalProtectionLevelOptions"] = json!({"ekmConnectionKeyPath": path});
     }
+    if let Some(t) = v.destroy_time {
+        out["destroyTime"] = json!(rfc3339(t));
+    }
+    if let Some(t) = v.destroy_event_time {
+        out["destroyEventTime"] = json!(rfc3339(t));
+    }
+    if let Some((job, t)) = &v.imported {
+        out["importJob"] = json!(job);
+        out["importTime"] = json!(rfc3339(*t));
+    }
     out
 }
 
@@ -269,8 +283,8 @@ pub(crate) fn key_json(key: &GcpKey, enc: Enc) -> Value {
         "purpose": enc.e(PURPOSES, key.purpose),
         "createTime": rfc3339(key.created),
         "versionTemplate": {"protectionLevel": enc.e(PROTECTION, key.protection), "algorithm": enc.alg(key.algorithm)},
-        "destroyScheduledDuration": "2592000s",
     });
+    super::lifecycle::key_fields(key, &mut out);
     if let Some(b) = &key.backend {
         out["cryptoKeyBackend"] = json!(b);
     }
@@ -307,5 +321,6 @@ pub(crate) fn new_version(
         created,
         material: Some(material),
         ekm_key_path: None,
+        ..Default::default()
     })
 }

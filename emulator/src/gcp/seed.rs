@@ -66,6 +66,18 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
             "{what}: EXTERNAL_VPC keys must have purpose ASYMMETRIC_SIGN"
         ));
     }
+    let duration = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(super::lifecycle::parse_duration)
+            .transpose()
+            .map_err(|e| format!("{what}: {field}: {}", e.message()))
+    };
+    let rotation_period = duration("rotation_period", &s.rotation_period)?;
+    let destroy_scheduled = duration("destroy_scheduled_duration", &s.destroy_scheduled_duration)?
+        .unwrap_or(crate::gcp::store::DEFAULT_DESTROY_SCHEDULED);
+    if let Some(p) = &s.iam_policy {
+        super::iam::check_bindings(&p.bindings).map_err(|e| format!("{what}: {}", e.message()))?;
+    }
     let mut key = GcpKey {
         name: s.key.clone(),
         purpose,
@@ -75,14 +87,19 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
         versions: Vec::new(),
         primary: None,
         backend,
+        rotation_period,
+        next_rotation: s.next_rotation,
+        destroy_scheduled,
+        labels: s.labels.clone(),
+        import_only: false,
+        iam: s.iam_policy.clone().map(|mut p| {
+            p.etag = super::iam::new_etag();
+            p
+        }),
     };
+    super::lifecycle::check_rotation(&key).map_err(|e| format!("{what}: {}", e.message()))?;
     let seeds = if s.versions.is_empty() && !external {
-        vec![VersionSeed {
-            state: None,
-            private_key: None,
-            private_key_file: None,
-            ekm_connection_key_path: None,
-        }]
+        vec![VersionSeed::default()]
     } else {
         s.versions
     };
@@ -104,6 +121,7 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
                     created: state.now(),
                     material: None,
                     ekm_key_path: Some(path.clone()),
+                    ..Default::default()
                 });
                 continue;
             }
@@ -119,17 +137,41 @@ pub fn seed_key(state: &State, s: GcpSeed) -> Result<(), String> {
             }
             (None, false) => {}
         }
+        if st == DESTROYED {
+            if v.private_key.is_some() {
+                return Err(format!("{what}: a DESTROYED version has no private key"));
+            }
+            key.versions.push(GcpVersion {
+                number: key.versions.len() as u32 + 1,
+                state: DESTROYED,
+                created: state.now(),
+                destroy_event_time: Some(v.destroy_time.unwrap_or_else(|| state.now())),
+                ..Default::default()
+            });
+            continue;
+        }
         let m = match &v.private_key {
             Some(pem) => Some(Arc::new(
                 crypto::Material::from_pem(pem).map_err(|e| format!("{what}: {e}"))?,
             )),
             None => None,
         };
-        let version = new_version(&key, m, st, state.now()).map_err(|e| format!("{what}: {e}"))?;
+        let mut version =
+            new_version(&key, m, st, state.now()).map_err(|e| format!("{what}: {e}"))?;
+        if st == DESTROY_SCHEDULED {
+            version.destroy_time = Some(
+                v.destroy_time
+                    .unwrap_or_else(|| state.now() + key.destroy_scheduled),
+            );
+        }
         key.versions.push(version);
     }
     if purpose == ENCRYPT_DECRYPT {
-        key.primary = Some(1);
+        let primary = s.primary.unwrap_or(1);
+        if key.versions.iter().all(|v| v.number != primary) {
+            return Err(format!("{what}: primary version {primary} does not exist"));
+        }
+        key.primary = Some(primary);
     }
     let mut store = write(&state.gcp);
     store
@@ -154,14 +196,14 @@ pub(crate) fn export_seed(state: &State) -> Result<GcpSections, String> {
         for v in &k.versions {
             let private_key = match (&v.material, &v.ekm_key_path) {
                 (Some(m), _) => Some(pem(m)?),
-                (None, Some(_)) => None,
-                (None, None) => continue,
+                (None, _) => None,
             };
             versions.push(VersionSeed {
                 state: state_name(v.state).map(str::to_string),
                 private_key,
                 private_key_file: None,
                 ekm_connection_key_path: v.ekm_key_path.clone(),
+                destroy_time: v.destroy_time.or(v.destroy_event_time),
             });
         }
         keys.push(GcpSeed {
@@ -171,6 +213,12 @@ pub(crate) fn export_seed(state: &State) -> Result<GcpSections, String> {
             protection_level: protection_name(k.protection).map(str::to_string),
             versions,
             crypto_key_backend: k.backend.clone(),
+            rotation_period: k.rotation_period.map(|s| format!("{s}s")),
+            next_rotation: k.next_rotation,
+            destroy_scheduled_duration: Some(format!("{}s", k.destroy_scheduled)),
+            labels: k.labels.clone(),
+            iam_policy: k.iam.clone(),
+            primary: k.primary,
         });
     }
     for c in gcp.ekm_connections.values() {
@@ -186,5 +234,14 @@ pub(crate) fn export_seed(state: &State) -> Result<GcpSections, String> {
         keys,
         ekm_connections: connections,
         ekm_configs: configs,
+        ring_iam: gcp
+            .ring_iam
+            .iter()
+            .map(|(ring, p)| crate::gcp::store::RingIamSeed {
+                key_ring: ring.clone(),
+                bindings: p.bindings.clone(),
+            })
+            .collect(),
+        identities: gcp.identities.clone(),
     })
 }

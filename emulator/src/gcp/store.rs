@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::Material;
 
 /// One Google Cloud KMS key version.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GcpVersion {
     /// Version number (1-based).
     pub number: u32,
@@ -23,10 +23,16 @@ pub struct GcpVersion {
     /// Path of the key on the external key manager (`EXTERNAL_VPC` versions:
     /// `externalProtectionLevelOptions.ekmConnectionKeyPath`).
     pub ekm_key_path: Option<String>,
+    /// When a `DESTROY_SCHEDULED` version is destroyed.
+    pub destroy_time: Option<u64>,
+    /// When a `DESTROYED` version was destroyed.
+    pub destroy_event_time: Option<u64>,
+    /// The import job an imported version came through, and when.
+    pub imported: Option<(String, u64)>,
 }
 
 /// One Google Cloud KMS crypto key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GcpKey {
     /// Full resource name.
     pub name: String,
@@ -44,6 +50,83 @@ pub struct GcpKey {
     pub primary: Option<u32>,
     /// The EkmConnection behind an `EXTERNAL_VPC` key (`cryptoKeyBackend`).
     pub backend: Option<String>,
+    /// Automatic rotation period in seconds (symmetric keys).
+    pub rotation_period: Option<u64>,
+    /// When the key next rotates.
+    pub next_rotation: Option<u64>,
+    /// Seconds between `destroy` and the destruction (default 30 days).
+    pub destroy_scheduled: u64,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Versions can only be imported (`importOnly`).
+    pub import_only: bool,
+    /// The key's IAM policy, once one was set.
+    pub iam: Option<IamPolicy>,
+}
+
+/// An IAM policy (`getIamPolicy`/`setIamPolicy`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamPolicy {
+    /// Role bindings.
+    #[serde(default)]
+    pub bindings: Vec<IamBinding>,
+    /// Changes with every update.
+    #[serde(default)]
+    pub etag: String,
+}
+
+/// One role binding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamBinding {
+    /// `roles/cloudkms.signerVerifier`, ...
+    pub role: String,
+    /// `user:NAME`, `serviceAccount:NAME`, `group:NAME`, `allUsers`, ...
+    pub members: Vec<String>,
+}
+
+/// A caller of Cloud KMS: the member a bearer token stands for.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpIdentity {
+    /// The bearer token.
+    pub token: String,
+    /// The IAM member (`serviceAccount:signer@p.iam.gserviceaccount.com`).
+    pub member: String,
+}
+
+impl std::fmt::Debug for GcpIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcpIdentity")
+            .field("token", &"<redacted>")
+            .field("member", &self.member)
+            .finish()
+    }
+}
+
+/// A Cloud KMS import job.
+#[derive(Clone)]
+pub struct ImportJob {
+    /// `.../keyRings/R/importJobs/ID`.
+    pub name: String,
+    /// ImportMethod name.
+    pub method: String,
+    /// ProtectionLevel.
+    pub protection: i32,
+    /// Creation time (it expires 3 days later).
+    pub created: u64,
+    /// The wrapping key.
+    pub key: Arc<Material>,
+}
+
+impl std::fmt::Debug for ImportJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportJob")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .finish()
+    }
 }
 
 /// A Cloud KMS EkmConnection: how Cloud KMS reaches an external key manager.
@@ -76,6 +159,10 @@ pub struct ServiceResolver {
     pub server_certificates: Vec<Vec<u8>>,
 }
 
+/// Seconds between a version's `destroy` and its destruction, unless the
+/// key says otherwise (`destroyScheduledDuration`).
+pub const DEFAULT_DESTROY_SCHEDULED: u64 = 30 * 86_400;
+
 /// Google Cloud KMS key rings and keys.
 #[derive(Debug, Default)]
 pub struct GcpStore {
@@ -87,6 +174,13 @@ pub struct GcpStore {
     pub ekm_connections: BTreeMap<String, EkmConnection>,
     /// `projects/P/locations/L` -> its EkmConfig's default connection.
     pub ekm_configs: BTreeMap<String, String>,
+    /// IAM policies set on key rings.
+    pub ring_iam: BTreeMap<String, IamPolicy>,
+    /// Callers known by their tokens; any other accepted token is the
+    /// project's owner.
+    pub identities: Vec<GcpIdentity>,
+    /// Import jobs by name.
+    pub import_jobs: BTreeMap<String, ImportJob>,
 }
 
 /// A seeded Cloud KMS EkmConnection.
@@ -137,7 +231,7 @@ pub struct EkmConfigSeed {
 }
 
 /// A seeded Google Cloud KMS crypto key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GcpSeed {
     /// `projects/P/locations/L/keyRings/R/cryptoKeys/K` (the key ring is created).
@@ -156,10 +250,28 @@ pub struct GcpSeed {
     /// The EkmConnection of an `EXTERNAL_VPC` key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crypto_key_backend: Option<String>,
+    /// Automatic rotation period, as Cloud KMS writes it (`604800s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_period: Option<String>,
+    /// When the key next rotates (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<u64>,
+    /// Time between destroy and destruction (default `2592000s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_scheduled_duration: Option<String>,
+    /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The key's IAM policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iam_policy: Option<IamPolicy>,
+    /// The primary version of an `ENCRYPT_DECRYPT` key (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<u32>,
 }
 
 /// A seeded key version (Google Cloud KMS).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VersionSeed {
     /// State name (default `ENABLED`).
@@ -174,6 +286,20 @@ pub struct VersionSeed {
     /// `EXTERNAL_VPC` keys: the key's path on the key manager.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ekm_connection_key_path: Option<String>,
+    /// `DESTROY_SCHEDULED`: when it is destroyed; `DESTROYED`: when it was
+    /// (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_time: Option<u64>,
+}
+
+/// A seeded IAM policy of a key ring (`gcp_key_ring_iam`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RingIamSeed {
+    /// `projects/P/locations/L/keyRings/R` (created when missing).
+    pub key_ring: String,
+    /// Role bindings.
+    pub bindings: Vec<IamBinding>,
 }
 
 /// Cloud KMS's sections of the seed and state file, as one value.
@@ -191,4 +317,18 @@ pub struct GcpSections {
     /// location.
     #[serde(default, rename = "gcp_ekm_configs")]
     pub ekm_configs: Vec<EkmConfigSeed>,
+    /// Key rings' IAM policies (`gcp_key_ring_iam`).
+    #[serde(
+        default,
+        rename = "gcp_key_ring_iam",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub ring_iam: Vec<RingIamSeed>,
+    /// Callers known by their tokens (`gcp_identities`).
+    #[serde(
+        default,
+        rename = "gcp_identities",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub identities: Vec<GcpIdentity>,
 }
