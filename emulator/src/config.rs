@@ -30,6 +30,12 @@ pub struct Config {
     pub gcp_token: Option<String>,
     /// Bearer token Azure requires; any token accepted when `None`.
     pub azure_token: Option<String>,
+    /// Cloud KMS callers known by their tokens, besides the seed's
+    /// `gcp_identities` (IAM policies decide what they may do).
+    pub gcp_identities: Vec<crate::gcp::store::GcpIdentity>,
+    /// Key Vault callers with role assignments, besides the seed's
+    /// `azure_identities`.
+    pub azure_identities: Vec<crate::azure::store::AzureIdentity>,
     /// The `resource` Key Vault's 401 challenge names (default
     /// `https://vault.azure.net`); another value plays a vault (or whoever
     /// answers at its address) asking for a token of another audience.
@@ -68,6 +74,8 @@ impl std::fmt::Debug for Config {
             )
             .field("gcp_token", &redacted(&self.gcp_token))
             .field("azure_token", &redacted(&self.azure_token))
+            .field("gcp_identities", &self.gcp_identities)
+            .field("azure_identities", &self.azure_identities)
             .field("azure_challenge_resource", &self.azure_challenge_resource)
             .field("ekm_replicas", &self.ekm_replicas)
             .field("ekm_token", &redacted(&self.ekm_token))
@@ -90,6 +98,8 @@ impl Default for Config {
             aws_credentials: vec![("test".into(), "test".into())],
             gcp_token: None,
             azure_token: None,
+            gcp_identities: Vec::new(),
+            azure_identities: Vec::new(),
             azure_challenge_resource: "https://vault.azure.net".into(),
             ekm_replicas: 2,
             ekm_token: None,

@@ -25,9 +25,25 @@ SEED FILE (TOML; --state files use the same format):
   algorithm = \"EC_SIGN_P256_SHA256\"     # EC_SIGN_P256_SHA256, EC_SIGN_P384_SHA384, EC_SIGN_ED25519,
                                         # RSA_SIGN_PKCS1_{2048,3072,4096}_SHA256, RSA_SIGN_PKCS1_4096_SHA512,
                                         # RSA_SIGN_PSS_*, GOOGLE_SYMMETRIC_ENCRYPTION
+  rotation_period = \"604800s\"           # optional, ENCRYPT_DECRYPT keys: rotate on the clock
+  next_rotation = 1767225600            # optional (epoch seconds)
+  destroy_scheduled_duration = \"86400s\" # optional (default 30 days)
+  primary = 1                           # optional, ENCRYPT_DECRYPT keys
+  labels = { team = \"security\" }       # optional
+  [gcp.iam_policy]                      # optional: once set, bindings decide (see gcp_identities)
+  bindings = [{ role = \"roles/cloudkms.signerVerifier\", members = [\"serviceAccount:ci@p.iam.gserviceaccount.com\"] }]
   [[gcp.versions]]                      # optional; one generated version when absent
-  state = \"ENABLED\"
+  state = \"ENABLED\"                     # ENABLED, DISABLED, DESTROY_SCHEDULED, DESTROYED (no key)
   private_key_file = \"ca.pem\"
+  destroy_time = 1767225600             # optional: when DESTROY_SCHEDULED ends / DESTROYED happened
+
+  [[gcp_key_ring_iam]]                  # a key ring's IAM policy (its keys inherit it)
+  key_ring = \"projects/p/locations/global/keyRings/r\"
+  bindings = [{ role = \"roles/cloudkms.viewer\", members = [\"user:auditor@example.com\"] }]
+
+  [[gcp_identities]]                    # a bearer token and the IAM member it stands for
+  token = \"ci-token\"                    # (also --gcp-token TOKEN=MEMBER); other tokens are the owner
+  member = \"serviceAccount:ci@p.iam.gserviceaccount.com\"
 
   [[gcp]]                               # an EXTERNAL_VPC key: held by the external key manager
   key = \"projects/p/locations/l/keyRings/r/cryptoKeys/ext\"
@@ -60,10 +76,21 @@ SEED FILE (TOML; --state files use the same format):
   kty = \"EC\"                            # EC, EC-HSM, RSA, RSA-HSM
   crv = \"P-256\"                         # EC: P-256, P-384, P-521
   key_size = 2048                       # RSA: 2048, 3072, 4096
+  deleted = 1767225600                  # optional: soft-deleted then (recoverable 90 days)
+  [azure.rotation_policy]               # optional
+  expiry_time = \"P90D\"
+  lifetime_actions = [{ action = \"Rotate\", time_after_create = \"P30D\" }]
   [[azure.versions]]                    # optional; one generated version when absent
   version = \"0123456789abcdef0123456789abcdef\"
   enabled = true
+  exp = 1798761600                      # optional not-after / nbf not-before (epoch seconds)
+  tags = { team = \"security\" }         # optional; key_ops = [...] and created = ... too
   private_key_file = \"ca.pem\"
+
+  [[azure_identities]]                  # a bearer token with role assignments (also
+  token = \"reader-token\"                # --azure-token TOKEN=ROLE,...); other tokens are the owner
+  roles = [\"Key Vault Reader\"]          # Key Vault Administrator, Crypto Officer, Crypto User,
+  keys = []                             # Crypto Service Encryption User, Reader; keys: scope
 
   [[instances.aws]]                     # an EC2 instance the metadata service answers for
   account_id = \"123456789012\"
@@ -158,12 +185,16 @@ struct Args {
     /// AWS credentials accepted in SigV4 signatures, ACCESS:SECRET (repeatable; default test:test).
     #[arg(long = "aws-credentials", value_name = "ACCESS:SECRET")]
     aws_credentials: Vec<String>,
-    /// Require this bearer token on Google Cloud KMS requests (default: anonymous).
-    #[arg(long, value_name = "TOKEN")]
-    gcp_token: Option<String>,
-    /// Require this bearer token on Azure requests (default: any token).
-    #[arg(long, value_name = "TOKEN")]
-    azure_token: Option<String>,
+    /// Require this bearer token on Google Cloud KMS requests (default:
+    /// anonymous); TOKEN=MEMBER (repeatable) adds a caller IAM policies
+    /// know as MEMBER (serviceAccount:NAME, user:NAME, ...).
+    #[arg(long, value_name = "TOKEN[=MEMBER]")]
+    gcp_token: Vec<String>,
+    /// Require this bearer token on Azure requests (default: any token);
+    /// TOKEN=ROLE[,ROLE] (repeatable) adds a caller with those role
+    /// assignments (Key Vault Crypto User, Key Vault Reader, ...).
+    #[arg(long, value_name = "TOKEN[=ROLES]")]
+    azure_token: Vec<String>,
     /// Replicas of the external key manager, each on its own HTTPS port
     /// requiring the client certificate written to the cert dir
     /// (ekm-client.pem).
@@ -185,6 +216,31 @@ struct Args {
     clock_offset: Option<String>,
 }
 
+/// The owner token (`TOKEN`, at most one) and the callers (`TOKEN=WHO`) of
+/// a repeatable token option.
+fn tokens<T>(
+    option: &str,
+    values: &[String],
+    caller: impl Fn(String, &str) -> T,
+) -> Result<(Option<String>, Vec<T>), String> {
+    let (mut owner, mut callers) = (None, Vec::new());
+    for v in values {
+        match v.split_once('=') {
+            Some((t, who)) if !t.is_empty() && !who.trim().is_empty() => {
+                callers.push(caller(t.to_string(), who.trim()))
+            }
+            Some(_) => return Err(format!("{option} takes TOKEN or TOKEN=WHO, with both set")),
+            None if owner.is_some() => {
+                return Err(format!(
+                    "{option}: one token without =WHO at most (the owner's)"
+                ))
+            }
+            None => owner = Some(v.clone()),
+        }
+    }
+    Ok((owner, callers))
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -196,6 +252,33 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (gcp_token, gcp_identities) =
+        match tokens("--gcp-token", &args.gcp_token, |token, member| {
+            kms_emulator::gcp::store::GcpIdentity {
+                token,
+                member: member.to_string(),
+            }
+        }) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("kms-emulator: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let (azure_token, azure_identities) =
+        match tokens("--azure-token", &args.azure_token, |token, roles| {
+            kms_emulator::azure::store::AzureIdentity {
+                token,
+                roles: roles.split(',').map(|r| r.trim().to_string()).collect(),
+                keys: Vec::new(),
+            }
+        }) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("kms-emulator: {e}");
+                return ExitCode::from(2);
+            }
+        };
     let mut config = kms_emulator::Config {
         bind: args.bind,
         admin_bind: args.admin_bind,
@@ -204,8 +287,10 @@ async fn main() -> ExitCode {
         seed: args.seed,
         state_file: args.state,
         cert_dir: args.cert_dir,
-        gcp_token: args.gcp_token,
-        azure_token: args.azure_token,
+        gcp_token,
+        azure_token,
+        gcp_identities,
+        azure_identities,
         ekm_replicas: args.ekm_replicas,
         ekm_token: args.ekm_token,
         metadata_port: args.metadata_port,
@@ -252,4 +337,33 @@ async fn main() -> ExitCode {
         let _ = std::fs::remove_file(path);
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens;
+
+    #[test]
+    fn token_options() {
+        let pair = |t: String, w: &str| (t, w.to_string());
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let (owner, callers) = tokens(
+            "--gcp-token",
+            &v(&["own", "ci=serviceAccount:ci@p.iam.gserviceaccount.com"]),
+            pair,
+        )
+        .unwrap();
+        assert_eq!(owner.as_deref(), Some("own"));
+        assert_eq!(
+            callers,
+            [pair(
+                "ci".into(),
+                "serviceAccount:ci@p.iam.gserviceaccount.com"
+            )]
+        );
+        assert!(tokens("--gcp-token", &v(&["a", "b"]), pair).is_err());
+        assert!(tokens("--gcp-token", &v(&["=x"]), pair).is_err());
+        assert!(tokens("--gcp-token", &v(&["t="]), pair).is_err());
+        assert_eq!(tokens("--gcp-token", &[], pair).unwrap(), (None, vec![]));
+    }
 }

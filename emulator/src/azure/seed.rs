@@ -155,17 +155,31 @@ impl crate::service::Emulated for Azure {
         for k in seed.azure {
             seed_key(state, k)?;
         }
-        for i in &seed.azure_identities {
+        let mut identities = seed.azure_identities;
+        identities.extend(state.config.azure_identities.iter().cloned());
+        for i in &identities {
             super::rbac::check_identity(i)?;
         }
-        write(&state.azure).identities = seed.azure_identities;
+        write(&state.azure).identities = identities;
         Ok(())
     }
 
     fn export_seed(state: &State) -> Result<Self::Seed, String> {
         Ok(store::AzureSections {
             azure: export_seed(state)?,
-            azure_identities: read(&state.azure).identities.clone(),
+            // Identities from the command line stay there.
+            azure_identities: read(&state.azure)
+                .identities
+                .iter()
+                .filter(|i| {
+                    !state
+                        .config
+                        .azure_identities
+                        .iter()
+                        .any(|c| c.token == i.token)
+                })
+                .cloned()
+                .collect(),
         })
     }
 

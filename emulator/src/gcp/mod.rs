@@ -536,7 +536,9 @@ impl crate::service::Emulated for Gcp {
         for c in seed.ekm_configs {
             ekm_service::seed_config(state, c)?;
         }
-        iam::seed(state, seed.ring_iam, seed.identities)
+        let mut identities = seed.identities;
+        identities.extend(state.config.gcp_identities.iter().cloned());
+        iam::seed(state, seed.ring_iam, identities)
     }
 
     fn export_seed(state: &State) -> Result<Self::Seed, String> {

@@ -242,6 +242,18 @@ pub(crate) fn export_seed(state: &State) -> Result<GcpSections, String> {
                 bindings: p.bindings.clone(),
             })
             .collect(),
-        identities: gcp.identities.clone(),
+        // Identities from the command line stay there.
+        identities: gcp
+            .identities
+            .iter()
+            .filter(|i| {
+                !state
+                    .config
+                    .gcp_identities
+                    .iter()
+                    .any(|c| c.token == i.token)
+            })
+            .cloned()
+            .collect(),
     })
 }
