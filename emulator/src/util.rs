@@ -192,36 +192,36 @@ pub fn parse_offset(text: &str) -> Result<i64, String> {
     if let Ok(secs) = body.parse::<i64>() {
         return Ok(sign * secs);
     }
-    let mut total: i64 = 0;
-    let mut digits = String::new();
-    for c in body.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit: i64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let n: i64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
+    let total = sum_units(body, |c| match c {
+        's' => Some(1),
+        'm' => Some(60),
+        'h' => Some(3600),
+        'd' => Some(86_400),
+        'w' => Some(7 * 86_400),
+        _ => None,
+    })
+    .ok_or_else(bad)?;
     // About 100 years either way: beyond that the clock means nothing.
     if total > 100 * 366 * 86_400 {
         return Err(format!("clock offset {text:?} is more than 100 years"));
     }
-    Ok(sign * total)
+    Ok(sign * total as i64)
+}
+
+/// Seconds in `12h30m`-like text: numbers each followed by a unit `unit`
+/// knows (seconds per unit); `None` for anything else or an overflow.
+pub fn sum_units(text: &str, unit: impl Fn(char) -> Option<u64>) -> Option<u64> {
+    let (mut total, mut digits) = (0u64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits.parse().ok()?;
+        digits.clear();
+        total = total.checked_add(n.checked_mul(unit(c)?)?)?;
+    }
+    digits.is_empty().then_some(total)
 }
 
 #[cfg(test)]

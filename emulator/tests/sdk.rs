@@ -59,6 +59,21 @@ async fn run(python: &str, name: &str, env: Vec<(&'static str, String)>) {
     assert!(text.contains("every check passed"), "{text}");
 }
 
+/// An emulator started with `seed` (written to a file in the returned
+/// directory) and `config`.
+async fn seeded(seed: &str, config: Config) -> (tempfile::TempDir, Emulator) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.toml");
+    std::fs::write(&path, seed).unwrap();
+    let emu = Emulator::start(Config {
+        seed: Some(path),
+        ..config
+    })
+    .await
+    .unwrap();
+    (dir, emu)
+}
+
 const AZURE_SEED: &str = r#"
 [[azure]]
 name = "seeded"
@@ -82,16 +97,14 @@ async fn azure_keyvault_keys() {
     ) else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("seed.toml");
-    std::fs::write(&seed, AZURE_SEED).unwrap();
-    let emu = Emulator::start(Config {
-        seed: Some(seed),
-        azure_token: Some("owner-token".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (_dir, emu) = seeded(
+        AZURE_SEED,
+        Config {
+            azure_token: Some("owner-token".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     let e = emu.endpoints();
     run(
         python,
@@ -121,16 +134,14 @@ async fn google_cloud_kms_rest() {
     else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let seed = dir.path().join("seed.toml");
-    std::fs::write(&seed, GCP_SEED).unwrap();
-    let emu = Emulator::start(Config {
-        seed: Some(seed),
-        gcp_token: Some("owner-token".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (_dir, emu) = seeded(
+        GCP_SEED,
+        Config {
+            gcp_token: Some("owner-token".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     let e = emu.endpoints();
     run(
         python,

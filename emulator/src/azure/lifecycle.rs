@@ -22,38 +22,30 @@ pub(crate) const RECOVERABLE_DAYS: u64 = 90;
 pub(super) fn iso_duration(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not an ISO 8601 duration such as P90D, P1Y or PT12H");
     let body = text.strip_prefix('P').ok_or_else(bad)?;
+    let (date, time) = match body.split_once('T') {
+        Some((_, "")) => return Err(bad()),
+        Some((d, t)) => (d, t),
+        None => (body, ""),
+    };
     if body.is_empty() {
         return Err(bad());
     }
-    let (mut total, mut digits, mut time) = (0u64, String::new(), false);
-    for c in body.chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            'T' if !time && digits.is_empty() => time = true,
-            _ => {
-                let unit: u64 = match (time, c) {
-                    (false, 'Y') => 365 * 86_400,
-                    (false, 'M') => 30 * 86_400,
-                    (false, 'W') => 7 * 86_400,
-                    (false, 'D') => 86_400,
-                    (true, 'H') => 3600,
-                    (true, 'M') => 60,
-                    (true, 'S') => 1,
-                    _ => return Err(bad()),
-                };
-                let n: u64 = digits.parse().map_err(|_| bad())?;
-                digits.clear();
-                total = n
-                    .checked_mul(unit)
-                    .and_then(|v| total.checked_add(v))
-                    .ok_or_else(bad)?;
-            }
-        }
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(total)
+    let date = crate::util::sum_units(date, |c| match c {
+        'Y' => Some(365 * 86_400),
+        'M' => Some(30 * 86_400),
+        'W' => Some(7 * 86_400),
+        'D' => Some(86_400),
+        _ => None,
+    });
+    let time = crate::util::sum_units(time, |c| match c {
+        'H' => Some(3600),
+        'M' => Some(60),
+        'S' => Some(1),
+        _ => None,
+    });
+    date.zip(time)
+        .and_then(|(d, t)| d.checked_add(t))
+        .ok_or_else(bad)
 }
 
 /// Checks a rotation policy as Key Vault does.
@@ -200,13 +192,7 @@ fn deleted_fields(base: &str, name: &str, d: &DeletedKey, mut v: Value) -> Value
 }
 
 fn deleted_bundle(base: &str, d: &DeletedKey) -> Value {
-    let out = d
-        .key
-        .versions
-        .last()
-        .map(|v| bundle(base, &d.key, v))
-        .unwrap_or_else(|| json!({}));
-    deleted_fields(base, &d.key.name, d, out)
+    deleted_fields(base, &d.key.name, d, super::latest_bundle(base, &d.key))
 }
 
 fn deleted_not_found(name: &str) -> AzError {
@@ -280,12 +266,7 @@ pub(super) fn recover(state: &State, base: &str, name: &str) -> Result<Value, Az
         .deleted
         .remove(name)
         .ok_or_else(|| deleted_not_found(name))?;
-    let out = d
-        .key
-        .versions
-        .last()
-        .map(|v| bundle(base, &d.key, v))
-        .unwrap_or_else(|| json!({}));
+    let out = super::latest_bundle(base, &d.key);
     store.keys.insert(name.to_string(), d.key);
     drop(store);
     state.persist();
@@ -448,22 +429,7 @@ pub(super) fn import(
             .collect(),
         _ => super::default_ops(&kty),
     };
-    let (enabled, exp, nbf) = super::validity(b)?;
-    let t = state.now();
-    let version = AzureVersion {
-        version: new_version_id(),
-        enabled: enabled.unwrap_or(true),
-        created: t,
-        updated: t,
-        key_ops: ops,
-        exp,
-        nbf,
-        tags: super::tags(b)?.unwrap_or_default(),
-        material: Arc::new(material),
-    };
-    super::add_version(state, name, &kty, version);
-    let (k, v) = super::find(state, name, "")?;
-    Ok(bundle(base, &k, &v))
+    super::add_new_version(state, base, name, &kty, b, ops, material)
 }
 
 /// Purges deleted keys whose purge date passed and rotates keys whose

@@ -424,8 +424,6 @@ fn create(state: &State, base: &str, name: &str, b: &Map<String, Value>) -> Resu
             .collect::<Result<Vec<_>, _>>()?,
         _ => default_ops(kty),
     };
-    let (enabled, exp, nbf) = validity(b)?;
-    let tags = tags(b)?.unwrap_or_default();
     let material = Material::generate(kind).map_err(|e| {
         aerr(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -433,30 +431,54 @@ fn create(state: &State, base: &str, name: &str, b: &Map<String, Value>) -> Resu
             e.to_string(),
         )
     })?;
+    add_new_version(state, base, name, kty, b, ops, material)
+}
+
+/// Adds a version made by a create or import body (its attributes, tags
+/// and operations; `exp` from the key's rotation policy when the body sets
+/// none) and answers with the key's bundle.
+fn add_new_version(
+    state: &State,
+    base: &str,
+    name: &str,
+    kty: &str,
+    b: &Map<String, Value>,
+    key_ops: Vec<String>,
+    material: Material,
+) -> Result<Value, AzError> {
+    let (enabled, exp, nbf) = validity(b)?;
     let t = state.now();
-    let mut version = AzureVersion {
-        version: new_version_id(),
-        enabled: enabled.unwrap_or(true),
-        created: t,
-        updated: t,
-        key_ops: ops,
-        exp,
-        nbf,
-        tags,
-        material: Arc::new(material),
-    };
-    if exp.is_none() {
+    let exp = exp.or_else(|| {
         let policy_expiry = read(&state.azure)
             .keys
             .get(name)
             .and_then(|k| k.rotation_policy.as_ref()?.expiry_time.clone());
-        version.exp = policy_expiry
+        policy_expiry
             .and_then(|e| lifecycle::iso_duration(&e).ok())
-            .map(|secs| t + secs);
-    }
+            .map(|secs| t + secs)
+    });
+    let version = AzureVersion {
+        version: new_version_id(),
+        enabled: enabled.unwrap_or(true),
+        created: t,
+        updated: t,
+        key_ops,
+        exp,
+        nbf,
+        tags: tags(b)?.unwrap_or_default(),
+        material: Arc::new(material),
+    };
     add_version(state, name, kty, version);
     let (k, v) = find(state, name, "")?;
     Ok(bundle(base, &k, &v))
+}
+
+/// The bundle of a key's newest version.
+fn latest_bundle(base: &str, k: &AzureKey) -> Value {
+    k.versions
+        .last()
+        .map(|v| bundle(base, k, v))
+        .unwrap_or_else(|| json!({}))
 }
 
 fn update(

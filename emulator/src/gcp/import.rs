@@ -12,7 +12,7 @@ use crate::crypto::{Hash, KeyKind, Material};
 use crate::gcp::lifecycle::page;
 use crate::gcp::model::*;
 use crate::gcp::store::{GcpVersion, ImportJob};
-use crate::google::{already_exists, gerr, invalid, not_found, precondition, valid_id, GcpError};
+use crate::google::{already_exists, gerr, invalid, not_found, precondition, GcpError};
 use crate::state::{read, write, State};
 use crate::util::rfc3339;
 use crate::Request;
@@ -71,17 +71,7 @@ pub(super) fn create_job(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let id = req
-        .query("importJobId")
-        .ok_or_else(|| invalid("importJobId is required"))?;
-    if !valid_id(id) {
-        return Err(invalid(format!(
-            "importJobId {id:?} must match [a-zA-Z0-9_-]{{1,63}}"
-        )));
-    }
-    if !read(&state.gcp).rings.contains_key(ring) {
-        return Err(not_found(&format!("KeyRing {ring}")));
-    }
+    let id = super::child_id(state, req, "importJobId", ring)?;
     let method = parse_enum(
         b.get("importMethod").unwrap_or(&Value::Null),
         METHOD_NAMES,

@@ -130,17 +130,7 @@ async fn create_key(
     b: &Map<String, Value>,
     enc: Enc,
 ) -> Result<Value, GcpError> {
-    let id = req
-        .query("cryptoKeyId")
-        .ok_or_else(|| invalid("cryptoKeyId is required"))?;
-    if !valid_id(id) {
-        return Err(invalid(format!(
-            "cryptoKeyId {id:?} must match [a-zA-Z0-9_-]{{1,63}}"
-        )));
-    }
-    if !read(&state.gcp).rings.contains_key(ring) {
-        return Err(not_found(&format!("KeyRing {ring}")));
-    }
+    let id = child_id(state, req, "cryptoKeyId", ring)?;
     let purpose = parse_enum(
         b.get("purpose").unwrap_or(&Value::Null),
         PURPOSES,
@@ -241,6 +231,28 @@ async fn create_key(
     drop(store);
     state.persist();
     Ok(out)
+}
+
+/// The id (query parameter `param`) of a new resource in the existing key
+/// ring `ring`.
+pub(super) fn child_id<'a>(
+    state: &State,
+    req: &'a Request,
+    param: &str,
+    ring: &str,
+) -> Result<&'a str, GcpError> {
+    let id = req
+        .query(param)
+        .ok_or_else(|| invalid(format!("{param} is required")))?;
+    if !valid_id(id) {
+        return Err(invalid(format!(
+            "{param} {id:?} must match [a-zA-Z0-9_-]{{1,63}}"
+        )));
+    }
+    if !read(&state.gcp).rings.contains_key(ring) {
+        return Err(not_found(&format!("KeyRing {ring}")));
+    }
+    Ok(id)
 }
 
 /// Routes one request; returns (operation name, result).
