@@ -26,6 +26,10 @@ pub struct Config {
     pub cert_dir: Option<PathBuf>,
     /// AWS credentials accepted in SigV4 signatures: (access key, secret).
     pub aws_credentials: Vec<(String, String)>,
+    /// The principal (an IAM ARN) of an access key of `aws_credentials`, for
+    /// key policies and grants; an access key without one is the account's
+    /// root (`arn:aws:iam::111122223333:root`).
+    pub aws_principals: Vec<(String, String)>,
     /// Bearer token Google Cloud KMS requires; anonymous access when `None`.
     pub gcp_token: Option<String>,
     /// Bearer token Azure requires; any token accepted when `None`.
@@ -72,6 +76,7 @@ impl std::fmt::Debug for Config {
                     .map(|(access, _)| (access.as_str(), "<redacted>"))
                     .collect::<Vec<_>>(),
             )
+            .field("aws_principals", &self.aws_principals)
             .field("gcp_token", &redacted(&self.gcp_token))
             .field("azure_token", &redacted(&self.azure_token))
             .field("gcp_identities", &self.gcp_identities)
@@ -96,6 +101,7 @@ impl Default for Config {
             state_file: None,
             cert_dir: None,
             aws_credentials: vec![("test".into(), "test".into())],
+            aws_principals: Vec::new(),
             gcp_token: None,
             azure_token: None,
             gcp_identities: Vec::new(),

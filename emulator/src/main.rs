@@ -182,8 +182,10 @@ struct Args {
     /// Directory for the Azure CA certificate (default: a temporary directory removed at exit).
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
-    /// AWS credentials accepted in SigV4 signatures, ACCESS:SECRET (repeatable; default test:test).
-    #[arg(long = "aws-credentials", value_name = "ACCESS:SECRET")]
+    /// AWS credentials accepted in SigV4 signatures, ACCESS:SECRET (repeatable; default test:test);
+    /// ACCESS:SECRET:ARN names the principal key policies and grants see
+    /// (default: the account's root).
+    #[arg(long = "aws-credentials", value_name = "ACCESS:SECRET[:ARN]")]
     aws_credentials: Vec<String>,
     /// Require this bearer token on Google Cloud KMS requests (default:
     /// anonymous); TOKEN=MEMBER (repeatable) adds a caller IAM policies
@@ -300,12 +302,26 @@ async fn main() -> ExitCode {
     if !args.aws_credentials.is_empty() {
         config.aws_credentials.clear();
         for c in &args.aws_credentials {
-            match c.split_once(':') {
-                Some((a, s)) if !a.is_empty() && !s.is_empty() => {
-                    config.aws_credentials.push((a.to_string(), s.to_string()))
+            let mut parts = c.splitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), Some(s), arn) if !a.is_empty() && !s.is_empty() => {
+                    config.aws_credentials.push((a.to_string(), s.to_string()));
+                    match arn {
+                        Some(arn)
+                            if arn.starts_with("arn:aws:iam::")
+                                || arn.starts_with("arn:aws:sts::") =>
+                        {
+                            config.aws_principals.push((a.to_string(), arn.to_string()))
+                        }
+                        Some(arn) => {
+                            eprintln!("kms-emulator: --aws-credentials: {arn:?} is not an IAM ARN (arn:aws:iam::ACCOUNT:user/NAME)");
+                            return ExitCode::from(2);
+                        }
+                        None => {}
+                    }
                 }
                 _ => {
-                    eprintln!("kms-emulator: --aws-credentials {c:?} must be ACCESS:SECRET");
+                    eprintln!("kms-emulator: --aws-credentials must be ACCESS:SECRET[:ARN]");
                     return ExitCode::from(2);
                 }
             }

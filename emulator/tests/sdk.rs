@@ -150,3 +150,33 @@ async fn google_cloud_kms_rest() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_kms_boto3() {
+    let Some(python) = python_with(&["boto3", "cryptography"], "boto3") else {
+        return;
+    };
+    let user = |name: &str| format!("arn:aws:iam::111122223333:user/{name}");
+    let emu = Emulator::start(Config {
+        aws_credentials: vec![
+            ("test".into(), "test".into()),
+            ("alice".into(), "alice-secret".into()),
+            ("bob".into(), "bob-secret".into()),
+        ],
+        aws_principals: vec![
+            ("test".into(), user("admin")),
+            ("alice".into(), user("alice")),
+            ("bob".into(), user("bob")),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = emu.endpoints();
+    run(
+        python,
+        "aws_kms.py",
+        vec![("AWS_URL", e.aws.clone()), ("ADMIN_URL", e.admin.clone())],
+    )
+    .await;
+}

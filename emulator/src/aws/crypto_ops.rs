@@ -114,15 +114,19 @@ pub(crate) fn context_aad(b: &Body) -> Result<Vec<u8>, AwsError> {
 
 pub(crate) const BLOB_MAGIC: &[u8; 4] = b"kmse";
 
+/// Encrypts `plaintext` (1 to `max` bytes) under `k`.
 pub(crate) fn encrypt_with(
     k: &AwsKey,
     b: &Body,
     plaintext: &[u8],
+    max: usize,
 ) -> Result<(Vec<u8>, &'static str), AwsError> {
     usable(k)?;
     need_usage(k, "ENCRYPT_DECRYPT", "Encrypt")?;
-    if plaintext.is_empty() || plaintext.len() > 4096 {
-        return Err(validation("Plaintext must be between 1 and 4096 bytes"));
+    if plaintext.is_empty() || plaintext.len() > max {
+        return Err(validation(format!(
+            "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {max}"
+        )));
     }
     let alg = field(b, "EncryptionAlgorithm")?.unwrap_or("SYMMETRIC_DEFAULT");
     if !encryption_algorithms(&k.spec).contains(&alg) {
@@ -159,7 +163,7 @@ pub(crate) fn encrypt_with(
 pub(crate) fn encrypt(state: &State, b: &Body) -> Result<Value, AwsError> {
     let k = key_arg(state, b)?;
     let plaintext = blob(b, "Plaintext")?;
-    let (ct, alg) = encrypt_with(&k, b, &plaintext)?;
+    let (ct, alg) = encrypt_with(&k, b, &plaintext, 4096)?;
     Ok(json!({"KeyId": k.arn(), "CiphertextBlob": b64(&ct), "EncryptionAlgorithm": alg}))
 }
 
@@ -194,10 +198,12 @@ pub(crate) fn decrypt(state: &State, b: &Body) -> Result<Value, AwsError> {
         if ct.len() <= 40 || &ct[..4] != BLOB_MAGIC {
             return Err(invalid());
         }
-        let pt = k
-            .material
-            .open(&ct[40..], &context_aad(b)?)
-            .map_err(|_| invalid())?;
+        // The current material, then the earlier ones of a rotated key.
+        let aad = context_aad(b)?;
+        let pt = std::iter::once(&k.material)
+            .chain(k.previous.iter().rev())
+            .find_map(|m| m.open(&ct[40..], &aad).ok())
+            .ok_or_else(invalid)?;
         (pt, "SYMMETRIC_DEFAULT")
     } else {
         let alg = field(b, "EncryptionAlgorithm")?.unwrap_or("SYMMETRIC_DEFAULT");
@@ -249,6 +255,6 @@ pub(crate) fn generate_data_key(state: &State, b: &Body) -> Result<Value, AwsErr
         }
     };
     let plaintext = crypto::random_bytes(n);
-    let (ct, _) = encrypt_with(&k, b, &plaintext)?;
+    let (ct, _) = encrypt_with(&k, b, &plaintext, 4096)?;
     Ok(json!({"KeyId": k.arn(), "Plaintext": b64(&plaintext), "CiphertextBlob": b64(&ct)}))
 }

@@ -1,7 +1,10 @@
 //! AWS KMS, JSON 1.1 protocol (`X-Amz-Target: TrentService.<Op>`), with
 //! SigV4 verified against the configured credentials.
 
+mod access;
 mod crypto_ops;
+mod data_ops;
+mod manage;
 pub mod model;
 pub use model::MAX_RAW_MESSAGE;
 pub(crate) mod seed;
@@ -50,17 +53,15 @@ pub fn create_key(
     let (kind, _) = spec_kind(spec).ok_or_else(|| format!("KeySpec {spec} is not supported"))?;
     check_usage(spec, usage)?;
     let material = crypto::Material::generate(kind).map_err(|e| e.to_string())?;
-    let key = AwsKey {
-        id: crypto::uuid(),
-        region: region.to_string(),
-        spec: spec.to_string(),
-        usage: usage.to_string(),
-        state: AwsKeyState::Enabled,
-        created: state.now(),
-        deletion_date: None,
-        description: description.to_string(),
-        material: Arc::new(material),
-    };
+    let mut key = AwsKey::new(
+        crypto::uuid(),
+        region.to_string(),
+        spec.to_string(),
+        usage.to_string(),
+        state.now(),
+        Arc::new(material),
+    );
+    key.description = description.to_string();
     write(&state.aws).keys.insert(key.id.clone(), key.clone());
     state.persist();
     Ok(key)
@@ -150,6 +151,7 @@ fn operation(
     op: &str,
     b: &Body,
     region: &str,
+    caller: &str,
     corrupt: bool,
 ) -> Result<Value, AwsError> {
     match op {
@@ -159,7 +161,24 @@ fn operation(
                 .unwrap_or("SYMMETRIC_DEFAULT");
             let usage = field(b, "KeyUsage")?.unwrap_or("ENCRYPT_DECRYPT");
             let desc = field(b, "Description")?.unwrap_or("");
-            let key = create_key(state, spec, usage, desc, region).map_err(validation)?;
+            manage::check_description(desc)?;
+            let tags = manage::tags_arg(b)?;
+            manage::check_tags(&tags)?;
+            let policy = field(b, "Policy")?;
+            if let Some(p) = policy {
+                access::check_new_policy(p, caller, b)?;
+            }
+            let mut key = create_key(state, spec, usage, desc, region).map_err(validation)?;
+            if !tags.is_empty() || policy.is_some() {
+                let mut store = write(&state.aws);
+                if let Some(k) = store.keys.get_mut(&key.id) {
+                    k.tags = tags;
+                    k.policy = policy.map(str::to_string);
+                    key = k.clone();
+                }
+                drop(store);
+                state.persist();
+            }
             Ok(json!({"KeyMetadata": metadata(&key)}))
         }
         "DescribeKey" => Ok(json!({"KeyMetadata": metadata(&key_arg(state, b)?)})),
@@ -195,32 +214,9 @@ fn operation(
                 .collect();
             paginate(b, items, "Keys")
         }
-        "CreateAlias" => {
-            let name = required(b, "AliasName")?;
-            if !name.starts_with("alias/") || name.len() <= 6 || name.starts_with("alias/aws/") {
-                return Err(validation(format!(
-                    "Alias name {name:?} must begin with alias/ and must not begin with alias/aws/"
-                )));
-            }
-            let target = required(b, "TargetKeyId")?;
-            if target.starts_with("alias/") || target.contains(":alias/") {
-                return Err(validation(
-                    "TargetKeyId must be a key id or key ARN, not an alias",
-                ));
-            }
-            let k = resolve(state, target)?;
-            let mut store = write(&state.aws);
-            if store.aliases.contains_key(name) {
-                return Err(e400(
-                    "AlreadyExistsException",
-                    format!("An alias with the name {name} already exists"),
-                ));
-            }
-            store.aliases.insert(name.to_string(), k.id);
-            drop(store);
-            state.persist();
-            Ok(json!({}))
-        }
+        "CreateAlias" => manage::create_alias(state, b),
+        "UpdateAlias" => manage::update_alias(state, b),
+        "DeleteAlias" => manage::delete_alias(state, b),
         "ListAliases" => {
             let only = match field(b, "KeyId")? {
                 Some(id) => Some(resolve(state, id)?.id),
@@ -259,6 +255,28 @@ fn operation(
         "Encrypt" => encrypt(state, b),
         "Decrypt" => decrypt(state, b),
         "GenerateDataKey" => generate_data_key(state, b),
+        "GenerateDataKeyWithoutPlaintext" => data_ops::data_key_without_plaintext(state, b),
+        "GenerateDataKeyPair" => data_ops::data_key_pair(state, b, false),
+        "GenerateDataKeyPairWithoutPlaintext" => data_ops::data_key_pair(state, b, true),
+        "GenerateRandom" => data_ops::generate_random(b),
+        "ReEncrypt" => data_ops::re_encrypt(state, b),
+        "TagResource" => manage::tag(state, b),
+        "UntagResource" => manage::untag(state, b),
+        "ListResourceTags" => manage::list_tags(state, b),
+        "UpdateKeyDescription" => manage::describe(state, b),
+        "EnableKeyRotation" => manage::enable_rotation(state, b),
+        "DisableKeyRotation" => manage::disable_rotation(state, b),
+        "GetKeyRotationStatus" => manage::rotation_status(state, b),
+        "RotateKeyOnDemand" => manage::rotate_on_demand(state, b),
+        "ListKeyRotations" => manage::list_rotations(state, b),
+        "GetKeyPolicy" => access::get_policy(state, b),
+        "PutKeyPolicy" => access::put_policy(state, b, caller),
+        "ListKeyPolicies" => access::list_policies(state, b),
+        "CreateGrant" => access::create_grant(state, b, caller),
+        "ListGrants" => access::list_grants(state, b),
+        "ListRetirableGrants" => access::list_retirable(state, b),
+        "RetireGrant" => access::retire_grant(state, b, caller),
+        "RevokeGrant" => access::revoke_grant(state, b),
         other => Err(e400(
             "UnknownOperationException",
             format!("operation {other} is not supported"),
@@ -283,7 +301,31 @@ fn fault_error(e: FaultError) -> AwsError {
 }
 
 /// The operations the emulated AWS KMS serves.
-pub(crate) const OPERATIONS: [&str; 15] = [
+pub(crate) const OPERATIONS: [&str; 39] = [
+    "UpdateAlias",
+    "DeleteAlias",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateRandom",
+    "ReEncrypt",
+    "TagResource",
+    "UntagResource",
+    "ListResourceTags",
+    "UpdateKeyDescription",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "ListKeyRotations",
+    "GetKeyPolicy",
+    "PutKeyPolicy",
+    "ListKeyPolicies",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
     "CreateKey",
     "DescribeKey",
     "GetPublicKey",
@@ -359,7 +401,13 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
         Ok(c) => c,
         Err(r) => return r,
     };
-    dispatch(state, op, &req.body, &verified.region, corrupt)
+    let caller = state
+        .config
+        .aws_principals
+        .iter()
+        .find(|(a, _)| *a == verified.access_key)
+        .map_or_else(access::account_root, |(_, arn)| arn.clone());
+    dispatch(state, op, &req.body, &verified.region, &caller, corrupt)
 }
 
 /// Deletes the keys whose pending deletion ended on the emulated clock,
@@ -383,13 +431,62 @@ fn sweep(state: &State) {
 }
 
 /// Runs one operation on an already authenticated request body.
-pub(crate) fn dispatch(state: &State, op: &str, body: &[u8], region: &str, corrupt: bool) -> Reply {
+pub(crate) fn dispatch(
+    state: &State,
+    op: &str,
+    body: &[u8],
+    region: &str,
+    caller: &str,
+    corrupt: bool,
+) -> Reply {
     sweep(state);
+    manage::sweep_rotations(state);
     let body = match json_object(body) {
         Ok(b) => b,
         Err(e) => return respond(Err(e400("SerializationException", e))),
     };
-    respond(operation(state, op, &body, region, corrupt))
+    let checked =
+        access::check_grant_tokens(state, &body).and_then(|()| authorize(state, op, &body, caller));
+    if let Err(e) = checked {
+        return respond(Err(e));
+    }
+    respond(operation(state, op, &body, region, caller, corrupt))
+}
+
+/// The key a request names: `KeyId`, or the key that made a ciphertext.
+fn named_key(state: &State, b: &Body, field_name: &str) -> Option<AwsKey> {
+    if let Ok(Some(id)) = field(b, field_name) {
+        return resolve(state, id).ok();
+    }
+    let ct = crate::util::unb64("CiphertextBlob", field(b, "CiphertextBlob").ok()??).ok()?;
+    let id = (ct.len() > 40 && &ct[..4] == crypto_ops::BLOB_MAGIC)
+        .then(|| String::from_utf8_lossy(&ct[4..40]).into_owned())?;
+    resolve(state, &id).ok()
+}
+
+/// Refuses an operation the key policy and grants do not allow the caller
+/// (keys without a policy of their own allow everything).
+fn authorize(state: &State, op: &str, b: &Body, caller: &str) -> Result<(), AwsError> {
+    let checks: Vec<(Option<AwsKey>, &str)> = match op {
+        "CreateKey" | "ListKeys" | "GenerateRandom" | "ListRetirableGrants" | "RetireGrant" => {
+            Vec::new()
+        }
+        "ListAliases" => vec![(named_key(state, b, "KeyId"), op)],
+        "CreateAlias" | "UpdateAlias" => vec![(named_key(state, b, "TargetKeyId"), op)],
+        "DeleteAlias" => vec![(named_key(state, b, "AliasName"), op)],
+        "Decrypt" => vec![(named_key(state, b, "KeyId"), op)],
+        "ReEncrypt" => vec![
+            (named_key(state, b, "SourceKeyId"), "ReEncryptFrom"),
+            (named_key(state, b, "DestinationKeyId"), "ReEncryptTo"),
+        ],
+        _ => vec![(named_key(state, b, "KeyId"), op)],
+    };
+    for (k, action) in checks {
+        if let Some(k) = k {
+            access::authorize(&k, caller, action, b)?;
+        }
+    }
+    Ok(())
 }
 
 /// AWS KMS: JSON 1.1 over plain HTTP with SigV4.
@@ -434,7 +531,14 @@ impl crate::service::Emulated for Aws {
         else {
             return handle(state, req).await;
         };
-        dispatch(state, op, &req.body, "us-east-1", false)
+        dispatch(
+            state,
+            op,
+            &req.body,
+            "us-east-1",
+            &access::account_root(),
+            false,
+        )
     }
 
     #[cfg(feature = "fuzzing")]

@@ -3,6 +3,7 @@
 use crate::aws::model::*;
 use crate::aws::store::AwsSeed;
 use crate::aws::store::{AwsKey, AwsKeyState};
+
 use crate::crypto::{material_from, Material};
 use crate::state::{read, write, State};
 
@@ -16,21 +17,41 @@ pub(crate) fn load_seed(state: &State, seeds: Vec<AwsSeed>) -> Result<(), String
         let usage = k.usage.clone().unwrap_or_else(|| default_usage.to_string());
         check_usage(&k.spec, &usage).map_err(|e| format!("{what}: {e}"))?;
         let material = material_from(&k.private_key, &k.private_key_file, here, kind, &what)?;
-        let key = AwsKey {
-            id: k.id.unwrap_or_else(crate::crypto::uuid),
-            region: k.region.unwrap_or_else(|| "us-east-1".into()),
-            spec: k.spec,
+        let mut key = AwsKey::new(
+            k.id.unwrap_or_else(crate::crypto::uuid),
+            k.region.unwrap_or_else(|| "us-east-1".into()),
+            k.spec,
             usage,
-            state: if k.enabled {
-                AwsKeyState::Enabled
-            } else {
-                AwsKeyState::Disabled
-            },
-            created: state.now(),
-            deletion_date: None,
-            description: k.description,
+            k.created.unwrap_or_else(|| state.now()),
             material,
+        );
+        key.state = match (k.deletion_date, k.enabled) {
+            (Some(_), _) => AwsKeyState::PendingDeletion,
+            (None, true) => AwsKeyState::Enabled,
+            (None, false) => AwsKeyState::Disabled,
         };
+        key.deletion_date = k.deletion_date;
+        key.description = k.description;
+        for hex in &k.previous_keys {
+            let m = Material::from_pem(hex).map_err(|e| format!("{what}: previous key: {e}"))?;
+            if m.kind() != kind {
+                return Err(format!("{what}: a previous key must be of the key's spec"));
+            }
+            key.previous.push(std::sync::Arc::new(m));
+        }
+        key.rotations = k.rotations;
+        key.rotation_period = k.rotation_period_days;
+        key.next_rotation = k.rotation_period_days.map(|days| {
+            k.next_rotation
+                .unwrap_or_else(|| state.now() + days * 86_400)
+        });
+        super::manage::check_tags(&k.tags).map_err(|e| format!("{what}: {}", e.msg))?;
+        key.tags = k.tags;
+        if let Some(p) = &k.policy {
+            super::access::parse_policy(p).map_err(|e| format!("{what}: policy: {}", e.msg))?;
+        }
+        key.policy = k.policy;
+        key.grants = k.grants;
         let mut aws = write(&state.aws);
         for a in k.aliases {
             if !a.starts_with("alias/") || a.starts_with("alias/aws/") {
@@ -65,6 +86,19 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AwsSeed>, String> {
             description: k.description.clone(),
             private_key: Some(pem(&k.material)?),
             private_key_file: None,
+            previous_keys: k
+                .previous
+                .iter()
+                .map(|m| pem(m))
+                .collect::<Result<_, _>>()?,
+            rotations: k.rotations.clone(),
+            rotation_period_days: k.rotation_period,
+            next_rotation: k.next_rotation,
+            tags: k.tags.clone(),
+            policy: k.policy.clone(),
+            grants: k.grants.clone(),
+            deletion_date: k.deletion_date,
+            created: Some(k.created),
         });
     }
     Ok(seeds)

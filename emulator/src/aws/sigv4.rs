@@ -26,6 +26,8 @@ pub enum SigError {
 pub struct Verified {
     /// Region from the credential scope.
     pub region: String,
+    /// The access key that signed.
+    pub access_key: String,
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -226,6 +228,7 @@ pub fn verify(req: &Request, credentials: &[(String, String)]) -> Result<Verifie
     }
     Ok(Verified {
         region: region.to_string(),
+        access_key: access_key.to_string(),
     })
 }
 

@@ -42,11 +42,99 @@ pub struct AwsKey {
     pub deletion_date: Option<u64>,
     /// Description.
     pub description: String,
-    /// Key material.
+    /// Key material (the current one of a rotated symmetric key).
     pub material: Arc<Material>,
+    /// Earlier key material of a rotated symmetric key, oldest first: old
+    /// ciphertexts still decrypt.
+    pub previous: Vec<Arc<Material>>,
+    /// Rotations made, oldest first.
+    pub rotations: Vec<Rotation>,
+    /// Automatic rotation period in days, when enabled.
+    pub rotation_period: Option<u64>,
+    /// When the key next rotates automatically.
+    pub next_rotation: Option<u64>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// The key policy document, once one was set (CreateKey `Policy`,
+    /// PutKeyPolicy, the seed); `None`: the default policy, everything
+    /// allowed.
+    pub policy: Option<String>,
+    /// Grants.
+    pub grants: Vec<Grant>,
+}
+
+/// One rotation of a key's material.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// When (Unix seconds).
+    pub date: u64,
+    /// `AUTOMATIC` or `ON_DEMAND`.
+    pub kind: String,
+}
+
+/// A grant: permissions for a grantee principal on one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    /// Grant id.
+    pub id: String,
+    /// The grant token callers may pass in `GrantTokens`.
+    pub token: String,
+    /// Friendly name.
+    #[serde(default)]
+    pub name: String,
+    /// Who the grant is for (an ARN).
+    pub grantee: String,
+    /// Who may retire it, besides the grantee.
+    #[serde(default)]
+    pub retiring: Option<String>,
+    /// Operation names (`Sign`, `Decrypt`, ...).
+    pub operations: Vec<String>,
+    /// `EncryptionContextSubset` constraint.
+    #[serde(default)]
+    pub context_subset: Option<BTreeMap<String, String>>,
+    /// `EncryptionContextEquals` constraint.
+    #[serde(default)]
+    pub context_equals: Option<BTreeMap<String, String>>,
+    /// Who created it (an ARN).
+    #[serde(default)]
+    pub issuer: String,
+    /// Creation time.
+    #[serde(default)]
+    pub created: u64,
 }
 
 impl AwsKey {
+    /// A new enabled key with nothing but its material.
+    pub fn new(
+        id: String,
+        region: String,
+        spec: String,
+        usage: String,
+        created: u64,
+        material: Arc<Material>,
+    ) -> AwsKey {
+        AwsKey {
+            id,
+            region,
+            spec,
+            usage,
+            state: AwsKeyState::Enabled,
+            created,
+            deletion_date: None,
+            description: String::new(),
+            material,
+            previous: Vec::new(),
+            rotations: Vec::new(),
+            rotation_period: None,
+            next_rotation: None,
+            tags: BTreeMap::new(),
+            policy: None,
+            grants: Vec::new(),
+        }
+    }
+
     /// The key ARN.
     pub fn arn(&self) -> String {
         format!("arn:aws:kms:{}:{AWS_ACCOUNT}:key/{}", self.region, self.id)
@@ -92,6 +180,34 @@ pub struct AwsSeed {
     /// Or: a file holding it.
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
+    /// Earlier material of a rotated symmetric key (64 hex digits each),
+    /// oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<String>,
+    /// Rotations made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<Rotation>,
+    /// Automatic rotation period in days (symmetric keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_period_days: Option<u64>,
+    /// Next automatic rotation (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<u64>,
+    /// Tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Key policy document (JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// Grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+    /// Pending deletion until then (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<u64>,
+    /// Creation time (Unix seconds); start when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<u64>,
 }
 
 /// AWS KMS's section of the seed and state file (`[[aws]]`).

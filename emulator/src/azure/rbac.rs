@@ -146,6 +146,31 @@ mod tests {
             "Key Vault Crypto Service Encryption User",
             "keys/sign/action"
         ));
+        // Scoped to one key: that key only, and no vault-wide listing.
+        let store = AzureStore {
+            identities: vec![AzureIdentity {
+                token: "signer".into(),
+                roles: vec!["Key Vault Crypto User".into()],
+                keys: vec!["ca".into()],
+            }],
+            ..AzureStore::default()
+        };
+        assert!(authorize(&store, "signer", "sign", "ca").is_ok());
+        let e = authorize(&store, "signer", "sign", "other").unwrap_err();
+        assert_eq!(
+            (e.status, e.inner),
+            (StatusCode::FORBIDDEN, Some("ForbiddenByRbac"))
+        );
+        assert!(e
+            .message
+            .contains("'Microsoft.KeyVault/vaults/keys/sign/action'"));
+        assert!(
+            !e.message.contains("signer"),
+            "the token stays out of the message"
+        );
+        assert!(authorize(&store, "signer", "listKeys", "").is_err());
+        // A token without assignments is the owner.
+        assert!(authorize(&store, "owner", "purgeDeletedKey", "ca").is_ok());
         assert!(check_identity(&AzureIdentity {
             token: "t".into(),
             roles: vec!["Key Vault Owner".into()],

@@ -240,6 +240,20 @@ impl Material {
             .map_err(|_| err("PKCS#8 key is not P-256, P-384, P-521, Ed25519 or RSA"))
     }
 
+    /// Exports an asymmetric private key as PKCS#8 DER.
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, CryptoError> {
+        let r = match self {
+            Material::P256(k) => k.to_pkcs8_der(),
+            Material::P384(k) => k.to_pkcs8_der(),
+            Material::P521(k) => k.to_pkcs8_der(),
+            Material::Ed25519(k) => k.to_pkcs8_der(),
+            Material::Rsa(k) => k.to_pkcs8_der(),
+            Material::Aes256(_) => return Err(err("a symmetric key has no PKCS#8 form")),
+        };
+        r.map(|d| d.as_bytes().to_vec())
+            .map_err(|e| err(format!("cannot export private key: {e}")))
+    }
+
     /// Exports the private key as PKCS#8 PEM (hex for AES keys).
     pub fn to_pem(&self) -> Result<String, CryptoError> {
         let r = match self {
