@@ -271,6 +271,15 @@ pub(crate) fn delete_alias(state: &State, b: &Body) -> Result<Value, AwsError> {
 }
 
 fn symmetric_only(k: &AwsKey, op: &str) -> Result<(), AwsError> {
+    if k.origin != "AWS_KMS" && matches!(op, "EnableKeyRotation" | "RotateKeyOnDemand") {
+        return Err(e400(
+            "UnsupportedOperationException",
+            format!(
+                "{} has imported key material: {op} is not supported for it.",
+                k.arn()
+            ),
+        ));
+    }
     if k.spec != "SYMMETRIC_DEFAULT" {
         return Err(e400(
             "UnsupportedOperationException",

@@ -4,6 +4,7 @@
 mod access;
 mod crypto_ops;
 mod data_ops;
+mod import;
 mod manage;
 pub mod model;
 pub use model::MAX_RAW_MESSAGE;
@@ -50,7 +51,25 @@ pub fn create_key(
     description: &str,
     region: &str,
 ) -> Result<AwsKey, String> {
-    let (kind, _) = spec_kind(spec).ok_or_else(|| format!("KeySpec {spec} is not supported"))?;
+    let (kind, _) = spec_kind(spec).ok_or_else(|| {
+        let named = |list: &str, v: &str| list.trim_matches(['[', ']']).split(", ").any(|s| s == v);
+        if named(KEY_SPECS, spec) {
+            format!("KeySpec {spec} is not emulated")
+        } else {
+            format!(
+                "1 validation error detected: Value '{spec}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: {KEY_SPECS}"
+            )
+        }
+    })?;
+    if !KEY_USAGES
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .any(|u| u == usage)
+    {
+        return Err(format!(
+            "1 validation error detected: Value '{usage}' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: {KEY_USAGES}"
+        ));
+    }
     check_usage(spec, usage)?;
     let material = crypto::Material::generate(kind).map_err(|e| e.to_string())?;
     let mut key = AwsKey::new(
@@ -119,10 +138,13 @@ fn set_state(
             json!({"KeyId": key.arn(), "DeletionDate": key.deletion_date, "KeyState": "PendingDeletion", "PendingWindowInDays": days})
         }
         Some(s) => {
-            if key.state == AwsKeyState::PendingDeletion {
+            if matches!(
+                key.state,
+                AwsKeyState::PendingDeletion | AwsKeyState::PendingImport
+            ) {
                 return Err(e400(
                     "KMSInvalidStateException",
-                    format!("{} is pending deletion.", key.arn()),
+                    format!("{} is {:?}.", key.arn(), key.state),
                 ));
             }
             key.state = s;
@@ -136,7 +158,11 @@ fn set_state(
                     format!("{} is not pending deletion.", key.arn()),
                 ));
             }
-            key.state = AwsKeyState::Disabled;
+            key.state = if key.origin == "EXTERNAL" && !key.imported {
+                AwsKeyState::PendingImport
+            } else {
+                AwsKeyState::Disabled
+            };
             key.deletion_date = None;
             json!({"KeyId": key.arn()})
         }
@@ -168,24 +194,42 @@ fn operation(
             if let Some(p) = policy {
                 access::check_new_policy(p, caller, b)?;
             }
+            let external = match field(b, "Origin")?.unwrap_or("AWS_KMS") {
+                "AWS_KMS" => false,
+                "EXTERNAL" => true,
+                o @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE") => {
+                    return Err(e400(
+                        "UnsupportedOperationException",
+                        format!("Origin {o} (custom key stores) is not emulated."),
+                    ))
+                }
+                o => {
+                    return Err(validation(format!(
+                        "1 validation error detected: Value '{o}' at 'origin' failed to satisfy constraint: Member must satisfy enum value set: [AWS_CLOUDHSM, EXTERNAL, EXTERNAL_KEY_STORE, AWS_KMS]"
+                    )))
+                }
+            };
             let mut key = create_key(state, spec, usage, desc, region).map_err(validation)?;
-            if !tags.is_empty() || policy.is_some() {
+            {
                 let mut store = write(&state.aws);
                 if let Some(k) = store.keys.get_mut(&key.id) {
                     k.tags = tags;
                     k.policy = policy.map(str::to_string);
+                    if external {
+                        k.origin = "EXTERNAL".into();
+                        k.state = AwsKeyState::PendingImport;
+                    }
                     key = k.clone();
                 }
-                drop(store);
-                state.persist();
             }
+            state.persist();
             Ok(json!({"KeyMetadata": metadata(&key)}))
         }
         "DescribeKey" => Ok(json!({"KeyMetadata": metadata(&key_arg(state, b)?)})),
         "GetPublicKey" => {
             let k = key_arg(state, b)?;
             usable(&k)?;
-            if k.spec == "SYMMETRIC_DEFAULT" {
+            if k.spec == "SYMMETRIC_DEFAULT" || k.spec.starts_with("HMAC_") {
                 return Err(e400(
                     "UnsupportedOperationException",
                     format!("{} is a symmetric key and has no public key.", k.arn()),
@@ -259,6 +303,11 @@ fn operation(
         "GenerateDataKeyPair" => data_ops::data_key_pair(state, b, false),
         "GenerateDataKeyPairWithoutPlaintext" => data_ops::data_key_pair(state, b, true),
         "GenerateRandom" => data_ops::generate_random(b),
+        "GenerateMac" => generate_mac(state, b),
+        "GetParametersForImport" => import::parameters(state, b),
+        "ImportKeyMaterial" => import::import(state, b),
+        "DeleteImportedKeyMaterial" => import::delete(state, b),
+        "VerifyMac" => verify_mac(state, b),
         "ReEncrypt" => data_ops::re_encrypt(state, b),
         "TagResource" => manage::tag(state, b),
         "UntagResource" => manage::untag(state, b),
@@ -301,7 +350,12 @@ fn fault_error(e: FaultError) -> AwsError {
 }
 
 /// The operations the emulated AWS KMS serves.
-pub(crate) const OPERATIONS: [&str; 39] = [
+pub(crate) const OPERATIONS: [&str; 44] = [
+    "GetParametersForImport",
+    "ImportKeyMaterial",
+    "DeleteImportedKeyMaterial",
+    "GenerateMac",
+    "VerifyMac",
     "UpdateAlias",
     "DeleteAlias",
     "GenerateDataKeyWithoutPlaintext",
@@ -441,6 +495,7 @@ pub(crate) fn dispatch(
 ) -> Reply {
     sweep(state);
     manage::sweep_rotations(state);
+    import::sweep(state);
     let body = match json_object(body) {
         Ok(b) => b,
         Err(e) => return respond(Err(e400("SerializationException", e))),

@@ -43,6 +43,28 @@ pub fn spec_kind(spec: &str) -> Option<(KeyKind, &'static str)> {
         "RSA_3072" => (KeyKind::Rsa(3072), "SIGN_VERIFY"),
         "RSA_4096" => (KeyKind::Rsa(4096), "SIGN_VERIFY"),
         "SYMMETRIC_DEFAULT" => (KeyKind::Aes256, "ENCRYPT_DECRYPT"),
+        "HMAC_224" => (KeyKind::Hmac(224), "GENERATE_VERIFY_MAC"),
+        "HMAC_256" => (KeyKind::Hmac(256), "GENERATE_VERIFY_MAC"),
+        "HMAC_384" => (KeyKind::Hmac(384), "GENERATE_VERIFY_MAC"),
+        "HMAC_512" => (KeyKind::Hmac(512), "GENERATE_VERIFY_MAC"),
+        _ => return None,
+    })
+}
+
+/// Every KeySpec AWS names, for its enum validation message.
+pub(crate) const KEY_SPECS: &str = "[RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, SYMMETRIC_DEFAULT, HMAC_224, HMAC_256, HMAC_384, HMAC_512, SM2, ECC_NIST_EDWARDS25519, ML_DSA_44, ML_DSA_65, ML_DSA_87]";
+
+/// Every KeyUsage AWS names.
+pub(crate) const KEY_USAGES: &str =
+    "[SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]";
+
+/// The MAC algorithm of an HMAC key spec.
+pub(crate) fn mac_algorithm(spec: &str) -> Option<&'static str> {
+    Some(match spec {
+        "HMAC_224" => "HMAC_SHA_224",
+        "HMAC_256" => "HMAC_SHA_256",
+        "HMAC_384" => "HMAC_SHA_384",
+        "HMAC_512" => "HMAC_SHA_512",
         _ => return None,
     })
 }
@@ -50,8 +72,9 @@ pub fn spec_kind(spec: &str) -> Option<(KeyKind, &'static str)> {
 /// Checks that `usage` is allowed for `spec`.
 pub fn check_usage(spec: &str, usage: &str) -> Result<(), String> {
     let ok = match usage {
-        "SIGN_VERIFY" => spec != "SYMMETRIC_DEFAULT",
+        "SIGN_VERIFY" => spec != "SYMMETRIC_DEFAULT" && !spec.starts_with("HMAC_"),
         "ENCRYPT_DECRYPT" => spec == "SYMMETRIC_DEFAULT" || spec.starts_with("RSA_"),
+        "GENERATE_VERIFY_MAC" => spec.starts_with("HMAC_"),
         _ => false,
     };
     if ok {
@@ -115,16 +138,28 @@ pub(crate) fn metadata(k: &AwsKey) -> Value {
         "Description": k.description,
         "KeyUsage": k.usage,
         "KeyState": format!("{:?}", k.state),
-        "Origin": "AWS_KMS",
+        "Origin": k.origin,
         "KeyManager": "CUSTOMER",
         "CustomerMasterKeySpec": k.spec,
         "KeySpec": k.spec,
         "MultiRegion": false,
     });
-    if k.usage == "SIGN_VERIFY" {
-        m["SigningAlgorithms"] = json!(signing_algorithms(&k.spec));
-    } else {
-        m["EncryptionAlgorithms"] = json!(encryption_algorithms(&k.spec));
+    match k.usage.as_str() {
+        "SIGN_VERIFY" => m["SigningAlgorithms"] = json!(signing_algorithms(&k.spec)),
+        "GENERATE_VERIFY_MAC" => {
+            m["MacAlgorithms"] = json!(mac_algorithm(&k.spec).into_iter().collect::<Vec<_>>())
+        }
+        _ => m["EncryptionAlgorithms"] = json!(encryption_algorithms(&k.spec)),
+    }
+    if k.origin == "EXTERNAL" {
+        m["ExpirationModel"] = json!(if k.valid_to.is_some() {
+            "KEY_MATERIAL_EXPIRES"
+        } else {
+            "KEY_MATERIAL_DOES_NOT_EXPIRE"
+        });
+        if let Some(v) = k.valid_to {
+            m["ValidTo"] = json!(v);
+        }
     }
     if let Some(d) = k.deletion_date {
         m["DeletionDate"] = json!(d);
@@ -184,6 +219,10 @@ pub(crate) fn usable(k: &AwsKey) -> Result<(), AwsError> {
         AwsKeyState::PendingDeletion => Err(e400(
             "KMSInvalidStateException",
             format!("{} is pending deletion.", k.arn()),
+        )),
+        AwsKeyState::PendingImport => Err(e400(
+            "KMSInvalidStateException",
+            format!("{} is pending import.", k.arn()),
         )),
     }
 }

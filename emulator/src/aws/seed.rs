@@ -25,11 +25,24 @@ pub(crate) fn load_seed(state: &State, seeds: Vec<AwsSeed>) -> Result<(), String
             k.created.unwrap_or_else(|| state.now()),
             material,
         );
+        let external = match k.origin.as_deref() {
+            None | Some("AWS_KMS") => false,
+            Some("EXTERNAL") => true,
+            Some(o) => return Err(format!("{what}: origin {o:?} is AWS_KMS or EXTERNAL")),
+        };
+        let pending_import = external && k.private_key.is_none() && k.private_key_file.is_none();
         key.state = match (k.deletion_date, k.enabled) {
             (Some(_), _) => AwsKeyState::PendingDeletion,
+            _ if pending_import => AwsKeyState::PendingImport,
             (None, true) => AwsKeyState::Enabled,
             (None, false) => AwsKeyState::Disabled,
         };
+        if external {
+            key.origin = "EXTERNAL".into();
+            key.imported = !pending_import;
+            key.ever_imported = !pending_import;
+            key.valid_to = k.valid_to;
+        }
         key.deletion_date = k.deletion_date;
         key.description = k.description;
         for hex in &k.previous_keys {
@@ -84,7 +97,11 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AwsSeed>, String> {
             region: Some(k.region.clone()),
             enabled: k.state == AwsKeyState::Enabled,
             description: k.description.clone(),
-            private_key: Some(pem(&k.material)?),
+            private_key: if k.origin == "EXTERNAL" && !k.imported {
+                None
+            } else {
+                Some(pem(&k.material)?)
+            },
             private_key_file: None,
             previous_keys: k
                 .previous
@@ -99,6 +116,8 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AwsSeed>, String> {
             grants: k.grants.clone(),
             deletion_date: k.deletion_date,
             created: Some(k.created),
+            origin: (k.origin != "AWS_KMS").then(|| k.origin.clone()),
+            valid_to: k.valid_to,
         });
     }
     Ok(seeds)

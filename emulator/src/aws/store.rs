@@ -21,6 +21,21 @@ pub enum AwsKeyState {
     Disabled,
     /// Scheduled for deletion.
     PendingDeletion,
+    /// An `EXTERNAL` key waiting for (or without) its key material.
+    PendingImport,
+}
+
+/// Import parameters handed out by GetParametersForImport.
+#[derive(Debug, Clone)]
+pub struct ImportParams {
+    /// The import token.
+    pub token: String,
+    /// The RSA wrapping key.
+    pub wrapping: Arc<Material>,
+    /// The wrapping algorithm.
+    pub algorithm: String,
+    /// Valid until (24 hours).
+    pub valid_to: u64,
 }
 
 /// One AWS KMS key.
@@ -61,6 +76,16 @@ pub struct AwsKey {
     pub policy: Option<String>,
     /// Grants.
     pub grants: Vec<Grant>,
+    /// `AWS_KMS` or `EXTERNAL` (imported key material).
+    pub origin: String,
+    /// The latest import parameters of an `EXTERNAL` key.
+    pub import: Option<ImportParams>,
+    /// When imported key material expires, if it does.
+    pub valid_to: Option<u64>,
+    /// Whether imported key material is in the key (`EXTERNAL` keys).
+    pub imported: bool,
+    /// Whether material was ever imported: a reimport must bring the same.
+    pub ever_imported: bool,
 }
 
 /// One rotation of a key's material.
@@ -132,6 +157,11 @@ impl AwsKey {
             tags: BTreeMap::new(),
             policy: None,
             grants: Vec::new(),
+            origin: "AWS_KMS".into(),
+            import: None,
+            valid_to: None,
+            imported: false,
+            ever_imported: false,
         }
     }
 
@@ -208,6 +238,13 @@ pub struct AwsSeed {
     /// Creation time (Unix seconds); start when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<u64>,
+    /// `EXTERNAL`: the key takes imported material (`private_key` is that
+    /// material; without it the key waits in PendingImport).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// When imported material expires (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<u64>,
 }
 
 /// AWS KMS's section of the seed and state file (`[[aws]]`).

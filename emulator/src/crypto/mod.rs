@@ -112,6 +112,8 @@ pub enum KeyKind {
     Rsa(usize),
     /// A 256-bit AES key.
     Aes256,
+    /// An HMAC key of this many bits (224, 256, 384, 512).
+    Hmac(usize),
 }
 
 /// Private key material of one key version.
@@ -129,6 +131,8 @@ pub enum Material {
     Rsa(Box<rsa::RsaPrivateKey>),
     /// AES-256.
     Aes256([u8; 32]),
+    /// An HMAC key (its length in bytes is its size: 28, 32, 48 or 64).
+    Hmac(Vec<u8>),
 }
 
 impl std::fmt::Debug for Material {
@@ -158,6 +162,12 @@ impl Material {
                 OsRng.fill_bytes(&mut k);
                 Material::Aes256(k)
             }
+            KeyKind::Hmac(bits) => {
+                if !matches!(bits, 224 | 256 | 384 | 512) {
+                    return Err(err(format!("unsupported HMAC key size {bits}")));
+                }
+                Material::Hmac(random_bytes(bits / 8))
+            }
         })
     }
 
@@ -170,6 +180,31 @@ impl Material {
             Material::Ed25519(_) => KeyKind::Ed25519,
             Material::Rsa(k) => KeyKind::Rsa(k.size() * 8),
             Material::Aes256(_) => KeyKind::Aes256,
+            Material::Hmac(k) => KeyKind::Hmac(k.len() * 8),
+        }
+    }
+
+    /// The HMAC of `message` with an HMAC key's own hash (SHA-224 for a
+    /// 224-bit key, ...).
+    pub fn mac(&self, message: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        use hmac::{Hmac, Mac};
+        let Material::Hmac(k) = self else {
+            return Err(err("not an HMAC key"));
+        };
+        macro_rules! run {
+            ($h:ty) => {{
+                let mut m =
+                    Hmac::<$h>::new_from_slice(k).map_err(|e| err(format!("HMAC key: {e}")))?;
+                m.update(message);
+                Ok(m.finalize().into_bytes().to_vec())
+            }};
+        }
+        match k.len() {
+            28 => run!(sha2::Sha224),
+            32 => run!(sha2::Sha256),
+            48 => run!(sha2::Sha384),
+            64 => run!(sha2::Sha512),
+            n => Err(err(format!("unsupported HMAC key length {n}"))),
         }
     }
 
@@ -178,6 +213,13 @@ impl Material {
     /// given as 64 hex digits.
     pub fn from_pem(pem: &str) -> Result<Material, CryptoError> {
         let pem = pem.trim();
+        if let Some(h) = pem.strip_prefix("hmac:") {
+            let k = hex::decode(h).map_err(|e| err(format!("bad HMAC key hex: {e}")))?;
+            if !matches!(k.len(), 28 | 32 | 48 | 64) {
+                return Err(err("an HMAC key is 28, 32, 48 or 64 bytes"));
+            }
+            return Ok(Material::Hmac(k));
+        }
         if pem.len() == 64 && pem.bytes().all(|b| b.is_ascii_hexdigit()) {
             let mut k = [0u8; 32];
             hex::decode_to_slice(pem, &mut k).map_err(|e| err(format!("bad AES key hex: {e}")))?;
@@ -248,7 +290,9 @@ impl Material {
             Material::P521(k) => k.to_pkcs8_der(),
             Material::Ed25519(k) => k.to_pkcs8_der(),
             Material::Rsa(k) => k.to_pkcs8_der(),
-            Material::Aes256(_) => return Err(err("a symmetric key has no PKCS#8 form")),
+            Material::Aes256(_) | Material::Hmac(_) => {
+                return Err(err("a symmetric key has no PKCS#8 form"))
+            }
         };
         r.map(|d| d.as_bytes().to_vec())
             .map_err(|e| err(format!("cannot export private key: {e}")))
@@ -263,6 +307,7 @@ impl Material {
             Material::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::Rsa(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::Aes256(k) => return Ok(hex::encode(k)),
+            Material::Hmac(k) => return Ok(format!("hmac:{}", hex::encode(k))),
         };
         r.map(|z| z.to_string())
             .map_err(|e| err(format!("cannot export private key: {e}")))
@@ -276,7 +321,9 @@ impl Material {
             Material::P521(k) => k.public_key().to_public_key_der(),
             Material::Ed25519(k) => k.verifying_key().to_public_key_der(),
             Material::Rsa(k) => k.to_public_key().to_public_key_der(),
-            Material::Aes256(_) => return Err(err("a symmetric key has no public key")),
+            Material::Aes256(_) | Material::Hmac(_) => {
+                return Err(err("a symmetric key has no public key"))
+            }
         };
         r.map(|d| d.into_vec())
             .map_err(|e| err(format!("cannot encode public key: {e}")))

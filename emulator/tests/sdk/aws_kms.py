@@ -192,4 +192,83 @@ locked = owner.create_key(
     ]}),
 )["KeyMetadata"]["KeyId"]
 refused(lambda: bob.encrypt(KeyId=locked, Plaintext=b"x"), "AccessDeniedException", "explicit deny")
+# HMAC keys.
+mac_key = owner.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+assert mac_key["MacAlgorithms"] == ["HMAC_SHA_256"]
+refused(lambda: owner.create_key(KeySpec="HMAC_256"), "ValidationException")
+mac = owner.generate_mac(KeyId=mac_key["KeyId"], Message=b"sshca", MacAlgorithm="HMAC_SHA_256")["Mac"]
+assert len(mac) == 32
+assert owner.verify_mac(KeyId=mac_key["KeyId"], Message=b"sshca", MacAlgorithm="HMAC_SHA_256", Mac=mac)["MacValid"]
+refused(lambda: owner.verify_mac(KeyId=mac_key["KeyId"], Message=b"other", MacAlgorithm="HMAC_SHA_256", Mac=mac), "KMSInvalidMacException")
+refused(lambda: owner.generate_mac(KeyId=mac_key["KeyId"], Message=b"x", MacAlgorithm="HMAC_SHA_512"), "InvalidKeyUsageException")
+refused(lambda: owner.encrypt(KeyId=mac_key["KeyId"], Plaintext=b"x"), "InvalidKeyUsageException")
+refused(lambda: owner.create_key(KeySpec="ECC_NIST_P999"), "ValidationException", "keySpec")
+
+# Imported key material: a symmetric key and an EC signing key.
+from cryptography.hazmat.primitives import keywrap
+from cryptography.hazmat.primitives.asymmetric import padding
+
+ext = owner.create_key(Origin="EXTERNAL")["KeyMetadata"]
+assert ext["KeyState"] == "PendingImport" and ext["Origin"] == "EXTERNAL"
+refused(lambda: owner.encrypt(KeyId=ext["KeyId"], Plaintext=b"x"), "KMSInvalidStateException")
+params = owner.get_parameters_for_import(
+    KeyId=ext["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+)
+wrapping = serialization.load_der_public_key(params["PublicKey"])
+oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+secret = os.urandom(32)
+refused(
+    lambda: owner.import_key_material(
+        KeyId=ext["KeyId"], ImportToken=b"bogus", EncryptedKeyMaterial=wrapping.encrypt(secret, oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    ),
+    "InvalidImportTokenException",
+)
+owner.import_key_material(
+    KeyId=ext["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapping.encrypt(secret, oaep),
+    ExpirationModel="KEY_MATERIAL_EXPIRES", ValidTo=__import__("time").time() + 86400,
+)
+meta = owner.describe_key(KeyId=ext["KeyId"])["KeyMetadata"]
+assert meta["KeyState"] == "Enabled" and meta["ExpirationModel"] == "KEY_MATERIAL_EXPIRES", meta
+sealed = owner.encrypt(KeyId=ext["KeyId"], Plaintext=b"imported")["CiphertextBlob"]
+assert owner.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"imported"
+refused(lambda: owner.enable_key_rotation(KeyId=ext["KeyId"]), "UnsupportedOperationException")
+clock("2d")
+assert owner.describe_key(KeyId=ext["KeyId"])["KeyMetadata"]["KeyState"] == "PendingImport"
+clock(0)
+params = owner.get_parameters_for_import(
+    KeyId=ext["KeyId"], WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+)
+wrapping = serialization.load_der_public_key(params["PublicKey"])
+refused(
+    lambda: owner.import_key_material(
+        KeyId=ext["KeyId"], ImportToken=params["ImportToken"],
+        EncryptedKeyMaterial=wrapping.encrypt(os.urandom(32), oaep), ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    ),
+    "IncorrectKeyMaterialException",
+)
+owner.import_key_material(
+    KeyId=ext["KeyId"], ImportToken=params["ImportToken"], EncryptedKeyMaterial=wrapping.encrypt(secret, oaep),
+    ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+)
+assert owner.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"imported"
+owner.delete_imported_key_material(KeyId=ext["KeyId"])
+refused(lambda: owner.decrypt(CiphertextBlob=sealed), "KMSInvalidStateException")
+
+ext_ec = owner.create_key(Origin="EXTERNAL", KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+params = owner.get_parameters_for_import(
+    KeyId=ext_ec["KeyId"], WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec="RSA_3072"
+)
+wrapping = serialization.load_der_public_key(params["PublicKey"])
+ec_private = ec.generate_private_key(ec.SECP256R1())
+der = ec_private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+aes = os.urandom(32)
+owner.import_key_material(
+    KeyId=ext_ec["KeyId"], ImportToken=params["ImportToken"],
+    EncryptedKeyMaterial=wrapping.encrypt(aes, oaep) + keywrap.aes_key_wrap_with_padding(aes, der),
+    ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+)
+sig = owner.sign(KeyId=ext_ec["KeyId"], Message=b"sshca", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+ec_private.public_key().verify(sig, b"sshca", ec.ECDSA(hashes.SHA256()))
+refused(lambda: owner.get_parameters_for_import(KeyId=kid, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"), "UnsupportedOperationException")
 print("boto3: every check passed")
