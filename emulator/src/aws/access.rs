@@ -295,7 +295,7 @@ pub(crate) fn put_policy(state: &State, b: &Body, caller: &str) -> Result<Value,
     policy_name(b)?;
     let text = required(b, "Policy")?.to_string();
     check_new_policy(&text, caller, b)?;
-    let id = key_arg(state, b)?.id;
+    let id = key_arg(state, b)?.slot();
     let mut store = write(&state.aws);
     if let Some(k) = store.keys.get_mut(&id) {
         k.policy = Some(text);
@@ -465,7 +465,7 @@ pub(crate) fn create_grant(state: &State, b: &Body, caller: &str) -> Result<Valu
         created: state.now(),
     };
     let mut store = write(&state.aws);
-    let key = store.keys.get_mut(&k.id).ok_or_else(|| {
+    let key = store.keys.get_mut(&k.slot()).ok_or_else(|| {
         e400(
             "NotFoundException",
             format!("Key '{}' does not exist", k.id),
@@ -531,12 +531,12 @@ pub(crate) fn retire_grant(state: &State, b: &Body, caller: &str) -> Result<Valu
     let token = field(b, "GrantToken")?;
     let id = field(b, "GrantId")?;
     let key_id = match field(b, "KeyId")? {
-        Some(_) => Some(key_arg(state, b)?.id),
+        Some(_) => Some(key_arg(state, b)?.slot()),
         None => None,
     };
     let mut store = write(&state.aws);
     let found = store.keys.values_mut().find_map(|k| {
-        if key_id.as_ref().is_some_and(|i| *i != k.id) {
+        if key_id.as_ref().is_some_and(|i| *i != k.slot()) {
             return None;
         }
         let at = k.grants.iter().position(|g| match (token, id) {
@@ -572,7 +572,7 @@ pub(crate) fn retire_grant(state: &State, b: &Body, caller: &str) -> Result<Valu
 /// RevokeGrant.
 pub(crate) fn revoke_grant(state: &State, b: &Body) -> Result<Value, AwsError> {
     let id = required(b, "GrantId")?.to_string();
-    let kid = key_arg(state, b)?.id;
+    let kid = key_arg(state, b)?.slot();
     let mut store = write(&state.aws);
     let k = store
         .keys

@@ -95,7 +95,7 @@ pub(crate) fn parameters(state: &State, b: &Body) -> Result<Value, AwsError> {
         "PublicKey": b64(&public),
         "ParametersValidTo": params.valid_to,
     });
-    with_key(state, &k.id, |key| {
+    with_key(state, &k.slot(), |key| {
         key.import = Some(params);
         Ok(())
     })?;
@@ -230,7 +230,7 @@ pub(crate) fn import(state: &State, b: &Body) -> Result<Value, AwsError> {
             ));
         }
     }
-    with_key(state, &k.id, |key| {
+    with_key(state, &k.slot(), |key| {
         key.material = Arc::new(material);
         key.imported = true;
         key.ever_imported = true;
@@ -247,7 +247,7 @@ pub(crate) fn import(state: &State, b: &Body) -> Result<Value, AwsError> {
 pub(crate) fn delete(state: &State, b: &Body) -> Result<Value, AwsError> {
     let k = key_arg(state, b)?;
     external_only(&k, "DeleteImportedKeyMaterial")?;
-    with_key(state, &k.id, |key| {
+    with_key(state, &k.slot(), |key| {
         forget_material(key);
         Ok(json!({}))
     })

@@ -91,7 +91,7 @@ fn with_key<T>(
     b: &Body,
     f: impl FnOnce(&mut AwsKey) -> Result<T, AwsError>,
 ) -> Result<T, AwsError> {
-    let id = key_arg(state, b)?.id;
+    let id = key_arg(state, b)?.slot();
     let mut store = write(&state.aws);
     let k = store
         .keys
@@ -271,6 +271,15 @@ pub(crate) fn delete_alias(state: &State, b: &Body) -> Result<Value, AwsError> {
 }
 
 fn symmetric_only(k: &AwsKey, op: &str) -> Result<(), AwsError> {
+    if k.replica && op != "GetKeyRotationStatus" && op != "ListKeyRotations" {
+        return Err(e400(
+            "UnsupportedOperationException",
+            format!(
+                "{} is a multi-Region replica: its primary key's rotation applies to it ({op}).",
+                k.arn()
+            ),
+        ));
+    }
     if k.origin != "AWS_KMS" && matches!(op, "EnableKeyRotation" | "RotateKeyOnDemand") {
         return Err(e400(
             "UnsupportedOperationException",
@@ -371,7 +380,11 @@ pub(crate) fn rotate_on_demand(state: &State, b: &Body) -> Result<Value, AwsErro
             ));
         }
         rotate_material(k, t, "ON_DEMAND")?;
-        Ok(json!({"KeyId": k.arn()}))
+        Ok((json!({"KeyId": k.arn()}), k.id.clone()))
+    })
+    .map(|(out, id)| {
+        super::multi_region::sync_material(state, &id);
+        out
     })
 }
 
@@ -395,9 +408,13 @@ pub(crate) fn sweep_rotations(state: &State) {
     if !read(&state.aws).keys.values().any(due) {
         return;
     }
+    let mut rotated = Vec::new();
     {
         let mut store = write(&state.aws);
-        for k in store.keys.values_mut() {
+        for k in store.keys.values_mut().filter(|k| !k.replica) {
+            if due(k) {
+                rotated.push(k.id.clone());
+            }
             for _ in 0..1000 {
                 let (Some(at), Some(days)) = (k.next_rotation, k.rotation_period) else {
                     break;
@@ -408,6 +425,9 @@ pub(crate) fn sweep_rotations(state: &State) {
                 k.next_rotation = Some(at + days * 86_400);
             }
         }
+    }
+    for id in rotated {
+        super::multi_region::sync_material(state, &id);
     }
     state.persist();
 }

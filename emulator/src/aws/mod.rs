@@ -7,6 +7,7 @@ mod data_ops;
 mod import;
 mod manage;
 pub mod model;
+mod multi_region;
 pub use model::MAX_RAW_MESSAGE;
 pub(crate) mod seed;
 pub(crate) mod sigv4;
@@ -81,7 +82,7 @@ pub fn create_key(
         Arc::new(material),
     );
     key.description = description.to_string();
-    write(&state.aws).keys.insert(key.id.clone(), key.clone());
+    write(&state.aws).keys.insert(key.slot(), key.clone());
     state.persist();
     Ok(key)
 }
@@ -118,7 +119,7 @@ fn set_state(
 ) -> Result<Value, AwsError> {
     let k = key_arg(state, b)?;
     let mut store = write(&state.aws);
-    let key = store.keys.get_mut(&k.id).ok_or_else(|| {
+    let key = store.keys.get_mut(&k.slot()).ok_or_else(|| {
         e400(
             "NotFoundException",
             format!("Key '{}' does not exist", k.id),
@@ -209,10 +210,19 @@ fn operation(
                     )))
                 }
             };
+            let multi = b.get("MultiRegion").and_then(Value::as_bool) == Some(true);
             let mut key = create_key(state, spec, usage, desc, region).map_err(validation)?;
             {
                 let mut store = write(&state.aws);
-                if let Some(k) = store.keys.get_mut(&key.id) {
+                if multi {
+                    if let Some(mut k) = store.keys.remove(&key.id) {
+                        k.id = multi_region::new_id();
+                        k.multi_region = true;
+                        key = k.clone();
+                        store.keys.insert(k.slot(), k);
+                    }
+                }
+                if let Some(k) = store.keys.get_mut(&key.slot()) {
                     k.tags = tags;
                     k.policy = policy.map(str::to_string);
                     if external {
@@ -223,9 +233,11 @@ fn operation(
                 }
             }
             state.persist();
-            Ok(json!({"KeyMetadata": metadata(&key)}))
+            Ok(json!({"KeyMetadata": multi_region::describe(state, &key)}))
         }
-        "DescribeKey" => Ok(json!({"KeyMetadata": metadata(&key_arg(state, b)?)})),
+        "DescribeKey" => {
+            Ok(json!({"KeyMetadata": multi_region::describe(state, &key_arg(state, b)?)}))
+        }
         "GetPublicKey" => {
             let k = key_arg(state, b)?;
             usable(&k)?;
@@ -304,6 +316,8 @@ fn operation(
         "GenerateDataKeyPairWithoutPlaintext" => data_ops::data_key_pair(state, b, true),
         "GenerateRandom" => data_ops::generate_random(b),
         "GenerateMac" => generate_mac(state, b),
+        "ReplicateKey" => multi_region::replicate(state, b),
+        "UpdatePrimaryRegion" => multi_region::update_primary(state, b),
         "GetParametersForImport" => import::parameters(state, b),
         "ImportKeyMaterial" => import::import(state, b),
         "DeleteImportedKeyMaterial" => import::delete(state, b),
@@ -350,7 +364,9 @@ fn fault_error(e: FaultError) -> AwsError {
 }
 
 /// The operations the emulated AWS KMS serves.
-pub(crate) const OPERATIONS: [&str; 44] = [
+pub(crate) const OPERATIONS: [&str; 46] = [
+    "ReplicateKey",
+    "UpdatePrimaryRegion",
     "GetParametersForImport",
     "ImportKeyMaterial",
     "DeleteImportedKeyMaterial",
@@ -493,6 +509,7 @@ pub(crate) fn dispatch(
     caller: &str,
     corrupt: bool,
 ) -> Reply {
+    set_region(region);
     sweep(state);
     manage::sweep_rotations(state);
     import::sweep(state);

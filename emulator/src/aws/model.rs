@@ -142,7 +142,7 @@ pub(crate) fn metadata(k: &AwsKey) -> Value {
         "KeyManager": "CUSTOMER",
         "CustomerMasterKeySpec": k.spec,
         "KeySpec": k.spec,
-        "MultiRegion": false,
+        "MultiRegion": k.multi_region,
     });
     match k.usage.as_str() {
         "SIGN_VERIFY" => m["SigningAlgorithms"] = json!(signing_algorithms(&k.spec)),
@@ -167,6 +167,35 @@ pub(crate) fn metadata(k: &AwsKey) -> Value {
     m
 }
 
+thread_local! {
+    /// The Region of the request being handled (its SigV4 scope): a
+    /// multi-Region key's id names the copy in that Region.
+    static REGION: std::cell::RefCell<String> = std::cell::RefCell::new("us-east-1".into());
+}
+
+/// Sets the Region of the request this thread handles.
+pub(crate) fn set_region(region: &str) {
+    REGION.with(|r| region.clone_into(&mut r.borrow_mut()));
+}
+
+/// The Region of the request this thread handles.
+pub(crate) fn region() -> String {
+    REGION.with(|r| r.borrow().clone())
+}
+
+/// The key with `id` as seen from `region`: the replica there, else the
+/// key itself.
+fn lookup<'a>(
+    store: &'a crate::aws::store::AwsStore,
+    id: &str,
+    region: &str,
+) -> Option<&'a AwsKey> {
+    store
+        .keys
+        .get(&format!("{id}/{region}"))
+        .or_else(|| store.keys.get(id))
+}
+
 /// Finds a key by id, key ARN, `alias/NAME` or alias ARN.
 pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
     let store = read(&state.aws);
@@ -186,7 +215,7 @@ pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
         match parts[5].split_once('/') {
             Some(("alias", name)) => Some(format!("alias/{name}")),
             Some(("key", id)) => {
-                let k = store.keys.get(id).ok_or_else(not_found)?;
+                let k = lookup(&store, id, parts[3]).ok_or_else(not_found)?;
                 if k.arn() != key_id {
                     return Err(not_found());
                 }
@@ -206,7 +235,9 @@ pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
         })?,
         None => key_id.to_string(),
     };
-    store.keys.get(&id).cloned().ok_or_else(not_found)
+    lookup(&store, &id, &region())
+        .cloned()
+        .ok_or_else(not_found)
 }
 
 pub(crate) fn usable(k: &AwsKey) -> Result<(), AwsError> {

@@ -72,7 +72,17 @@ pub(crate) fn load_seed(state: &State, seeds: Vec<AwsSeed>) -> Result<(), String
             }
             aws.aliases.insert(a, key.id.clone());
         }
-        aws.keys.insert(key.id.clone(), key);
+        if k.multi_region && !key.id.starts_with("mrk-") {
+            return Err(format!("{what}: a multi-Region key's id starts with mrk-"));
+        }
+        key.multi_region = k.multi_region;
+        for region in &k.replica_regions {
+            let mut replica = key.clone();
+            replica.region = region.clone();
+            replica.replica = true;
+            aws.keys.insert(replica.slot(), replica);
+        }
+        aws.keys.insert(key.slot(), key);
     }
     Ok(())
 }
@@ -83,7 +93,7 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AwsSeed>, String> {
     let pem = |m: &Material| m.to_pem().map_err(|e| e.to_string());
 
     let aws = read(&state.aws);
-    for k in aws.keys.values() {
+    for k in aws.keys.values().filter(|k| !k.replica) {
         seeds.push(AwsSeed {
             id: Some(k.id.clone()),
             spec: k.spec.clone(),
@@ -118,6 +128,13 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AwsSeed>, String> {
             created: Some(k.created),
             origin: (k.origin != "AWS_KMS").then(|| k.origin.clone()),
             valid_to: k.valid_to,
+            multi_region: k.multi_region,
+            replica_regions: aws
+                .keys
+                .values()
+                .filter(|r| r.replica && r.id == k.id)
+                .map(|r| r.region.clone())
+                .collect(),
         });
     }
     Ok(seeds)

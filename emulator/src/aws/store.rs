@@ -86,6 +86,11 @@ pub struct AwsKey {
     pub imported: bool,
     /// Whether material was ever imported: a reimport must bring the same.
     pub ever_imported: bool,
+    /// A multi-Region key (`mrk-` id): the primary and its replicas share
+    /// the id and the material, each in its own Region.
+    pub multi_region: bool,
+    /// A replica of a multi-Region key (not its primary).
+    pub replica: bool,
 }
 
 /// One rotation of a key's material.
@@ -162,6 +167,18 @@ impl AwsKey {
             valid_to: None,
             imported: false,
             ever_imported: false,
+            multi_region: false,
+            replica: false,
+        }
+    }
+
+    /// Where the key is kept in the store: its id, or `ID/REGION` for a
+    /// replica of a multi-Region key.
+    pub fn slot(&self) -> String {
+        if self.replica {
+            format!("{}/{}", self.id, self.region)
+        } else {
+            self.id.clone()
         }
     }
 
@@ -245,6 +262,12 @@ pub struct AwsSeed {
     /// When imported material expires (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_to: Option<u64>,
+    /// A multi-Region primary key (the id must start with `mrk-`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_region: bool,
+    /// Regions of its replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_regions: Vec<String>,
 }
 
 /// AWS KMS's section of the seed and state file (`[[aws]]`).

@@ -271,4 +271,26 @@ owner.import_key_material(
 sig = owner.sign(KeyId=ext_ec["KeyId"], Message=b"sshca", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
 ec_private.public_key().verify(sig, b"sshca", ec.ECDSA(hashes.SHA256()))
 refused(lambda: owner.get_parameters_for_import(KeyId=kid, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"), "UnsupportedOperationException")
+# Multi-Region keys: encrypt in one Region, decrypt with the replica in another.
+west = boto3.client(
+    "kms", endpoint_url=URL, region_name="us-west-2", aws_access_key_id="test", aws_secret_access_key="test"
+)
+mrk = owner.create_key(MultiRegion=True, Description="global")["KeyMetadata"]
+assert mrk["KeyId"].startswith("mrk-") and mrk["MultiRegion"]
+assert mrk["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY"
+rep = owner.replicate_key(KeyId=mrk["KeyId"], ReplicaRegion="us-west-2")["ReplicaKeyMetadata"]
+assert rep["Arn"] == f"arn:aws:kms:us-west-2:{ACCOUNT}:key/{mrk['KeyId']}", rep["Arn"]
+assert rep["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
+refused(lambda: owner.replicate_key(KeyId=mrk["KeyId"], ReplicaRegion="us-west-2"), "AlreadyExistsException")
+refused(lambda: owner.replicate_key(KeyId=kid, ReplicaRegion="us-west-2"), "UnsupportedOperationException")
+sealed = owner.encrypt(KeyId=mrk["KeyId"], Plaintext=b"everywhere")["CiphertextBlob"]
+assert west.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"everywhere"
+assert west.describe_key(KeyId=mrk["KeyId"])["KeyMetadata"]["Arn"] == rep["Arn"]
+owner.rotate_key_on_demand(KeyId=mrk["KeyId"])
+again = owner.encrypt(KeyId=mrk["KeyId"], Plaintext=b"rotated")["CiphertextBlob"]
+assert west.decrypt(CiphertextBlob=again)["Plaintext"] == b"rotated"
+refused(lambda: west.rotate_key_on_demand(KeyId=mrk["KeyId"]), "UnsupportedOperationException")
+owner.update_primary_region(KeyId=mrk["KeyId"], PrimaryRegion="us-west-2")
+config = west.describe_key(KeyId=mrk["KeyId"])["KeyMetadata"]["MultiRegionConfiguration"]
+assert config["MultiRegionKeyType"] == "PRIMARY" and config["ReplicaKeys"][0]["Region"] == "us-east-1", config
 print("boto3: every check passed")
