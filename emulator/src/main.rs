@@ -19,6 +19,17 @@ SEED FILE (TOML; --state files use the same format):
   enabled = true                        # optional
   private_key_file = \"ca.pem\"           # optional PKCS#8/SEC1/PKCS#1 PEM (or private_key = \"...\"),
                                         # relative to the seed file; generated when absent
+                                        # (64 hex digits for SYMMETRIC_DEFAULT, hmac:HEX for HMAC_*)
+  tags = { team = \"security\" }         # optional
+  policy = '{\"Statement\": [...]}'       # optional key policy (JSON); none: everything allowed
+  rotation_period_days = 365            # optional automatic rotation (symmetric keys)
+  origin = \"EXTERNAL\"                   # optional: imported material (none given: PendingImport)
+  multi_region = true                   # optional, with an mrk- id; replica_regions = [\"us-west-2\"]
+  [[aws.grants]]                        # optional
+  id = \"g1\"
+  token = \"grant-token\"
+  grantee = \"arn:aws:iam::111122223333:user/ci\"
+  operations = [\"Sign\"]
 
   [[gcp]]                               # Google Cloud KMS crypto key (key ring created)
   key = \"projects/p/locations/global/keyRings/r/cryptoKeys/ca\"

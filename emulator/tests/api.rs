@@ -1159,3 +1159,63 @@ aliases = ["alias/ssh-ca"]
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_state_keeps_tags_policies_grants_rotations_imports_and_replicas() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state.toml");
+    let config = || Config {
+        state_file: Some(state.clone()),
+        ..Config::default()
+    };
+    let emu = Emulator::start(config()).await.unwrap();
+    let url = emu.endpoints().aws.clone();
+    let policy = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"}]}).to_string();
+    let (sym, ct, mrk, ext, hmac, mac) = tokio::task::spawn_blocking({
+        let (url, policy) = (url.clone(), policy.clone());
+        move || {
+            let ok = |r: Reply| {
+                assert_eq!(r.status, 200, "{}", r.body);
+                r.body
+            };
+            let sym = ok(aws(&url, "CreateKey", &json!({"Tags": [{"TagKey": "team", "TagValue": "sec"}], "Policy": policy}), "test"))["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+            let ct = ok(aws(&url, "Encrypt", &json!({"KeyId": sym, "Plaintext": B64.encode("old")}), "test"))["CiphertextBlob"].clone();
+            ok(aws(&url, "EnableKeyRotation", &json!({"KeyId": sym}), "test"));
+            ok(aws(&url, "RotateKeyOnDemand", &json!({"KeyId": sym}), "test"));
+            ok(aws(&url, "CreateGrant", &json!({"KeyId": sym, "GranteePrincipal": "arn:aws:iam::111122223333:user/bob", "Operations": ["Decrypt"]}), "test"));
+            let mrk = ok(aws(&url, "CreateKey", &json!({"MultiRegion": true}), "test"))["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+            ok(aws(&url, "ReplicateKey", &json!({"KeyId": mrk, "ReplicaRegion": "eu-west-1"}), "test"));
+            let ext = ok(aws(&url, "CreateKey", &json!({"Origin": "EXTERNAL"}), "test"))["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+            let hmac = ok(aws(&url, "CreateKey", &json!({"KeySpec": "HMAC_384", "KeyUsage": "GENERATE_VERIFY_MAC"}), "test"))["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+            let mac = ok(aws(&url, "GenerateMac", &json!({"KeyId": hmac, "Message": B64.encode("m"), "MacAlgorithm": "HMAC_SHA_384"}), "test"))["Mac"].clone();
+            (sym, ct, mrk, ext, hmac, mac)
+        }
+    })
+    .await
+    .unwrap();
+    drop(emu);
+    let emu = Emulator::start(config()).await.unwrap();
+    let url = emu.endpoints().aws.clone();
+    tokio::task::spawn_blocking(move || {
+        let ok = |r: Reply| {
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body
+        };
+        let tags = ok(aws(&url, "ListResourceTags", &json!({"KeyId": sym}), "test"));
+        assert_eq!(tags["Tags"], json!([{"TagKey": "team", "TagValue": "sec"}]));
+        assert_eq!(ok(aws(&url, "GetKeyPolicy", &json!({"KeyId": sym, "PolicyName": "default"}), "test"))["Policy"], json!(policy));
+        assert_eq!(ok(aws(&url, "ListGrants", &json!({"KeyId": sym}), "test"))["Grants"].as_array().unwrap().len(), 1);
+        assert_eq!(ok(aws(&url, "GetKeyRotationStatus", &json!({"KeyId": sym}), "test"))["KeyRotationEnabled"], json!(true));
+        assert_eq!(ok(aws(&url, "ListKeyRotations", &json!({"KeyId": sym}), "test"))["Rotations"].as_array().unwrap().len(), 1);
+        let pt = ok(aws(&url, "Decrypt", &json!({"CiphertextBlob": ct}), "test"));
+        assert_eq!(pt["Plaintext"], json!(B64.encode("old")), "material from before the rotation survives");
+        let m = ok(aws(&url, "DescribeKey", &json!({"KeyId": mrk}), "test"));
+        assert_eq!(m["KeyMetadata"]["MultiRegionConfiguration"]["ReplicaKeys"][0]["Region"], json!("eu-west-1"));
+        let e = ok(aws(&url, "DescribeKey", &json!({"KeyId": ext}), "test"));
+        assert_eq!((e["KeyMetadata"]["KeyState"].clone(), e["KeyMetadata"]["Origin"].clone()), (json!("PendingImport"), json!("EXTERNAL")));
+        let v = ok(aws(&url, "VerifyMac", &json!({"KeyId": hmac, "Message": B64.encode("m"), "MacAlgorithm": "HMAC_SHA_384", "Mac": mac}), "test"));
+        assert_eq!(v["MacValid"], json!(true));
+    })
+    .await
+    .unwrap();
+}
