@@ -152,6 +152,28 @@ async fn google_cloud_kms_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn aws_cli() {
+    let Some(python) = python_with(&["awscli"], "awscli") else {
+        return;
+    };
+    let emu = Emulator::start(Config {
+        aws_credentials: vec![
+            ("test".into(), "test".into()),
+            ("bob".into(), "bob-secret".into()),
+        ],
+        aws_principals: vec![
+            ("test".into(), "arn:aws:iam::111122223333:user/admin".into()),
+            ("bob".into(), "arn:aws:iam::111122223333:user/bob".into()),
+        ],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = emu.endpoints().aws.clone();
+    run(python, "aws_cli.py", vec![("AWS_URL", url)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn aws_kms_boto3() {
     let Some(python) = python_with(&["boto3", "cryptography"], "boto3") else {
         return;

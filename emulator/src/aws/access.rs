@@ -354,6 +354,7 @@ const GRANT_OPERATIONS: &[&str] = &[
     "GenerateDataKeyPairWithoutPlaintext",
     "GenerateMac",
     "VerifyMac",
+    "DeriveSharedSecret",
 ];
 
 fn context_map(
@@ -427,6 +428,7 @@ pub(crate) fn create_grant(state: &State, b: &Body, caller: &str) -> Result<Valu
         let fits = match o.as_str() {
             "Sign" | "Verify" | "GetPublicKey" => k.usage == "SIGN_VERIFY",
             "GenerateMac" | "VerifyMac" => k.usage == "GENERATE_VERIFY_MAC",
+            "DeriveSharedSecret" => k.usage == "KEY_AGREEMENT",
             "CreateGrant" | "RetireGrant" | "DescribeKey" => true,
             _ => k.usage == "ENCRYPT_DECRYPT",
         };

@@ -318,3 +318,26 @@ pub(crate) fn verify_mac(state: &State, b: &Body) -> Result<Value, AwsError> {
     }
     Ok(json!({"KeyId": k.arn(), "MacValid": true, "MacAlgorithm": alg}))
 }
+
+/// DeriveSharedSecret (ECDH with a peer's public key).
+pub(crate) fn derive_shared_secret(state: &State, b: &Body) -> Result<Value, AwsError> {
+    let k = key_arg(state, b)?;
+    usable(&k)?;
+    need_usage(&k, "KEY_AGREEMENT", "DeriveSharedSecret")?;
+    match required(b, "KeyAgreementAlgorithm")? {
+        "ECDH" => {}
+        other => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'keyAgreementAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ECDH]"
+            )))
+        }
+    }
+    let peer = blob(b, "PublicKey")?;
+    let secret = crypto::ecdh(&k.material, &peer).map_err(|e| validation(e.to_string()))?;
+    Ok(json!({
+        "KeyId": k.arn(),
+        "SharedSecret": b64(&secret),
+        "KeyAgreementAlgorithm": "ECDH",
+        "KeyOrigin": k.origin,
+    }))
+}

@@ -50,7 +50,8 @@ fn pair_kind(spec: &str) -> Result<KeyKind, AwsError> {
         "ECC_NIST_P256" => KeyKind::P256,
         "ECC_NIST_P384" => KeyKind::P384,
         "ECC_NIST_P521" => KeyKind::P521,
-        "ECC_SECG_P256K1" | "SM2" => {
+        "ECC_SECG_P256K1" => KeyKind::Secp256k1,
+        "SM2" => {
             return Err(e400(
                 "UnsupportedOperationException",
                 format!("KeyPairSpec {spec} is not emulated."),

@@ -88,11 +88,17 @@ pub fn create_key(
 }
 
 fn paginate(b: &Body, items: Vec<Value>, field_name: &str) -> Result<Value, AwsError> {
-    let limit = b
-        .get("Limit")
-        .and_then(Value::as_u64)
-        .unwrap_or(100)
-        .clamp(1, 1000) as usize;
+    let limit = match b.get("Limit") {
+        None | Some(Value::Null) => 100,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=1000) => n as usize,
+            _ => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{v}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000"
+                )))
+            }
+        },
+    };
     let start = match field(b, "Marker")? {
         Some(m) => m
             .parse::<usize>()
@@ -255,10 +261,10 @@ fn operation(
                 "KeyId": k.arn(), "PublicKey": b64(&der), "KeySpec": k.spec,
                 "CustomerMasterKeySpec": k.spec, "KeyUsage": k.usage,
             });
-            if k.usage == "SIGN_VERIFY" {
-                out["SigningAlgorithms"] = json!(signing_algorithms(&k.spec));
-            } else {
-                out["EncryptionAlgorithms"] = json!(encryption_algorithms(&k.spec));
+            match k.usage.as_str() {
+                "SIGN_VERIFY" => out["SigningAlgorithms"] = json!(signing_algorithms(&k.spec)),
+                "KEY_AGREEMENT" => out["KeyAgreementAlgorithms"] = json!(["ECDH"]),
+                _ => out["EncryptionAlgorithms"] = json!(encryption_algorithms(&k.spec)),
             }
             Ok(out)
         }
@@ -302,7 +308,7 @@ fn operation(
                 .unwrap_or(30);
             if !(7..=30).contains(&days) {
                 return Err(validation(format!(
-                    "PendingWindowInDays {days} is not between 7 and 30"
+                    "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
                 )));
             }
             set_state(state, b, Some(AwsKeyState::PendingDeletion), Some(days))
@@ -316,6 +322,7 @@ fn operation(
         "GenerateDataKeyPairWithoutPlaintext" => data_ops::data_key_pair(state, b, true),
         "GenerateRandom" => data_ops::generate_random(b),
         "GenerateMac" => generate_mac(state, b),
+        "DeriveSharedSecret" => derive_shared_secret(state, b),
         "ReplicateKey" => multi_region::replicate(state, b),
         "UpdatePrimaryRegion" => multi_region::update_primary(state, b),
         "GetParametersForImport" => import::parameters(state, b),
@@ -364,7 +371,8 @@ fn fault_error(e: FaultError) -> AwsError {
 }
 
 /// The operations the emulated AWS KMS serves.
-pub(crate) const OPERATIONS: [&str; 46] = [
+pub(crate) const OPERATIONS: [&str; 47] = [
+    "DeriveSharedSecret",
     "ReplicateKey",
     "UpdatePrimaryRegion",
     "GetParametersForImport",

@@ -39,6 +39,7 @@ pub fn spec_kind(spec: &str) -> Option<(KeyKind, &'static str)> {
         "ECC_NIST_P384" => (KeyKind::P384, "SIGN_VERIFY"),
         "ECC_NIST_P521" => (KeyKind::P521, "SIGN_VERIFY"),
         "ECC_NIST_EDWARDS25519" => (KeyKind::Ed25519, "SIGN_VERIFY"),
+        "ECC_SECG_P256K1" => (KeyKind::Secp256k1, "SIGN_VERIFY"),
         "RSA_2048" => (KeyKind::Rsa(2048), "SIGN_VERIFY"),
         "RSA_3072" => (KeyKind::Rsa(3072), "SIGN_VERIFY"),
         "RSA_4096" => (KeyKind::Rsa(4096), "SIGN_VERIFY"),
@@ -75,6 +76,7 @@ pub fn check_usage(spec: &str, usage: &str) -> Result<(), String> {
         "SIGN_VERIFY" => spec != "SYMMETRIC_DEFAULT" && !spec.starts_with("HMAC_"),
         "ENCRYPT_DECRYPT" => spec == "SYMMETRIC_DEFAULT" || spec.starts_with("RSA_"),
         "GENERATE_VERIFY_MAC" => spec.starts_with("HMAC_"),
+        "KEY_AGREEMENT" => matches!(spec, "ECC_NIST_P256" | "ECC_NIST_P384" | "ECC_NIST_P521"),
         _ => false,
     };
     if ok {
@@ -91,6 +93,7 @@ pub(crate) fn signing_algorithms(spec: &str) -> &'static [&'static str] {
         "ECC_NIST_P256" => &["ECDSA_SHA_256"],
         "ECC_NIST_P384" => &["ECDSA_SHA_384"],
         "ECC_NIST_P521" => &["ECDSA_SHA_512"],
+        "ECC_SECG_P256K1" => &["ECDSA_SHA_256"],
         "ECC_NIST_EDWARDS25519" => &["ED25519_SHA_512", "ED25519_PH_SHA_512"],
         s if s.starts_with("RSA_") => &[
             "RSASSA_PSS_SHA_256",
@@ -124,6 +127,7 @@ pub(crate) fn scheme(alg: &str) -> Option<Scheme> {
         "RSASSA_PSS_SHA_384" => Scheme::Pss(Hash::Sha384),
         "RSASSA_PSS_SHA_512" => Scheme::Pss(Hash::Sha512),
         "ED25519_SHA_512" => Scheme::Ed25519,
+        "ED25519_PH_SHA_512" => Scheme::Ed25519ph,
         _ => return None,
     })
 }
@@ -149,6 +153,7 @@ pub(crate) fn metadata(k: &AwsKey) -> Value {
         "GENERATE_VERIFY_MAC" => {
             m["MacAlgorithms"] = json!(mac_algorithm(&k.spec).into_iter().collect::<Vec<_>>())
         }
+        "KEY_AGREEMENT" => m["KeyAgreementAlgorithms"] = json!(["ECDH"]),
         _ => m["EncryptionAlgorithms"] = json!(encryption_algorithms(&k.spec)),
     }
     if k.origin == "EXTERNAL" {

@@ -100,6 +100,12 @@ ec_key!(
     &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING
 );
 ec_key!(
+    k256,
+    Hash::Sha256,
+    &aws_lc_rs::signature::ECDSA_P256K1_SHA256_FIXED_SIGNING,
+    &aws_lc_rs::signature::ECDSA_P256K1_SHA256_ASN1_SIGNING
+);
+ec_key!(
     p521,
     Hash::Sha512,
     &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED_SIGNING,

@@ -76,6 +76,8 @@ pub enum Scheme {
     Pss(Hash),
     /// Pure Ed25519 over the whole message.
     Ed25519,
+    /// Ed25519ph (RFC 8032, empty context) over a SHA-512 digest.
+    Ed25519ph,
 }
 
 impl Scheme {
@@ -83,6 +85,7 @@ impl Scheme {
     pub fn hash(self) -> Option<Hash> {
         match self {
             Scheme::Ecdsa(h) | Scheme::Pkcs1(h) | Scheme::Pss(h) => Some(h),
+            Scheme::Ed25519ph => Some(Hash::Sha512),
             Scheme::Ed25519 => None,
         }
     }
@@ -106,6 +109,8 @@ pub enum KeyKind {
     P384,
     /// ECDSA on NIST P-521.
     P521,
+    /// ECDSA on secp256k1.
+    Secp256k1,
     /// Ed25519.
     Ed25519,
     /// RSA with the modulus size in bits.
@@ -125,6 +130,8 @@ pub enum Material {
     P384(EcKey<p384::SecretKey>),
     /// NIST P-521.
     P521(EcKey<p521::SecretKey>),
+    /// secp256k1.
+    K256(EcKey<k256::SecretKey>),
     /// Ed25519.
     Ed25519(ed25519_dalek::SigningKey),
     /// RSA.
@@ -148,6 +155,7 @@ impl Material {
             KeyKind::P256 => Material::P256(p256::SecretKey::random(&mut OsRng).into()),
             KeyKind::P384 => Material::P384(p384::SecretKey::random(&mut OsRng).into()),
             KeyKind::P521 => Material::P521(p521::SecretKey::random(&mut OsRng).into()),
+            KeyKind::Secp256k1 => Material::K256(k256::SecretKey::random(&mut OsRng).into()),
             KeyKind::Ed25519 => Material::Ed25519(ed25519_dalek::SigningKey::generate(&mut OsRng)),
             KeyKind::Rsa(bits) => {
                 if !matches!(bits, 2048 | 3072 | 4096) {
@@ -177,6 +185,7 @@ impl Material {
             Material::P256(_) => KeyKind::P256,
             Material::P384(_) => KeyKind::P384,
             Material::P521(_) => KeyKind::P521,
+            Material::K256(_) => KeyKind::Secp256k1,
             Material::Ed25519(_) => KeyKind::Ed25519,
             Material::Rsa(k) => KeyKind::Rsa(k.size() * 8),
             Material::Aes256(_) => KeyKind::Aes256,
@@ -237,6 +246,9 @@ impl Material {
             if let Ok(k) = p384::SecretKey::from_sec1_pem(pem) {
                 return Ok(Material::P384(k.into()));
             }
+            if let Ok(k) = k256::SecretKey::from_sec1_pem(pem) {
+                return Ok(Material::K256(k.into()));
+            }
             return p521::SecretKey::from_sec1_pem(pem)
                 .map(|k| Material::P521(k.into()))
                 .map_err(|_| err("bad SEC1 private key (P-256, P-384 or P-521 expected)"));
@@ -254,6 +266,9 @@ impl Material {
         }
         if let Ok(k) = p521::SecretKey::from_pkcs8_pem(pem) {
             return Ok(Material::P521(k.into()));
+        }
+        if let Ok(k) = k256::SecretKey::from_pkcs8_pem(pem) {
+            return Ok(Material::K256(k.into()));
         }
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
             return Ok(Material::Ed25519(k));
@@ -274,6 +289,9 @@ impl Material {
         if let Ok(k) = p521::SecretKey::from_pkcs8_der(der) {
             return Ok(Material::P521(k.into()));
         }
+        if let Ok(k) = k256::SecretKey::from_pkcs8_der(der) {
+            return Ok(Material::K256(k.into()));
+        }
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_der(der) {
             return Ok(Material::Ed25519(k));
         }
@@ -288,6 +306,7 @@ impl Material {
             Material::P256(k) => k.to_pkcs8_der(),
             Material::P384(k) => k.to_pkcs8_der(),
             Material::P521(k) => k.to_pkcs8_der(),
+            Material::K256(k) => k.to_pkcs8_der(),
             Material::Ed25519(k) => k.to_pkcs8_der(),
             Material::Rsa(k) => k.to_pkcs8_der(),
             Material::Aes256(_) | Material::Hmac(_) => {
@@ -304,6 +323,7 @@ impl Material {
             Material::P256(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::P384(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::P521(k) => k.to_pkcs8_pem(LineEnding::LF),
+            Material::K256(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::Ed25519(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::Rsa(k) => k.to_pkcs8_pem(LineEnding::LF),
             Material::Aes256(k) => return Ok(hex::encode(k)),
@@ -319,6 +339,7 @@ impl Material {
             Material::P256(k) => k.public_key().to_public_key_der(),
             Material::P384(k) => k.public_key().to_public_key_der(),
             Material::P521(k) => k.public_key().to_public_key_der(),
+            Material::K256(k) => k.public_key().to_public_key_der(),
             Material::Ed25519(k) => k.verifying_key().to_public_key_der(),
             Material::Rsa(k) => k.to_public_key().to_public_key_der(),
             Material::Aes256(_) | Material::Hmac(_) => {
@@ -349,6 +370,7 @@ impl Material {
             Material::P256(k) => k.public.clone(),
             Material::P384(k) => k.public.clone(),
             Material::P521(k) => k.public.clone(),
+            Material::K256(k) => k.public.clone(),
             _ => return None,
         };
         let n = (point.len() - 1) / 2;
@@ -400,6 +422,11 @@ impl Material {
         match (self, scheme) {
             (Material::P256(k), Scheme::Ecdsa(_)) => ec!(k, p256::NistP256),
             (Material::P384(k), Scheme::Ecdsa(_)) => ec!(k, p384::NistP384),
+            (Material::K256(k), Scheme::Ecdsa(_)) => ec!(k, k256::Secp256k1),
+            (Material::Ed25519(k), Scheme::Ed25519ph) => k
+                .sign_prehashed(Prehashed::new(digest), None)
+                .map(|s| s.to_bytes().to_vec())
+                .map_err(|e| err(format!("Ed25519ph signing failed: {e}"))),
             (Material::P521(k), Scheme::Ecdsa(_)) => {
                 if let Some(fast) = k.sign_fast(scheme_hash, digest, fmt) {
                     return fast;
@@ -472,6 +499,15 @@ impl Material {
         match (self, scheme) {
             (Material::P256(k), Scheme::Ecdsa(_)) => ec!(k, p256::NistP256),
             (Material::P384(k), Scheme::Ecdsa(_)) => ec!(k, p384::NistP384),
+            (Material::K256(k), Scheme::Ecdsa(_)) => ec!(k, k256::Secp256k1),
+            (Material::Ed25519(k), Scheme::Ed25519ph) => {
+                digest_or_message.len() == 64
+                    && ed25519_dalek::Signature::from_slice(sig).is_ok_and(|s| {
+                        k.verifying_key()
+                            .verify_prehashed(Prehashed::new(digest_or_message), None, &s)
+                            .is_ok()
+                    })
+            }
             (Material::P521(k), Scheme::Ecdsa(_)) => {
                 let Ok(sk) = p521::ecdsa::SigningKey::from_bytes(&k.to_bytes()) else {
                     return false;
@@ -495,6 +531,65 @@ impl Material {
                 .is_ok(),
             _ => false,
         }
+    }
+}
+
+/// A SHA-512 digest already made, handed to Ed25519ph as the "hash" it
+/// finalizes (Ed25519ph takes a hash function's state, a KMS takes the
+/// digest).
+#[derive(Clone, Default)]
+struct Prehashed(Vec<u8>);
+
+impl Prehashed {
+    fn new(digest: &[u8]) -> Prehashed {
+        Prehashed(digest.to_vec())
+    }
+}
+
+impl digest::HashMarker for Prehashed {}
+
+impl digest::OutputSizeUser for Prehashed {
+    type OutputSize = digest::consts::U64;
+}
+
+impl digest::Update for Prehashed {
+    fn update(&mut self, data: &[u8]) {
+        self.0.extend_from_slice(data);
+    }
+}
+
+impl digest::FixedOutput for Prehashed {
+    fn finalize_into(self, out: &mut digest::Output<Self>) {
+        // Callers check the length (64) first; a wrong one leaves zeros.
+        if self.0.len() == out.len() {
+            out.copy_from_slice(&self.0);
+        }
+    }
+}
+
+/// The shared secret of ECDH between a NIST or secp256k1 key and a peer's
+/// public key (SubjectPublicKeyInfo DER on the same curve): the x
+/// coordinate.
+pub fn ecdh(material: &Material, peer_spki: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use p256::pkcs8::DecodePublicKey;
+    macro_rules! nist {
+        ($k:expr, $krate:ident) => {{
+            let peer = $krate::PublicKey::from_public_key_der(peer_spki).map_err(|e| {
+                err(format!(
+                    "the peer public key is not on the key's curve: {e}"
+                ))
+            })?;
+            let shared =
+                $krate::ecdh::diffie_hellman($k.secret.to_nonzero_scalar(), peer.as_affine());
+            Ok(shared.raw_secret_bytes().to_vec())
+        }};
+    }
+    match material {
+        Material::P256(k) => nist!(k, p256),
+        Material::P384(k) => nist!(k, p384),
+        Material::P521(k) => nist!(k, p521),
+        Material::K256(k) => nist!(k, k256),
+        m => Err(err(format!("a {:?} key does not agree keys", m.kind()))),
     }
 }
 

@@ -271,6 +271,26 @@ owner.import_key_material(
 sig = owner.sign(KeyId=ext_ec["KeyId"], Message=b"sshca", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
 ec_private.public_key().verify(sig, b"sshca", ec.ECDSA(hashes.SHA256()))
 refused(lambda: owner.get_parameters_for_import(KeyId=kid, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"), "UnsupportedOperationException")
+# secp256k1, Ed25519ph and key agreement.
+k1 = owner.create_key(KeySpec="ECC_SECG_P256K1", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+sig = owner.sign(KeyId=k1, Message=b"sshca", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+serialization.load_der_public_key(owner.get_public_key(KeyId=k1)["PublicKey"]).verify(sig, b"sshca", ec.ECDSA(hashes.SHA256()))
+ed = owner.create_key(KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+digest = __import__("hashlib").sha512(b"sshca").digest()
+ph = owner.sign(KeyId=ed, Message=digest, MessageType="DIGEST", SigningAlgorithm="ED25519_PH_SHA_512")["Signature"]
+assert owner.verify(KeyId=ed, Message=b"sshca", MessageType="RAW", Signature=ph, SigningAlgorithm="ED25519_PH_SHA_512")["SignatureValid"]
+refused(lambda: owner.verify(KeyId=ed, Message=b"other", Signature=ph, SigningAlgorithm="ED25519_PH_SHA_512"), "KMSInvalidSignatureException")
+agree = owner.create_key(KeySpec="ECC_NIST_P384", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+assert agree["KeyAgreementAlgorithms"] == ["ECDH"]
+peer = ec.generate_private_key(ec.SECP384R1())
+peer_pub = peer.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+shared = owner.derive_shared_secret(KeyId=agree["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=peer_pub)["SharedSecret"]
+kms_pub = serialization.load_der_public_key(owner.get_public_key(KeyId=agree["KeyId"])["PublicKey"])
+assert shared == peer.exchange(ec.ECDH(), kms_pub)
+wrong = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+refused(lambda: owner.derive_shared_secret(KeyId=agree["KeyId"], KeyAgreementAlgorithm="ECDH", PublicKey=wrong), "ValidationException")
+refused(lambda: owner.create_key(KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="KEY_AGREEMENT"), "ValidationException")
+
 # Multi-Region keys: encrypt in one Region, decrypt with the replica in another.
 west = boto3.client(
     "kms", endpoint_url=URL, region_name="us-west-2", aws_access_key_id="test", aws_secret_access_key="test"
