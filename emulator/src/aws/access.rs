@@ -295,14 +295,10 @@ pub(crate) fn put_policy(state: &State, b: &Body, caller: &str) -> Result<Value,
     policy_name(b)?;
     let text = required(b, "Policy")?.to_string();
     check_new_policy(&text, caller, b)?;
-    let id = key_arg(state, b)?.slot();
-    let mut store = write(&state.aws);
-    if let Some(k) = store.keys.get_mut(&id) {
+    update_key(state, &key_arg(state, b)?.slot(), |k| {
         k.policy = Some(text);
-    }
-    drop(store);
-    state.persist();
-    Ok(json!({}))
+        Ok(json!({}))
+    })
 }
 
 /// Parses a new policy and, unless `BypassPolicyLockoutSafetyCheck`, checks
@@ -574,23 +570,17 @@ pub(crate) fn retire_grant(state: &State, b: &Body, caller: &str) -> Result<Valu
 /// RevokeGrant.
 pub(crate) fn revoke_grant(state: &State, b: &Body) -> Result<Value, AwsError> {
     let id = required(b, "GrantId")?.to_string();
-    let kid = key_arg(state, b)?.slot();
-    let mut store = write(&state.aws);
-    let k = store
-        .keys
-        .get_mut(&kid)
-        .ok_or_else(|| e400("NotFoundException", format!("Key '{kid}' does not exist")))?;
-    let before = k.grants.len();
-    k.grants.retain(|g| g.id != id);
-    if k.grants.len() == before {
-        return Err(e400(
-            "NotFoundException",
-            format!("Grant ID not found: {id}"),
-        ));
-    }
-    drop(store);
-    state.persist();
-    Ok(json!({}))
+    update_key(state, &key_arg(state, b)?.slot(), |k| {
+        let before = k.grants.len();
+        k.grants.retain(|g| g.id != id);
+        if k.grants.len() == before {
+            return Err(e400(
+                "NotFoundException",
+                format!("Grant ID not found: {id}"),
+            ));
+        }
+        Ok(json!({}))
+    })
 }
 
 #[cfg(test)]

@@ -36,22 +36,6 @@ fn external_only(k: &AwsKey, op: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
-fn with_key<T>(
-    state: &State,
-    id: &str,
-    f: impl FnOnce(&mut AwsKey) -> Result<T, AwsError>,
-) -> Result<T, AwsError> {
-    let mut store = write(&state.aws);
-    let k = store
-        .keys
-        .get_mut(id)
-        .ok_or_else(|| e400("NotFoundException", format!("Key '{id}' does not exist")))?;
-    let out = f(k)?;
-    drop(store);
-    state.persist();
-    Ok(out)
-}
-
 /// GetParametersForImport.
 pub(crate) fn parameters(state: &State, b: &Body) -> Result<Value, AwsError> {
     let k = key_arg(state, b)?;
@@ -95,7 +79,7 @@ pub(crate) fn parameters(state: &State, b: &Body) -> Result<Value, AwsError> {
         "PublicKey": b64(&public),
         "ParametersValidTo": params.valid_to,
     });
-    with_key(state, &k.slot(), |key| {
+    update_key(state, &k.slot(), |key| {
         key.import = Some(params);
         Ok(())
     })?;
@@ -230,7 +214,7 @@ pub(crate) fn import(state: &State, b: &Body) -> Result<Value, AwsError> {
             ));
         }
     }
-    with_key(state, &k.slot(), |key| {
+    update_key(state, &k.slot(), |key| {
         key.material = Arc::new(material);
         key.imported = true;
         key.ever_imported = true;
@@ -247,7 +231,7 @@ pub(crate) fn import(state: &State, b: &Body) -> Result<Value, AwsError> {
 pub(crate) fn delete(state: &State, b: &Body) -> Result<Value, AwsError> {
     let k = key_arg(state, b)?;
     external_only(&k, "DeleteImportedKeyMaterial")?;
-    with_key(state, &k.slot(), |key| {
+    update_key(state, &k.slot(), |key| {
         forget_material(key);
         Ok(json!({}))
     })

@@ -91,16 +91,7 @@ fn with_key<T>(
     b: &Body,
     f: impl FnOnce(&mut AwsKey) -> Result<T, AwsError>,
 ) -> Result<T, AwsError> {
-    let id = key_arg(state, b)?.slot();
-    let mut store = write(&state.aws);
-    let k = store
-        .keys
-        .get_mut(&id)
-        .ok_or_else(|| e400("NotFoundException", format!("Key '{id}' does not exist")))?;
-    let out = f(k)?;
-    drop(store);
-    state.persist();
-    Ok(out)
+    update_key(state, &key_arg(state, b)?.slot(), f)
 }
 
 /// TagResource.

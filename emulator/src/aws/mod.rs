@@ -123,60 +123,52 @@ fn set_state(
     to: Option<AwsKeyState>,
     window: Option<u64>,
 ) -> Result<Value, AwsError> {
-    let k = key_arg(state, b)?;
-    let mut store = write(&state.aws);
-    let key = store.keys.get_mut(&k.slot()).ok_or_else(|| {
-        e400(
-            "NotFoundException",
-            format!("Key '{}' does not exist", k.id),
-        )
-    })?;
-    let out = match to {
-        Some(AwsKeyState::PendingDeletion) => {
-            if key.state == AwsKeyState::PendingDeletion {
-                return Err(e400(
-                    "KMSInvalidStateException",
-                    format!("{} is pending deletion.", key.arn()),
-                ));
+    let now = state.now();
+    update_key(state, &key_arg(state, b)?.slot(), |key| {
+        Ok(match to {
+            Some(AwsKeyState::PendingDeletion) => {
+                if key.state == AwsKeyState::PendingDeletion {
+                    return Err(e400(
+                        "KMSInvalidStateException",
+                        format!("{} is pending deletion.", key.arn()),
+                    ));
+                }
+                let days = window.unwrap_or(30);
+                key.state = AwsKeyState::PendingDeletion;
+                key.deletion_date = Some(now + days * 86_400);
+                json!({"KeyId": key.arn(), "DeletionDate": key.deletion_date, "KeyState": "PendingDeletion", "PendingWindowInDays": days})
             }
-            let days = window.unwrap_or(30);
-            key.state = AwsKeyState::PendingDeletion;
-            key.deletion_date = Some(state.now() + days * 86_400);
-            json!({"KeyId": key.arn(), "DeletionDate": key.deletion_date, "KeyState": "PendingDeletion", "PendingWindowInDays": days})
-        }
-        Some(s) => {
-            if matches!(
-                key.state,
-                AwsKeyState::PendingDeletion | AwsKeyState::PendingImport
-            ) {
-                return Err(e400(
-                    "KMSInvalidStateException",
-                    format!("{} is {:?}.", key.arn(), key.state),
-                ));
+            Some(s) => {
+                if matches!(
+                    key.state,
+                    AwsKeyState::PendingDeletion | AwsKeyState::PendingImport
+                ) {
+                    return Err(e400(
+                        "KMSInvalidStateException",
+                        format!("{} is {:?}.", key.arn(), key.state),
+                    ));
+                }
+                key.state = s;
+                json!({})
             }
-            key.state = s;
-            json!({})
-        }
-        None => {
-            // CancelKeyDeletion
-            if key.state != AwsKeyState::PendingDeletion {
-                return Err(e400(
-                    "KMSInvalidStateException",
-                    format!("{} is not pending deletion.", key.arn()),
-                ));
+            None => {
+                // CancelKeyDeletion
+                if key.state != AwsKeyState::PendingDeletion {
+                    return Err(e400(
+                        "KMSInvalidStateException",
+                        format!("{} is not pending deletion.", key.arn()),
+                    ));
+                }
+                key.state = if key.origin == "EXTERNAL" && !key.imported {
+                    AwsKeyState::PendingImport
+                } else {
+                    AwsKeyState::Disabled
+                };
+                key.deletion_date = None;
+                json!({"KeyId": key.arn()})
             }
-            key.state = if key.origin == "EXTERNAL" && !key.imported {
-                AwsKeyState::PendingImport
-            } else {
-                AwsKeyState::Disabled
-            };
-            key.deletion_date = None;
-            json!({"KeyId": key.arn()})
-        }
-    };
-    drop(store);
-    state.persist();
-    Ok(out)
+        })
+    })
 }
 
 fn operation(

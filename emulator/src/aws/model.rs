@@ -304,6 +304,24 @@ pub(crate) fn blob(b: &Body, name: &str) -> Result<Vec<u8>, AwsError> {
     unb64(name, required(b, name)?).map_err(|e| e400("SerializationException", e))
 }
 
+/// Runs `f` on the stored key in `slot` (see [`AwsKey::slot`]) and writes
+/// the state file when it succeeds.
+pub(crate) fn update_key<T>(
+    state: &State,
+    slot: &str,
+    f: impl FnOnce(&mut AwsKey) -> Result<T, AwsError>,
+) -> Result<T, AwsError> {
+    let mut store = crate::state::write(&state.aws);
+    let k = store
+        .keys
+        .get_mut(slot)
+        .ok_or_else(|| e400("NotFoundException", format!("Key '{slot}' does not exist")))?;
+    let out = f(k)?;
+    drop(store);
+    state.persist();
+    Ok(out)
+}
+
 pub(crate) fn key_arg(state: &State, b: &Body) -> Result<AwsKey, AwsError> {
     resolve(state, required(b, "KeyId")?)
 }
