@@ -4,8 +4,10 @@ use crate::aws::model::*;
 use crate::aws::store::AwsSeed;
 use crate::aws::store::{AwsKey, AwsKeyState};
 
-use crate::crypto::{material_from, Material};
+use crate::crypto::{KeyKind, Material};
 use crate::state::{read, write, State};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Puts the `aws` section of a seed into the store.
 pub(crate) fn load_seed(state: &State, seeds: Vec<AwsSeed>) -> Result<(), String> {
@@ -138,4 +140,40 @@ pub(crate) fn export_seed(state: &State) -> Result<Vec<AwsSeed>, String> {
         });
     }
     Ok(seeds)
+}
+
+/// Loads key material from inline PEM, a file, or generates it.
+fn material_from(
+    pem: &Option<String>,
+    file: &Option<PathBuf>,
+    base: &Path,
+    kind: KeyKind,
+    what: &str,
+) -> Result<Arc<Material>, String> {
+    let text = match (pem, file) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(f)) => {
+            let f = if f.is_relative() {
+                base.join(f)
+            } else {
+                f.clone()
+            };
+            Some(
+                std::fs::read_to_string(&f)
+                    .map_err(|e| format!("{what}: cannot read {}: {e}", f.display()))?,
+            )
+        }
+        (None, None) => None,
+    };
+    let m = match text {
+        Some(t) => Material::from_pem(&t).map_err(|e| format!("{what}: {e}"))?,
+        None => Material::generate(kind).map_err(|e| format!("{what}: {e}"))?,
+    };
+    if m.kind() != kind {
+        return Err(format!(
+            "{what}: the private key is {:?}, the key spec needs {kind:?}",
+            m.kind()
+        ));
+    }
+    Ok(Arc::new(m))
 }

@@ -1,9 +1,6 @@
 //! Real cryptography behind every emulated key: generation, PEM import and
 //! export, signing, verification and encryption.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use ed25519_dalek::{Signer as _, Verifier as _};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
@@ -13,8 +10,12 @@ use rsa::traits::PublicKeyParts;
 use sha2::Digest;
 
 mod ec;
+mod ecdh;
 mod encrypt;
+mod prehashed;
 pub use ec::EcKey;
+pub use ecdh::ecdh;
+use prehashed::Prehashed;
 
 /// A failure of a cryptographic operation, worded for the caller's error message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,65 +535,6 @@ impl Material {
     }
 }
 
-/// A SHA-512 digest already made, handed to Ed25519ph as the "hash" it
-/// finalizes (Ed25519ph takes a hash function's state, a KMS takes the
-/// digest).
-#[derive(Clone, Default)]
-struct Prehashed(Vec<u8>);
-
-impl Prehashed {
-    fn new(digest: &[u8]) -> Prehashed {
-        Prehashed(digest.to_vec())
-    }
-}
-
-impl digest::HashMarker for Prehashed {}
-
-impl digest::OutputSizeUser for Prehashed {
-    type OutputSize = digest::consts::U64;
-}
-
-impl digest::Update for Prehashed {
-    fn update(&mut self, data: &[u8]) {
-        self.0.extend_from_slice(data);
-    }
-}
-
-impl digest::FixedOutput for Prehashed {
-    fn finalize_into(self, out: &mut digest::Output<Self>) {
-        // Callers check the length (64) first; a wrong one leaves zeros.
-        if self.0.len() == out.len() {
-            out.copy_from_slice(&self.0);
-        }
-    }
-}
-
-/// The shared secret of ECDH between a NIST or secp256k1 key and a peer's
-/// public key (SubjectPublicKeyInfo DER on the same curve): the x
-/// coordinate.
-pub fn ecdh(material: &Material, peer_spki: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    use p256::pkcs8::DecodePublicKey;
-    macro_rules! nist {
-        ($k:expr, $krate:ident) => {{
-            let peer = $krate::PublicKey::from_public_key_der(peer_spki).map_err(|e| {
-                err(format!(
-                    "the peer public key is not on the key's curve: {e}"
-                ))
-            })?;
-            let shared =
-                $krate::ecdh::diffie_hellman($k.secret.to_nonzero_scalar(), peer.as_affine());
-            Ok(shared.raw_secret_bytes().to_vec())
-        }};
-    }
-    match material {
-        Material::P256(k) => nist!(k, p256),
-        Material::P384(k) => nist!(k, p384),
-        Material::P521(k) => nist!(k, p521),
-        Material::K256(k) => nist!(k, k256),
-        m => Err(err(format!("a {:?} key does not agree keys", m.kind()))),
-    }
-}
-
 fn pkcs1_padding(h: Hash) -> rsa::Pkcs1v15Sign {
     match h {
         Hash::Sha1 => rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
@@ -646,42 +588,6 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     OsRng.fill_bytes(&mut b);
     b
-}
-
-/// Loads key material from inline PEM, a file, or generates it.
-pub fn material_from(
-    pem: &Option<String>,
-    file: &Option<PathBuf>,
-    base: &Path,
-    kind: KeyKind,
-    what: &str,
-) -> Result<Arc<Material>, String> {
-    let text = match (pem, file) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(f)) => {
-            let f = if f.is_relative() {
-                base.join(f)
-            } else {
-                f.clone()
-            };
-            Some(
-                std::fs::read_to_string(&f)
-                    .map_err(|e| format!("{what}: cannot read {}: {e}", f.display()))?,
-            )
-        }
-        (None, None) => None,
-    };
-    let m = match text {
-        Some(t) => Material::from_pem(&t).map_err(|e| format!("{what}: {e}"))?,
-        None => Material::generate(kind).map_err(|e| format!("{what}: {e}"))?,
-    };
-    if m.kind() != kind {
-        return Err(format!(
-            "{what}: the private key is {:?}, the key spec needs {kind:?}",
-            m.kind()
-        ));
-    }
-    Ok(Arc::new(m))
 }
 
 #[cfg(test)]
