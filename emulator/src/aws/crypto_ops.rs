@@ -114,6 +114,13 @@ pub(crate) fn context_aad(b: &Body) -> Result<Vec<u8>, AwsError> {
 
 pub(crate) const BLOB_MAGIC: &[u8; 4] = b"kmse";
 
+/// The id of the key that made a symmetric ciphertext (its header: the
+/// magic, then the 36-character key id).
+pub(crate) fn blob_key_id(ct: &[u8]) -> Option<String> {
+    (ct.len() > 40 && &ct[..4] == BLOB_MAGIC)
+        .then(|| String::from_utf8_lossy(&ct[4..40]).into_owned())
+}
+
 /// Encrypts `plaintext` (1 to `max` bytes) under `k`.
 pub(crate) fn encrypt_with(
     k: &AwsKey,
@@ -175,8 +182,7 @@ pub(crate) fn decrypt(state: &State, b: &Body) -> Result<Value, AwsError> {
             "The ciphertext is invalid for this key.",
         )
     };
-    let from_blob = (ct.len() > 40 && &ct[..4] == BLOB_MAGIC)
-        .then(|| String::from_utf8_lossy(&ct[4..40]).into_owned());
+    let from_blob = blob_key_id(&ct);
     let k = match (field(b, "KeyId")?, from_blob) {
         (Some(given), Some(id)) => {
             let k = resolve(state, given)?;
@@ -327,8 +333,10 @@ pub(crate) fn derive_shared_secret(state: &State, b: &Body) -> Result<Value, Aws
     match required(b, "KeyAgreementAlgorithm")? {
         "ECDH" => {}
         other => {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{other}' at 'keyAgreementAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ECDH]"
+            return Err(validation(not_in_enum(
+                other,
+                "keyAgreementAlgorithm",
+                &["ECDH"],
             )))
         }
     }

@@ -58,8 +58,19 @@ fn pair_kind(spec: &str) -> Result<KeyKind, AwsError> {
             ))
         }
         other => {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{other}' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, SM2]"
+            return Err(validation(not_in_enum(
+                other,
+                "keyPairSpec",
+                &[
+                    "RSA_2048",
+                    "RSA_3072",
+                    "RSA_4096",
+                    "ECC_NIST_P256",
+                    "ECC_NIST_P384",
+                    "ECC_NIST_P521",
+                    "ECC_SECG_P256K1",
+                    "SM2",
+                ],
             )))
         }
     })

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::aws::model::*;
 use crate::aws::store::{AwsKey, AwsKeyState, ImportParams};
 use crate::crypto::{self, Hash, KeyKind, Material};
-use crate::state::{read, write, State};
+use crate::state::State;
 use crate::util::b64;
 
 /// How long import parameters stay valid.
@@ -48,8 +48,17 @@ pub(crate) fn parameters(state: &State, b: &Body) -> Result<Value, AwsError> {
             | "RSA_AES_KEY_WRAP_SHA_1"
             | "RSA_AES_KEY_WRAP_SHA_256"
     ) {
-        return Err(validation(format!(
-            "1 validation error detected: Value '{alg}' at 'wrappingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256, SM2PKE]"
+        return Err(validation(not_in_enum(
+            alg,
+            "wrappingAlgorithm",
+            &[
+                "RSAES_PKCS1_V1_5",
+                "RSAES_OAEP_SHA_1",
+                "RSAES_OAEP_SHA_256",
+                "RSA_AES_KEY_WRAP_SHA_1",
+                "RSA_AES_KEY_WRAP_SHA_256",
+                "SM2PKE",
+            ],
         )));
     }
     let bits = match required(b, "WrappingKeySpec")? {
@@ -57,8 +66,10 @@ pub(crate) fn parameters(state: &State, b: &Body) -> Result<Value, AwsError> {
         "RSA_3072" => 3072,
         "RSA_4096" => 4096,
         other => {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{other}' at 'wrappingKeySpec' failed to satisfy constraint: Member must satisfy enum value set: [RSA_2048, RSA_3072, RSA_4096, SM2]"
+            return Err(validation(not_in_enum(
+                other,
+                "wrappingKeySpec",
+                &["RSA_2048", "RSA_3072", "RSA_4096", "SM2"],
             )))
         }
     };
@@ -169,15 +180,21 @@ pub(crate) fn import(state: &State, b: &Body) -> Result<Value, AwsError> {
     let valid_to = match (model, valid_to) {
         ("KEY_MATERIAL_EXPIRES", Some(v)) => Some(v),
         ("KEY_MATERIAL_EXPIRES", None) => {
-            return Err(validation("ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES."))
+            return Err(validation(
+                "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES.",
+            ))
         }
         ("KEY_MATERIAL_DOES_NOT_EXPIRE", None) => None,
         ("KEY_MATERIAL_DOES_NOT_EXPIRE", Some(_)) => {
-            return Err(validation("ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."))
+            return Err(validation(
+                "ValidTo must not be set when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE.",
+            ))
         }
         (other, _) => {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{other}' at 'expirationModel' failed to satisfy constraint: Member must satisfy enum value set: [KEY_MATERIAL_EXPIRES, KEY_MATERIAL_DOES_NOT_EXPIRE]"
+            return Err(validation(not_in_enum(
+                other,
+                "expirationModel",
+                &["KEY_MATERIAL_EXPIRES", "KEY_MATERIAL_DOES_NOT_EXPIRE"],
             )))
         }
     };
@@ -237,7 +254,8 @@ pub(crate) fn delete(state: &State, b: &Body) -> Result<Value, AwsError> {
     })
 }
 
-fn forget_material(key: &mut AwsKey) {
+/// Drops a key's imported material: the key waits for an import.
+pub(crate) fn forget_material(key: &mut AwsKey) {
     key.imported = false;
     key.valid_to = None;
     if key.state != AwsKeyState::PendingDeletion {
@@ -245,19 +263,7 @@ fn forget_material(key: &mut AwsKey) {
     }
 }
 
-/// Deletes imported key material whose ValidTo passed on the emulated
-/// clock.
-pub(crate) fn sweep(state: &State) {
-    let t = state.now();
-    let due = |k: &AwsKey| k.imported && k.valid_to.is_some_and(|v| v <= t);
-    if !read(&state.aws).keys.values().any(due) {
-        return;
-    }
-    {
-        let mut store = write(&state.aws);
-        for k in store.keys.values_mut().filter(|k| due(k)) {
-            forget_material(k);
-        }
-    }
-    state.persist();
+/// Whether imported key material passed its ValidTo at `t`.
+pub(crate) fn material_expired(k: &AwsKey, t: u64) -> bool {
+    k.imported && k.valid_to.is_some_and(|v| v <= t)
 }

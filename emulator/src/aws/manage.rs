@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::aws::model::*;
 use crate::aws::store::{AwsKey, AwsKeyState, Rotation};
 use crate::crypto::Material;
-use crate::state::{read, write, State};
+use crate::state::{write, State};
 
 /// On-demand rotations a key may have.
 const ON_DEMAND_LIMIT: usize = 25;
@@ -391,34 +391,22 @@ pub(crate) fn list_rotations(state: &State, b: &Body) -> Result<Value, AwsError>
     super::paginate(b, items, "Rotations")
 }
 
-/// Rotates the keys whose automatic rotation came on the emulated clock
-/// (each rotation dated when it was due; bounded catch-up).
-pub(crate) fn sweep_rotations(state: &State) {
-    let t = state.now();
-    let due = |k: &AwsKey| k.next_rotation.is_some_and(|n| n <= t);
-    if !read(&state.aws).keys.values().any(due) {
-        return;
-    }
-    let mut rotated = Vec::new();
-    {
-        let mut store = write(&state.aws);
-        for k in store.keys.values_mut().filter(|k| !k.replica) {
-            if due(k) {
-                rotated.push(k.id.clone());
-            }
-            for _ in 0..1000 {
-                let (Some(at), Some(days)) = (k.next_rotation, k.rotation_period) else {
-                    break;
-                };
-                if at > t || rotate_material(k, at, "AUTOMATIC").is_err() {
-                    break;
-                }
-                k.next_rotation = Some(at + days * 86_400);
-            }
+/// Whether the key's automatic rotation came on the emulated clock at `t`
+/// (replicas follow their primary).
+pub(crate) fn rotation_due(k: &AwsKey, t: u64) -> bool {
+    !k.replica && k.next_rotation.is_some_and(|n| n <= t)
+}
+
+/// Makes the automatic rotations due at `t`, each dated when it was due
+/// (bounded catch-up).
+pub(crate) fn rotate_due(k: &mut AwsKey, t: u64) {
+    for _ in 0..1000 {
+        let (Some(at), Some(days)) = (k.next_rotation, k.rotation_period) else {
+            break;
+        };
+        if at > t || k.replica || rotate_material(k, at, "AUTOMATIC").is_err() {
+            break;
         }
+        k.next_rotation = Some(at + days * 86_400);
     }
-    for id in rotated {
-        super::multi_region::sync_material(state, &id);
-    }
-    state.persist();
 }

@@ -52,39 +52,36 @@ pub fn create_key(
     description: &str,
     region: &str,
 ) -> Result<AwsKey, String> {
+    let mut key = new_key(state, spec, usage, region)?;
+    key.description = description.to_string();
+    write(&state.aws).keys.insert(key.slot(), key.clone());
+    state.persist();
+    Ok(key)
+}
+
+/// A new key of `spec` and `usage` (checked as AWS checks them), not yet
+/// stored.
+fn new_key(state: &State, spec: &str, usage: &str, region: &str) -> Result<AwsKey, String> {
     let (kind, _) = spec_kind(spec).ok_or_else(|| {
-        let named = |list: &str, v: &str| list.trim_matches(['[', ']']).split(", ").any(|s| s == v);
-        if named(KEY_SPECS, spec) {
+        if KEY_SPECS.contains(&spec) {
             format!("KeySpec {spec} is not emulated")
         } else {
-            format!(
-                "1 validation error detected: Value '{spec}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: {KEY_SPECS}"
-            )
+            not_in_enum(spec, "keySpec", KEY_SPECS)
         }
     })?;
-    if !KEY_USAGES
-        .trim_matches(['[', ']'])
-        .split(", ")
-        .any(|u| u == usage)
-    {
-        return Err(format!(
-            "1 validation error detected: Value '{usage}' at 'keyUsage' failed to satisfy constraint: Member must satisfy enum value set: {KEY_USAGES}"
-        ));
+    if !KEY_USAGES.contains(&usage) {
+        return Err(not_in_enum(usage, "keyUsage", KEY_USAGES));
     }
     check_usage(spec, usage)?;
     let material = crypto::Material::generate(kind).map_err(|e| e.to_string())?;
-    let mut key = AwsKey::new(
+    Ok(AwsKey::new(
         crypto::uuid(),
         region.to_string(),
         spec.to_string(),
         usage.to_string(),
         state.now(),
         Arc::new(material),
-    );
-    key.description = description.to_string();
-    write(&state.aws).keys.insert(key.slot(), key.clone());
-    state.persist();
-    Ok(key)
+    ))
 }
 
 fn paginate(b: &Body, items: Vec<Value>, field_name: &str) -> Result<Value, AwsError> {
@@ -203,33 +200,26 @@ fn operation(
                     ))
                 }
                 o => {
-                    return Err(validation(format!(
-                        "1 validation error detected: Value '{o}' at 'origin' failed to satisfy constraint: Member must satisfy enum value set: [AWS_CLOUDHSM, EXTERNAL, EXTERNAL_KEY_STORE, AWS_KMS]"
+                    return Err(validation(not_in_enum(
+                        o,
+                        "origin",
+                        &["AWS_CLOUDHSM", "EXTERNAL", "EXTERNAL_KEY_STORE", "AWS_KMS"],
                     )))
                 }
             };
-            let multi = b.get("MultiRegion").and_then(Value::as_bool) == Some(true);
-            let mut key = create_key(state, spec, usage, desc, region).map_err(validation)?;
-            {
-                let mut store = write(&state.aws);
-                if multi {
-                    if let Some(mut k) = store.keys.remove(&key.id) {
-                        k.id = multi_region::new_id();
-                        k.multi_region = true;
-                        key = k.clone();
-                        store.keys.insert(k.slot(), k);
-                    }
-                }
-                if let Some(k) = store.keys.get_mut(&key.slot()) {
-                    k.tags = tags;
-                    k.policy = policy.map(str::to_string);
-                    if external {
-                        k.origin = "EXTERNAL".into();
-                        k.state = AwsKeyState::PendingImport;
-                    }
-                    key = k.clone();
-                }
+            let mut key = new_key(state, spec, usage, region).map_err(validation)?;
+            key.description = desc.to_string();
+            key.tags = tags;
+            key.policy = policy.map(str::to_string);
+            if b.get("MultiRegion").and_then(Value::as_bool) == Some(true) {
+                key.id = multi_region::new_id();
+                key.multi_region = true;
             }
+            if external {
+                key.origin = "EXTERNAL".into();
+                key.state = AwsKeyState::PendingImport;
+            }
+            write(&state.aws).keys.insert(key.slot(), key.clone());
             state.persist();
             Ok(json!({"KeyMetadata": multi_region::describe(state, &key)}))
         }
@@ -480,22 +470,39 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request) -> Reply {
     dispatch(state, op, &req.body, &verified.region, &caller, corrupt)
 }
 
-/// Deletes the keys whose pending deletion ended on the emulated clock,
-/// with their aliases.
+/// What the emulated clock made due: deletes the keys whose pending
+/// deletion ended (with their aliases), rotates the keys whose automatic
+/// rotation came (and their replicas), and drops imported key material
+/// past its ValidTo; one pass, one state file write.
 fn sweep(state: &State) {
     let t = state.now();
-    let due = |k: &AwsKey| {
+    let deleted = |k: &AwsKey| {
         k.state == AwsKeyState::PendingDeletion && k.deletion_date.is_some_and(|d| d <= t)
     };
+    let due =
+        |k: &AwsKey| deleted(k) || manage::rotation_due(k, t) || import::material_expired(k, t);
     if !read(&state.aws).keys.values().any(due) {
         return;
     }
+    let mut rotated = Vec::new();
     {
         let mut guard = write(&state.aws);
         let store = &mut *guard;
-        store.keys.retain(|_, k| !due(k));
+        store.keys.retain(|_, k| !deleted(k));
         let keys = &store.keys;
         store.aliases.retain(|_, id| keys.contains_key(id));
+        for k in store.keys.values_mut() {
+            if manage::rotation_due(k, t) {
+                manage::rotate_due(k, t);
+                rotated.push(k.id.clone());
+            }
+            if import::material_expired(k, t) {
+                import::forget_material(k);
+            }
+        }
+    }
+    for id in rotated {
+        multi_region::sync_material(state, &id);
     }
     state.persist();
 }
@@ -511,8 +518,6 @@ pub(crate) fn dispatch(
 ) -> Reply {
     set_region(region);
     sweep(state);
-    manage::sweep_rotations(state);
-    import::sweep(state);
     let body = match json_object(body) {
         Ok(b) => b,
         Err(e) => return respond(Err(e400("SerializationException", e))),
@@ -525,15 +530,21 @@ pub(crate) fn dispatch(
     respond(operation(state, op, &body, region, caller, corrupt))
 }
 
-/// The key a request names: `KeyId`, or the key that made a ciphertext.
-fn named_key(state: &State, b: &Body, field_name: &str) -> Option<AwsKey> {
-    if let Ok(Some(id)) = field(b, field_name) {
-        return resolve(state, id).ok();
-    }
-    let ct = crate::util::unb64("CiphertextBlob", field(b, "CiphertextBlob").ok()??).ok()?;
-    let id = (ct.len() > 40 && &ct[..4] == crypto_ops::BLOB_MAGIC)
-        .then(|| String::from_utf8_lossy(&ct[4..40]).into_owned())?;
-    resolve(state, &id).ok()
+/// The key a request names (`field_name`, or the key that made the
+/// `CiphertextBlob`) when it has a policy of its own; keys without one
+/// allow everything and are not copied.
+fn governed_key(state: &State, b: &Body, field_name: &str) -> Option<AwsKey> {
+    let id = match field(b, field_name) {
+        Ok(Some(id)) => id.to_string(),
+        _ => {
+            let ct =
+                crate::util::unb64("CiphertextBlob", field(b, "CiphertextBlob").ok()??).ok()?;
+            crypto_ops::blob_key_id(&ct)?
+        }
+    };
+    resolve_with(state, &id, |k| k.policy.is_some().then(|| k.clone()))
+        .ok()
+        .flatten()
 }
 
 /// Refuses an operation the key policy and grants do not allow the caller
@@ -543,15 +554,13 @@ fn authorize(state: &State, op: &str, b: &Body, caller: &str) -> Result<(), AwsE
         "CreateKey" | "ListKeys" | "GenerateRandom" | "ListRetirableGrants" | "RetireGrant" => {
             Vec::new()
         }
-        "ListAliases" => vec![(named_key(state, b, "KeyId"), op)],
-        "CreateAlias" | "UpdateAlias" => vec![(named_key(state, b, "TargetKeyId"), op)],
-        "DeleteAlias" => vec![(named_key(state, b, "AliasName"), op)],
-        "Decrypt" => vec![(named_key(state, b, "KeyId"), op)],
+        "CreateAlias" | "UpdateAlias" => vec![(governed_key(state, b, "TargetKeyId"), op)],
+        "DeleteAlias" => vec![(governed_key(state, b, "AliasName"), op)],
         "ReEncrypt" => vec![
-            (named_key(state, b, "SourceKeyId"), "ReEncryptFrom"),
-            (named_key(state, b, "DestinationKeyId"), "ReEncryptTo"),
+            (governed_key(state, b, "SourceKeyId"), "ReEncryptFrom"),
+            (governed_key(state, b, "DestinationKeyId"), "ReEncryptTo"),
         ],
-        _ => vec![(named_key(state, b, "KeyId"), op)],
+        _ => vec![(governed_key(state, b, "KeyId"), op)],
     };
     for (k, action) in checks {
         if let Some(k) = k {

@@ -53,11 +53,41 @@ pub fn spec_kind(spec: &str) -> Option<(KeyKind, &'static str)> {
 }
 
 /// Every KeySpec AWS names, for its enum validation message.
-pub(crate) const KEY_SPECS: &str = "[RSA_2048, RSA_3072, RSA_4096, ECC_NIST_P256, ECC_NIST_P384, ECC_NIST_P521, ECC_SECG_P256K1, SYMMETRIC_DEFAULT, HMAC_224, HMAC_256, HMAC_384, HMAC_512, SM2, ECC_NIST_EDWARDS25519, ML_DSA_44, ML_DSA_65, ML_DSA_87]";
+pub(crate) const KEY_SPECS: &[&str] = &[
+    "RSA_2048",
+    "RSA_3072",
+    "RSA_4096",
+    "ECC_NIST_P256",
+    "ECC_NIST_P384",
+    "ECC_NIST_P521",
+    "ECC_SECG_P256K1",
+    "SYMMETRIC_DEFAULT",
+    "HMAC_224",
+    "HMAC_256",
+    "HMAC_384",
+    "HMAC_512",
+    "SM2",
+    "ECC_NIST_EDWARDS25519",
+    "ML_DSA_44",
+    "ML_DSA_65",
+    "ML_DSA_87",
+];
 
 /// Every KeyUsage AWS names.
-pub(crate) const KEY_USAGES: &str =
-    "[SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]";
+pub(crate) const KEY_USAGES: &[&str] = &[
+    "SIGN_VERIFY",
+    "ENCRYPT_DECRYPT",
+    "GENERATE_VERIFY_MAC",
+    "KEY_AGREEMENT",
+];
+
+/// AWS's message for a value outside an enum.
+pub(crate) fn not_in_enum(value: &str, member: &str, allowed: &[&str]) -> String {
+    format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        allowed.join(", ")
+    )
+}
 
 /// The MAC algorithm of an HMAC key spec.
 pub(crate) fn mac_algorithm(spec: &str) -> Option<&'static str> {
@@ -203,6 +233,16 @@ fn lookup<'a>(
 
 /// Finds a key by id, key ARN, `alias/NAME` or alias ARN.
 pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
+    resolve_with(state, key_id, AwsKey::clone)
+}
+
+/// Finds a key as [`resolve`] does and answers what `f` reads of it,
+/// without copying the key.
+pub(crate) fn resolve_with<T>(
+    state: &State,
+    key_id: &str,
+    f: impl FnOnce(&AwsKey) -> T,
+) -> Result<T, AwsError> {
     let store = read(&state.aws);
     let not_found = || {
         e400(
@@ -224,7 +264,7 @@ pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
                 if k.arn() != key_id {
                     return Err(not_found());
                 }
-                return Ok(k.clone());
+                return Ok(f(k));
             }
             _ => return Err(not_found()),
         }
@@ -240,9 +280,7 @@ pub(crate) fn resolve(state: &State, key_id: &str) -> Result<AwsKey, AwsError> {
         })?,
         None => key_id.to_string(),
     };
-    lookup(&store, &id, &region())
-        .cloned()
-        .ok_or_else(not_found)
+    lookup(&store, &id, &region()).map(f).ok_or_else(not_found)
 }
 
 pub(crate) fn usable(k: &AwsKey) -> Result<(), AwsError> {
